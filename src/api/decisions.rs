@@ -1,0 +1,188 @@
+//! `verdict.v1.DecisionService`.
+
+use super::status::unimplemented;
+use super::{convert, deadline};
+use crate::clock::Clock;
+use crate::domain::Violations;
+use crate::domain::incident::limits;
+use crate::manager::{DecisionManager, ManagerError};
+use crate::proto as pb;
+use crate::proto::decision_service_server::DecisionService;
+use std::pin::Pin;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct DecisionApi {
+    decisions: Arc<DecisionManager>,
+    clock: Arc<dyn Clock>,
+}
+
+impl DecisionApi {
+    pub fn new(decisions: Arc<DecisionManager>, clock: Arc<dyn Clock>) -> Self {
+        DecisionApi { decisions, clock }
+    }
+
+    fn render(&self, d: &crate::domain::Decision) -> Option<pb::Decision> {
+        Some(convert::decision_to(d, self.clock.now()))
+    }
+}
+
+fn invalid(v: Violations) -> Status {
+    ManagerError::Invalid(v).into()
+}
+
+type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl DecisionService for DecisionApi {
+    async fn get_or_create_decision(
+        &self,
+        req: Request<pb::GetOrCreateDecisionRequest>,
+    ) -> Result<Response<pb::GetOrCreateDecisionResponse>, Status> {
+        let call_deadline = deadline::from_metadata(req.metadata());
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let id = convert::incident_id(&mut v, "incident_id", &r.incident_id);
+        let mode = convert::mode_from(&mut v, r.mode);
+        let timeout = match &r.timeout {
+            None => None,
+            Some(t) => match convert::from_duration(t) {
+                Some(d) if d.is_zero() => None,
+                Some(d) if d <= crate::manager::decisions::MAX_TIMEOUT => Some(d),
+                Some(_) => {
+                    v.add("timeout", "must be at most 10 minutes");
+                    None
+                }
+                None => {
+                    v.add("timeout", "must be a non-negative duration");
+                    None
+                }
+            },
+        };
+        let id = match (id, v.is_empty()) {
+            (Some(id), true) => id,
+            _ => return Err(invalid(v)),
+        };
+        let (d, created) = self
+            .decisions
+            .get_or_create(&id, mode, r.wait, timeout, call_deadline)
+            .await?;
+        Ok(Response::new(pb::GetOrCreateDecisionResponse {
+            decision: self.render(&d),
+            created,
+        }))
+    }
+
+    async fn get_decision(
+        &self,
+        req: Request<pb::GetDecisionRequest>,
+    ) -> Result<Response<pb::GetDecisionResponse>, Status> {
+        let mut v = Violations::new();
+        let token =
+            convert::token(&mut v, "token", &req.get_ref().token).ok_or_else(|| invalid(v))?;
+        let d = self.decisions.get(&token).await?;
+        Ok(Response::new(pb::GetDecisionResponse {
+            decision: self.render(&d),
+        }))
+    }
+
+    async fn list_decisions(
+        &self,
+        req: Request<pb::ListDecisionsRequest>,
+    ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
+        let mut v = Violations::new();
+        let id = convert::incident_id(&mut v, "incident_id", &req.get_ref().incident_id)
+            .ok_or_else(|| invalid(v))?;
+        let list = self.decisions.list(&id).await?;
+        let now = self.clock.now();
+        Ok(Response::new(pb::ListDecisionsResponse {
+            decisions: list.iter().map(|d| convert::decision_to(d, now)).collect(),
+        }))
+    }
+
+    async fn approve_decision(
+        &self,
+        req: Request<pb::ApproveDecisionRequest>,
+    ) -> Result<Response<pb::ApproveDecisionResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token);
+        convert::actor(&mut v, &r.actor);
+        let token = match (token, v.is_empty()) {
+            (Some(t), true) => t,
+            _ => return Err(invalid(v)),
+        };
+        let d = self
+            .decisions
+            .approve(&token, &r.actor, r.expected_version)
+            .await?;
+        Ok(Response::new(pb::ApproveDecisionResponse {
+            decision: self.render(&d),
+        }))
+    }
+
+    async fn reject_decision(
+        &self,
+        req: Request<pb::RejectDecisionRequest>,
+    ) -> Result<Response<pb::RejectDecisionResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token);
+        convert::actor(&mut v, &r.actor);
+        v.max_len("reason", &r.reason, limits::NOTE);
+        let token = match (token, v.is_empty()) {
+            (Some(t), true) => t,
+            _ => return Err(invalid(v)),
+        };
+        let d = self
+            .decisions
+            .reject(&token, &r.actor, &r.reason, r.expected_version)
+            .await?;
+        Ok(Response::new(pb::RejectDecisionResponse {
+            decision: self.render(&d),
+        }))
+    }
+
+    async fn complete_decision(
+        &self,
+        req: Request<pb::CompleteDecisionRequest>,
+    ) -> Result<Response<pb::CompleteDecisionResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token);
+        v.max_len("output", &r.output, limits::OUTPUT);
+        let token = match (token, v.is_empty()) {
+            (Some(t), true) => t,
+            _ => return Err(invalid(v)),
+        };
+        let d = self
+            .decisions
+            .complete(&token, r.success, &r.output)
+            .await?;
+        Ok(Response::new(pb::CompleteDecisionResponse {
+            decision: self.render(&d),
+        }))
+    }
+
+    type WatchDecisionStream = Stream<pb::WatchDecisionResponse>;
+
+    async fn watch_decision(
+        &self,
+        _req: Request<pb::WatchDecisionRequest>,
+    ) -> Result<Response<Self::WatchDecisionStream>, Status> {
+        Err(unimplemented(
+            "DecisionService.WatchDecision (live decisions)",
+        ))
+    }
+
+    type WatchDecisionsStream = Stream<pb::WatchDecisionsResponse>;
+
+    async fn watch_decisions(
+        &self,
+        _req: Request<pb::WatchDecisionsRequest>,
+    ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
+        Err(unimplemented(
+            "DecisionService.WatchDecisions (live decisions)",
+        ))
+    }
+}

@@ -1,0 +1,102 @@
+//! `verdict.v1.IncidentService`.
+
+use super::convert;
+use super::status::unimplemented;
+use crate::domain::Violations;
+use crate::domain::incident::limits;
+use crate::manager::IncidentManager;
+use crate::proto as pb;
+use crate::proto::incident_service_server::IncidentService;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct IncidentApi {
+    incidents: Arc<IncidentManager>,
+}
+
+impl IncidentApi {
+    pub fn new(incidents: Arc<IncidentManager>) -> Self {
+        IncidentApi { incidents }
+    }
+}
+
+#[tonic::async_trait]
+impl IncidentService for IncidentApi {
+    async fn create_incident(
+        &self,
+        req: Request<pb::CreateIncidentRequest>,
+    ) -> Result<Response<pb::CreateIncidentResponse>, Status> {
+        let (new, request_id) =
+            convert::create_incident(req.get_ref()).map_err(crate::manager::ManagerError::from)?;
+        let incident = self.incidents.create(new, request_id).await?;
+        Ok(Response::new(pb::CreateIncidentResponse {
+            incident: Some(convert::incident_to(&incident)),
+        }))
+    }
+
+    async fn ingest_signals(
+        &self,
+        _req: Request<pb::IngestSignalsRequest>,
+    ) -> Result<Response<pb::IngestSignalsResponse>, Status> {
+        Err(unimplemented(
+            "IncidentService.IngestSignals (alert ingestion)",
+        ))
+    }
+
+    async fn get_incident(
+        &self,
+        req: Request<pb::GetIncidentRequest>,
+    ) -> Result<Response<pb::GetIncidentResponse>, Status> {
+        let mut v = Violations::new();
+        let id = convert::incident_id(&mut v, "id", &req.get_ref().id);
+        let id = id.ok_or(v).map_err(crate::manager::ManagerError::from)?;
+        let incident = self.incidents.get(&id).await?;
+        Ok(Response::new(pb::GetIncidentResponse {
+            incident: Some(convert::incident_to(&incident)),
+        }))
+    }
+
+    async fn list_incidents(
+        &self,
+        req: Request<pb::ListIncidentsRequest>,
+    ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        let (filter, size, token) =
+            convert::list_incidents(req.get_ref()).map_err(crate::manager::ManagerError::from)?;
+        let (items, next) = self.incidents.list(&filter, size, &token).await?;
+        Ok(Response::new(pb::ListIncidentsResponse {
+            incidents: items.iter().map(convert::incident_to).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn update_incident_status(
+        &self,
+        req: Request<pb::UpdateIncidentStatusRequest>,
+    ) -> Result<Response<pb::UpdateIncidentStatusResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let id = convert::incident_id(&mut v, "id", &r.id);
+        let status = convert::status_from(r.status);
+        if status.is_none() {
+            v.add(
+                "status",
+                "is required: OPEN, INVESTIGATING, RESOLVED or CLOSED",
+            );
+        }
+        v.max_len("actor", &r.actor, limits::ACTOR);
+        v.max_len("note", &r.note, limits::NOTE);
+        v.clone()
+            .into_result()
+            .map_err(crate::manager::ManagerError::from)?;
+        let (Some(id), Some(status)) = (id, status) else {
+            return Err(crate::manager::ManagerError::from(v).into());
+        };
+        let incident = self
+            .incidents
+            .update_status(&id, status, &r.actor, &r.note)
+            .await?;
+        Ok(Response::new(pb::UpdateIncidentStatusResponse {
+            incident: Some(convert::incident_to(&incident)),
+        }))
+    }
+}

@@ -1,0 +1,14 @@
+//! The gRPC surface: tonic service implementations and the conversions
+//! between protobuf and domain types. This is the only module that knows
+//! protobuf, and `status.rs` is the only place errors become `Status`.
+
+pub mod convert;
+pub mod deadline;
+pub mod decisions;
+pub mod incidents;
+pub mod stats;
+pub mod status;
+
+pub use decisions::DecisionApi;
+pub use incidents::IncidentApi;
+pub use stats::StatsApi;

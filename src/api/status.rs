@@ -1,0 +1,49 @@
+//! The one place where application errors become gRPC statuses, with
+//! `google.rpc` error details attached (tonic-types).
+
+use crate::domain::TransitionError;
+use crate::manager::ManagerError;
+use crate::store::StoreError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+impl From<ManagerError> for Status {
+    fn from(e: ManagerError) -> Status {
+        let msg = e.to_string();
+        match e {
+            ManagerError::Invalid(v) => {
+                let mut details = ErrorDetails::new();
+                for f in v.0 {
+                    details.add_bad_request_violation(f.field, f.description);
+                }
+                Status::with_error_details(Code::InvalidArgument, msg, details)
+            }
+            ManagerError::NotFound(_) => Status::not_found(msg),
+            ManagerError::AlreadyExists(_) => Status::already_exists(msg),
+            ManagerError::Transition(t) => {
+                let (kind, subject) = match &t {
+                    TransitionError::NotAllowed { token, .. } => ("STATE", token.to_string()),
+                    TransitionError::Expired { token, .. } => ("EXPIRED", token.to_string()),
+                    TransitionError::StaleVersion { token, .. } => ("VERSION", token.to_string()),
+                };
+                let details =
+                    ErrorDetails::with_precondition_failure_violation(kind, subject, msg.clone());
+                Status::with_error_details(Code::FailedPrecondition, msg, details)
+            }
+            ManagerError::Contended(_) => Status::aborted(msg),
+            ManagerError::ShuttingDown => Status::unavailable(msg),
+            ManagerError::Store(StoreError::Unavailable(_)) => Status::unavailable(msg),
+            ManagerError::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                Status::internal(msg)
+            }
+        }
+    }
+}
+
+/// The answer of RPCs whose issue has not landed yet.
+pub fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is declared in the API but not implemented yet in this version of verdict"
+    ))
+}

@@ -1,0 +1,1 @@
+//! The client subcommands (filled in below).

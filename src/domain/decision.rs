@@ -1,0 +1,267 @@
+//! Decision tokens and their state machine.
+//!
+//! The transition table lives here and nowhere else: stores only
+//! compare-and-set on `version`, they do not know which moves are legal.
+
+use super::ids::{IncidentId, Token};
+use super::proposal::Proposal;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The states a decision moves through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DecisionState {
+    Init,
+    Analyzing,
+    Ready,
+    Executing,
+    Completed,
+    Error,
+    Rejected,
+}
+
+impl DecisionState {
+    /// The transition table from SPEC: INIT → ANALYZING → READY → EXECUTING →
+    /// COMPLETED | ERROR, and READY → REJECTED.
+    pub fn can_move_to(self, next: DecisionState) -> bool {
+        use DecisionState::*;
+        matches!(
+            (self, next),
+            (Init, Analyzing)
+                | (Analyzing, Ready)
+                | (Ready, Executing)
+                | (Ready, Rejected)
+                | (Executing, Completed)
+                | (Executing, Error)
+        )
+    }
+
+    /// No transition leaves a terminal state.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Error | Self::Rejected)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Init => "INIT",
+            Self::Analyzing => "ANALYZING",
+            Self::Ready => "READY",
+            Self::Executing => "EXECUTING",
+            Self::Completed => "COMPLETED",
+            Self::Error => "ERROR",
+            Self::Rejected => "REJECTED",
+        }
+    }
+}
+
+/// Which engine decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DecisionMode {
+    Auto,
+    Dual,
+    Consensus,
+}
+
+/// A refused transition.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum TransitionError {
+    #[error("decision {token} is {from}; it cannot become {to}")]
+    NotAllowed {
+        token: Token,
+        from: &'static str,
+        to: &'static str,
+    },
+    #[error("decision {token} expired at {expires_at}")]
+    Expired {
+        token: Token,
+        expires_at: DateTime<Utc>,
+    },
+    #[error("decision {token} is at version {actual}, not the expected {expected}")]
+    StaleVersion {
+        token: Token,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+/// A decision token as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub token: Token,
+    pub incident_id: IncidentId,
+    pub state: DecisionState,
+    pub mode: DecisionMode,
+    pub proposal: Option<Proposal>,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub analysis_deadline: DateTime<Utc>,
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub decided_by: String,
+    pub decided_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub output: String,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Decision {
+    /// A new token, already ANALYZING (INIT is passed through in the same
+    /// write: nobody can observe it, so it is recorded as version 1 =
+    /// ANALYZING).
+    pub fn start(
+        incident_id: IncidentId,
+        mode: DecisionMode,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+        analysis_deadline: DateTime<Utc>,
+    ) -> Self {
+        Decision {
+            token: Token::generate(),
+            incident_id,
+            state: DecisionState::Analyzing,
+            mode,
+            proposal: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + ttl,
+            analysis_deadline,
+            error: String::new(),
+            decided_by: String::new(),
+            decided_at: None,
+            reason: String::new(),
+            output: String::new(),
+            completed_at: None,
+        }
+    }
+
+    /// A READY token past its TTL can no longer be approved; it reads as
+    /// EXPIRED. EXECUTING and terminal tokens never expire: their outcome
+    /// must stay visible.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        matches!(
+            self.state,
+            DecisionState::Init | DecisionState::Analyzing | DecisionState::Ready
+        ) && now >= self.expires_at
+    }
+
+    /// Returns the next version of this decision in state `next`, or why the
+    /// move is refused. `expected_version` 0 means "whatever is current".
+    pub fn transition(
+        &self,
+        next: DecisionState,
+        expected_version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, TransitionError> {
+        if expected_version != 0 && expected_version != self.version {
+            return Err(TransitionError::StaleVersion {
+                token: self.token.clone(),
+                expected: expected_version,
+                actual: self.version,
+            });
+        }
+        if !self.state.can_move_to(next) {
+            return Err(TransitionError::NotAllowed {
+                token: self.token.clone(),
+                from: self.state.as_str(),
+                to: next.as_str(),
+            });
+        }
+        // An analysis may finish after the TTL (it is then immediately
+        // expired), but a person cannot act on an expired proposal.
+        if next != DecisionState::Ready && self.is_expired(now) {
+            return Err(TransitionError::Expired {
+                token: self.token.clone(),
+                expires_at: self.expires_at,
+            });
+        }
+        let mut d = self.clone();
+        d.state = next;
+        d.version += 1;
+        d.updated_at = now;
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DecisionState::*;
+
+    const ALL: [DecisionState; 7] = [
+        Init, Analyzing, Ready, Executing, Completed, Error, Rejected,
+    ];
+
+    #[test]
+    fn the_transition_table_is_exactly_the_spec() {
+        let allowed = [
+            (Init, Analyzing),
+            (Analyzing, Ready),
+            (Ready, Executing),
+            (Ready, Rejected),
+            (Executing, Completed),
+            (Executing, Error),
+        ];
+        for from in ALL {
+            for to in ALL {
+                assert_eq!(
+                    from.can_move_to(to),
+                    allowed.contains(&(from, to)),
+                    "{from:?} -> {to:?}"
+                );
+            }
+        }
+        for s in ALL {
+            if s.is_terminal() {
+                assert!(ALL.iter().all(|t| !s.can_move_to(*t)));
+            }
+        }
+    }
+
+    fn decision(now: DateTime<Utc>) -> Decision {
+        Decision::start(
+            IncidentId::generate(),
+            DecisionMode::Auto,
+            now,
+            chrono::Duration::hours(1),
+            now + chrono::Duration::seconds(30),
+        )
+    }
+
+    #[test]
+    fn transitions_bump_the_version_and_check_it() {
+        let now = Utc::now();
+        let d = decision(now);
+        let r = d.transition(Ready, 1, now).unwrap();
+        assert_eq!(r.version, 2);
+        assert!(matches!(
+            r.transition(Executing, 1, now),
+            Err(TransitionError::StaleVersion { .. })
+        ));
+        assert!(r.transition(Executing, 0, now).is_ok());
+        assert!(matches!(
+            r.transition(Completed, 0, now),
+            Err(TransitionError::NotAllowed { .. })
+        ));
+    }
+
+    #[test]
+    fn an_expired_ready_token_cannot_be_approved() {
+        let now = Utc::now();
+        let d = decision(now).transition(Ready, 0, now).unwrap();
+        let later = now + chrono::Duration::hours(2);
+        assert!(d.is_expired(later));
+        assert!(matches!(
+            d.transition(Executing, 0, later),
+            Err(TransitionError::Expired { .. })
+        ));
+        let e = d.transition(Executing, 0, now).unwrap();
+        assert!(!e.is_expired(later));
+    }
+}

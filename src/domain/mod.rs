@@ -1,0 +1,18 @@
+//! Plain domain types and rules: no I/O, no protobuf, no Redis.
+//!
+//! Everything that comes from outside (proto, TOML, HTTP, LLM output) becomes
+//! one of these types at the boundary or is rejected there with a field path.
+
+pub mod decision;
+pub mod ids;
+pub mod incident;
+pub mod proposal;
+pub mod validation;
+
+pub use decision::{Decision, DecisionMode, DecisionState, TransitionError};
+pub use ids::{IncidentId, K8sName, RequestId, Token};
+pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};
+pub use proposal::{
+    CommandVerb, FallbackReason, Proposal, ProposalSource, RemediationCommand, RiskLevel,
+};
+pub use validation::{FieldViolation, Violations};

@@ -1,0 +1,16 @@
+//! verdict: an incident-remediation decision service.
+//!
+//! See `ARCHITECTURE.md` for the map. Layers, outside in: `api` (gRPC) →
+//! `manager` (application rules) → `engine` (proposals) and `store`
+//! (persistence) → `domain` (plain types, no I/O).
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod manager;
+pub mod proto;
+pub mod server;
+pub mod store;

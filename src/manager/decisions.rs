@@ -1,0 +1,448 @@
+//! The decision manager: the seed's `get_or_create_decision` with its flaws
+//! fixed. One token per incident at a time (single-flight across replicas
+//! through the store's compare-and-set), transitions validated by the
+//! domain's table and written with compare-and-set on `version`, and a
+//! proposal always ready by the deadline: whatever the analyzer does, the
+//! expert engine answers when time is up.
+
+use super::ManagerError;
+use crate::clock::Clock;
+use crate::domain::{
+    Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Token,
+    TransitionError,
+};
+use crate::engine::{Analyzer, ExpertEngine};
+use crate::store::{Cas, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How many compare-and-set races one call retries before giving up with
+/// ABORTED-style `Contended` (each retry re-reads, so this only trips under
+/// pathological contention).
+const CAS_ATTEMPTS: usize = 8;
+/// How often a caller waiting on an analysis owned by another replica
+/// re-reads the decision. Local analyses wake waiters at once.
+const JOIN_POLL: Duration = Duration::from_millis(20);
+/// The longest analysis timeout a caller may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What happens after approval.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    /// The decision stays EXECUTING until an external executor calls
+    /// `CompleteDecision`.
+    External,
+    /// Nothing runs; the decision completes at once with the command that
+    /// would have run.
+    DryRun,
+}
+
+/// Settings of the decision manager.
+#[derive(Debug, Clone)]
+pub struct DecisionSettings {
+    /// How long a token stays approvable.
+    pub token_ttl: Duration,
+    /// Analysis deadline when the caller gives none.
+    pub default_timeout: Duration,
+    pub executor: ExecutorKind,
+    /// Decisions returned by `ListDecisions`.
+    pub history_len: usize,
+}
+
+/// Issues decision tokens and moves them through their states.
+pub struct DecisionManager {
+    store: Arc<dyn Store>,
+    expert: Arc<ExpertEngine>,
+    analyzer: Arc<dyn Analyzer>,
+    clock: Arc<dyn Clock>,
+    settings: DecisionSettings,
+    /// Background analyses (calls without `wait`); drained on shutdown.
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    /// Bumped whenever this replica finishes an analysis, so local waiters
+    /// wake at once instead of at their next poll.
+    finished: tokio::sync::watch::Sender<u64>,
+}
+
+/// What to do with an incident's current decision.
+enum Reuse {
+    Return,
+    Join,
+    Replace,
+}
+
+impl DecisionManager {
+    pub fn new(
+        store: Arc<dyn Store>,
+        expert: Arc<ExpertEngine>,
+        analyzer: Arc<dyn Analyzer>,
+        clock: Arc<dyn Clock>,
+        settings: DecisionSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        DecisionManager {
+            store,
+            expert,
+            analyzer,
+            clock,
+            settings,
+            tasks: TaskTracker::new(),
+            shutdown,
+            finished: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Waits (up to `grace`) for background analyses to finish. A decision
+    /// left ANALYZING is finished by the next reader after its deadline.
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+    }
+
+    /// The seed's rule for an incident's current token: READY and EXECUTING
+    /// are returned; COMPLETED only while the incident is resolved or closed
+    /// (the Y/n fix: an active incident gets a new token); an analysis in
+    /// flight is joined; anything else (REJECTED, ERROR, expired) is replaced.
+    fn reuse(
+        &self,
+        d: &Decision,
+        incident: &Incident,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Reuse {
+        if d.is_expired(now) {
+            return Reuse::Replace;
+        }
+        match d.state {
+            DecisionState::Ready | DecisionState::Executing => Reuse::Return,
+            DecisionState::Completed if !incident.status.is_active() => Reuse::Return,
+            DecisionState::Init | DecisionState::Analyzing => Reuse::Join,
+            DecisionState::Completed | DecisionState::Error | DecisionState::Rejected => {
+                Reuse::Replace
+            }
+        }
+    }
+
+    /// Returns the incident's current decision or issues a new one (see
+    /// [`Self::reuse`]). With `wait`, returns only once the decision is past
+    /// ANALYZING, and no later than `deadline`: at the deadline the expert
+    /// proposal is used. Returns whether this call issued the token.
+    pub async fn get_or_create(
+        self: &Arc<Self>,
+        incident_id: &IncidentId,
+        mode: DecisionMode,
+        wait: bool,
+        timeout: Option<Duration>,
+        call_deadline: Option<Instant>,
+    ) -> Result<(Decision, bool), ManagerError> {
+        if self.shutdown.is_cancelled() {
+            return Err(ManagerError::ShuttingDown);
+        }
+        let timeout = timeout
+            .unwrap_or(self.settings.default_timeout)
+            .min(MAX_TIMEOUT);
+        let mut deadline = Instant::now() + timeout;
+        if let Some(cd) = call_deadline {
+            deadline = deadline.min(cd);
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let (incident, current) = self.store.incident_and_current(incident_id).await?;
+            let incident = incident
+                .ok_or_else(|| ManagerError::NotFound(format!("incident {incident_id}")))?;
+            let now = self.clock.now();
+            if let Some(d) = &current {
+                match self.reuse(d, &incident, now) {
+                    Reuse::Return => return Ok((d.clone(), false)),
+                    Reuse::Join => {
+                        if now >= d.analysis_deadline {
+                            // Its replica died or stalled: finish it here.
+                            let d = self
+                                .finish_with_expert(d.clone(), &incident, FallbackReason::Recovered)
+                                .await?;
+                            return Ok((d, false));
+                        }
+                        if !wait {
+                            return Ok((d.clone(), false));
+                        }
+                        let d = self.join(d.clone(), &incident, deadline).await?;
+                        return Ok((d, false));
+                    }
+                    Reuse::Replace => {}
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let analysis_deadline =
+                now + chrono::Duration::from_std(remaining).unwrap_or(chrono::Duration::zero());
+            let ttl = chrono::Duration::from_std(self.settings.token_ttl)
+                .unwrap_or(chrono::Duration::hours(1));
+            let fresh = Decision::start(incident_id.clone(), mode, now, ttl, analysis_deadline);
+            match self
+                .store
+                .create_decision(current.as_ref().map(|d| &d.token), &fresh)
+                .await?
+            {
+                Cas::Written => {
+                    tracing::info!(token = %fresh.token, incident = %incident_id, "decision analyzing");
+                    if wait {
+                        let d = self.analyze(fresh, incident, deadline).await?;
+                        return Ok((d, true));
+                    }
+                    self.spawn_analysis(fresh.clone(), incident, deadline);
+                    return Ok((fresh, true));
+                }
+                // Another caller (on any replica) issued a token first:
+                // re-read and treat it as the current one.
+                Cas::Conflict(_) => continue,
+            }
+        }
+        Err(ManagerError::Contended(format!("incident {incident_id}")))
+    }
+
+    fn spawn_analysis(self: &Arc<Self>, d: Decision, incident: Incident, deadline: Instant) {
+        let this = Arc::clone(self);
+        self.tasks.spawn(async move {
+            let token = d.token.clone();
+            if let Err(e) = this.analyze(d, incident, deadline).await {
+                tracing::warn!(%token, error = %e, "background analysis failed; the next reader finishes it");
+            }
+        });
+    }
+
+    /// Runs the analyzer under the deadline; the expert proposal answers
+    /// when it does not finish in time.
+    async fn analyze(
+        &self,
+        d: Decision,
+        incident: Incident,
+        deadline: Instant,
+    ) -> Result<Decision, ManagerError> {
+        let started = Instant::now();
+        let mut proposal = match tokio::time::timeout_at(deadline, self.analyzer.analyze(&incident))
+            .await
+        {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::warn!(token = %d.token, "analysis deadline reached; using the expert proposal");
+                let mut p = self.expert.propose(&incident);
+                p.fallback_reason = Some(FallbackReason::Timeout);
+                p
+            }
+        };
+        proposal.analysis_latency = started.elapsed();
+        self.finish(d, proposal).await
+    }
+
+    async fn finish_with_expert(
+        &self,
+        d: Decision,
+        incident: &Incident,
+        reason: FallbackReason,
+    ) -> Result<Decision, ManagerError> {
+        let mut p = self.expert.propose(incident);
+        p.fallback_reason = Some(reason);
+        self.finish(d, p).await
+    }
+
+    /// ANALYZING → READY with `proposal`. When someone else finished it
+    /// first, their result stands and is returned.
+    async fn finish(
+        &self,
+        d: Decision,
+        proposal: crate::domain::Proposal,
+    ) -> Result<Decision, ManagerError> {
+        let mut next = d.transition(DecisionState::Ready, d.version, self.clock.now())?;
+        next.proposal = Some(proposal);
+        let out = match self.store.update_decision(d.version, &next).await? {
+            Cas::Written => {
+                tracing::info!(token = %next.token, "decision ready");
+                next
+            }
+            Cas::Conflict(Some(current)) => current,
+            Cas::Conflict(None) => {
+                return Err(ManagerError::NotFound(format!("decision {}", d.token)));
+            }
+        };
+        self.finished.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(out)
+    }
+
+    /// Waits for an analysis owned by another call (maybe on another
+    /// replica) until it leaves ANALYZING, finishing it with the expert
+    /// proposal at `deadline` (or at its own analysis deadline).
+    async fn join(
+        &self,
+        mut d: Decision,
+        incident: &Incident,
+        deadline: Instant,
+    ) -> Result<Decision, ManagerError> {
+        let mut finished = self.finished.subscribe();
+        loop {
+            if d.state != DecisionState::Analyzing {
+                return Ok(d);
+            }
+            let now = self.clock.now();
+            if Instant::now() >= deadline || now >= d.analysis_deadline {
+                let reason = if now >= d.analysis_deadline {
+                    FallbackReason::Recovered
+                } else {
+                    FallbackReason::Timeout
+                };
+                return self.finish_with_expert(d, incident, reason).await;
+            }
+            let poll = (Instant::now() + JOIN_POLL).min(deadline);
+            tokio::select! {
+                _ = finished.changed() => {}
+                _ = tokio::time::sleep_until(poll) => {}
+                _ = self.shutdown.cancelled() => return Err(ManagerError::ShuttingDown),
+            }
+            d = self
+                .store
+                .get_decision(&d.token)
+                .await?
+                .ok_or_else(|| ManagerError::NotFound(format!("decision {}", d.token)))?;
+        }
+    }
+
+    /// A decision by token; an ANALYZING one past its analysis deadline is
+    /// finished on read with the expert proposal, so the UI never locks.
+    pub async fn get(&self, token: &Token) -> Result<Decision, ManagerError> {
+        let d = self.load(token).await?;
+        if d.state == DecisionState::Analyzing && self.clock.now() >= d.analysis_deadline {
+            let incident = self
+                .store
+                .get_incident(&d.incident_id)
+                .await?
+                .ok_or_else(|| ManagerError::NotFound(format!("incident {}", d.incident_id)))?;
+            return self
+                .finish_with_expert(d, &incident, FallbackReason::Recovered)
+                .await;
+        }
+        Ok(d)
+    }
+
+    async fn load(&self, token: &Token) -> Result<Decision, ManagerError> {
+        self.store
+            .get_decision(token)
+            .await?
+            .ok_or_else(|| ManagerError::NotFound(format!("decision {token}")))
+    }
+
+    /// The incident's decisions, newest first.
+    pub async fn list(&self, incident_id: &IncidentId) -> Result<Vec<Decision>, ManagerError> {
+        let out = self
+            .store
+            .list_decisions(incident_id, self.settings.history_len)
+            .await?;
+        if out.is_empty() && self.store.get_incident(incident_id).await?.is_none() {
+            return Err(ManagerError::NotFound(format!("incident {incident_id}")));
+        }
+        Ok(out)
+    }
+
+    /// Applies one transition with compare-and-set. With an expected
+    /// version, a lost race is reported as stale; without one, the call
+    /// re-reads and re-validates (so of two approvers exactly one wins and
+    /// the other learns the decision is no longer READY).
+    async fn transition(
+        &self,
+        token: &Token,
+        expected_version: u64,
+        next_state: DecisionState,
+        edit: impl Fn(&mut Decision),
+    ) -> Result<Decision, ManagerError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let d = self.load(token).await?;
+            let mut next = d.transition(next_state, expected_version, self.clock.now())?;
+            edit(&mut next);
+            match self.store.update_decision(d.version, &next).await? {
+                Cas::Written => {
+                    tracing::info!(%token, state = next.state.as_str(), version = next.version, "decision changed");
+                    return Ok(next);
+                }
+                Cas::Conflict(Some(cur)) if expected_version != 0 => {
+                    return Err(TransitionError::StaleVersion {
+                        token: token.clone(),
+                        expected: expected_version,
+                        actual: cur.version,
+                    }
+                    .into());
+                }
+                Cas::Conflict(_) => continue,
+            }
+        }
+        Err(ManagerError::Contended(format!("decision {token}")))
+    }
+
+    /// READY → EXECUTING, then the executor runs (dry-run completes at once).
+    pub async fn approve(
+        &self,
+        token: &Token,
+        actor: &str,
+        expected_version: u64,
+    ) -> Result<Decision, ManagerError> {
+        let now = self.clock.now();
+        let d = self
+            .transition(token, expected_version, DecisionState::Executing, |d| {
+                d.decided_by = actor.to_owned();
+                d.decided_at = Some(now);
+            })
+            .await?;
+        match self.settings.executor {
+            ExecutorKind::External => Ok(d),
+            ExecutorKind::DryRun => {
+                let line = d
+                    .proposal
+                    .as_ref()
+                    .map(|p| p.command.render())
+                    .unwrap_or_default();
+                self.complete(token, true, &format!("dry-run: would run `{line}`"))
+                    .await
+            }
+        }
+    }
+
+    /// READY → REJECTED.
+    pub async fn reject(
+        &self,
+        token: &Token,
+        actor: &str,
+        reason: &str,
+        expected_version: u64,
+    ) -> Result<Decision, ManagerError> {
+        let now = self.clock.now();
+        self.transition(token, expected_version, DecisionState::Rejected, |d| {
+            d.decided_by = actor.to_owned();
+            d.decided_at = Some(now);
+            d.reason = reason.to_owned();
+        })
+        .await
+    }
+
+    /// EXECUTING → COMPLETED (success) or ERROR.
+    pub async fn complete(
+        &self,
+        token: &Token,
+        success: bool,
+        output: &str,
+    ) -> Result<Decision, ManagerError> {
+        let now = self.clock.now();
+        let next = if success {
+            DecisionState::Completed
+        } else {
+            DecisionState::Error
+        };
+        self.transition(token, 0, next, |d| {
+            d.output = output.to_owned();
+            d.completed_at = Some(now);
+            if !success {
+                d.error = "execution failed".to_owned();
+            }
+        })
+        .await
+    }
+}

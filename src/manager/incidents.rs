@@ -1,0 +1,205 @@
+//! Incident operations: create (idempotent by request id), read, list with
+//! filters and cursor pagination, and status changes with compare-and-set.
+
+use super::ManagerError;
+use crate::clock::Clock;
+use crate::domain::{
+    Incident, IncidentId, IncidentStatus, K8sName, RequestId, Severity, Signal, Violations,
+};
+use crate::store::{Cas, Created, ListCursor, Store};
+use std::sync::Arc;
+
+/// How many index entries one `ListIncidents` call examines at most, so a
+/// sparse filter costs a bounded amount of work per page.
+const MAX_SCANNED_PER_PAGE: usize = 2_000;
+const CAS_ATTEMPTS: usize = 8;
+
+/// A validated incident to create.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub id: Option<IncidentId>,
+    pub title: String,
+    pub severity: Severity,
+    pub status: IncidentStatus,
+    pub signals: Vec<Signal>,
+    pub affected_services: Vec<K8sName>,
+    pub namespace: Option<K8sName>,
+}
+
+/// A validated listing filter.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub status: Option<IncidentStatus>,
+    pub severity: Option<Severity>,
+    pub service: Option<String>,
+}
+
+impl IncidentFilter {
+    fn matches(&self, i: &Incident) -> bool {
+        self.status.is_none_or(|s| i.status == s)
+            && self.severity.is_none_or(|s| i.severity == s)
+            && self
+                .service
+                .as_deref()
+                .is_none_or(|svc| i.affected_services.iter().any(|a| a.as_str() == svc))
+    }
+}
+
+pub struct IncidentManager {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl IncidentManager {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        IncidentManager { store, clock }
+    }
+
+    pub async fn create(
+        &self,
+        new: NewIncident,
+        request_id: Option<RequestId>,
+    ) -> Result<Incident, ManagerError> {
+        let now = self.clock.now();
+        let explicit_id = new.id.is_some();
+        let mut incident = Incident {
+            id: new.id.unwrap_or_else(IncidentId::generate),
+            title: new.title,
+            severity: new.severity,
+            status: IncidentStatus::Open,
+            signals: new.signals,
+            affected_services: new.affected_services,
+            namespace: new.namespace,
+            created_at: now,
+            updated_at: now,
+            resolved_at: None,
+            version: 1,
+            status_actor: String::new(),
+            status_note: String::new(),
+        };
+        if new.status != IncidentStatus::Open {
+            incident.set_status(new.status, now);
+            incident.version = 1;
+        }
+        match self
+            .store
+            .create_incident(&incident, request_id.as_ref())
+            .await?
+        {
+            Created::New(i) | Created::Replayed(i) => Ok(i),
+            Created::IdTaken if explicit_id => Err(ManagerError::AlreadyExists(format!(
+                "incident {}",
+                incident.id
+            ))),
+            // A generated id collided (48 random bits): astronomically rare.
+            Created::IdTaken => Err(ManagerError::Contended("incident id".into())),
+        }
+    }
+
+    pub async fn get(&self, id: &IncidentId) -> Result<Incident, ManagerError> {
+        self.store
+            .get_incident(id)
+            .await?
+            .ok_or_else(|| ManagerError::NotFound(format!("incident {id}")))
+    }
+
+    /// One page of incidents, newest first. The page token is an opaque
+    /// cursor; a filtered page may be short while more pages remain.
+    pub async fn list(
+        &self,
+        filter: &IncidentFilter,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<Incident>, String), ManagerError> {
+        let mut cursor = parse_page_token(page_token)?;
+        let mut out = Vec::with_capacity(page_size);
+        let mut scanned = 0;
+        while out.len() < page_size && scanned < MAX_SCANNED_PER_PAGE {
+            let batch = (page_size - out.len()).max(50);
+            let (items, next) = self.store.list_incidents(cursor, batch).await?;
+            scanned += items.len().max(1);
+            let mut at = cursor;
+            let mut cut = None;
+            for i in items {
+                let ms = i.created_at.timestamp_millis();
+                at = Some(match at {
+                    Some(c) if c.created_ms == ms => ListCursor {
+                        created_ms: ms,
+                        skip_same: c.skip_same + 1,
+                    },
+                    _ => ListCursor {
+                        created_ms: ms,
+                        skip_same: 1,
+                    },
+                });
+                if filter.matches(&i) {
+                    out.push(i);
+                    if out.len() == page_size {
+                        cut = at;
+                        break;
+                    }
+                }
+            }
+            cursor = match cut {
+                Some(c) => Some(c),
+                None => next,
+            };
+            if cursor.is_none() || cut.is_some() {
+                break;
+            }
+        }
+        let token = cursor
+            .map(|c| format!("{}.{}", c.created_ms, c.skip_same))
+            .unwrap_or_default();
+        Ok((out, token))
+    }
+
+    /// Changes the status; RESOLVED sets `resolved_at`. Setting the status
+    /// the incident already has changes nothing.
+    pub async fn update_status(
+        &self,
+        id: &IncidentId,
+        status: IncidentStatus,
+        actor: &str,
+        note: &str,
+    ) -> Result<Incident, ManagerError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let cur = self.get(id).await?;
+            if cur.status == status {
+                return Ok(cur);
+            }
+            let mut next = cur.clone();
+            next.set_status(status, self.clock.now());
+            next.status_actor = actor.to_owned();
+            next.status_note = note.to_owned();
+            match self.store.update_incident(cur.version, &next).await? {
+                Cas::Written => {
+                    tracing::info!(incident = %id, status = status.as_str(), actor, "incident status changed");
+                    return Ok(next);
+                }
+                Cas::Conflict(_) => continue,
+            }
+        }
+        Err(ManagerError::Contended(format!("incident {id}")))
+    }
+}
+
+fn parse_page_token(token: &str) -> Result<Option<ListCursor>, ManagerError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let parsed = token.split_once('.').and_then(|(ms, skip)| {
+        Some(ListCursor {
+            created_ms: ms.parse().ok()?,
+            skip_same: skip.parse().ok()?,
+        })
+    });
+    match parsed {
+        Some(c) => Ok(Some(c)),
+        None => {
+            let mut v = Violations::new();
+            v.add("page_token", "is not a token returned by ListIncidents");
+            Err(v.into())
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Wiring: config in; store, engines and managers built; the gRPC services,
+//! health, reflection and gRPC-Web served on one port; graceful shutdown.
+
+use crate::api::{DecisionApi, IncidentApi, StatsApi};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::engine::ExpertEngine;
+use crate::manager::{DecisionManager, DecisionSettings, IncidentManager};
+use crate::proto::decision_service_server::DecisionServiceServer;
+use crate::proto::incident_service_server::IncidentServiceServer;
+use crate::proto::stats_service_server::StatsServiceServer;
+use crate::store::{MemoryStore, RedisStore, Retention, Store};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// The fully qualified names of verdict's services, as health reports them.
+pub const SERVICE_NAMES: [&str; 3] = [
+    "verdict.v1.IncidentService",
+    "verdict.v1.DecisionService",
+    "verdict.v1.StatsService",
+];
+
+/// How often health re-checks the store.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Optional replacements for tests and benchmarks.
+#[derive(Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// A running server. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// The token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops the server gracefully and waits until it has stopped.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after its shutdown token is cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.done.await.context("server task panicked")?
+    }
+}
+
+/// Builds the store the config asks for.
+pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let retention = Retention {
+        decisions: config.history_retention,
+        ..Retention::default()
+    };
+    if config.in_memory() {
+        tracing::warn!(
+            "=== IN-MEMORY STORE: nothing is persisted and replicas do not share state; use --redis-url in production ==="
+        );
+        return Ok(Arc::new(MemoryStore::new(retention)));
+    }
+    let url = config.redis_url.as_deref().unwrap_or_default();
+    let store = RedisStore::new(
+        url,
+        crate::store::redis::PoolConfig {
+            size: config.redis_pool_size,
+            wait: config.redis_pool_wait,
+        },
+        retention,
+    )?;
+    Ok(Arc::new(store))
+}
+
+/// Binds `config.listen` and starts serving in the background.
+pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let store = build_store(&config)?;
+    let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let expert = Arc::new(match &config.rules_file {
+        Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
+        None => ExpertEngine::builtin(),
+    });
+    let shutdown = CancellationToken::new();
+    let incidents = Arc::new(IncidentManager::new(store.clone(), clock.clone()));
+    let decisions = Arc::new(DecisionManager::new(
+        store.clone(),
+        expert.clone(),
+        expert.clone(),
+        clock.clone(),
+        DecisionSettings {
+            token_ttl: config.token_ttl,
+            default_timeout: config.decision_timeout,
+            executor: config.executor,
+            history_len: Retention::default().history_len,
+        },
+        shutdown.clone(),
+    ));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, false).await;
+    let health_task = tokio::spawn(watch_store_health(
+        store.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let max = config.max_message_bytes;
+    let router = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .concurrency_limit_per_connection(1024)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            IncidentServiceServer::new(IncidentApi::new(incidents)).max_decoding_message_size(max),
+        )
+        .add_service(
+            DecisionServiceServer::new(DecisionApi::new(decisions.clone(), clock.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(StatsServiceServer::new(StatsApi).max_decoding_message_size(max));
+
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let grace = config.shutdown_grace;
+    let token = shutdown.clone();
+    let done = tokio::spawn(async move {
+        let serve = router.serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            r = &mut serve => r.map_err(anyhow::Error::from),
+            _ = token.cancelled() => {
+                // Health flips first so load balancers stop sending work;
+                // then in-flight RPCs get `grace` to finish.
+                set_health(&health, false).await;
+                match tokio::time::timeout(grace, &mut serve).await {
+                    Ok(r) => r.map_err(anyhow::Error::from),
+                    Err(_) => {
+                        tracing::warn!(?grace, "in-flight requests did not finish in time; closing");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        decisions.drain(grace).await;
+        health_task.abort();
+        tracing::info!("server stopped");
+        result
+    });
+    tracing::info!(%addr, store = if config.in_memory() { "memory" } else { "redis" }, "verdict listening");
+    Ok(Running {
+        addr,
+        shutdown,
+        done,
+    })
+}
+
+async fn set_health(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Keeps health true to the store: NOT_SERVING while it does not answer.
+async fn watch_store_health(
+    store: Arc<dyn Store>,
+    health: HealthReporter,
+    shutdown: CancellationToken,
+) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let ok = matches!(
+            tokio::time::timeout(HEALTH_INTERVAL, store.ping()).await,
+            Ok(Ok(()))
+        );
+        if last != Some(ok) && !shutdown.is_cancelled() {
+            if ok {
+                tracing::info!("store reachable: SERVING");
+            } else {
+                tracing::warn!("store unreachable: NOT_SERVING");
+            }
+            set_health(&health, ok).await;
+            last = Some(ok);
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

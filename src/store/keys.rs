@@ -1,0 +1,49 @@
+//! The Redis key layout, in one place.
+//!
+//! Every key of one incident carries the incident id as a hash tag
+//! (`{INC-…}`), so they share a cluster slot and one Lua script can touch
+//! them atomically. The few global keys are indexes written beside those
+//! scripts; none of them is ever scanned.
+//!
+//! | key                              | type   | holds                                  |
+//! |----------------------------------|--------|----------------------------------------|
+//! | `verdict:{INC}:incident`         | hash   | `v` version, `d` incident JSON          |
+//! | `verdict:{INC}:current`          | string | the incident's current token            |
+//! | `verdict:{INC}:dec:DEC-…`        | hash   | `v` version, `d` decision JSON (retention TTL) |
+//! | `verdict:{INC}:history`          | list   | tokens, newest first (capped)           |
+//! | `verdict:token:DEC-…`            | string | the token's incident id (retention TTL) |
+//! | `verdict:incidents`              | zset   | incident ids scored by creation ms      |
+//! | `verdict:req:REQUEST-ID`         | string | incident id created by that request (24 h) |
+
+use crate::domain::{IncidentId, RequestId, Token};
+
+pub fn incident(id: &IncidentId) -> String {
+    format!("verdict:{{{id}}}:incident")
+}
+
+pub fn current(id: &IncidentId) -> String {
+    format!("verdict:{{{id}}}:current")
+}
+
+/// Prefix of an incident's decision keys; the token follows.
+pub fn decision_prefix(id: &IncidentId) -> String {
+    format!("verdict:{{{id}}}:dec:")
+}
+
+pub fn decision(id: &IncidentId, token: &Token) -> String {
+    format!("verdict:{{{id}}}:dec:{token}")
+}
+
+pub fn history(id: &IncidentId) -> String {
+    format!("verdict:{{{id}}}:history")
+}
+
+pub fn token_index(token: &Token) -> String {
+    format!("verdict:token:{token}")
+}
+
+pub const INCIDENT_INDEX: &str = "verdict:incidents";
+
+pub fn request(id: &RequestId) -> String {
+    format!("verdict:req:{}", id.as_str())
+}

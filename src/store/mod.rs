@@ -1,0 +1,161 @@
+//! Persistence behind one trait, [`Store`], with a Redis implementation for
+//! production and an in-memory one for `--dev` and fast tests. Both pass the
+//! same conformance suite (`tests/store_conformance.rs`).
+//!
+//! Stores know nothing about which transitions are legal: the decision
+//! manager computes the next version of a record and the store writes it
+//! only if the stored version is still the one the manager read
+//! (compare-and-set). Every lookup is by key: nothing scans.
+
+pub mod keys;
+pub mod memory;
+pub mod redis;
+
+use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use async_trait::async_trait;
+use thiserror::Error;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+/// What went wrong talking to the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The backend cannot be reached (or no pooled connection came in time).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record does not decode: a bug or a foreign writer.
+    #[error("corrupt record {key}: {detail}")]
+    Corrupt { key: String, detail: String },
+    /// Any other backend error.
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// The outcome of a compare-and-set.
+#[derive(Debug, PartialEq)]
+pub enum Cas<T> {
+    /// The new version was written.
+    Written,
+    /// Someone else wrote first; here is what is stored now (if anything).
+    Conflict(Option<T>),
+}
+
+/// The outcome of creating an incident.
+#[derive(Debug, PartialEq)]
+pub enum Created {
+    /// Stored now.
+    New(Incident),
+    /// The request id was seen before: this is the incident it created.
+    Replayed(Incident),
+    /// Another incident already has this id.
+    IdTaken,
+}
+
+/// A position in the newest-first incident listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    /// Creation time (ms) of the last incident returned.
+    pub created_ms: i64,
+    /// How many incidents with exactly that creation time were returned.
+    pub skip_same: u32,
+}
+
+/// Storage for incidents and decisions.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the backend answers (for health).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores a new incident. With a request id, a retry returns the
+    /// incident the first call created.
+    async fn create_incident(
+        &self,
+        incident: &Incident,
+        request_id: Option<&RequestId>,
+    ) -> Result<Created, StoreError>;
+
+    async fn get_incident(&self, id: &IncidentId) -> Result<Option<Incident>, StoreError>;
+
+    /// Up to `limit` incidents, newest first, starting after `cursor`;
+    /// returns the cursor after the last one (None at the end).
+    async fn list_incidents(
+        &self,
+        cursor: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Incident>, Option<ListCursor>), StoreError>;
+
+    /// Writes `incident` if the stored version is still `expected_version`.
+    async fn update_incident(
+        &self,
+        expected_version: u64,
+        incident: &Incident,
+    ) -> Result<Cas<Incident>, StoreError>;
+
+    /// A decision by token (one key lookup).
+    async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError>;
+
+    /// An incident and its current decision, in one round trip.
+    async fn incident_and_current(
+        &self,
+        id: &IncidentId,
+    ) -> Result<(Option<Incident>, Option<Decision>), StoreError>;
+
+    /// Makes `decision` its incident's current decision if the current one
+    /// is still `expected_current`; otherwise returns the current one.
+    async fn create_decision(
+        &self,
+        expected_current: Option<&Token>,
+        decision: &Decision,
+    ) -> Result<Cas<Decision>, StoreError>;
+
+    /// Writes `decision` if the stored version is still `expected_version`.
+    async fn update_decision(
+        &self,
+        expected_version: u64,
+        decision: &Decision,
+    ) -> Result<Cas<Decision>, StoreError>;
+
+    /// An incident's decisions, newest first.
+    async fn list_decisions(
+        &self,
+        id: &IncidentId,
+        limit: usize,
+    ) -> Result<Vec<Decision>, StoreError>;
+}
+
+/// How long records are kept, shared by both stores.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Decision records (and the token index) live this long after their
+    /// last change: far longer than the token TTL, so history outlives it.
+    pub decisions: std::time::Duration,
+    /// Decisions kept in an incident's history list.
+    pub history_len: usize,
+    /// How long a `CreateIncident` request id is remembered.
+    pub request_ids: std::time::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            decisions: std::time::Duration::from_secs(30 * 24 * 3600),
+            history_len: 100,
+            request_ids: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    key: &str,
+    json: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("domain types always serialize")
+}

@@ -1,0 +1,559 @@
+//! The Redis store: a bb8 pool of multiplexed connections, Lua scripts for
+//! every read-modify-write (invoked by SHA, loaded once per server), and the
+//! key layout from [`super::keys`].
+//!
+//! Connections are checked out per call and never held across slow work.
+
+use super::keys;
+use super::{Cas, Created, ListCursor, Retention, Store, StoreError, decode, encode};
+use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use async_trait::async_trait;
+use bb8_redis::RedisConnectionManager;
+use lru::LruCache;
+use redis::aio::MultiplexedConnection;
+use redis::{RedisError, Script, Value};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A pooled connection that remembers whether it failed at the transport
+/// level, so the pool drops it instead of handing it out again. (bb8-redis
+/// never reports a connection broken, and pinging on every checkout would
+/// double the round trips of every request.)
+pub struct Conn {
+    inner: MultiplexedConnection,
+    broken: bool,
+}
+
+/// bb8 manager: connects through bb8-redis, tracks broken connections.
+pub struct Manager(RedisConnectionManager);
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Conn, RedisError> {
+        Ok(Conn {
+            inner: self.0.connect().await?,
+            broken: false,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), RedisError> {
+        self.0.is_valid(&mut conn.inner).await
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken
+    }
+}
+
+struct Scripts {
+    cas: Script,
+    create_decision: Script,
+    incident_and_current: Script,
+    list_decisions: Script,
+    create_incident: Script,
+}
+
+/// Redis-backed [`Store`].
+pub struct RedisStore {
+    pool: bb8::Pool<Manager>,
+    scripts: Scripts,
+    retention: Retention,
+    /// token → incident id. The mapping never changes once written, so a
+    /// cached entry is never stale; it saves a round trip on `GetDecision`.
+    token_cache: Mutex<LruCache<Token, IncidentId>>,
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub size: u32,
+    /// How long a call waits for a connection before failing UNAVAILABLE.
+    pub wait: Duration,
+}
+
+impl RedisStore {
+    /// Builds the pool without connecting: the server starts (NOT_SERVING)
+    /// even while Redis is down, and connects when it comes up.
+    pub fn new(url: &str, pool: PoolConfig, retention: Retention) -> Result<Self, StoreError> {
+        let manager = RedisConnectionManager::new(url)
+            .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
+        let pool = bb8::Pool::builder()
+            .max_size(pool.size.max(1))
+            .connection_timeout(pool.wait)
+            .test_on_check_out(false)
+            .build_unchecked(Manager(manager));
+        Ok(RedisStore {
+            pool,
+            scripts: Scripts {
+                cas: Script::new(include_str!("lua/cas.lua")),
+                create_decision: Script::new(include_str!("lua/create_decision.lua")),
+                incident_and_current: Script::new(include_str!("lua/incident_and_current.lua")),
+                list_decisions: Script::new(include_str!("lua/list_decisions.lua")),
+                create_incident: Script::new(include_str!("lua/create_incident.lua")),
+            },
+            retention,
+            token_cache: Mutex::new(LruCache::new(NonZeroUsize::new(100_000).expect("non-zero"))),
+        })
+    }
+
+    async fn conn(&self) -> Result<bb8::PooledConnection<'_, Manager>, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
+            bb8::RunError::TimedOut => {
+                StoreError::Unavailable("no Redis connection became available in time".into())
+            }
+        })
+    }
+
+    /// Runs one query on a pooled connection, marking the connection broken
+    /// on transport errors.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn().await?;
+        match f(&mut conn.inner).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let transport = e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_unrecoverable_error()
+                    || e.is_timeout();
+                if transport {
+                    conn.broken = true;
+                    Err(StoreError::Unavailable(e.to_string()))
+                } else {
+                    Err(StoreError::Backend(e.to_string()))
+                }
+            }
+        }
+    }
+
+    fn retention_ms(&self) -> u64 {
+        self.retention.decisions.as_millis() as u64
+    }
+
+    async fn cas(
+        &self,
+        key: String,
+        expected: u64,
+        new_version: u64,
+        json: String,
+        retention_ms: u64,
+    ) -> Result<Cas<String>, StoreError> {
+        let script = &self.scripts.cas;
+        let (ok, current): (i64, Option<String>) = self
+            .run(async |c| {
+                let v: Vec<Value> = script
+                    .key(&key)
+                    .arg(expected)
+                    .arg(new_version)
+                    .arg(&json)
+                    .arg(retention_ms)
+                    .invoke_async(c)
+                    .await?;
+                script_pair(v)
+            })
+            .await?;
+        Ok(if ok == 1 {
+            Cas::Written
+        } else {
+            Cas::Conflict(current)
+        })
+    }
+
+    async fn incident_of(&self, token: &Token) -> Result<Option<IncidentId>, StoreError> {
+        if let Some(id) = self.cache().get(token) {
+            return Ok(Some(id.clone()));
+        }
+        let key = keys::token_index(token);
+        let id: Option<String> = self
+            .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .await?;
+        id.map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
+            .transpose()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<Token, IncidentId>> {
+        // A poisoned cache only means a panic elsewhere mid-insert; the map
+        // itself is still consistent.
+        self.token_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes incidents with one current decision each, pipelined 1 000 at a
+    /// time, in the normal key layout: for benchmarks and the O(1) test.
+    pub async fn seed_bulk(
+        &self,
+        decisions: &[Decision],
+        incidents: &[Incident],
+    ) -> Result<(), StoreError> {
+        for (chunk_d, chunk_i) in decisions.chunks(1000).zip(incidents.chunks(1000)) {
+            let mut pipe = redis::pipe();
+            for (d, i) in chunk_d.iter().zip(chunk_i) {
+                pipe.cmd("HSET")
+                    .arg(keys::incident(&i.id))
+                    .arg("v")
+                    .arg(i.version)
+                    .arg("d")
+                    .arg(encode(i))
+                    .ignore();
+                pipe.cmd("ZADD")
+                    .arg(keys::INCIDENT_INDEX)
+                    .arg(i.created_at.timestamp_millis())
+                    .arg(i.id.as_str())
+                    .ignore();
+                pipe.cmd("HSET")
+                    .arg(keys::decision(&d.incident_id, &d.token))
+                    .arg("v")
+                    .arg(d.version)
+                    .arg("d")
+                    .arg(encode(d))
+                    .ignore();
+                pipe.cmd("SET")
+                    .arg(keys::current(&d.incident_id))
+                    .arg(d.token.as_str())
+                    .ignore();
+                pipe.cmd("LPUSH")
+                    .arg(keys::history(&d.incident_id))
+                    .arg(d.token.as_str())
+                    .ignore();
+                pipe.cmd("SET")
+                    .arg(keys::token_index(&d.token))
+                    .arg(d.incident_id.as_str())
+                    .ignore();
+            }
+            self.run(async |c| pipe.query_async::<()>(c).await).await?;
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Decodes a script's `{flag}` or `{flag, json-or-false}` reply.
+fn script_pair(v: Vec<Value>) -> Result<(i64, Option<String>), RedisError> {
+    let mut it = v.into_iter();
+    let flag: i64 = redis::from_redis_value(it.next().unwrap_or(Value::Int(0)))?;
+    let json: Option<String> = match it.next() {
+        None | Some(Value::Nil) | Some(Value::Boolean(false)) => None,
+        Some(Value::Int(0)) => None,
+        Some(v) => Some(redis::from_redis_value(v)?),
+    };
+    Ok((flag, json))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(async |c| redis::cmd("PING").query_async::<String>(c).await)
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_incident(
+        &self,
+        incident: &Incident,
+        request_id: Option<&RequestId>,
+    ) -> Result<Created, StoreError> {
+        if let Some(rid) = request_id {
+            let key = keys::request(rid);
+            let ttl = self.retention.request_ids.as_millis() as u64;
+            // SET NX GET: claims the request id, or returns the incident a
+            // previous call with the same id created.
+            let previous: Option<String> = self
+                .run(async |c| {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(incident.id.as_str())
+                        .arg("NX")
+                        .arg("GET")
+                        .arg("PX")
+                        .arg(ttl)
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            if let Some(prev) = previous {
+                let prev = IncidentId::parse(&prev).map_err(|e| corrupt(&key, e))?;
+                if let Some(found) = self.get_incident(&prev).await? {
+                    return Ok(Created::Replayed(found));
+                }
+                // The first call claimed the id but died before storing the
+                // incident: store it now under the id it claimed.
+                let mut retry = incident.clone();
+                retry.id = prev;
+                return self.create_incident(&retry, None).await;
+            }
+        }
+        let key = keys::incident(&incident.id);
+        let json = encode(incident);
+        let script = &self.scripts.create_incident;
+        let created_ms = incident.created_at.timestamp_millis();
+        // Index first: a listing skips index entries whose incident is
+        // missing, while an incident missing from the index would be lost
+        // to listings.
+        let created: i64 = self
+            .run(async |c| {
+                redis::cmd("ZADD")
+                    .arg(keys::INCIDENT_INDEX)
+                    .arg("NX")
+                    .arg(created_ms)
+                    .arg(incident.id.as_str())
+                    .query_async::<i64>(c)
+                    .await?;
+                script
+                    .key(&key)
+                    .arg(incident.version)
+                    .arg(&json)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(if created == 1 {
+            Created::New(incident.clone())
+        } else {
+            Created::IdTaken
+        })
+    }
+
+    async fn get_incident(&self, id: &IncidentId) -> Result<Option<Incident>, StoreError> {
+        let key = keys::incident(id);
+        let json: Option<String> = self
+            .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
+            .await?;
+        json.map(|j| decode(&key, &j)).transpose()
+    }
+
+    async fn list_incidents(
+        &self,
+        cursor: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Incident>, Option<ListCursor>), StoreError> {
+        let (max, offset) = match cursor {
+            Some(c) => (c.created_ms.to_string(), c.skip_same),
+            None => ("+inf".to_string(), 0),
+        };
+        let page: Vec<(String, f64)> = self
+            .run(async |c| {
+                redis::cmd("ZREVRANGEBYSCORE")
+                    .arg(keys::INCIDENT_INDEX)
+                    .arg(&max)
+                    .arg("-inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(offset)
+                    .arg(limit)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        if page.is_empty() {
+            return Ok((vec![], None));
+        }
+        let next = next_cursor(
+            cursor,
+            page.iter().map(|(_, s)| *s as i64),
+            page.len() < limit,
+        );
+        let mut pipe = redis::pipe();
+        for (id, _) in &page {
+            pipe.cmd("HGET")
+                .arg(format!("verdict:{{{id}}}:incident"))
+                .arg("d");
+        }
+        let blobs: Vec<Option<String>> = self.run(async |c| pipe.query_async(c).await).await?;
+        let mut out = Vec::with_capacity(blobs.len());
+        for ((id, _), blob) in page.iter().zip(blobs) {
+            if let Some(j) = blob {
+                out.push(decode(id, &j)?);
+            }
+        }
+        Ok((out, next))
+    }
+
+    async fn update_incident(
+        &self,
+        expected_version: u64,
+        incident: &Incident,
+    ) -> Result<Cas<Incident>, StoreError> {
+        let key = keys::incident(&incident.id);
+        match self
+            .cas(
+                key.clone(),
+                expected_version,
+                incident.version,
+                encode(incident),
+                0,
+            )
+            .await?
+        {
+            Cas::Written => Ok(Cas::Written),
+            Cas::Conflict(j) => Ok(Cas::Conflict(j.map(|j| decode(&key, &j)).transpose()?)),
+        }
+    }
+
+    async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
+        let Some(incident) = self.incident_of(token).await? else {
+            return Ok(None);
+        };
+        let key = keys::decision(&incident, token);
+        let json: Option<String> = self
+            .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
+            .await?;
+        let Some(json) = json else { return Ok(None) };
+        self.cache().put(token.clone(), incident);
+        decode(&key, &json).map(Some)
+    }
+
+    async fn incident_and_current(
+        &self,
+        id: &IncidentId,
+    ) -> Result<(Option<Incident>, Option<Decision>), StoreError> {
+        let script = &self.scripts.incident_and_current;
+        let (ik, ck, prefix) = (
+            keys::incident(id),
+            keys::current(id),
+            keys::decision_prefix(id),
+        );
+        let v: Vec<Value> = self
+            .run(async |c| script.key(&ik).key(&ck).arg(&prefix).invoke_async(c).await)
+            .await?;
+        let mut it = v.into_iter();
+        let mut next_json = || -> Result<Option<String>, StoreError> {
+            match it.next() {
+                None | Some(Value::Nil) | Some(Value::Boolean(false)) | Some(Value::Int(0)) => {
+                    Ok(None)
+                }
+                Some(v) => redis::from_redis_value(v)
+                    .map(Some)
+                    .map_err(|e| StoreError::Backend(e.to_string())),
+            }
+        };
+        let inc = next_json()?.map(|j| decode(&ik, &j)).transpose()?;
+        let dec = next_json()?.map(|j| decode(&ck, &j)).transpose()?;
+        Ok((inc, dec))
+    }
+
+    async fn create_decision(
+        &self,
+        expected_current: Option<&Token>,
+        decision: &Decision,
+    ) -> Result<Cas<Decision>, StoreError> {
+        let id = &decision.incident_id;
+        let (ck, dk, hk, prefix) = (
+            keys::current(id),
+            keys::decision(id, &decision.token),
+            keys::history(id),
+            keys::decision_prefix(id),
+        );
+        let retention = self.retention_ms();
+        let json = encode(decision);
+        let script = &self.scripts.create_decision;
+        let expected = expected_current.map(|t| t.as_str()).unwrap_or("");
+        let history_len = self.retention.history_len;
+        let (ok, current) = self
+            .run(async |c| {
+                // The token index lives in its own slot; written first, an
+                // orphan (the script then loses) only points at nothing.
+                redis::cmd("SET")
+                    .arg(keys::token_index(&decision.token))
+                    .arg(id.as_str())
+                    .arg("PX")
+                    .arg(retention)
+                    .query_async::<()>(c)
+                    .await?;
+                let v: Vec<Value> = script
+                    .key(&ck)
+                    .key(&dk)
+                    .key(&hk)
+                    .arg(expected)
+                    .arg(decision.token.as_str())
+                    .arg(decision.version)
+                    .arg(&json)
+                    .arg(retention)
+                    .arg(history_len)
+                    .arg(&prefix)
+                    .invoke_async(c)
+                    .await?;
+                script_pair(v)
+            })
+            .await?;
+        if ok == 1 {
+            self.cache().put(decision.token.clone(), id.clone());
+            return Ok(Cas::Written);
+        }
+        Ok(Cas::Conflict(current.map(|j| decode(&ck, &j)).transpose()?))
+    }
+
+    async fn update_decision(
+        &self,
+        expected_version: u64,
+        decision: &Decision,
+    ) -> Result<Cas<Decision>, StoreError> {
+        let key = keys::decision(&decision.incident_id, &decision.token);
+        let retention = self.retention_ms();
+        match self
+            .cas(
+                key.clone(),
+                expected_version,
+                decision.version,
+                encode(decision),
+                retention,
+            )
+            .await?
+        {
+            Cas::Written => Ok(Cas::Written),
+            Cas::Conflict(j) => Ok(Cas::Conflict(j.map(|j| decode(&key, &j)).transpose()?)),
+        }
+    }
+
+    async fn list_decisions(
+        &self,
+        id: &IncidentId,
+        limit: usize,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let script = &self.scripts.list_decisions;
+        let (hk, prefix) = (keys::history(id), keys::decision_prefix(id));
+        let blobs: Vec<String> = self
+            .run(async |c| {
+                script
+                    .key(&hk)
+                    .arg(&prefix)
+                    .arg(limit)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        blobs.iter().map(|j| decode(&hk, j)).collect()
+    }
+}
+
+/// The cursor after a page of creation times (newest first). `exhausted`
+/// when the page was short: there is nothing after it.
+pub(crate) fn next_cursor(
+    previous: Option<ListCursor>,
+    scores: impl DoubleEndedIterator<Item = i64> + Clone,
+    exhausted: bool,
+) -> Option<ListCursor> {
+    if exhausted {
+        return None;
+    }
+    let last = scores.clone().next_back()?;
+    let same = scores.rev().take_while(|s| *s == last).count() as u32;
+    let carried = match previous {
+        Some(p) if p.created_ms == last => p.skip_same,
+        _ => 0,
+    };
+    Some(ListCursor {
+        created_ms: last,
+        skip_same: carried + same,
+    })
+}
