@@ -1,0 +1,215 @@
+//! Test fixtures: a private `redis-server` per test and in-process verdict
+//! servers reached through the generated clients.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tonic::transport::Channel;
+use verdict::clock::Clock;
+use verdict::config::Config;
+use verdict::proto::decision_service_client::DecisionServiceClient;
+use verdict::proto::incident_service_client::IncidentServiceClient;
+use verdict::server::{Overrides, Running};
+
+/// A `redis-server` on a free port with its own temporary directory,
+/// persisting nothing, killed when dropped.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(r) => return r,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("cannot start redis-server: {last_err}");
+    }
+
+    fn try_start() -> Result<RedisServer, String> {
+        let port = free_port();
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--logfile", "", "--daemonize", "no", "--protected-mode", "no"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server not found or not runnable ({e}); run scripts/test.sh, which installs it"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        // Wait for the server's own "ready" line, then keep draining its
+        // output so the pipe never fills.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Ready to accept connections") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(()) => Ok(RedisServer { child, port, _dir: dir }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("redis-server on port {port} did not become ready"))
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A plain connection for inspecting what is stored.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("valid url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to test redis")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A config for an in-process server on a free port.
+pub fn config(redis: Option<&RedisServer>) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        redis_url: redis.map(|r| r.url()),
+        dev: redis.is_none(),
+        shutdown_grace: Duration::from_secs(2),
+        ..Config::default()
+    }
+}
+
+/// A running verdict server with connected clients.
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub incidents: IncidentServiceClient<Channel>,
+    pub decisions: DecisionServiceClient<Channel>,
+    pub channel: Channel,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        Self::start_with(config, None).await
+    }
+
+    pub async fn start_with(config: Config, clock: Option<Arc<dyn Clock>>) -> TestServer {
+        let running = verdict::server::start(config, Overrides { clock })
+            .await
+            .expect("server starts");
+        let channel = Channel::from_shared(format!("http://{}", running.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        TestServer {
+            running: Some(running),
+            incidents: IncidentServiceClient::new(channel.clone()),
+            decisions: DecisionServiceClient::new(channel.clone()),
+            channel,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = &self.running {
+            r.shutdown_token().cancel();
+        }
+    }
+}
+
+/// A valid incident for `CreateIncident`.
+pub fn incident(title: &str, alert: &str, service: &str) -> verdict::proto::Incident {
+    verdict::proto::Incident {
+        title: title.into(),
+        severity: verdict::proto::Severity::P2 as i32,
+        affected_services: vec![service.into()],
+        namespace: "shop".into(),
+        signals: vec![verdict::proto::Signal {
+            alert_name: alert.into(),
+            labels: [("service".to_string(), service.to_string())].into(),
+            fingerprint: format!("fp-{alert}"),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Creates an incident and returns its id.
+pub async fn create_incident(s: &mut TestServer, alert: &str) -> String {
+    s.incidents
+        .create_incident(verdict::proto::CreateIncidentRequest {
+            incident: Some(incident("Checkout in trouble", alert, "checkout")),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create incident")
+        .into_inner()
+        .incident
+        .expect("incident")
+        .id
+}
+
+/// Issues a READY decision for an incident and returns it.
+pub async fn decide(s: &mut TestServer, incident_id: &str) -> verdict::proto::Decision {
+    s.decisions
+        .get_or_create_decision(verdict::proto::GetOrCreateDecisionRequest {
+            incident_id: incident_id.into(),
+            wait: true,
+            ..Default::default()
+        })
+        .await
+        .expect("decide")
+        .into_inner()
+        .decision
+        .expect("decision")
+}
+
+/// The field paths of a status' BadRequest violations.
+pub fn violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
