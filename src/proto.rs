@@ -13,3 +13,7 @@ pub use verdict::v1::*;
 /// for server reflection and the CLI's JSON output.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/verdict_descriptor.bin"));
+
+/// `google/rpc/error_details.proto`, registered with reflection so tools
+/// such as grpcurl can decode the `BadRequest` details of errors.
+pub const RPC_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rpc_descriptor.bin"));

@@ -71,17 +71,33 @@ fn incident(created_ms: i64) -> Incident {
 
 fn decision(id: &IncidentId) -> Decision {
     let now = Utc::now();
-    Decision::start(id.clone(), DecisionMode::Auto, now, Duration::hours(1), now + Duration::seconds(30))
+    Decision::start(
+        id.clone(),
+        DecisionMode::Auto,
+        now,
+        Duration::hours(1),
+        now + Duration::seconds(30),
+    )
 }
 
 async fn create_is_idempotent_by_request_id(s: Arc<dyn Store>) {
     let a = incident(1_000);
     let rid = RequestId::parse("req-1").unwrap();
-    assert_eq!(s.create_incident(&a, Some(&rid)).await.unwrap(), Created::New(a.clone()));
+    assert_eq!(
+        s.create_incident(&a, Some(&rid)).await.unwrap(),
+        Created::New(a.clone())
+    );
     let mut b = incident(2_000);
     b.title = "retry".into();
-    assert_eq!(s.create_incident(&b, Some(&rid)).await.unwrap(), Created::Replayed(a.clone()));
-    assert_eq!(s.get_incident(&b.id).await.unwrap(), None, "the retry stored nothing");
+    assert_eq!(
+        s.create_incident(&b, Some(&rid)).await.unwrap(),
+        Created::Replayed(a.clone())
+    );
+    assert_eq!(
+        s.get_incident(&b.id).await.unwrap(),
+        None,
+        "the retry stored nothing"
+    );
     let mut c = incident(3_000);
     c.id = a.id.clone();
     assert_eq!(s.create_incident(&c, None).await.unwrap(), Created::IdTaken);
@@ -96,7 +112,10 @@ async fn incident_updates_compare_and_set(s: Arc<dyn Store>) {
     assert_eq!(s.update_incident(1, &b).await.unwrap(), Cas::Written);
     let mut stale = a.clone();
     stale.set_status(IncidentStatus::Closed, Utc::now());
-    assert_eq!(s.update_incident(1, &stale).await.unwrap(), Cas::Conflict(Some(b.clone())));
+    assert_eq!(
+        s.update_incident(1, &stale).await.unwrap(),
+        Cas::Conflict(Some(b.clone()))
+    );
     assert_eq!(s.get_incident(&a.id).await.unwrap(), Some(b));
 }
 
@@ -116,9 +135,21 @@ async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
     assert_eq!(i, Some(inc.clone()));
     assert_eq!(cur, Some(first.clone()));
     // Replacing requires naming the current token.
-    assert_eq!(s.create_decision(Some(&first.token), &second).await.unwrap(), Cas::Written);
-    assert_eq!(s.incident_and_current(&inc.id).await.unwrap().1, Some(second.clone()));
-    assert_eq!(s.get_decision(&first.token).await.unwrap(), Some(first), "history keeps the old token");
+    assert_eq!(
+        s.create_decision(Some(&first.token), &second)
+            .await
+            .unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.incident_and_current(&inc.id).await.unwrap().1,
+        Some(second.clone())
+    );
+    assert_eq!(
+        s.get_decision(&first.token).await.unwrap(),
+        Some(first),
+        "history keeps the old token"
+    );
 }
 
 async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
@@ -127,9 +158,15 @@ async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
     let d = decision(&inc.id);
     s.create_decision(None, &d).await.unwrap();
     let ready = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
-    assert_eq!(s.update_decision(d.version, &ready).await.unwrap(), Cas::Written);
+    assert_eq!(
+        s.update_decision(d.version, &ready).await.unwrap(),
+        Cas::Written
+    );
     let other = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
-    assert_eq!(s.update_decision(d.version, &other).await.unwrap(), Cas::Conflict(Some(ready.clone())));
+    assert_eq!(
+        s.update_decision(d.version, &other).await.unwrap(),
+        Cas::Conflict(Some(ready.clone()))
+    );
     assert_eq!(s.get_decision(&d.token).await.unwrap(), Some(ready));
 }
 
@@ -140,15 +177,28 @@ async fn history_is_newest_first_and_capped(s: Arc<dyn Store>) {
     let mut all = vec![];
     for _ in 0..5 {
         let d = decision(&inc.id);
-        assert_eq!(s.create_decision(prev.as_ref().map(|p| &p.token), &d).await.unwrap(), Cas::Written);
+        assert_eq!(
+            s.create_decision(prev.as_ref().map(|p| &p.token), &d)
+                .await
+                .unwrap(),
+            Cas::Written
+        );
         all.push(d.clone());
         prev = Some(d);
     }
     let listed = s.list_decisions(&inc.id, 100).await.unwrap();
     let want: Vec<_> = all.iter().rev().take(3).cloned().collect();
     assert_eq!(listed, want);
-    assert_eq!(s.list_decisions(&inc.id, 2).await.unwrap(), want[..2].to_vec());
-    assert!(s.list_decisions(&IncidentId::generate(), 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_decisions(&inc.id, 2).await.unwrap(),
+        want[..2].to_vec()
+    );
+    assert!(
+        s.list_decisions(&IncidentId::generate(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn listing_pages_newest_first_with_ties(s: Arc<dyn Store>) {
@@ -174,7 +224,10 @@ async fn listing_pages_newest_first_with_ties(s: Arc<dyn Store>) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), all.len());
-    assert!(seen.windows(2).all(|w| w[0].created_at >= w[1].created_at), "newest first");
+    assert!(
+        seen.windows(2).all(|w| w[0].created_at >= w[1].created_at),
+        "newest first"
+    );
 }
 
 macro_rules! conformance {

@@ -65,7 +65,11 @@ impl RedisServer {
             }
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(()) => Ok(RedisServer { child, port, _dir: dir }),
+            Ok(()) => Ok(RedisServer {
+                child,
+                port,
+                _dir: dir,
+            }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();

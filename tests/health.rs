@@ -1,0 +1,78 @@
+//! Health follows the store, and an unreachable Redis fails calls with
+//! UNAVAILABLE quickly instead of hanging.
+
+mod common;
+
+use common::{RedisServer, TestServer, config, free_port};
+use std::time::Duration;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use verdict::proto::GetDecisionRequest;
+
+async fn next_status(stream: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>) -> i32 {
+    stream
+        .message()
+        .await
+        .expect("health stream")
+        .expect("a status")
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_goes_not_serving_when_redis_dies() {
+    let redis = RedisServer::start();
+    let s = TestServer::start(config(Some(&redis))).await;
+    let mut health = HealthClient::new(s.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "verdict.v1.DecisionService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut status = next_status(&mut watch).await;
+    while status != ServingStatus::Serving as i32 {
+        status = next_status(&mut watch).await;
+    }
+    drop(redis);
+    let status = next_status(&mut watch).await;
+    assert_eq!(status, ServingStatus::NotServing as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_gives_unavailable_not_a_hang() {
+    let mut cfg = config(None);
+    cfg.dev = false;
+    cfg.redis_url = Some(format!("redis://127.0.0.1:{}/", free_port()));
+    cfg.redis_pool_wait = Duration::from_millis(300);
+    let mut s = TestServer::start(cfg).await;
+    let mut health = HealthClient::new(s.channel.clone());
+    let r = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, ServingStatus::NotServing as i32);
+    // Bounded by the pool wait; the client deadline only guards against a hang.
+    let mut req = tonic::Request::new(GetDecisionRequest {
+        token: "DEC-0123456789AB".into(),
+    });
+    req.set_timeout(Duration::from_secs(20));
+    let e = s.decisions.get_decision(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_stops_the_server() {
+    let s = TestServer::start(config(None)).await;
+    let addr = s.running.as_ref().unwrap().addr;
+    s.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "nothing listens after shutdown"
+    );
+}
