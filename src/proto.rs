@@ -16,4 +16,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// `google/rpc/error_details.proto`, registered with reflection so tools
 /// such as grpcurl can decode the `BadRequest` details of errors.
-pub const RPC_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rpc_descriptor.bin"));
+pub const RPC_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/rpc_descriptor.bin"));

@@ -155,8 +155,12 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let grace = config.shutdown_grace;
     let token = shutdown.clone();
+    // Stops accepting and starts the graceful drain; cancelled only after
+    // health has flipped to NOT_SERVING.
+    let stop_serving = CancellationToken::new();
     let done = tokio::spawn(async move {
-        let serve = router.serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());
+        let serve =
+            router.serve_with_incoming_shutdown(incoming, stop_serving.clone().cancelled_owned());
         tokio::pin!(serve);
         let result = tokio::select! {
             r = &mut serve => r.map_err(anyhow::Error::from),
@@ -164,16 +168,19 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
                 // Health flips first so load balancers stop sending work;
                 // then in-flight RPCs get `grace` to finish.
                 set_health(&health, false).await;
-                match tokio::time::timeout(grace, &mut serve).await {
+                stop_serving.cancel();
+                let until = tokio::time::Instant::now() + grace;
+                let r = match tokio::time::timeout_at(until, &mut serve).await {
                     Ok(r) => r.map_err(anyhow::Error::from),
                     Err(_) => {
                         tracing::warn!(?grace, "in-flight requests did not finish in time; closing");
                         Ok(())
                     }
-                }
+                };
+                decisions.drain(until.saturating_duration_since(tokio::time::Instant::now())).await;
+                r
             }
         };
-        decisions.drain(grace).await;
         health_task.abort();
         tracing::info!("server stopped");
         result

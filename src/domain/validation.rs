@@ -53,6 +53,16 @@ impl Violations {
         }
     }
 
+    /// A one-line summary naming the invalid fields; the descriptions
+    /// travel as `google.rpc.BadRequest` details.
+    pub fn summary(&self) -> String {
+        let fields: Vec<&str> = self.0.iter().map(|v| v.field.as_str()).collect();
+        match fields.as_slice() {
+            [one] => format!("{one}: {}", self.0[0].description),
+            _ => format!("{} invalid fields ({})", fields.len(), fields.join(", ")),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

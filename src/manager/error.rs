@@ -8,7 +8,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ManagerError {
     /// Bad input: every invalid field with its path.
-    #[error("invalid request: {0}")]
+    #[error("invalid request: {}", .0.summary())]
     Invalid(Violations),
     #[error("{0} not found")]
     NotFound(String),

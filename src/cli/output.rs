@@ -1,0 +1,378 @@
+//! How the CLI prints: canonical proto3 JSON (`--json`, for scripts) or
+//! compact aligned text (for people). Everything is rendered into a `String`
+//! first and written once, so a closed pipe (`verdict ... | head`) ends the
+//! command quietly instead of panicking inside `println!`.
+
+use crate::proto as pb;
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use std::io::Write;
+
+/// A response message the CLI prints, with its fully qualified proto name
+/// so `--json` can find its descriptor. Implemented only for the messages
+/// the CLI prints, so a name cannot be mistyped at a call site.
+pub(crate) trait ProtoMessage: prost::Message {
+    /// The message's full name, e.g. `verdict.v1.GetDecisionResponse`.
+    const FULL_NAME: &'static str;
+}
+
+macro_rules! proto_messages {
+    ($($ty:ident),* $(,)?) => {$(
+        impl ProtoMessage for pb::$ty {
+            const FULL_NAME: &'static str = concat!("verdict.v1.", stringify!($ty));
+        }
+    )*};
+}
+
+proto_messages!(
+    CreateIncidentResponse,
+    GetIncidentResponse,
+    ListIncidentsResponse,
+    UpdateIncidentStatusResponse,
+    GetOrCreateDecisionResponse,
+    GetDecisionResponse,
+    ListDecisionsResponse,
+    ApproveDecisionResponse,
+    RejectDecisionResponse,
+    CompleteDecisionResponse,
+);
+
+/// Renders `msg` as canonical proto3 JSON (lowerCamelCase names, enums by
+/// name, 64-bit integers as strings, default values omitted), pretty-printed.
+pub(crate) fn json<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
+    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
+        .context("the embedded descriptor set is invalid")?;
+    let desc = pool
+        .get_message_by_name(M::FULL_NAME)
+        .with_context(|| format!("{} is not in the embedded descriptor set", M::FULL_NAME))?;
+    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
+        .with_context(|| format!("cannot re-decode {}", M::FULL_NAME))?;
+    let mut text = serde_json::to_string_pretty(&dynamic)
+        .with_context(|| format!("cannot render {} as JSON", M::FULL_NAME))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Prints `msg` as JSON when `json` is set, else as `human(msg)`.
+pub(crate) fn print<M: ProtoMessage>(
+    msg: &M,
+    json_output: bool,
+    human: impl FnOnce(&M) -> String,
+) -> anyhow::Result<()> {
+    let text = if json_output { json(msg)? } else { human(msg) };
+    write_stdout(&text)
+}
+
+/// Writes `text` to stdout; a closed pipe is not an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
+/// `key  value` lines with the values aligned. Empty values are skipped,
+/// so optional fields simply do not appear; continuation lines of a
+/// multi-line value are indented to the value column.
+#[derive(Default)]
+pub(crate) struct Fields {
+    rows: Vec<(String, String)>,
+}
+
+impl Fields {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a row unless `value` is empty.
+    pub(crate) fn add(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        let value = value.into();
+        if !value.trim().is_empty() {
+            self.rows.push((key.to_owned(), value));
+        }
+        self
+    }
+
+    /// The rows, aligned, each ending in a newline.
+    pub(crate) fn render(&self) -> String {
+        let width = self
+            .rows
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (key, value) in &self.rows {
+            let mut lines = value.lines();
+            let first = lines.next().unwrap_or_default();
+            out.push_str(&format!("{key:<width$}  {first}\n"));
+            for line in lines {
+                out.push_str(&format!("{:width$}  {line}\n", ""));
+            }
+        }
+        out
+    }
+}
+
+/// A plain text table: a header row and left-aligned columns two spaces
+/// apart; the last column is not padded.
+pub(crate) struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub(crate) fn new(header: Vec<&'static str>) -> Self {
+        Table {
+            header,
+            rows: Vec::new(),
+        }
+    }
+
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The table, each line ending in a newline.
+    pub(crate) fn render(&self) -> String {
+        let cols = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut s = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i + 1 < cols {
+                    let pad = widths[i].saturating_sub(cell.chars().count());
+                    s.push_str(cell);
+                    s.push_str(&" ".repeat(pad + 2));
+                } else {
+                    s.push_str(cell);
+                }
+            }
+            s.truncate(s.trim_end().len());
+            s.push('\n');
+            s
+        };
+        let mut out = line(self.header.clone());
+        for row in &self.rows {
+            out.push_str(&line(row.iter().map(String::as_str).collect()));
+        }
+        out
+    }
+}
+
+/// Shortens `s` to at most `max` characters, marking the cut with `…`.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// A protobuf timestamp as RFC 3339 in UTC to the second; empty when unset
+/// or out of range.
+pub(crate) fn time(ts: Option<&prost_types::Timestamp>) -> String {
+    to_utc(ts)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// Like [`time`], followed by how far away it is: `(in 59m 58s)` or
+/// `(3m ago)`.
+pub(crate) fn time_relative(ts: Option<&prost_types::Timestamp>) -> String {
+    let Some(t) = to_utc(ts) else {
+        return String::new();
+    };
+    let abs = t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let delta = t.signed_duration_since(Utc::now()).num_seconds();
+    let span = humantime::format_duration(std::time::Duration::from_secs(delta.unsigned_abs()));
+    if delta >= 0 {
+        format!("{abs} (in {span})")
+    } else {
+        format!("{abs} ({span} ago)")
+    }
+}
+
+fn to_utc(ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    let ts = ts?;
+    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
+}
+
+/// A protobuf duration for people: `1.234s`, `87ms`, `26µs`; empty when
+/// unset or zero.
+pub(crate) fn duration(d: Option<&prost_types::Duration>) -> String {
+    match d.and_then(|d| std::time::Duration::try_from(*d).ok()) {
+        Some(d) if d.as_secs() > 0 => format!("{:.3}s", d.as_secs_f64()),
+        Some(d) if d.as_millis() > 0 => format!("{}ms", d.as_millis()),
+        Some(d) if !d.is_zero() => format!("{}µs", d.as_micros()),
+        _ => String::new(),
+    }
+}
+
+/// An enum value's proto name without its type prefix (`SEVERITY_P2` →
+/// `P2`); the bare number for a value this CLI does not know (a newer
+/// server).
+fn label(name: Result<&'static str, prost::UnknownEnumValue>, prefix: &str, raw: i32) -> String {
+    match name {
+        Ok(n) => n.strip_prefix(prefix).unwrap_or(n).to_owned(),
+        Err(_) => raw.to_string(),
+    }
+}
+
+pub(crate) fn severity(v: i32) -> String {
+    label(
+        pb::Severity::try_from(v).map(|e| e.as_str_name()),
+        "SEVERITY_",
+        v,
+    )
+}
+
+pub(crate) fn incident_status(v: i32) -> String {
+    label(
+        pb::IncidentStatus::try_from(v).map(|e| e.as_str_name()),
+        "INCIDENT_STATUS_",
+        v,
+    )
+}
+
+pub(crate) fn signal_status(v: i32) -> String {
+    label(
+        pb::SignalStatus::try_from(v).map(|e| e.as_str_name()),
+        "SIGNAL_STATUS_",
+        v,
+    )
+}
+
+pub(crate) fn decision_state(v: i32) -> String {
+    label(
+        pb::DecisionState::try_from(v).map(|e| e.as_str_name()),
+        "DECISION_STATE_",
+        v,
+    )
+}
+
+pub(crate) fn decision_mode(v: i32) -> String {
+    label(
+        pb::DecisionMode::try_from(v).map(|e| e.as_str_name()),
+        "DECISION_MODE_",
+        v,
+    )
+}
+
+pub(crate) fn proposal_source(v: i32) -> String {
+    label(
+        pb::ProposalSource::try_from(v).map(|e| e.as_str_name()),
+        "PROPOSAL_SOURCE_",
+        v,
+    )
+}
+
+pub(crate) fn fallback_reason(v: i32) -> String {
+    label(
+        pb::FallbackReason::try_from(v).map(|e| e.as_str_name()),
+        "FALLBACK_REASON_",
+        v,
+    )
+}
+
+pub(crate) fn risk(v: i32) -> String {
+    label(
+        pb::RiskLevel::try_from(v).map(|e| e.as_str_name()),
+        "RISK_LEVEL_",
+        v,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_canonical_proto3() {
+        let msg = pb::GetDecisionResponse {
+            decision: Some(pb::Decision {
+                token: "DEC-0123456789AB".into(),
+                incident_id: "INC-1".into(),
+                state: pb::DecisionState::Ready as i32,
+                version: 3,
+                ..Default::default()
+            }),
+        };
+        let text = json(&msg).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["decision"]["incidentId"], "INC-1");
+        assert_eq!(v["decision"]["state"], "DECISION_STATE_READY");
+        assert_eq!(v["decision"]["version"], "3", "uint64 is a string");
+        assert!(v["decision"].get("error").is_none(), "defaults omitted");
+    }
+
+    #[test]
+    fn every_printed_message_is_in_the_descriptor_set() {
+        let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+        for name in [
+            <pb::CreateIncidentResponse as ProtoMessage>::FULL_NAME,
+            <pb::GetIncidentResponse as ProtoMessage>::FULL_NAME,
+            <pb::ListIncidentsResponse as ProtoMessage>::FULL_NAME,
+            <pb::UpdateIncidentStatusResponse as ProtoMessage>::FULL_NAME,
+            <pb::GetOrCreateDecisionResponse as ProtoMessage>::FULL_NAME,
+            <pb::GetDecisionResponse as ProtoMessage>::FULL_NAME,
+            <pb::ListDecisionsResponse as ProtoMessage>::FULL_NAME,
+            <pb::ApproveDecisionResponse as ProtoMessage>::FULL_NAME,
+            <pb::RejectDecisionResponse as ProtoMessage>::FULL_NAME,
+            <pb::CompleteDecisionResponse as ProtoMessage>::FULL_NAME,
+        ] {
+            assert!(pool.get_message_by_name(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn fields_align_and_skip_empty_values() {
+        let mut f = Fields::new();
+        f.add("id", "INC-1")
+            .add("note", "")
+            .add("reasoning", "a\nb");
+        assert_eq!(f.render(), "id         INC-1\nreasoning  a\n           b\n");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let mut t = Table::new(vec!["ID", "TITLE"]);
+        t.row(vec!["INC-1".into(), "x".into()]);
+        assert_eq!(t.render(), "ID     TITLE\nINC-1  x\n");
+    }
+
+    #[test]
+    fn enum_labels_strip_the_prefix() {
+        assert_eq!(severity(pb::Severity::P2 as i32), "P2");
+        assert_eq!(decision_state(pb::DecisionState::Ready as i32), "READY");
+        assert_eq!(risk(99), "99");
+    }
+
+    #[test]
+    fn durations_pick_a_readable_unit() {
+        let d = |secs, nanos| {
+            duration(Some(&prost_types::Duration {
+                seconds: secs,
+                nanos,
+            }))
+        };
+        assert_eq!(d(1, 234_000_000), "1.234s");
+        assert_eq!(d(0, 87_000_000), "87ms");
+        assert_eq!(d(0, 26_480), "26µs");
+        assert_eq!(d(0, 0), "");
+    }
+
+    #[test]
+    fn truncates_on_characters() {
+        assert_eq!(truncate("ééééé", 3), "éé…");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+}
