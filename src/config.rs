@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish on shutdown [default: 10s].
     #[arg(long, env = "VERDICT_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// Most watch streams open at once on this replica [default: 20000].
+    #[arg(long, env = "VERDICT_MAX_WATCHERS", value_name = "N")]
+    pub max_watchers: Option<usize>,
     /// Log format [default: text].
     #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -95,6 +98,7 @@ pub struct Config {
     pub max_message_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    pub max_watchers: usize,
     pub log_format: LogFormat,
 }
 
@@ -114,6 +118,7 @@ impl Default for Config {
             executor: ExecutorKind::External,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            max_watchers: 20_000,
             log_format: LogFormat::Text,
         }
     }
@@ -145,6 +150,7 @@ impl Config {
             executor,
             max_message_bytes,
             shutdown_grace,
+            max_watchers,
             log_format
         );
         if args.redis_url.is_some() {
@@ -165,6 +171,7 @@ impl Config {
             "redis_pool_size must be at least 1"
         );
         anyhow::ensure!(!self.token_ttl.is_zero(), "token_ttl must be positive");
+        anyhow::ensure!(self.max_watchers >= 1, "max_watchers must be at least 1");
         anyhow::ensure!(
             !self.decision_timeout.is_zero(),
             "decision_timeout must be positive"

@@ -14,3 +14,4 @@ pub mod manager;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod watch;

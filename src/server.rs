@@ -10,6 +10,7 @@ use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
 use crate::store::{MemoryStore, RedisStore, Retention, Store};
+use crate::watch::{Hub, WatchContext};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,11 +34,14 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Overrides {
     pub clock: Option<Arc<dyn Clock>>,
+    /// Replaces the analyzer (the expert engine by default).
+    pub analyzer: Option<Arc<dyn crate::engine::Analyzer>>,
 }
 
 /// A running server. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
     pub addr: SocketAddr,
+    hub: Arc<Hub>,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -46,6 +50,11 @@ impl Running {
     /// The token that stops the server when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Watch streams currently open on this replica.
+    pub fn live_watchers(&self) -> usize {
+        self.hub.live()
     }
 
     /// Stops the server gracefully and waits until it has stopped.
@@ -98,10 +107,14 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     });
     let shutdown = CancellationToken::new();
     let incidents = Arc::new(IncidentManager::new(store.clone(), clock.clone()));
+    let analyzer: Arc<dyn crate::engine::Analyzer> = match overrides.analyzer {
+        Some(a) => a,
+        None => expert.clone(),
+    };
     let decisions = Arc::new(DecisionManager::new(
         store.clone(),
         expert.clone(),
-        expert.clone(),
+        analyzer,
         clock.clone(),
         DecisionSettings {
             token_ttl: config.token_ttl,
@@ -111,6 +124,20 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         },
         shutdown.clone(),
     ));
+
+    let hub = Hub::new(config.max_watchers);
+    let sink_hub = hub.clone();
+    let feed = store
+        .follow_changes(Arc::new(move |d| sink_hub.publish(d)), shutdown.clone())
+        .await?;
+    let feed_task = tokio::spawn(feed);
+    let watch = WatchContext {
+        hub: hub.clone(),
+        decisions: decisions.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        shutdown: shutdown.clone(),
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
@@ -147,8 +174,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
             IncidentServiceServer::new(IncidentApi::new(incidents)).max_decoding_message_size(max),
         )
         .add_service(
-            DecisionServiceServer::new(DecisionApi::new(decisions.clone(), clock.clone()))
-                .max_decoding_message_size(max),
+            DecisionServiceServer::new(DecisionApi::new(watch)).max_decoding_message_size(max),
         )
         .add_service(StatsServiceServer::new(StatsApi).max_decoding_message_size(max));
 
@@ -181,13 +207,17 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
                 r
             }
         };
+        // Also when serving failed on its own: stop the feed and streams.
+        token.cancel();
         health_task.abort();
+        let _ = feed_task.await;
         tracing::info!("server stopped");
         result
     });
     tracing::info!(%addr, store = if config.in_memory() { "memory" } else { "redis" }, "verdict listening");
     Ok(Running {
         addr,
+        hub,
         shutdown,
         done,
     })

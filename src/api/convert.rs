@@ -504,3 +504,34 @@ pub fn actor(v: &mut Violations, raw: &str) {
     }
     v.max_len("actor", raw, limits::ACTOR);
 }
+
+fn state_from(raw: i32) -> Option<DecisionState> {
+    Some(match pb::DecisionState::try_from(raw).ok()? {
+        pb::DecisionState::Init => DecisionState::Init,
+        pb::DecisionState::Analyzing => DecisionState::Analyzing,
+        pb::DecisionState::Ready => DecisionState::Ready,
+        pb::DecisionState::Executing => DecisionState::Executing,
+        pb::DecisionState::Completed => DecisionState::Completed,
+        pb::DecisionState::Error => DecisionState::Error,
+        pb::DecisionState::Rejected => DecisionState::Rejected,
+        pb::DecisionState::Unspecified | pb::DecisionState::Expired => return None,
+    })
+}
+
+/// Parses a `WatchDecisionsRequest` filter.
+pub fn watch_filter(req: &pb::WatchDecisionsRequest) -> Result<crate::watch::Filter, Violations> {
+    let mut v = Violations::new();
+    let incident = if req.incident_id.is_empty() {
+        None
+    } else {
+        incident_id(&mut v, "incident_id", &req.incident_id)
+    };
+    let state = optional_enum(&mut v, "state", req.state, state_from);
+    let severity = optional_enum(&mut v, "severity", req.severity, severity_from);
+    v.into_result()?;
+    Ok(crate::watch::Filter {
+        incident,
+        state,
+        severity,
+    })
+}

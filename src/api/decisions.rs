@@ -1,6 +1,5 @@
 //! `verdict.v1.DecisionService`.
 
-use super::status::unimplemented;
 use super::{convert, deadline};
 use crate::clock::Clock;
 use crate::domain::Violations;
@@ -8,6 +7,8 @@ use crate::domain::incident::limits;
 use crate::manager::{DecisionManager, ManagerError};
 use crate::proto as pb;
 use crate::proto::decision_service_server::DecisionService;
+use crate::watch::WatchContext;
+use futures::StreamExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -15,11 +16,16 @@ use tonic::{Request, Response, Status};
 pub struct DecisionApi {
     decisions: Arc<DecisionManager>,
     clock: Arc<dyn Clock>,
+    watch: WatchContext,
 }
 
 impl DecisionApi {
-    pub fn new(decisions: Arc<DecisionManager>, clock: Arc<dyn Clock>) -> Self {
-        DecisionApi { decisions, clock }
+    pub fn new(watch: WatchContext) -> Self {
+        DecisionApi {
+            decisions: watch.decisions.clone(),
+            clock: watch.clock.clone(),
+            watch,
+        }
     }
 
     fn render(&self, d: &crate::domain::Decision) -> Option<pb::Decision> {
@@ -168,21 +174,36 @@ impl DecisionService for DecisionApi {
 
     async fn watch_decision(
         &self,
-        _req: Request<pb::WatchDecisionRequest>,
+        req: Request<pb::WatchDecisionRequest>,
     ) -> Result<Response<Self::WatchDecisionStream>, Status> {
-        Err(unimplemented(
-            "DecisionService.WatchDecision (live decisions)",
-        ))
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token).ok_or_else(|| invalid(v))?;
+        let stream =
+            crate::watch::watch_decision(self.watch.clone(), token, r.after_version).await?;
+        let clock = self.clock.clone();
+        Ok(Response::new(Box::pin(stream.map(move |item| {
+            item.map(|d| pb::WatchDecisionResponse {
+                decision: Some(convert::decision_to(&d, clock.now())),
+            })
+            .map_err(Status::from)
+        }))))
     }
 
     type WatchDecisionsStream = Stream<pb::WatchDecisionsResponse>;
 
     async fn watch_decisions(
         &self,
-        _req: Request<pb::WatchDecisionsRequest>,
+        req: Request<pb::WatchDecisionsRequest>,
     ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
-        Err(unimplemented(
-            "DecisionService.WatchDecisions (live decisions)",
-        ))
+        let filter = convert::watch_filter(req.get_ref()).map_err(invalid)?;
+        let stream = crate::watch::watch_all(self.watch.clone(), filter)?;
+        let clock = self.clock.clone();
+        Ok(Response::new(Box::pin(stream.map(move |item| {
+            item.map(|d| pb::WatchDecisionsResponse {
+                decision: Some(convert::decision_to(&d, clock.now())),
+            })
+            .map_err(Status::from)
+        }))))
     }
 }

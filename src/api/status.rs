@@ -32,6 +32,7 @@ impl From<ManagerError> for Status {
             }
             ManagerError::Contended(_) => Status::aborted(msg),
             ManagerError::ShuttingDown => Status::unavailable(msg),
+            ManagerError::ResourceExhausted(_) => Status::resource_exhausted(msg),
             ManagerError::Store(StoreError::Unavailable(_)) => Status::unavailable(msg),
             ManagerError::Store(e) => {
                 tracing::error!(error = %e, "store error");
@@ -46,4 +47,16 @@ pub fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!(
         "{what} is declared in the API but not implemented yet in this version of verdict"
     ))
+}
+
+impl From<crate::watch::StreamEnd> for Status {
+    fn from(e: crate::watch::StreamEnd) -> Status {
+        use crate::watch::StreamEnd;
+        let msg = e.to_string();
+        match e {
+            StreamEnd::ShuttingDown(_) => Status::unavailable(msg),
+            StreamEnd::Overflow(_) => Status::resource_exhausted(msg),
+            StreamEnd::Store(e) => ManagerError::Store(e).into(),
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod decision;
 mod error;
 mod incident;
 mod output;
+mod watch;
 
 pub use error::report;
 
@@ -84,10 +85,11 @@ pub enum ClientCommand {
     /// Read decision tokens and approve, reject or complete them.
     #[command(subcommand)]
     Decision(decision::DecisionCommand),
+    /// Follow a decision (or all decisions) live, one line per change;
+    /// reconnects and resumes after a dropped connection.
+    Watch(watch::WatchArgs),
     // Reserved: `bench` (a load generator measuring the SPEC's throughput
-    // and latency targets, `cli/bench.rs`) and `watch` (following
-    // WatchDecision / WatchDecisions server streams, `cli/watch.rs`) are
-    // added here as variants once those features land.
+    // and latency targets) is added here as a variant once it lands.
 }
 
 /// Runs one client subcommand to completion, printing its result on stdout.
@@ -97,6 +99,10 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Incident(cmd) => incident::run(channel, global, cmd).await,
         ClientCommand::Decide(args) => decision::decide(channel, global, args).await,
         ClientCommand::Decision(cmd) => decision::run(channel, global, cmd).await,
+        ClientCommand::Watch(args) => {
+            drop(channel);
+            watch::run(global, args).await
+        }
     }
 }
 

@@ -36,6 +36,8 @@ proto_messages!(
     ApproveDecisionResponse,
     RejectDecisionResponse,
     CompleteDecisionResponse,
+    WatchDecisionResponse,
+    WatchDecisionsResponse,
 );
 
 /// Renders `msg` as canonical proto3 JSON (lowerCamelCase names, enums by
@@ -49,6 +51,22 @@ pub(crate) fn json<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
     let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
         .with_context(|| format!("cannot re-decode {}", M::FULL_NAME))?;
     let mut text = serde_json::to_string_pretty(&dynamic)
+        .with_context(|| format!("cannot render {} as JSON", M::FULL_NAME))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Renders `msg` as canonical proto3 JSON on one line (for streams: one
+/// JSON document per line).
+pub(crate) fn json_line<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
+    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
+        .context("the embedded descriptor set is invalid")?;
+    let desc = pool
+        .get_message_by_name(M::FULL_NAME)
+        .with_context(|| format!("{} is not in the embedded descriptor set", M::FULL_NAME))?;
+    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
+        .with_context(|| format!("cannot re-decode {}", M::FULL_NAME))?;
+    let mut text = serde_json::to_string(&dynamic)
         .with_context(|| format!("cannot render {} as JSON", M::FULL_NAME))?;
     text.push('\n');
     Ok(text)

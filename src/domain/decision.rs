@@ -108,6 +108,9 @@ pub struct Decision {
     #[serde(default)]
     pub output: String,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The incident's severity when the token was issued (for watch filters).
+    #[serde(default)]
+    pub severity: Option<super::Severity>,
 }
 
 impl Decision {
@@ -138,6 +141,7 @@ impl Decision {
             reason: String::new(),
             output: String::new(),
             completed_at: None,
+            severity: None,
         }
     }
 

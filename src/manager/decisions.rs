@@ -180,7 +180,8 @@ impl DecisionManager {
                 now + chrono::Duration::from_std(remaining).unwrap_or(chrono::Duration::zero());
             let ttl = chrono::Duration::from_std(self.settings.token_ttl)
                 .unwrap_or(chrono::Duration::hours(1));
-            let fresh = Decision::start(incident_id.clone(), mode, now, ttl, analysis_deadline);
+            let mut fresh = Decision::start(incident_id.clone(), mode, now, ttl, analysis_deadline);
+            fresh.severity = Some(incident.severity);
             match self
                 .store
                 .create_decision(current.as_ref().map(|d| &d.token), &fresh)

@@ -22,6 +22,9 @@ pub enum ManagerError {
     Contended(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A bounded resource (watchers, buffers) is full.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

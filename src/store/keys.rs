@@ -9,11 +9,12 @@
 //! |----------------------------------|--------|----------------------------------------|
 //! | `verdict:{INC}:incident`         | hash   | `v` version, `d` incident JSON          |
 //! | `verdict:{INC}:current`          | string | the incident's current token            |
-//! | `verdict:{INC}:dec:DEC-…`        | hash   | `v` version, `d` decision JSON (retention TTL) |
+//! | `verdict:{INC}:dec:DEC-…`        | hash   | `v` version, `d` decision JSON, `h<N>` JSON of version N (retention TTL) |
 //! | `verdict:{INC}:history`          | list   | tokens, newest first (capped)           |
 //! | `verdict:token:DEC-…`            | string | the token's incident id (retention TTL) |
 //! | `verdict:incidents`              | zset   | incident ids scored by creation ms      |
 //! | `verdict:req:REQUEST-ID`         | string | incident id created by that request (24 h) |
+//! | `verdict:changes`                | stream | every decision change (`d` = JSON), capped |
 
 use crate::domain::{IncidentId, RequestId, Token};
 
@@ -47,3 +48,6 @@ pub const INCIDENT_INDEX: &str = "verdict:incidents";
 pub fn request(id: &RequestId) -> String {
     format!("verdict:req:{}", id.as_str())
 }
+
+/// Every decision change, appended by the same script that makes it.
+pub const CHANGES: &str = "verdict:changes";

@@ -2,11 +2,13 @@
 //! semantics as Redis (single-flight creation, compare-and-set, capped
 //! history, newest-first listing), nothing persisted.
 
-use super::{Cas, Created, ListCursor, Retention, Store, StoreError};
+use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
 use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 struct Inner {
@@ -16,6 +18,8 @@ struct Inner {
     index: BTreeSet<(i64, String)>,
     requests: HashMap<RequestId, IncidentId>,
     decisions: HashMap<Token, Decision>,
+    /// Every version of each decision, oldest first (a handful each).
+    versions: HashMap<Token, Vec<Decision>>,
     current: HashMap<IncidentId, Token>,
     history: HashMap<IncidentId, VecDeque<Token>>,
 }
@@ -25,6 +29,10 @@ struct Inner {
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     retention: Retention,
+    /// Where changes go while someone follows them. Called under the data
+    /// lock, so changes arrive in the order they were made.
+    sinks: Arc<Mutex<Vec<(u64, ChangeSink)>>>,
+    next_sink: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryStore {
@@ -32,6 +40,21 @@ impl MemoryStore {
         MemoryStore {
             inner: Mutex::new(Inner::default()),
             retention,
+            sinks: Arc::new(Mutex::new(Vec::new())),
+            next_sink: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Records a new version and hands it to the followers (called with the
+    /// data lock held).
+    fn changed(&self, g: &mut Inner, d: &Decision) {
+        g.versions
+            .entry(d.token.clone())
+            .or_default()
+            .push(d.clone());
+        let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, sink) in sinks.iter() {
+            sink(d.clone());
         }
     }
 
@@ -151,6 +174,7 @@ impl Store for MemoryStore {
             ));
         }
         g.decisions.insert(decision.token.clone(), decision.clone());
+        self.changed(&mut g, decision);
         g.current.insert(id.clone(), decision.token.clone());
         let cap = self.retention.history_len;
         let h = g.history.entry(id.clone()).or_default();
@@ -160,6 +184,7 @@ impl Store for MemoryStore {
         let dropped: Vec<Token> = h.drain(cap.min(h.len())..).collect();
         for t in dropped {
             g.decisions.remove(&t);
+            g.versions.remove(&t);
         }
         Ok(Cas::Written)
     }
@@ -173,6 +198,7 @@ impl Store for MemoryStore {
         match g.decisions.get(&decision.token) {
             Some(cur) if cur.version == expected_version => {
                 g.decisions.insert(decision.token.clone(), decision.clone());
+                self.changed(&mut g, decision);
                 Ok(Cas::Written)
             }
             other => Ok(Cas::Conflict(other.cloned())),
@@ -194,5 +220,42 @@ impl Store for MemoryStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn decision_versions(
+        &self,
+        token: &Token,
+        after: u64,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let g = self.lock();
+        Ok(g.versions
+            .get(token)
+            .map(|v| v.iter().filter(|d| d.version > after).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn follow_changes(
+        &self,
+        sink: ChangeSink,
+        shutdown: CancellationToken,
+    ) -> Result<BoxFuture<'static, ()>, StoreError> {
+        let id = self
+            .next_sink
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Registered under the data lock: no change slips between.
+        let _g = self.lock();
+        self.sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, sink));
+        drop(_g);
+        let sinks = Arc::clone(&self.sinks);
+        Ok(Box::pin(async move {
+            shutdown.cancelled().await;
+            sinks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(i, _)| *i != id);
+        }))
     }
 }

@@ -13,7 +13,14 @@ pub mod redis;
 
 use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
 use async_trait::async_trait;
+use futures::future::BoxFuture;
+use std::sync::Arc;
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+/// Receives every decision change, each exactly once per replica, in the
+/// order the changes were made. Must not block: it runs inside the feed.
+pub type ChangeSink = Arc<dyn Fn(Decision) + Send + Sync>;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
@@ -122,6 +129,25 @@ pub trait Store: Send + Sync + 'static {
         id: &IncidentId,
         limit: usize,
     ) -> Result<Vec<Decision>, StoreError>;
+
+    /// Every stored version of a decision newer than `after`, oldest first
+    /// (a decision has at most a handful: the state machine is short). Lets
+    /// a watcher that missed changes catch up exactly.
+    async fn decision_versions(
+        &self,
+        token: &Token,
+        after: u64,
+    ) -> Result<Vec<Decision>, StoreError>;
+
+    /// Starts following the change feed: every decision change made from
+    /// now on, by any replica, reaches `sink`. Returns once following has
+    /// begun (so no later change is missed) with the future that does the
+    /// following; it ends when `shutdown` is cancelled.
+    async fn follow_changes(
+        &self,
+        sink: ChangeSink,
+        shutdown: CancellationToken,
+    ) -> Result<BoxFuture<'static, ()>, StoreError>;
 }
 
 /// How long records are kept, shared by both stores.
@@ -134,6 +160,9 @@ pub struct Retention {
     pub history_len: usize,
     /// How long a `CreateIncident` request id is remembered.
     pub request_ids: std::time::Duration,
+    /// Entries kept in the change stream (approximate, `MAXLEN ~`): enough
+    /// for a replica that reconnects after a blip to catch up.
+    pub change_stream_len: usize,
 }
 
 impl Default for Retention {
@@ -142,6 +171,7 @@ impl Default for Retention {
             decisions: std::time::Duration::from_secs(30 * 24 * 3600),
             history_len: 100,
             request_ids: std::time::Duration::from_secs(24 * 3600),
+            change_stream_len: 100_000,
         }
     }
 }

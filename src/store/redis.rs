@@ -5,16 +5,23 @@
 //! Connections are checked out per call and never held across slow work.
 
 use super::keys;
-use super::{Cas, Created, ListCursor, Retention, Store, StoreError, decode, encode};
+use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError, decode, encode};
 use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
+use futures::future::BoxFuture;
 use lru::LruCache;
 use redis::aio::MultiplexedConnection;
 use redis::{RedisError, Script, Value};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long one blocking read of the change stream waits for entries.
+const FEED_BLOCK: Duration = Duration::from_secs(2);
+/// Entries read from the change stream per round trip.
+const FEED_BATCH: usize = 512;
 
 /// A pooled connection that remembers whether it failed at the transport
 /// level, so the pool drops it instead of handing it out again. (bb8-redis
@@ -50,6 +57,7 @@ impl bb8::ManageConnection for Manager {
 
 struct Scripts {
     cas: Script,
+    update_decision: Script,
     create_decision: Script,
     incident_and_current: Script,
     list_decisions: Script,
@@ -58,6 +66,9 @@ struct Scripts {
 
 /// Redis-backed [`Store`].
 pub struct RedisStore {
+    /// For the change feed's own connection (a blocking read must not
+    /// occupy a pooled, multiplexed connection).
+    client: redis::Client,
     pool: bb8::Pool<Manager>,
     scripts: Scripts,
     retention: Retention,
@@ -80,15 +91,19 @@ impl RedisStore {
     pub fn new(url: &str, pool: PoolConfig, retention: Retention) -> Result<Self, StoreError> {
         let manager = RedisConnectionManager::new(url)
             .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
         let pool = bb8::Pool::builder()
             .max_size(pool.size.max(1))
             .connection_timeout(pool.wait)
             .test_on_check_out(false)
             .build_unchecked(Manager(manager));
         Ok(RedisStore {
+            client,
             pool,
             scripts: Scripts {
                 cas: Script::new(include_str!("lua/cas.lua")),
+                update_decision: Script::new(include_str!("lua/update_decision.lua")),
                 create_decision: Script::new(include_str!("lua/create_decision.lua")),
                 incident_and_current: Script::new(include_str!("lua/incident_and_current.lua")),
                 list_decisions: Script::new(include_str!("lua/list_decisions.lua")),
@@ -459,6 +474,7 @@ impl Store for RedisStore {
         let script = &self.scripts.create_decision;
         let expected = expected_current.map(|t| t.as_str()).unwrap_or("");
         let history_len = self.retention.history_len;
+        let stream_len = self.retention.change_stream_len;
         let (ok, current) = self
             .run(async |c| {
                 // The token index lives in its own slot; written first, an
@@ -474,6 +490,7 @@ impl Store for RedisStore {
                     .key(&ck)
                     .key(&dk)
                     .key(&hk)
+                    .key(keys::CHANGES)
                     .arg(expected)
                     .arg(decision.token.as_str())
                     .arg(decision.version)
@@ -481,6 +498,7 @@ impl Store for RedisStore {
                     .arg(retention)
                     .arg(history_len)
                     .arg(&prefix)
+                    .arg(stream_len)
                     .invoke_async(c)
                     .await?;
                 script_pair(v)
@@ -500,19 +518,30 @@ impl Store for RedisStore {
     ) -> Result<Cas<Decision>, StoreError> {
         let key = keys::decision(&decision.incident_id, &decision.token);
         let retention = self.retention_ms();
-        match self
-            .cas(
-                key.clone(),
-                expected_version,
-                decision.version,
-                encode(decision),
-                retention,
-            )
-            .await?
-        {
-            Cas::Written => Ok(Cas::Written),
-            Cas::Conflict(j) => Ok(Cas::Conflict(j.map(|j| decode(&key, &j)).transpose()?)),
+        let stream_len = self.retention.change_stream_len;
+        let json = encode(decision);
+        let script = &self.scripts.update_decision;
+        let (ok, current) = self
+            .run(async |c| {
+                let v: Vec<Value> = script
+                    .key(&key)
+                    .key(keys::CHANGES)
+                    .arg(expected_version)
+                    .arg(decision.version)
+                    .arg(&json)
+                    .arg(retention)
+                    .arg(stream_len)
+                    .invoke_async(c)
+                    .await?;
+                script_pair(v)
+            })
+            .await?;
+        if ok == 1 {
+            return Ok(Cas::Written);
         }
+        Ok(Cas::Conflict(
+            current.map(|j| decode(&key, &j)).transpose()?,
+        ))
     }
 
     async fn list_decisions(
@@ -533,6 +562,170 @@ impl Store for RedisStore {
             })
             .await?;
         blobs.iter().map(|j| decode(&hk, j)).collect()
+    }
+
+    async fn decision_versions(
+        &self,
+        token: &Token,
+        after: u64,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let Some(incident) = self.incident_of(token).await? else {
+            return Ok(vec![]);
+        };
+        let key = keys::decision(&incident, token);
+        let fields: Vec<(String, String)> = self
+            .run(async |c| redis::cmd("HGETALL").arg(&key).query_async(c).await)
+            .await?;
+        let mut out: Vec<(u64, Decision)> = Vec::new();
+        for (field, json) in fields {
+            let Some(n) = field.strip_prefix('h').and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            if n > after {
+                out.push((n, decode(&key, &json)?));
+            }
+        }
+        out.sort_by_key(|(n, _)| *n);
+        Ok(out.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn follow_changes(
+        &self,
+        sink: ChangeSink,
+        shutdown: CancellationToken,
+    ) -> Result<BoxFuture<'static, ()>, StoreError> {
+        // With Redis down at start-up, the position is taken on the first
+        // connection instead (no change can be made without Redis).
+        let last = self.last_change_id().await.ok();
+        Ok(Box::pin(follow(self.client.clone(), last, sink, shutdown)))
+    }
+}
+
+impl RedisStore {
+    /// The id of the newest change-stream entry ("0-0" when empty): the
+    /// feed starts after it.
+    async fn last_change_id(&self) -> Result<String, StoreError> {
+        let last: redis::streams::StreamRangeReply = self
+            .run(async |c| {
+                redis::cmd("XREVRANGE")
+                    .arg(keys::CHANGES)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(last
+            .ids
+            .first()
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| "0-0".to_string()))
+    }
+}
+
+/// Follows `verdict:changes` on a dedicated connection from `last_id` on,
+/// reconnecting with backoff after errors (entries are kept in the stream,
+/// so a reconnect loses nothing unless it outlasts the stream's cap).
+async fn follow(
+    client: redis::Client,
+    mut last_id: Option<String>,
+    sink: ChangeSink,
+    shutdown: CancellationToken,
+) {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(FEED_BLOCK + Duration::from_secs(5)))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    let mut backoff = Duration::from_millis(100);
+    let mut conn: Option<MultiplexedConnection> = None;
+    let opts = redis::streams::StreamReadOptions::default()
+        .block(FEED_BLOCK.as_millis() as usize)
+        .count(FEED_BATCH);
+    while !shutdown.is_cancelled() {
+        let c = match &mut conn {
+            Some(c) => c,
+            None => {
+                let connected = tokio::select! {
+                    c = client.get_multiplexed_async_connection_with_config(&config) => c,
+                    _ = shutdown.cancelled() => return,
+                };
+                match connected {
+                    Ok(c) => conn.insert(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, ?backoff, "change feed cannot connect to Redis; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+        };
+        let from = match &last_id {
+            Some(id) => id.clone(),
+            None => {
+                let newest: Result<redis::streams::StreamRangeReply, RedisError> =
+                    redis::cmd("XREVRANGE")
+                        .arg(keys::CHANGES)
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(1)
+                        .query_async(c)
+                        .await;
+                match newest {
+                    Ok(r) => {
+                        let id = r
+                            .ids
+                            .first()
+                            .map(|e| e.id.clone())
+                            .unwrap_or_else(|| "0-0".into());
+                        last_id = Some(id.clone());
+                        id
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change feed cannot read the stream position; reconnecting");
+                        conn = None;
+                        continue;
+                    }
+                }
+            }
+        };
+        let ids = [from.as_str()];
+        let read: Result<Option<redis::streams::StreamReadReply>, RedisError> = tokio::select! {
+            r = redis::AsyncCommands::xread_options(c, &[keys::CHANGES], &ids, &opts) => r,
+            _ = shutdown.cancelled() => return,
+        };
+        match read {
+            Ok(reply) => {
+                backoff = Duration::from_millis(100);
+                for key in reply.map(|r| r.keys).unwrap_or_default() {
+                    for entry in key.ids {
+                        let json: Option<String> = entry.get("d");
+                        match json
+                            .as_deref()
+                            .map(|j| decode::<Decision>(keys::CHANGES, j))
+                        {
+                            Some(Ok(d)) => sink(d),
+                            Some(Err(e)) => {
+                                tracing::error!(id = %entry.id, error = %e, "undecodable change skipped")
+                            }
+                            None => {
+                                tracing::error!(id = %entry.id, "change without a decision skipped")
+                            }
+                        }
+                        last_id = Some(entry.id);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "change feed read failed; reconnecting");
+                conn = None;
+            }
+        }
     }
 }
 

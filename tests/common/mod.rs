@@ -131,7 +131,18 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config, clock: Option<Arc<dyn Clock>>) -> TestServer {
-        let running = verdict::server::start(config, Overrides { clock })
+        Self::start_overridden(
+            config,
+            Overrides {
+                clock,
+                analyzer: None,
+            },
+        )
+        .await
+    }
+
+    pub async fn start_overridden(config: Config, overrides: Overrides) -> TestServer {
+        let running = verdict::server::start(config, overrides)
             .await
             .expect("server starts");
         let channel = Channel::from_shared(format!("http://{}", running.addr))

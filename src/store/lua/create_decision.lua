@@ -1,11 +1,13 @@
 -- Single-flight creation of an incident's decision: the new token becomes
--- current only if the current token is still the one the caller saw.
+-- current only if the current token is still the one the caller saw. The
+-- new decision is published to the change stream in the same step.
 -- KEYS[1]  verdict:{INC}:current   KEYS[2] the new decision's hash
--- KEYS[3]  verdict:{INC}:history
+-- KEYS[3]  verdict:{INC}:history   KEYS[4] the change stream verdict:changes
 -- ARGV[1]  the current token the caller saw ('' for none)
 -- ARGV[2]  the new token  ARGV[3] its version  ARGV[4] its JSON
 -- ARGV[5]  retention in ms  ARGV[6] history length kept
 -- ARGV[7]  decision key prefix, verdict:{INC}:dec: (same hash slot)
+-- ARGV[8]  stream length kept
 -- Returns {1} when created, else {0, the current decision's JSON or false}.
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
@@ -14,9 +16,10 @@ if (cur or '') ~= ARGV[1] then
   end
   return {0, false}
 end
-redis.call('HSET', KEYS[2], 'v', ARGV[3], 'd', ARGV[4])
+redis.call('HSET', KEYS[2], 'v', ARGV[3], 'd', ARGV[4], 'h' .. ARGV[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'd', ARGV[4])
 return {1}

@@ -1,0 +1,14 @@
+-- Compare-and-set of a decision, publishing the change in the same step.
+-- KEYS[1]  the decision's hash {v = version, d = JSON, h<N> = JSON of version N}
+-- KEYS[2]  the change stream verdict:changes
+-- ARGV[1]  the version the caller read; ARGV[2] the new version
+-- ARGV[3]  the new JSON; ARGV[4] retention in ms; ARGV[5] stream length kept
+-- Returns {1} when written, else {0, current JSON or false}.
+local v = redis.call('HGET', KEYS[1], 'v')
+if v ~= ARGV[1] then
+  return {0, redis.call('HGET', KEYS[1], 'd')}
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'h' .. ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[3])
+return {1}

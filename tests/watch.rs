@@ -1,0 +1,380 @@
+//! Live decisions: WatchDecision and WatchDecisions through the real server,
+//! across replicas sharing a real Redis.
+
+mod common;
+
+use async_trait::async_trait;
+use common::{RedisServer, TestServer, config, create_incident, decide};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tonic::Code;
+use verdict::domain::{Incident, Proposal};
+use verdict::engine::{Analyzer, ExpertEngine};
+use verdict::proto::{
+    ApproveDecisionRequest, CompleteDecisionRequest, Decision, DecisionState,
+    GetOrCreateDecisionRequest, WatchDecisionRequest, WatchDecisionsRequest,
+};
+use verdict::server::Overrides;
+
+/// An analyzer that answers only when the test opens its gate.
+struct Gated(Arc<Semaphore>);
+
+#[async_trait]
+impl Analyzer for Gated {
+    async fn analyze(&self, incident: &Incident) -> Proposal {
+        if let Ok(permit) = self.0.acquire().await {
+            permit.forget();
+        }
+        ExpertEngine::builtin().propose(incident)
+    }
+}
+
+async fn watch(
+    s: &TestServer,
+    token: &str,
+    after_version: u64,
+) -> tonic::Streaming<verdict::proto::WatchDecisionResponse> {
+    s.decisions
+        .clone()
+        .watch_decision(WatchDecisionRequest {
+            token: token.into(),
+            after_version,
+        })
+        .await
+        .expect("watch starts")
+        .into_inner()
+}
+
+/// Every message until the stream ends.
+async fn collect(
+    mut stream: tonic::Streaming<verdict::proto::WatchDecisionResponse>,
+) -> Vec<Decision> {
+    let mut out = vec![];
+    while let Some(m) = stream.message().await.expect("stream ok") {
+        out.push(m.decision.expect("decision"));
+    }
+    out
+}
+
+fn versions_and_states(ds: &[Decision]) -> Vec<(u64, i32)> {
+    ds.iter().map(|d| (d.version, d.state)).collect()
+}
+
+async fn approve_and_complete(s: &TestServer, token: &str) {
+    let mut c = s.decisions.clone();
+    c.approve_decision(ApproveDecisionRequest {
+        token: token.into(),
+        actor: "alice".into(),
+        expected_version: 0,
+    })
+    .await
+    .expect("approve");
+    c.complete_decision(CompleteDecisionRequest {
+        token: token.into(),
+        success: true,
+        output: "ok".into(),
+    })
+    .await
+    .expect("complete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watcher_on_one_replica_sees_every_change_made_on_another_in_order() {
+    let redis = RedisServer::start();
+    let gate = Arc::new(Semaphore::new(0));
+    let mut a = TestServer::start(config(Some(&redis))).await;
+    let b = TestServer::start_overridden(
+        config(Some(&redis)),
+        Overrides {
+            clock: None,
+            analyzer: Some(Arc::new(Gated(gate.clone()))),
+        },
+    )
+    .await;
+    let id = create_incident(&mut a, "PodCrashLooping").await;
+    let d = b
+        .decisions
+        .clone()
+        .get_or_create_decision(GetOrCreateDecisionRequest {
+            incident_id: id,
+            wait: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decision
+        .unwrap();
+    assert_eq!(d.state, DecisionState::Analyzing as i32);
+
+    let mut stream = watch(&a, &d.token, 0).await;
+    let first = stream.message().await.unwrap().unwrap().decision.unwrap();
+    assert_eq!(
+        (first.version, first.state),
+        (1, DecisionState::Analyzing as i32),
+        "the snapshot while analyzing"
+    );
+    gate.add_permits(1);
+    let ready = stream.message().await.unwrap().unwrap().decision.unwrap();
+    assert_eq!(
+        (ready.version, ready.state),
+        (2, DecisionState::Ready as i32)
+    );
+    approve_and_complete(&b, &d.token).await;
+    let rest = collect(stream).await;
+    assert_eq!(
+        versions_and_states(&rest),
+        vec![
+            (3, DecisionState::Executing as i32),
+            (4, DecisionState::Completed as i32)
+        ],
+        "then each change once, in order, and the stream ends after the terminal state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_watchers_each_receive_every_change_exactly_once() {
+    let redis = RedisServer::start();
+    let mut a = TestServer::start(config(Some(&redis))).await;
+    let b = TestServer::start(config(Some(&redis))).await;
+    let id = create_incident(&mut a, "HighLatencyP99").await;
+    let d = decide(&mut a, &id).await;
+
+    // 1 000 streams over 10 connections, half on each replica.
+    let mut channels = vec![];
+    for i in 0..10 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let ch = tonic::transport::Channel::from_shared(format!(
+            "http://{}",
+            s.running.as_ref().unwrap().addr
+        ))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+        channels.push(ch);
+    }
+    let mut streams = vec![];
+    for i in 0..1000 {
+        let mut c = verdict::proto::decision_service_client::DecisionServiceClient::new(
+            channels[i % 10].clone(),
+        );
+        let mut s = c
+            .watch_decision(WatchDecisionRequest {
+                token: d.token.clone(),
+                after_version: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // The snapshot proves the watcher is registered.
+        let snap = s.message().await.unwrap().unwrap().decision.unwrap();
+        assert_eq!(snap.version, d.version);
+        streams.push(s);
+    }
+    assert_eq!(
+        a.running.as_ref().unwrap().live_watchers() + b.running.as_ref().unwrap().live_watchers(),
+        1000
+    );
+    approve_and_complete(&a, &d.token).await;
+    let mut all = tokio::task::JoinSet::new();
+    for s in streams {
+        all.spawn(collect(s));
+    }
+    let mut n = 0;
+    while let Some(got) = all.join_next().await {
+        let got = got.unwrap();
+        assert_eq!(
+            versions_and_states(&got),
+            vec![
+                (3, DecisionState::Executing as i32),
+                (4, DecisionState::Completed as i32)
+            ]
+        );
+        n += 1;
+    }
+    assert_eq!(n, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_after_a_version_misses_nothing_and_terminal_tokens_end_at_once() {
+    let redis = RedisServer::start();
+    let mut s = TestServer::start(config(Some(&redis))).await;
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let d = decide(&mut s, &id).await;
+    approve_and_complete(&s, &d.token).await;
+
+    let resumed = collect(watch(&s, &d.token, 1).await).await;
+    assert_eq!(
+        versions_and_states(&resumed),
+        vec![
+            (2, DecisionState::Ready as i32),
+            (3, DecisionState::Executing as i32),
+            (4, DecisionState::Completed as i32)
+        ]
+    );
+    let snapshot_only = collect(watch(&s, &d.token, 0).await).await;
+    assert_eq!(
+        versions_and_states(&snapshot_only),
+        vec![(4, DecisionState::Completed as i32)]
+    );
+    assert!(
+        collect(watch(&s, &d.token, 4).await).await.is_empty(),
+        "nothing after the last version"
+    );
+
+    let e = s
+        .decisions
+        .clone()
+        .watch_decision(WatchDecisionRequest {
+            token: d.token.clone(),
+            after_version: 9,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = s
+        .decisions
+        .clone()
+        .watch_decision(WatchDecisionRequest {
+            token: "DEC-000000000000".into(),
+            after_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_are_freed_when_clients_disconnect() {
+    let mut s = TestServer::start(config(None)).await;
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let d = decide(&mut s, &id).await;
+    let mut streams = vec![];
+    for _ in 0..50 {
+        let mut st = watch(&s, &d.token, 0).await;
+        st.message().await.unwrap().unwrap();
+        streams.push(st);
+    }
+    let running = s.running.as_ref().unwrap();
+    assert_eq!(running.live_watchers(), 50);
+    drop(streams);
+    // The server learns of each disconnect from the connection (RST_STREAM):
+    // wait for that condition, bounded.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running.live_watchers() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} watchers still registered",
+            running.live_watchers()
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_dashboard_delays_no_one_and_is_cut_off() {
+    let mut s = TestServer::start(config(None)).await;
+    // A dashboard that never reads, on its own connection (on a shared one,
+    // HTTP/2 flow control would stall its neighbours client-side), with small
+    // HTTP/2 windows so the server feels the stall early.
+    let own = tonic::transport::Channel::from_shared(format!(
+        "http://{}",
+        s.running.as_ref().unwrap().addr
+    ))
+    .unwrap()
+    .initial_stream_window_size(Some(16 * 1024))
+    .initial_connection_window_size(Some(16 * 1024))
+    .connect()
+    .await
+    .unwrap();
+    let mut stalled = verdict::proto::decision_service_client::DecisionServiceClient::new(own)
+        .watch_decisions(WatchDecisionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let watched = decide(&mut s, &id).await;
+    let watcher = watch(&s, &watched.token, 0).await;
+    // Far more changes than the stalled stream's HTTP/2 window and buffer hold.
+    for _ in 0..800 {
+        let other = create_incident(&mut s, "PodCrashLooping").await;
+        decide(&mut s, &other).await;
+    }
+    approve_and_complete(&s, &watched.token).await;
+    let got = collect(watcher).await;
+    assert_eq!(
+        versions_and_states(&got),
+        vec![
+            (2, DecisionState::Ready as i32),
+            (3, DecisionState::Executing as i32),
+            (4, DecisionState::Completed as i32)
+        ],
+        "the live watcher got everything while the dashboard read nothing"
+    );
+    // The dashboard, reading at last, finds it was cut off.
+    let mut received = 0;
+    let read_all = async {
+        loop {
+            match stalled.message().await {
+                Ok(Some(_)) => received += 1,
+                Ok(None) => panic!("the stalled stream ended without an error"),
+                Err(e) => break e,
+            }
+        }
+    };
+    // A guard against a hang, not a timing assertion.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(60), read_all)
+        .await
+        .expect("the stalled stream was never cut off");
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end:?}");
+    assert!(received < 1600 + 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_decisions_filters_by_incident_and_state() {
+    let mut s = TestServer::start(config(None)).await;
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let other = create_incident(&mut s, "PodCrashLooping").await;
+    let mut only_ready = s
+        .decisions
+        .clone()
+        .watch_decisions(WatchDecisionsRequest {
+            incident_id: id.clone(),
+            state: DecisionState::Ready as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    decide(&mut s, &other).await;
+    let d = decide(&mut s, &id).await;
+    let m = only_ready
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!((m.token, m.state), (d.token, DecisionState::Ready as i32));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_with_unavailable_and_a_resume_point() {
+    let mut s = TestServer::start(config(None)).await;
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let d = decide(&mut s, &id).await;
+    let mut stream = watch(&s, &d.token, 0).await;
+    stream.message().await.unwrap().unwrap();
+    let stop = tokio::spawn(s.stop());
+    let e = stream.message().await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(
+        e.message()
+            .contains(&format!("after_version={}", d.version)),
+        "{}",
+        e.message()
+    );
+    stop.await.unwrap();
+}
