@@ -20,7 +20,8 @@ mkdir -p "$out/verdict/v1"
 "$PY" -m grpc_tools.protoc -Iproto \
   --plugin=protoc-gen-mypy_grpc="$(dirname "$PY")/protoc-gen-mypy_grpc" \
   --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" --mypy_grpc_out="$out" \
-  proto/verdict/v1/*.proto
+  proto/verdict/v1/*.proto \
+  2> >(grep -v '^Writing mypy to ' >&2)
 sed -i -E 's/^from verdict\.v1 import /from . import /' "$out"/verdict/v1/*.py "$out"/verdict/v1/*.pyi
 for d in "$out" "$out/verdict" "$out/verdict/v1"; do
   echo '"""Generated from proto/ by scripts/gen-clients.sh. Do not edit."""' >"$d/__init__.py"

@@ -175,25 +175,21 @@ def unique_id(prefix: str = "INC-PY") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12].upper()}"
 
 
-def skip_unless_watch_implemented(address: str) -> None:
-    """Skips the calling test while the server answers UNIMPLEMENTED for the
-    watch RPCs (the live-decisions work has not landed). Any other answer
-    (NOT_FOUND for the probe's unknown token, or a stream that stays open
-    until the probe's deadline) means watches are served."""
+def skip_unless_watch_implemented(address: str, rpc: str = "WatchDecision") -> None:
+    """Skips the calling test while the server answers UNIMPLEMENTED for
+    ``rpc`` (the live-decisions work has not landed). Any other answer (NOT_FOUND
+    for the probe's unknown token, or a stream still open at the probe's
+    deadline) means it is served."""
     with grpc.insecure_channel(address) as channel:
         stub = dgrpc.DecisionServiceStub(channel)
-        probes = [
-            stub.WatchDecision(dpb.WatchDecisionRequest(token="DEC-000000000000"), timeout=2),
-            stub.WatchDecisions(dpb.WatchDecisionsRequest(incident_id="INC-PROBE"), timeout=0.5),
-        ]
-        for probe in probes:
-            try:
-                next(probe, None)
-            except grpc.RpcError as e:
-                if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    pytest.skip(
-                        "the server answers UNIMPLEMENTED for the watch RPCs "
-                        f"(live decisions not landed yet): {e.details()}"
-                    )
-            finally:
-                probe.cancel()
+        if rpc == "WatchDecision":
+            probe = stub.WatchDecision(dpb.WatchDecisionRequest(token="DEC-000000000000"), timeout=1)
+        else:
+            probe = stub.WatchDecisions(dpb.WatchDecisionsRequest(incident_id="INC-PROBE"), timeout=1)
+        try:
+            next(probe, None)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                pytest.skip(f"the server answers UNIMPLEMENTED for {rpc} (live decisions not landed yet): {e.details()}")
+        finally:
+            probe.cancel()

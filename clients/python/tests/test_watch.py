@@ -98,7 +98,7 @@ def test_watch_decision_after_version_skips_the_snapshot(server: Server, client:
 
 
 def test_watch_decisions_for_one_incident(server: Server, client: Client) -> None:
-    skip_unless_watch_implemented(server.address)
+    skip_unless_watch_implemented(server.address, "WatchDecisions")
     incident = client.create_incident(title="crash", severity="P2", affected_services=["cart"],
                                       signals=[Signal(alert_name="PodCrashLooping")])
     watch = Collector(client.watch_decisions(incident_id=incident.id))
