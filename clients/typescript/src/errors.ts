@@ -36,9 +36,9 @@ export class VerdictError extends Error {
   readonly rawMessage: string;
   override readonly cause: ConnectError;
 
-  constructor(cause: ConnectError) {
-    super(cause.message);
-    this.code = cause.code;
+  constructor(cause: ConnectError, code: Code = cause.code) {
+    super(code === cause.code ? cause.message : `[${Code[code].toLowerCase()}] ${cause.rawMessage}`);
+    this.code = code;
     this.rawMessage = cause.rawMessage;
     this.cause = cause;
   }
@@ -50,8 +50,8 @@ export class InvalidArgument extends VerdictError {
   /** The `google.rpc.BadRequest` field violations, in server order. */
   readonly fieldViolations: FieldViolation[];
 
-  constructor(cause: ConnectError) {
-    super(cause);
+  constructor(cause: ConnectError, code?: Code) {
+    super(cause, code);
     this.fieldViolations = cause
       .findDetails(BadRequestSchema)
       .flatMap((b) => b.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
@@ -77,8 +77,8 @@ export class FailedPrecondition extends VerdictError {
   /** The `google.rpc.PreconditionFailure` violations. */
   readonly violations: PreconditionViolation[];
 
-  constructor(cause: ConnectError) {
-    super(cause);
+  constructor(cause: ConnectError, code?: Code) {
+    super(cause, code);
     this.violations = cause
       .findDetails(PreconditionFailureSchema)
       .flatMap((p) => p.violations.map((v) => ({ type: v.type, subject: v.subject, description: v.description })));
@@ -136,7 +136,7 @@ export class Internal extends VerdictError {
 }
 
 /** The class thrown for each code; codes not listed throw a plain VerdictError. */
-export const errorClasses: Partial<Record<Code, new (cause: ConnectError) => VerdictError>> = {
+export const errorClasses: Partial<Record<Code, new (cause: ConnectError, code?: Code) => VerdictError>> = {
   [Code.InvalidArgument]: InvalidArgument,
   [Code.NotFound]: NotFound,
   [Code.AlreadyExists]: AlreadyExists,
@@ -153,12 +153,17 @@ export const errorClasses: Partial<Record<Code, new (cause: ConnectError) => Ver
   [Code.Internal]: Internal,
 };
 
-/** Turns anything a call threw into the matching VerdictError subclass. */
+/**
+ * Turns anything a call threw into the matching VerdictError subclass. A
+ * failed fetch (gRPC-Web: server unreachable, connection cut), which
+ * Connect reports as UNKNOWN, becomes `Unavailable`, as it is over gRPC.
+ */
 export function toVerdictError(reason: unknown): VerdictError {
   if (reason instanceof VerdictError) {
     return reason;
   }
   const cause = ConnectError.from(reason);
-  const Class = errorClasses[cause.code] ?? VerdictError;
-  return new Class(cause);
+  const code = cause.code === Code.Unknown && cause.cause instanceof TypeError ? Code.Unavailable : cause.code;
+  const Class = errorClasses[code] ?? VerdictError;
+  return new Class(cause, code);
 }

@@ -14,6 +14,7 @@ import {
   VerdictError,
 } from "../src/index.js";
 import { connectNode } from "../src/node.js";
+import { connectWeb } from "../src/web.js";
 import { freePort, Server, uniqueId, type Protocol } from "./server.js";
 
 describe("errors", () => {
@@ -70,12 +71,15 @@ describe("errors", () => {
     });
   }
 
-  test("an unreachable server is UNAVAILABLE", async () => {
-    const verdict = connectNode(`http://127.0.0.1:${await freePort()}`, { timeoutMs: 5000 });
-    const error = await verdict.getIncident("INC-1").catch((e: unknown) => e);
-    assert.ok(error instanceof Unavailable, String(error));
-    assert.ok(error instanceof VerdictError);
-  });
+  for (const [protocol, connect] of [["grpc", connectNode], ["grpc-web", connectWeb]] as const) {
+    test(`an unreachable server is UNAVAILABLE over ${protocol}`, async () => {
+      const verdict = connect(`http://127.0.0.1:${await freePort()}`, { timeoutMs: 5000 });
+      const error = await verdict.getIncident("INC-1").catch((e: unknown) => e);
+      assert.ok(error instanceof Unavailable, String(error));
+      assert.ok(error instanceof VerdictError);
+      assert.equal(error.code, Code.Unavailable);
+    });
+  }
 
   test("enum names are checked before sending", async () => {
     const verdict = server.client("grpc");
