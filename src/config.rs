@@ -63,6 +63,15 @@ pub struct ServeArgs {
     /// Most watch streams open at once on this replica [default: 20000].
     #[arg(long, env = "VERDICT_MAX_WATCHERS", value_name = "N")]
     pub max_watchers: Option<usize>,
+    /// Browser origin allowed to call gRPC-Web from another origin
+    /// (repeatable; `*` for any). None: same-origin pages only.
+    #[arg(
+        long = "cors-origin",
+        env = "VERDICT_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
     /// Log format [default: text].
     #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -99,6 +108,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub max_watchers: usize,
+    pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
 }
 
@@ -119,6 +129,7 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_watchers: 20_000,
+            cors_origins: Vec::new(),
             log_format: LogFormat::Text,
         }
     }
@@ -159,6 +170,9 @@ impl Config {
         if args.rules_file.is_some() {
             c.rules_file = args.rules_file.clone();
         }
+        if !args.cors_origins.is_empty() {
+            c.cors_origins = args.cors_origins.clone();
+        }
         c.dev |= args.dev;
         c.validate()?;
         Ok(c)
@@ -192,6 +206,14 @@ impl Config {
             (4096..=64 * 1024 * 1024).contains(&self.max_message_bytes),
             "max_message_bytes must be between 4 KiB and 64 MiB"
         );
+        for o in &self.cors_origins {
+            anyhow::ensure!(
+                o == "*"
+                    || ((o.starts_with("http://") || o.starts_with("https://"))
+                        && o.parse::<http::HeaderValue>().is_ok()),
+                "cors origin {o:?} must be `*` or an origin such as https://ui.example.com"
+            );
+        }
         Ok(())
     }
 

@@ -166,6 +166,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .concurrency_limit_per_connection(1024)
+        .layer(tower::util::option_layer(cors_layer(&config.cors_origins)))
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -221,6 +222,40 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         shutdown,
         done,
     })
+}
+
+/// CORS for gRPC-Web callers on other origins, when configured: the
+/// headers gRPC-Web sends, and the gRPC status headers a browser may read.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let h = HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([http::Method::POST, http::Method::OPTIONS])
+            .allow_headers([
+                CONTENT_TYPE,
+                AUTHORIZATION,
+                h("x-grpc-web"),
+                h("x-user-agent"),
+                h("grpc-timeout"),
+            ])
+            .expose_headers([
+                h("grpc-status"),
+                h("grpc-message"),
+                h("grpc-status-details-bin"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 async fn set_health(health: &HealthReporter, serving: bool) {
