@@ -4,8 +4,8 @@
 use crate::api::{DecisionApi, IncidentApi, StatsApi};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::engine::ExpertEngine;
-use crate::manager::{DecisionManager, DecisionSettings, IncidentManager};
+use crate::engine::{EngineSettings, Engines, ExpertEngine};
+use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, Sweeper};
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
@@ -96,12 +96,30 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
         None => ExpertEngine::builtin(),
     });
+    let engine_settings = EngineSettings::from_config(&config);
+    match &engine_settings.llm {
+        Some(llm) => tracing::info!(
+            base_url = %llm.base_url,
+            model = %llm.model,
+            provider = %llm.provider,
+            api_key = if llm.api_key.is_some() { "set" } else { "none" },
+            "LLM configured: dual engine, consensus for P0/P1"
+        ),
+        None => {
+            tracing::info!("no LLM configured (--llm-base-url): the expert engine decides alone")
+        }
+    }
+    let engines = Arc::new(Engines::new(
+        &engine_settings,
+        expert.clone(),
+        store.clone(),
+    )?);
     let shutdown = CancellationToken::new();
     let incidents = Arc::new(IncidentManager::new(store.clone(), clock.clone()));
     let decisions = Arc::new(DecisionManager::new(
         store.clone(),
         expert.clone(),
-        expert.clone(),
+        engines,
         clock.clone(),
         DecisionSettings {
             token_ttl: config.token_ttl,
@@ -111,6 +129,19 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         },
         shutdown.clone(),
     ));
+
+    // Finishes decisions abandoned ANALYZING by a replica that died.
+    let sweeper = (!config.sweep_interval.is_zero()).then(|| {
+        tokio::spawn(
+            Sweeper::new(
+                decisions.clone(),
+                store.clone(),
+                clock.clone(),
+                config.sweep_interval,
+            )
+            .run(shutdown.clone()),
+        )
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
@@ -182,6 +213,9 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
             }
         };
         health_task.abort();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         tracing::info!("server stopped");
         result
     });

@@ -6,6 +6,7 @@
 //! expert engine answers when time is up.
 
 use super::ManagerError;
+use super::sweeper::abandoned;
 use crate::clock::Clock;
 use crate::domain::{
     Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Token,
@@ -159,7 +160,7 @@ impl DecisionManager {
                 match self.reuse(d, &incident, now) {
                     Reuse::Return => return Ok((d.clone(), false)),
                     Reuse::Join => {
-                        if now >= d.analysis_deadline {
+                        if abandoned(d, now) {
                             // Its replica died or stalled: finish it here.
                             let d = self
                                 .finish_with_expert(d.clone(), &incident, FallbackReason::Recovered)
@@ -180,6 +181,8 @@ impl DecisionManager {
                 now + chrono::Duration::from_std(remaining).unwrap_or(chrono::Duration::zero());
             let ttl = chrono::Duration::from_std(self.settings.token_ttl)
                 .unwrap_or(chrono::Duration::hours(1));
+            // The decision records the engine actually used.
+            let mode = mode.resolve(incident.severity);
             let fresh = Decision::start(incident_id.clone(), mode, now, ttl, analysis_deadline);
             match self
                 .store
@@ -222,9 +225,8 @@ impl DecisionManager {
         deadline: Instant,
     ) -> Result<Decision, ManagerError> {
         let started = Instant::now();
-        let mut proposal = match tokio::time::timeout_at(deadline, self.analyzer.analyze(&incident))
-            .await
-        {
+        let analysis = self.analyzer.analyze(&incident, d.mode, deadline);
+        let mut proposal = match tokio::time::timeout_at(deadline, analysis).await {
             Ok(p) => p,
             Err(_) => {
                 tracing::warn!(token = %d.token, "analysis deadline reached; using the expert proposal");
@@ -286,8 +288,8 @@ impl DecisionManager {
                 return Ok(d);
             }
             let now = self.clock.now();
-            if Instant::now() >= deadline || now >= d.analysis_deadline {
-                let reason = if now >= d.analysis_deadline {
+            if Instant::now() >= deadline || abandoned(&d, now) {
+                let reason = if abandoned(&d, now) {
                     FallbackReason::Recovered
                 } else {
                     FallbackReason::Timeout
@@ -312,7 +314,7 @@ impl DecisionManager {
     /// finished on read with the expert proposal, so the UI never locks.
     pub async fn get(&self, token: &Token) -> Result<Decision, ManagerError> {
         let d = self.load(token).await?;
-        if d.state == DecisionState::Analyzing && self.clock.now() >= d.analysis_deadline {
+        if abandoned(&d, self.clock.now()) {
             let incident = self
                 .store
                 .get_incident(&d.incident_id)

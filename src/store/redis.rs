@@ -5,8 +5,12 @@
 //! Connections are checked out per call and never held across slow work.
 
 use super::keys;
-use super::{Cas, Created, ListCursor, Retention, Store, StoreError, decode, encode};
-use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use super::{
+    CachedProposal, Cas, Created, ListCursor, Retention, Store, StoreError, decode, encode,
+};
+use crate::domain::{
+    Decision, DecisionState, Incident, IncidentId, Proposal, RequestId, Signature, Token,
+};
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
 use lru::LruCache;
@@ -136,6 +140,8 @@ impl RedisStore {
         self.retention.decisions.as_millis() as u64
     }
 
+    /// `leaves_analyzing`: the token of a decision written out of
+    /// ANALYZING, dropped from the ANALYZING index in the same script.
     async fn cas(
         &self,
         key: String,
@@ -143,18 +149,21 @@ impl RedisStore {
         new_version: u64,
         json: String,
         retention_ms: u64,
+        leaves_analyzing: Option<&Token>,
     ) -> Result<Cas<String>, StoreError> {
         let script = &self.scripts.cas;
         let (ok, current): (i64, Option<String>) = self
             .run(async |c| {
-                let v: Vec<Value> = script
-                    .key(&key)
+                let mut inv = script.prepare_invoke();
+                inv.key(&key)
                     .arg(expected)
                     .arg(new_version)
                     .arg(&json)
-                    .arg(retention_ms)
-                    .invoke_async(c)
-                    .await?;
+                    .arg(retention_ms);
+                if let Some(token) = leaves_analyzing {
+                    inv.key(keys::ANALYZING_INDEX).arg(token.as_str());
+                }
+                let v: Vec<Value> = inv.invoke_async(c).await?;
                 script_pair(v)
             })
             .await?;
@@ -392,6 +401,7 @@ impl Store for RedisStore {
                 incident.version,
                 encode(incident),
                 0,
+                None,
             )
             .await?
         {
@@ -459,6 +469,11 @@ impl Store for RedisStore {
         let script = &self.scripts.create_decision;
         let expected = expected_current.map(|t| t.as_str()).unwrap_or("");
         let history_len = self.retention.history_len;
+        let deadline_ms = if decision.state == DecisionState::Analyzing {
+            decision.analysis_deadline.timestamp_millis().to_string()
+        } else {
+            String::new()
+        };
         let (ok, current) = self
             .run(async |c| {
                 // The token index lives in its own slot; written first, an
@@ -474,6 +489,7 @@ impl Store for RedisStore {
                     .key(&ck)
                     .key(&dk)
                     .key(&hk)
+                    .key(keys::ANALYZING_INDEX)
                     .arg(expected)
                     .arg(decision.token.as_str())
                     .arg(decision.version)
@@ -481,6 +497,7 @@ impl Store for RedisStore {
                     .arg(retention)
                     .arg(history_len)
                     .arg(&prefix)
+                    .arg(&deadline_ms)
                     .invoke_async(c)
                     .await?;
                 script_pair(v)
@@ -507,6 +524,7 @@ impl Store for RedisStore {
                 decision.version,
                 encode(decision),
                 retention,
+                (decision.state != DecisionState::Analyzing).then_some(&decision.token),
             )
             .await?
         {
@@ -533,6 +551,93 @@ impl Store for RedisStore {
             })
             .await?;
         blobs.iter().map(|j| decode(&hk, j)).collect()
+    }
+
+    async fn overdue_analyses(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let members: Vec<String> = self
+            .run(async |c| {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(keys::ANALYZING_INDEX)
+                    .arg("-inf")
+                    .arg(before.timestamp_millis())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        let mut out = Vec::with_capacity(members.len());
+        let mut foreign = Vec::new();
+        for m in members {
+            match Token::parse(&m) {
+                Ok(t) => out.push(t),
+                Err(_) => foreign.push(m),
+            }
+        }
+        // A member that is not a token was not written by verdict; left in
+        // place it would take a slot of every sweep for ever.
+        if !foreign.is_empty() {
+            self.run(async |c| {
+                redis::cmd("ZREM")
+                    .arg(keys::ANALYZING_INDEX)
+                    .arg(&foreign)
+                    .query_async::<i64>(c)
+                    .await
+            })
+            .await?;
+        }
+        Ok(out)
+    }
+
+    async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZREM")
+                .arg(keys::ANALYZING_INDEX)
+                .arg(token.as_str())
+                .query_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn cached_proposal(&self, signature: &Signature) -> Result<Option<Proposal>, StoreError> {
+        let key = keys::proposal_cache(signature);
+        let json: Option<String> = self
+            .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .await?;
+        let Some(json) = json else { return Ok(None) };
+        let entry: CachedProposal = decode(&key, &json)?;
+        Ok((entry.signature == signature.as_str()).then_some(entry.proposal))
+    }
+
+    async fn cache_proposal(
+        &self,
+        signature: &Signature,
+        proposal: &Proposal,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = keys::proposal_cache(signature);
+        let json = encode(&CachedProposal {
+            signature: signature.as_str().to_owned(),
+            proposal: proposal.clone(),
+        });
+        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.run(async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&json)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(c)
+                .await
+        })
+        .await
     }
 }
 

@@ -6,6 +6,8 @@
 -- ARGV[2]  the new token  ARGV[3] its version  ARGV[4] its JSON
 -- ARGV[5]  retention in ms  ARGV[6] history length kept
 -- ARGV[7]  decision key prefix, verdict:{INC}:dec: (same hash slot)
+-- KEYS[4]  verdict:analyzing, the index of ANALYZING decisions
+-- ARGV[8]  the analysis deadline in ms ('' when not created ANALYZING)
 -- Returns {1} when created, else {0, the current decision's JSON or false}.
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
@@ -19,4 +21,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
+if ARGV[8] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[8], ARGV[2])
+end
 return {1}
