@@ -106,3 +106,88 @@ impl Sweeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::{
+        DecisionMode, FallbackReason, Incident, IncidentId, IncidentStatus, K8sName, Severity,
+    };
+    use crate::engine::ExpertEngine;
+    use crate::manager::{DecisionSettings, ExecutorKind};
+    use crate::store::{MemoryStore, Retention};
+
+    #[tokio::test]
+    async fn the_sweep_finishes_only_abandoned_analyses() {
+        let start = Utc::now();
+        let clock = Arc::new(ManualClock::new(start));
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(Retention::default()));
+        let expert = Arc::new(ExpertEngine::builtin());
+        let decisions = Arc::new(DecisionManager::new(
+            store.clone(),
+            expert.clone(),
+            expert,
+            clock.clone(),
+            DecisionSettings {
+                token_ttl: Duration::from_secs(3600),
+                default_timeout: Duration::from_secs(30),
+                executor: ExecutorKind::External,
+                history_len: 10,
+            },
+            CancellationToken::new(),
+        ));
+        let sweeper = Sweeper::new(
+            decisions,
+            store.clone(),
+            clock.clone(),
+            Duration::from_secs(1),
+        );
+        // Two decisions left ANALYZING by a "dead" replica, due in 10 s and 60 s.
+        let mut tokens = vec![];
+        for secs in [10, 60] {
+            let incident = Incident {
+                id: IncidentId::generate(),
+                title: "t".into(),
+                severity: Severity::P2,
+                status: IncidentStatus::Open,
+                signals: vec![],
+                affected_services: vec![K8sName::parse("web").unwrap()],
+                namespace: None,
+                created_at: start,
+                updated_at: start,
+                resolved_at: None,
+                version: 1,
+                status_actor: String::new(),
+                status_note: String::new(),
+            };
+            store.create_incident(&incident, None).await.unwrap();
+            let d = Decision::start(
+                incident.id.clone(),
+                DecisionMode::Dual,
+                start,
+                chrono::Duration::hours(1),
+                start + chrono::Duration::seconds(secs),
+            );
+            store.create_decision(None, &d).await.unwrap();
+            tokens.push(d.token);
+        }
+        assert_eq!(sweeper.sweep_once().await.unwrap(), 0, "nothing is due");
+        // Past the first deadline but within the grace: still the owner's.
+        clock.advance(chrono::Duration::milliseconds(10_500));
+        assert_eq!(sweeper.sweep_once().await.unwrap(), 0);
+        clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(sweeper.sweep_once().await.unwrap(), 1);
+        let d = store.get_decision(&tokens[0]).await.unwrap().unwrap();
+        assert_eq!(d.state, DecisionState::Ready);
+        let p = d.proposal.unwrap();
+        assert_eq!(p.fallback_reason, Some(FallbackReason::Recovered));
+        assert_eq!(
+            p.command.render(),
+            "kubectl rollout restart deployment/web -n default"
+        );
+        let other = store.get_decision(&tokens[1]).await.unwrap().unwrap();
+        assert_eq!(other.state, DecisionState::Analyzing);
+        assert_eq!(sweeper.sweep_once().await.unwrap(), 0, "finished once");
+    }
+}

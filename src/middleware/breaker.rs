@@ -85,9 +85,12 @@ impl Shared {
 
     fn record(&self, admission: Admission, ok: bool) {
         let mut phase = self.lock();
-        let reopen = Phase::Open {
-            until: Instant::now() + self.cooldown,
-        };
+        let now = Instant::now();
+        // A cool-down too long to add is a day: still "open", never a panic.
+        let until = now
+            .checked_add(self.cooldown)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
+        let reopen = Phase::Open { until };
         match (admission, ok) {
             (Admission::Probe, true) => *phase = Phase::Closed { failures: 0 },
             (Admission::Probe, false) => *phase = reopen,

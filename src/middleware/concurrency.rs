@@ -23,7 +23,7 @@ impl<S> ConcurrencyLimit<S> {
     pub fn new(inner: S, max: usize) -> Self {
         ConcurrencyLimit {
             inner,
-            slots: Arc::new(Semaphore::new(max.max(1))),
+            slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
         }
     }
 
@@ -72,7 +72,7 @@ pub struct ConcurrencyLimitLayer {
 impl ConcurrencyLimitLayer {
     pub fn new(max: usize) -> Self {
         ConcurrencyLimitLayer {
-            slots: Arc::new(Semaphore::new(max.max(1))),
+            slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
         }
     }
 }
