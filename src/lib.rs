@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod manager;
+pub mod middleware;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -4,8 +4,8 @@
 use crate::api::{DecisionApi, IncidentApi, StatsApi};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::engine::ExpertEngine;
-use crate::manager::{DecisionManager, DecisionSettings, IncidentManager};
+use crate::engine::{EngineSettings, Engines, ExpertEngine};
+use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, Sweeper};
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
@@ -105,11 +105,29 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
         None => ExpertEngine::builtin(),
     });
+    let engine_settings = EngineSettings::from_config(&config);
+    match &engine_settings.llm {
+        Some(llm) => tracing::info!(
+            base_url = %llm.base_url,
+            model = %llm.model,
+            provider = %llm.provider,
+            api_key = if llm.api_key.is_some() { "set" } else { "none" },
+            "LLM configured: dual engine, consensus for P0/P1"
+        ),
+        None => {
+            tracing::info!("no LLM configured (--llm-base-url): the expert engine decides alone")
+        }
+    }
+    let engines = Arc::new(Engines::new(
+        &engine_settings,
+        expert.clone(),
+        store.clone(),
+    )?);
     let shutdown = CancellationToken::new();
     let incidents = Arc::new(IncidentManager::new(store.clone(), clock.clone()));
     let analyzer: Arc<dyn crate::engine::Analyzer> = match overrides.analyzer {
         Some(a) => a,
-        None => expert.clone(),
+        None => engines,
     };
     let decisions = Arc::new(DecisionManager::new(
         store.clone(),
@@ -138,6 +156,18 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         clock: clock.clone(),
         shutdown: shutdown.clone(),
     };
+    // Finishes decisions abandoned ANALYZING by a replica that died.
+    let sweeper = (!config.sweep_interval.is_zero()).then(|| {
+        tokio::spawn(
+            Sweeper::new(
+                decisions.clone(),
+                store.clone(),
+                clock.clone(),
+                config.sweep_interval,
+            )
+            .run(shutdown.clone()),
+        )
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
@@ -179,7 +209,11 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         )
         .add_service(StatsServiceServer::new(StatsApi).max_decoding_message_size(max));
 
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // TCP_NODELAY: without it a response written in two parts (headers,
+    // then data and trailers) waits for the client's delayed ACK, up to
+    // 40 ms, which alone would break the "READY within timeout + 50 ms"
+    // target.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let grace = config.shutdown_grace;
     let token = shutdown.clone();
     // Stops accepting and starts the graceful drain; cancelled only after
@@ -212,6 +246,9 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         token.cancel();
         health_task.abort();
         let _ = feed_task.await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         tracing::info!("server stopped");
         result
     });

@@ -4,6 +4,7 @@
 //! compare-and-set on `version`, they do not know which moves are legal.
 
 use super::ids::{IncidentId, Token};
+use super::incident::Severity;
 use super::proposal::Proposal;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,19 @@ pub enum DecisionMode {
     Auto,
     Dual,
     Consensus,
+}
+
+impl DecisionMode {
+    /// The engine a mode means for an incident of `severity`: AUTO is
+    /// consensus for P0/P1 and dual otherwise; DUAL and CONSENSUS are
+    /// themselves. A decision records the resolved mode: the one used.
+    pub fn resolve(self, severity: Severity) -> DecisionMode {
+        match self {
+            DecisionMode::Auto if severity.is_critical() => DecisionMode::Consensus,
+            DecisionMode::Auto => DecisionMode::Dual,
+            other => other,
+        }
+    }
 }
 
 /// A refused transition.
@@ -253,6 +267,16 @@ mod tests {
             r.transition(Completed, 0, now),
             Err(TransitionError::NotAllowed { .. })
         ));
+    }
+
+    #[test]
+    fn auto_resolves_by_severity() {
+        use DecisionMode::*;
+        assert_eq!(Auto.resolve(Severity::P0), Consensus);
+        assert_eq!(Auto.resolve(Severity::P1), Consensus);
+        assert_eq!(Auto.resolve(Severity::P2), Dual);
+        assert_eq!(Dual.resolve(Severity::P0), Dual);
+        assert_eq!(Consensus.resolve(Severity::P4), Consensus);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod ids;
 pub mod incident;
 pub mod proposal;
+pub mod signature;
 pub mod validation;
 
 pub use decision::{Decision, DecisionMode, DecisionState, TransitionError};
@@ -15,4 +16,5 @@ pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};
 pub use proposal::{
     CommandVerb, FallbackReason, Proposal, ProposalSource, RemediationCommand, RiskLevel,
 };
+pub use signature::Signature;
 pub use validation::{FieldViolation, Violations};

@@ -5,7 +5,9 @@
 pub mod decisions;
 pub mod error;
 pub mod incidents;
+pub mod sweeper;
 
 pub use decisions::{DecisionManager, DecisionSettings, ExecutorKind};
 pub use error::ManagerError;
 pub use incidents::{IncidentFilter, IncidentManager, NewIncident};
+pub use sweeper::Sweeper;

@@ -15,8 +15,10 @@
 //! | `verdict:incidents`              | zset   | incident ids scored by creation ms      |
 //! | `verdict:req:REQUEST-ID`         | string | incident id created by that request (24 h) |
 //! | `verdict:changes`                | stream | every decision change (`d` = JSON), capped |
+//! | `verdict:analyzing`              | zset   | tokens of ANALYZING decisions scored by analysis deadline (ms) |
+//! | `verdict:cache:SHA1`             | string | cached proposal JSON with its full signature (cache TTL) |
 
-use crate::domain::{IncidentId, RequestId, Token};
+use crate::domain::{IncidentId, RequestId, Signature, Token};
 
 pub fn incident(id: &IncidentId) -> String {
     format!("verdict:{{{id}}}:incident")
@@ -51,3 +53,12 @@ pub fn request(id: &RequestId) -> String {
 
 /// Every decision change, appended by the same script that makes it.
 pub const CHANGES: &str = "verdict:changes";
+/// Tokens of decisions in ANALYZING, scored by analysis deadline (ms):
+/// added by `create_decision.lua`, removed by `update_decision.lua` when a decision
+/// leaves ANALYZING, read by the recovery sweep with `ZRANGEBYSCORE`.
+pub const ANALYZING_INDEX: &str = "verdict:analyzing";
+
+/// A cached proposal, by the SHA-1 of its incident signature.
+pub fn proposal_cache(signature: &Signature) -> String {
+    format!("verdict:cache:{}", signature.digest())
+}

@@ -11,8 +11,9 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 
-use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use crate::domain::{Decision, Incident, IncidentId, Proposal, RequestId, Signature, Token};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use thiserror::Error;
@@ -148,6 +149,46 @@ pub trait Store: Send + Sync + 'static {
         sink: ChangeSink,
         shutdown: CancellationToken,
     ) -> Result<BoxFuture<'static, ()>, StoreError>;
+    // ---- analysis recovery ------------------------------------------------
+    //
+    // Every decision created ANALYZING is entered in an index scored by its
+    // analysis deadline, in the same atomic write that creates it, and
+    // leaves the index in the same write that moves it out of ANALYZING. A
+    // replica that died mid-analysis thus leaves an index entry behind that
+    // any other replica finds without scanning.
+
+    /// Tokens of decisions still ANALYZING whose analysis deadline is at or
+    /// before `before`, earliest deadline first, at most `limit`.
+    async fn overdue_analyses(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError>;
+
+    /// Removes a token from the ANALYZING index (for an entry whose
+    /// decision record no longer exists).
+    async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError>;
+
+    // ---- proposal cache ---------------------------------------------------
+
+    /// The proposal cached for `signature`, if one is stored and fresh.
+    async fn cached_proposal(&self, signature: &Signature) -> Result<Option<Proposal>, StoreError>;
+
+    /// Caches `proposal` for `signature` for `ttl`, replacing any other.
+    async fn cache_proposal(
+        &self,
+        signature: &Signature,
+        proposal: &Proposal,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError>;
+}
+
+/// A proposal as cached: with the full signature it was stored under, so a
+/// digest collision reads as a miss.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CachedProposal {
+    pub signature: String,
+    pub proposal: Proposal,
 }
 
 /// How long records are kept, shared by both stores.

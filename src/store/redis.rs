@@ -5,8 +5,13 @@
 //! Connections are checked out per call and never held across slow work.
 
 use super::keys;
-use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError, decode, encode};
-use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use super::{
+    CachedProposal, Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError, decode,
+    encode,
+};
+use crate::domain::{
+    Decision, DecisionState, Incident, IncidentId, Proposal, RequestId, Signature, Token,
+};
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
 use futures::future::BoxFuture;
@@ -475,6 +480,11 @@ impl Store for RedisStore {
         let expected = expected_current.map(|t| t.as_str()).unwrap_or("");
         let history_len = self.retention.history_len;
         let stream_len = self.retention.change_stream_len;
+        let deadline_ms = if decision.state == DecisionState::Analyzing {
+            decision.analysis_deadline.timestamp_millis().to_string()
+        } else {
+            String::new()
+        };
         let (ok, current) = self
             .run(async |c| {
                 // The token index lives in its own slot; written first, an
@@ -491,6 +501,7 @@ impl Store for RedisStore {
                     .key(&dk)
                     .key(&hk)
                     .key(keys::CHANGES)
+                    .key(keys::ANALYZING_INDEX)
                     .arg(expected)
                     .arg(decision.token.as_str())
                     .arg(decision.version)
@@ -499,6 +510,7 @@ impl Store for RedisStore {
                     .arg(history_len)
                     .arg(&prefix)
                     .arg(stream_len)
+                    .arg(&deadline_ms)
                     .invoke_async(c)
                     .await?;
                 script_pair(v)
@@ -521,16 +533,25 @@ impl Store for RedisStore {
         let stream_len = self.retention.change_stream_len;
         let json = encode(decision);
         let script = &self.scripts.update_decision;
+        // A decision written out of ANALYZING leaves the ANALYZING index in
+        // the same script.
+        let leaves_analyzing = if decision.state == DecisionState::Analyzing {
+            ""
+        } else {
+            decision.token.as_str()
+        };
         let (ok, current) = self
             .run(async |c| {
                 let v: Vec<Value> = script
                     .key(&key)
                     .key(keys::CHANGES)
+                    .key(keys::ANALYZING_INDEX)
                     .arg(expected_version)
                     .arg(decision.version)
                     .arg(&json)
                     .arg(retention)
                     .arg(stream_len)
+                    .arg(leaves_analyzing)
                     .invoke_async(c)
                     .await?;
                 script_pair(v)
@@ -598,6 +619,93 @@ impl Store for RedisStore {
         // connection instead (no change can be made without Redis).
         let last = self.last_change_id().await.ok();
         Ok(Box::pin(follow(self.client.clone(), last, sink, shutdown)))
+    }
+
+    async fn overdue_analyses(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let members: Vec<String> = self
+            .run(async |c| {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(keys::ANALYZING_INDEX)
+                    .arg("-inf")
+                    .arg(before.timestamp_millis())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        let mut out = Vec::with_capacity(members.len());
+        let mut foreign = Vec::new();
+        for m in members {
+            match Token::parse(&m) {
+                Ok(t) => out.push(t),
+                Err(_) => foreign.push(m),
+            }
+        }
+        // A member that is not a token was not written by verdict; left in
+        // place it would take a slot of every sweep for ever.
+        if !foreign.is_empty() {
+            self.run(async |c| {
+                redis::cmd("ZREM")
+                    .arg(keys::ANALYZING_INDEX)
+                    .arg(&foreign)
+                    .query_async::<i64>(c)
+                    .await
+            })
+            .await?;
+        }
+        Ok(out)
+    }
+
+    async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZREM")
+                .arg(keys::ANALYZING_INDEX)
+                .arg(token.as_str())
+                .query_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn cached_proposal(&self, signature: &Signature) -> Result<Option<Proposal>, StoreError> {
+        let key = keys::proposal_cache(signature);
+        let json: Option<String> = self
+            .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .await?;
+        let Some(json) = json else { return Ok(None) };
+        let entry: CachedProposal = decode(&key, &json)?;
+        Ok((entry.signature == signature.as_str()).then_some(entry.proposal))
+    }
+
+    async fn cache_proposal(
+        &self,
+        signature: &Signature,
+        proposal: &Proposal,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = keys::proposal_cache(signature);
+        let json = encode(&CachedProposal {
+            signature: signature.as_str().to_owned(),
+            proposal: proposal.clone(),
+        });
+        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.run(async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&json)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(c)
+                .await
+        })
+        .await
     }
 }
 
