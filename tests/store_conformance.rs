@@ -7,8 +7,8 @@ use chrono::{Duration, Utc};
 use common::RedisServer;
 use std::sync::Arc;
 use verdict::domain::{
-    Decision, DecisionMode, DecisionState, Incident, IncidentId, IncidentStatus, RequestId,
-    Severity,
+    Decision, DecisionMode, DecisionState, GroupKey, Incident, IncidentId, IncidentStatus,
+    RequestId, Severity,
 };
 use verdict::store::redis::PoolConfig;
 use verdict::store::{Cas, Created, MemoryStore, RedisStore, Retention, Store};
@@ -230,6 +230,42 @@ async fn listing_pages_newest_first_with_ties(s: Arc<dyn Store>) {
     );
 }
 
+async fn group_pointers_compare_and_set(s: Arc<dyn Store>) {
+    let g = GroupKey::of("namespace=shop,service=checkout");
+    let other = GroupKey::of("namespace=shop,service=cart");
+    let (a, b, c) = (
+        IncidentId::generate(),
+        IncidentId::generate(),
+        IncidentId::generate(),
+    );
+    assert_eq!(s.group_incident(&g).await.unwrap(), None);
+    assert_eq!(
+        s.set_group_incident(&g, None, &a).await.unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.set_group_incident(&g, None, &b).await.unwrap(),
+        Cas::Conflict(Some(a.clone())),
+        "a second claimer sees the first"
+    );
+    assert_eq!(
+        s.set_group_incident(&g, None, &a).await.unwrap(),
+        Cas::Written,
+        "pointing at what it already points at succeeds (a racer that opened the same incident)"
+    );
+    assert_eq!(
+        s.set_group_incident(&g, Some(&a), &b).await.unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.set_group_incident(&g, Some(&a), &c).await.unwrap(),
+        Cas::Conflict(Some(b.clone())),
+        "a stale expectation never moves the pointer back"
+    );
+    assert_eq!(s.group_incident(&g).await.unwrap(), Some(b));
+    assert_eq!(s.group_incident(&other).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -248,4 +284,5 @@ conformance!(
     decision_updates_compare_and_set,
     history_is_newest_first_and_capped,
     listing_pages_newest_first_with_ties,
+    group_pointers_compare_and_set,
 );

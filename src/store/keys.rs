@@ -15,8 +15,9 @@
 //! | `verdict:incidents`              | zset   | incident ids scored by creation ms      |
 //! | `verdict:req:REQUEST-ID`         | string | incident id created by that request (24 h) |
 //! | `verdict:changes`                | stream | every decision change (`d` = JSON), capped |
+//! | `verdict:group:{GROUP}`          | string | the incident an alert group last opened (no TTL) |
 
-use crate::domain::{IncidentId, RequestId, Token};
+use crate::domain::{GroupKey, IncidentId, RequestId, Token};
 
 pub fn incident(id: &IncidentId) -> String {
     format!("verdict:{{{id}}}:incident")
@@ -51,3 +52,11 @@ pub fn request(id: &RequestId) -> String {
 
 /// Every decision change, appended by the same script that makes it.
 pub const CHANGES: &str = "verdict:changes";
+
+/// An alert group's pointer to the incident it last opened. `GROUP` is the
+/// SHA-1 of the grouping labels, as a hash tag of its own: the pointer is
+/// only ever read or compare-and-set alone, never in a script with the
+/// incident's keys (which live in the incident's slot).
+pub fn group(g: &GroupKey) -> String {
+    format!("verdict:group:{{{g}}}")
+}

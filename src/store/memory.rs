@@ -3,7 +3,7 @@
 //! history, newest-first listing), nothing persisted.
 
 use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
-use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use crate::domain::{Decision, GroupKey, Incident, IncidentId, RequestId, Token};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -22,6 +22,8 @@ struct Inner {
     versions: HashMap<Token, Vec<Decision>>,
     current: HashMap<IncidentId, Token>,
     history: HashMap<IncidentId, VecDeque<Token>>,
+    /// Alert group → the incident it last opened.
+    groups: HashMap<GroupKey, IncidentId>,
 }
 
 /// In-memory [`Store`]. Every operation holds one mutex for a few
@@ -257,5 +259,24 @@ impl Store for MemoryStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|(i, _)| *i != id);
         }))
+    }
+
+    async fn group_incident(&self, group: &GroupKey) -> Result<Option<IncidentId>, StoreError> {
+        Ok(self.lock().groups.get(group).cloned())
+    }
+
+    async fn set_group_incident(
+        &self,
+        group: &GroupKey,
+        expected: Option<&IncidentId>,
+        incident: &IncidentId,
+    ) -> Result<Cas<IncidentId>, StoreError> {
+        let mut g = self.lock();
+        let current = g.groups.get(group);
+        if current == Some(incident) || current == expected {
+            g.groups.insert(group.clone(), incident.clone());
+            return Ok(Cas::Written);
+        }
+        Ok(Cas::Conflict(current.cloned()))
     }
 }

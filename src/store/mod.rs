@@ -11,7 +11,7 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 
-use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use crate::domain::{Decision, GroupKey, Incident, IncidentId, RequestId, Token};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -148,6 +148,23 @@ pub trait Store: Send + Sync + 'static {
         sink: ChangeSink,
         shutdown: CancellationToken,
     ) -> Result<BoxFuture<'static, ()>, StoreError>;
+
+    /// The incident a group of alerts last opened (one key lookup), if any.
+    /// The pointer only moves forward along the group's chain of incidents
+    /// (see [`GroupKey::incident_id_after`]); it is kept as long as the
+    /// incidents are.
+    async fn group_incident(&self, group: &GroupKey) -> Result<Option<IncidentId>, StoreError>;
+
+    /// Points `group` at `incident` if it still points at `expected` (none:
+    /// at nothing), or already points at `incident` (so two replicas that
+    /// opened the same incident both succeed). Otherwise returns where it
+    /// points now.
+    async fn set_group_incident(
+        &self,
+        group: &GroupKey,
+        expected: Option<&IncidentId>,
+        incident: &IncidentId,
+    ) -> Result<Cas<IncidentId>, StoreError>;
 }
 
 /// How long records are kept, shared by both stores.
