@@ -337,6 +337,16 @@ async fn two_replicas_receiving_the_same_group_at_once_open_one_incident() {
         assert_eq!(opened, 1, "round {round}: exactly one call opened it");
         let inc = get_incident(&mut b, ids[0]).await;
         assert_eq!(inc.signals.len(), 3, "round {round}: every alert merged");
+        let decisions = b
+            .decisions
+            .list_decisions(ListDecisionsRequest {
+                incident_id: inc.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .decisions;
+        assert_eq!(decisions.len(), 1, "round {round}: one decision started");
     }
     assert_eq!(all_incidents(&mut b).await.len(), rounds);
 }
@@ -610,4 +620,95 @@ async fn the_memory_store_ingests_the_same_way() {
     let inc = get_incident(&mut s, &id).await;
     assert_eq!(inc.status, IncidentStatus::Resolved as i32);
     assert!(inc.resolved_at.is_some());
+}
+
+/// A replica that created a group's incident and died before moving the
+/// group pointer or starting the decision: the next call derives the same
+/// id, joins that incident instead of opening another, moves the pointer
+/// and starts the decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_creating_and_pointing_is_caught_up() {
+    use std::sync::Arc;
+    use verdict::domain::{Signal as DomainSignal, SignalStatus as S};
+    use verdict::ingest::{IngestSettings, Ingestor, Policy, merge};
+    use verdict::manager::{DecisionManager, DecisionSettings, ExecutorKind};
+    use verdict::store::{RedisStore, Retention, Store};
+
+    let redis = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::new(
+            &redis.url(),
+            verdict::store::redis::PoolConfig {
+                size: 4,
+                wait: std::time::Duration::from_secs(2),
+            },
+            Retention::default(),
+        )
+        .unwrap(),
+    );
+    let clock: Arc<dyn verdict::clock::Clock> = Arc::new(verdict::clock::SystemClock);
+    let expert = Arc::new(verdict::engine::ExpertEngine::builtin());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let decisions = Arc::new(DecisionManager::new(
+        store.clone(),
+        expert.clone(),
+        expert,
+        clock.clone(),
+        DecisionSettings {
+            token_ttl: std::time::Duration::from_secs(3600),
+            default_timeout: std::time::Duration::from_secs(5),
+            executor: ExecutorKind::External,
+            history_len: 100,
+        },
+        shutdown.clone(),
+    ));
+    let ingestor = Ingestor::new(
+        store.clone(),
+        decisions.clone(),
+        clock,
+        IngestSettings::default(),
+    );
+    let signal = DomainSignal {
+        alert_name: "PodCrashLooping".into(),
+        labels: [("namespace", "shop"), ("service", "checkout")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        annotations: Default::default(),
+        starts_at: None,
+        ends_at: None,
+        fingerprint: "0123456789abcdef".into(),
+        status: S::Firing,
+        generator_url: String::new(),
+    };
+    // What the crashed replica left: the incident, nothing else.
+    let policy = Policy::default();
+    let group = policy.group_of(&signal);
+    let id = group.key.incident_id_after(None);
+    let (orphan, _) = merge::open(
+        &policy,
+        id.clone(),
+        std::slice::from_ref(&signal),
+        chrono::Utc::now(),
+    );
+    store.create_incident(&orphan, None).await.unwrap();
+    assert_eq!(store.group_incident(&group.key).await.unwrap(), None);
+
+    let report = ingestor.ingest(vec![signal]).await.unwrap();
+    assert_eq!(report.incidents.len(), 1);
+    let t = &report.incidents[0];
+    assert_eq!(t.incident.id, id, "joined, not opened anew");
+    assert!(!t.opened && !t.changed);
+    assert_eq!(
+        store.group_incident(&group.key).await.unwrap(),
+        Some(id.clone())
+    );
+    assert_eq!(
+        store.list_decisions(&id, 10).await.unwrap().len(),
+        1,
+        "the decision the crashed replica never started"
+    );
+    let (all, _) = store.list_incidents(None, 10).await.unwrap();
+    assert_eq!(all.len(), 1);
+    shutdown.cancel();
+    decisions.drain(std::time::Duration::from_secs(2)).await;
 }

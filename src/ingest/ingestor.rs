@@ -155,6 +155,10 @@ impl Ingestor {
             Some(id) => self.store.get_incident(id).await?,
             None => None,
         };
+        // Set when this call found the group's next incident already
+        // created: by a racing call, or by one that died before starting
+        // its decision. Starting it again is single-flight, so harmless.
+        let mut joined_new = false;
         for _ in 0..MAX_ROUNDS {
             let now = self.clock.now();
             if let Some(current) = last.as_ref().filter(|i| i.status.is_active()) {
@@ -171,6 +175,9 @@ impl Ingestor {
                 if !applied.changed {
                     self.advance_pointer(group, pointer.as_ref(), &current.id)
                         .await?;
+                    if joined_new && self.settings.auto_decide {
+                        self.auto_decide(&current.id).await;
+                    }
                     return Ok(Some(touched(current.clone(), false)));
                 }
                 let auto_resolved = self.settings.auto_resolve && merge::all_resolved(&next);
@@ -189,13 +196,16 @@ impl Ingestor {
                             .await?;
                         tracing::info!(
                             incident = %next.id,
-                            group = %group.label,
+                            group = ?group.label,
                             signals = next.signals.len(),
                             auto_resolved,
                             "alerts merged into incident"
                         );
                         if applied.dropped > 0 {
                             tracing::warn!(incident = %next.id, dropped = applied.dropped, "incident holds its maximum of alerts; new alerts dropped");
+                        }
+                        if joined_new && self.settings.auto_decide && next.status.is_active() {
+                            self.auto_decide(&next.id).await;
                         }
                         return Ok(Some(touched(next, auto_resolved)));
                     }
@@ -230,7 +240,7 @@ impl Ingestor {
                         .await?;
                     tracing::info!(
                         incident = %incident.id,
-                        group = %group.label,
+                        group = ?group.label,
                         severity = incident.severity.as_str(),
                         signals = incident.signals.len(),
                         "alerts opened an incident"
@@ -252,6 +262,7 @@ impl Ingestor {
                 Created::IdTaken => {
                     last = self.store.get_incident(&id).await?;
                     last_id = Some(id);
+                    joined_new = true;
                 }
             }
         }
