@@ -2,10 +2,12 @@
 //! file, then `VERDICT_*` environment variables, then flags (later wins).
 //! Defaults live in `Config::default` and nowhere else.
 
+use crate::domain::Severity;
 use crate::engine::consensus::{Persona, default_personas};
 use crate::manager::ExecutorKind;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -204,6 +206,8 @@ pub struct ServeArgs {
     /// finish them) [default: 5s].
     #[arg(long, env = "VERDICT_SWEEP_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub sweep_interval: Option<Duration>,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
 }
 
 /// How logs are written.
@@ -263,6 +267,8 @@ pub struct Config {
     pub min_replicas: u32,
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// Alert ingestion (`[ingest]` in the TOML file).
+    pub ingest: IngestConfig,
 }
 
 impl Default for Config {
@@ -302,6 +308,7 @@ impl Default for Config {
             consensus_personas: default_personas(),
             min_replicas: 1,
             sweep_interval: Duration::from_secs(5),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -366,6 +373,7 @@ impl Config {
             c.cors_origins = args.cors_origins.clone();
         }
         c.dev |= args.dev;
+        c.ingest.apply(&args.ingest);
         c.validate()?;
         Ok(c)
     }
@@ -511,6 +519,7 @@ impl Config {
             self.sweep_interval <= Duration::from_secs(3600),
             "sweep_interval must be at most 1h"
         );
+        self.ingest.validate()?;
         Ok(())
     }
 
@@ -518,6 +527,225 @@ impl Config {
     pub fn in_memory(&self) -> bool {
         self.dev || self.redis_url.is_none()
     }
+}
+
+/// Flags of the alert ingestion (`IngestSignals` and the Alertmanager
+/// webhook); in the TOML file they live in an `[ingest]` table.
+#[derive(Debug, Default, clap::Args)]
+#[command(next_help_heading = "Alert ingestion")]
+pub struct IngestArgs {
+    /// Labels whose values group alerts into one incident, comma-separated;
+    /// an `incident_key` label overrides them [default: namespace,service].
+    #[arg(
+        long,
+        env = "VERDICT_GROUP_BY",
+        value_name = "LABELS",
+        value_delimiter = ','
+    )]
+    pub group_by: Option<Vec<String>>,
+    /// Extra `severity` label values and the incident severity each maps
+    /// to, comma-separated (e.g. page=P0,high=P2); added to the built-in
+    /// critical=P1, warning=P3, info=P4.
+    #[arg(long, env = "VERDICT_SEVERITY_MAP", value_name = "VALUE=P0..P4", value_delimiter = ',', value_parser = parse_severity_entry)]
+    pub severity_map: Option<Vec<(String, Severity)>>,
+    /// Severity of an alert whose `severity` label is missing or not mapped
+    /// [default: P3].
+    #[arg(long, env = "VERDICT_DEFAULT_SEVERITY", value_name = "P0..P4", value_parser = parse_severity)]
+    pub default_severity: Option<Severity>,
+    /// Labels naming the affected service, in order of preference,
+    /// comma-separated; only RFC 1123 values become remediation targets
+    /// [default: service,app.kubernetes.io/name,app,deployment,job].
+    #[arg(
+        long,
+        env = "VERDICT_SERVICE_LABELS",
+        value_name = "LABELS",
+        value_delimiter = ','
+    )]
+    pub service_labels: Option<Vec<String>>,
+    /// Resolve an incident when every one of its alerts is resolved
+    /// [default: true].
+    #[arg(long, env = "VERDICT_AUTO_RESOLVE", value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub auto_resolve: Option<bool>,
+    /// Start a decision (without waiting) as soon as alerts open an
+    /// incident, so the proposal is ready before a person looks
+    /// [default: true].
+    #[arg(long, env = "VERDICT_AUTO_DECIDE", value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub auto_decide: Option<bool>,
+    /// Name of the environment variable holding the bearer token the
+    /// Alertmanager webhook must present (Alertmanager's
+    /// `http_config.authorization`); unset: no token is required. The token
+    /// itself is never written to config files or logs.
+    #[arg(long, env = "VERDICT_WEBHOOK_TOKEN_ENV", value_name = "VAR")]
+    pub webhook_token_env: Option<String>,
+    /// Largest accepted webhook body in bytes; larger bodies get 413
+    /// [default: 4194304].
+    #[arg(long, env = "VERDICT_MAX_WEBHOOK_BYTES", value_name = "BYTES")]
+    pub max_webhook_bytes: Option<usize>,
+}
+
+/// Settings of the alert ingestion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    pub group_by: Vec<String>,
+    /// Extra or overriding entries of the severity mapping (keys are
+    /// matched case-insensitively).
+    pub severity_map: BTreeMap<String, Severity>,
+    pub default_severity: Severity,
+    pub service_labels: Vec<String>,
+    pub auto_resolve: bool,
+    pub auto_decide: bool,
+    pub webhook_token_env: Option<String>,
+    pub max_webhook_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            group_by: vec!["namespace".into(), "service".into()],
+            severity_map: BTreeMap::new(),
+            default_severity: Severity::P3,
+            service_labels: [
+                "service",
+                "app.kubernetes.io/name",
+                "app",
+                "deployment",
+                "job",
+            ]
+            .map(String::from)
+            .to_vec(),
+            auto_resolve: true,
+            auto_decide: true,
+            webhook_token_env: None,
+            max_webhook_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The severity mapping every deployment starts from; `severity_map`
+/// entries are added to it (and win).
+pub const BUILTIN_SEVERITIES: [(&str, Severity); 3] = [
+    ("critical", Severity::P1),
+    ("warning", Severity::P3),
+    ("info", Severity::P4),
+];
+
+impl IngestConfig {
+    /// Flags and environment override the file.
+    fn apply(&mut self, args: &IngestArgs) {
+        if let Some(v) = &args.group_by {
+            self.group_by = v.clone();
+        }
+        if let Some(v) = &args.severity_map {
+            self.severity_map.extend(v.iter().cloned());
+        }
+        if let Some(v) = args.default_severity {
+            self.default_severity = v;
+        }
+        if let Some(v) = &args.service_labels {
+            self.service_labels = v.clone();
+        }
+        if let Some(v) = args.auto_resolve {
+            self.auto_resolve = v;
+        }
+        if let Some(v) = args.auto_decide {
+            self.auto_decide = v;
+        }
+        if args.webhook_token_env.is_some() {
+            self.webhook_token_env = args.webhook_token_env.clone();
+        }
+        if let Some(v) = args.max_webhook_bytes {
+            self.max_webhook_bytes = v;
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let label_ok = |l: &String| !l.trim().is_empty() && l.len() <= 128;
+        anyhow::ensure!(
+            !self.group_by.is_empty() && self.group_by.len() <= 16,
+            "ingest.group_by must name 1 to 16 labels"
+        );
+        anyhow::ensure!(
+            self.group_by.iter().all(label_ok),
+            "ingest.group_by labels must be non-empty and at most 128 bytes"
+        );
+        anyhow::ensure!(
+            self.service_labels.len() <= 16 && self.service_labels.iter().all(label_ok),
+            "ingest.service_labels must be at most 16 non-empty labels of at most 128 bytes"
+        );
+        anyhow::ensure!(
+            self.severity_map.len() <= 256
+                && self
+                    .severity_map
+                    .keys()
+                    .all(|k| !k.trim().is_empty() && k.len() <= 128),
+            "ingest.severity_map keys must be non-empty and at most 128 bytes (at most 256 entries)"
+        );
+        anyhow::ensure!(
+            (4096..=64 * 1024 * 1024).contains(&self.max_webhook_bytes),
+            "ingest.max_webhook_bytes must be between 4 KiB and 64 MiB"
+        );
+        if let Some(name) = &self.webhook_token_env {
+            anyhow::ensure!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "ingest.webhook_token_env must be an environment variable name ([A-Za-z0-9_])"
+            );
+        }
+        Ok(())
+    }
+
+    /// The severity mapping in force: the built-in entries, then the
+    /// configured ones; keys lower-cased.
+    pub fn severities(&self) -> BTreeMap<String, Severity> {
+        BUILTIN_SEVERITIES
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .chain(
+                self.severity_map
+                    .iter()
+                    .map(|(k, v)| (k.trim().to_lowercase(), *v)),
+            )
+            .collect()
+    }
+
+    /// Reads the webhook bearer token from the environment variable named
+    /// by `webhook_token_env`. A named variable that is unset or empty is
+    /// an error: starting without the protection asked for would be worse
+    /// than not starting.
+    pub fn webhook_token(&self) -> anyhow::Result<Option<crate::ingest::WebhookToken>> {
+        let Some(name) = &self.webhook_token_env else {
+            return Ok(None);
+        };
+        let value = std::env::var(name).map_err(|_| {
+            anyhow::anyhow!(
+                "ingest.webhook_token_env names {name}, which is not set (or not UTF-8)"
+            )
+        })?;
+        crate::ingest::WebhookToken::new(value)
+            .map(Some)
+            .ok_or_else(|| {
+                anyhow::anyhow!("the webhook token in {name} is empty or not a valid header value")
+            })
+    }
+}
+
+/// Parses `P0`..`P4` (case-insensitive).
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::ALL
+        .into_iter()
+        .find(|v| v.as_str().eq_ignore_ascii_case(s.trim()))
+        .ok_or_else(|| format!("{s:?} is not a severity: P0, P1, P2, P3 or P4"))
+}
+
+/// Parses one `value=P0` entry of the severity mapping.
+fn parse_severity_entry(s: &str) -> Result<(String, Severity), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not VALUE=SEVERITY (e.g. page=P0)"))?;
+    if k.trim().is_empty() {
+        return Err(format!("{s:?} has an empty label value"));
+    }
+    Ok((k.trim().to_lowercase(), parse_severity(v)?))
 }
 
 #[cfg(test)]
@@ -605,5 +833,37 @@ instructions = "Think about the database."
                 .llm
                 .is_none()
         );
+    }
+
+    #[test]
+    fn ingest_settings_from_file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            "[ingest]\ngroup_by = [\"cluster\"]\nauto_decide = false\n[ingest.severity_map]\nPage = \"P0\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ingest: IngestArgs {
+                severity_map: Some(vec![parse_severity_entry("high=p2").unwrap()]),
+                auto_resolve: Some(false),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.ingest.group_by, vec!["cluster".to_string()]);
+        assert!(!c.ingest.auto_decide && !c.ingest.auto_resolve);
+        let m = c.ingest.severities();
+        assert_eq!(m.get("page"), Some(&Severity::P0));
+        assert_eq!(m.get("high"), Some(&Severity::P2));
+        assert_eq!(m.get("critical"), Some(&Severity::P1), "built-ins stay");
+        assert_eq!(c.ingest.default_severity, Severity::P3);
+        assert!(parse_severity_entry("page").is_err());
+        assert!(parse_severity_entry("page=P9").is_err());
+        std::fs::write(&path, "[ingest]\ngroup_by = []\n").unwrap();
+        assert!(Config::load(&args).is_err(), "grouping needs a label");
     }
 }

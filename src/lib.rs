@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod ingest;
 pub mod manager;
 pub mod middleware;
 pub mod proto;

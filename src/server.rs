@@ -1,10 +1,12 @@
 //! Wiring: config in; store, engines and managers built; the gRPC services,
-//! health, reflection and gRPC-Web served on one port; graceful shutdown.
+//! health, reflection, gRPC-Web and the plain HTTP routes (the Alertmanager
+//! webhook) served on one port; graceful shutdown.
 
 use crate::api::{DecisionApi, IncidentApi, StatsApi};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::{EngineSettings, Engines, ExpertEngine};
+use crate::ingest::{IngestSettings, Ingestor, Webhook};
 use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, Sweeper};
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -129,6 +132,8 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         Some(a) => a,
         None => engines,
     };
+    // Read first: a missing token must stop the start, not surface later.
+    let webhook_token = config.ingest.webhook_token()?;
     let decisions = Arc::new(DecisionManager::new(
         store.clone(),
         expert.clone(),
@@ -141,6 +146,13 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
             history_len: Retention::default().history_len,
         },
         shutdown.clone(),
+    ));
+
+    let ingestor = Arc::new(Ingestor::new(
+        store.clone(),
+        decisions.clone(),
+        clock.clone(),
+        IngestSettings::from(&config.ingest),
     ));
 
     let hub = Hub::new(config.max_watchers);
@@ -191,23 +203,37 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let max = config.max_message_bytes;
-    let router = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .concurrency_limit_per_connection(1024)
-        .layer(tower::util::option_layer(cors_layer(&config.cors_origins)))
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_service(health_service)
+    let grpc = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            IncidentServiceServer::new(IncidentApi::new(incidents)).max_decoding_message_size(max),
+            IncidentServiceServer::new(IncidentApi::new(incidents, ingestor.clone()))
+                .max_decoding_message_size(max),
         )
         .add_service(
             DecisionServiceServer::new(DecisionApi::new(watch)).max_decoding_message_size(max),
         )
         .add_service(StatsServiceServer::new(StatsApi).max_decoding_message_size(max));
+    // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
+    // other HTTP/1.1 request, which would shut out the plain HTTP routes.
+    // CORS (when configured) answers browsers' preflights before gRPC-Web.
+    let grpc = tower::ServiceBuilder::new()
+        .option_layer(cors_layer(&config.cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(grpc);
+    // Plain HTTP routes first; everything else is gRPC (or gRPC-Web).
+    let app = crate::ingest::webhook::router(Webhook {
+        ingestor,
+        token: webhook_token,
+        max_bytes: config.ingest.max_webhook_bytes,
+    })
+    .fallback_service(grpc);
+    let router = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .concurrency_limit_per_connection(1024)
+        .add_routes(Routes::from(app));
 
     // TCP_NODELAY: without it a response written in two parts (headers,
     // then data and trailers) waits for the client's delayed ACK, up to

@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use common::RedisServer;
 use std::sync::Arc;
 use verdict::domain::{
-    Decision, DecisionMode, DecisionState, Incident, IncidentId, IncidentStatus, K8sName,
+    Decision, DecisionMode, DecisionState, GroupKey, Incident, IncidentId, IncidentStatus, K8sName,
     RequestId, Severity, Signature,
 };
 use verdict::engine::ExpertEngine;
@@ -334,6 +334,42 @@ async fn proposals_are_cached_by_signature(s: Arc<dyn Store>) {
     assert_eq!(s.cached_proposal(&sa).await.unwrap(), Some(p2));
 }
 
+async fn group_pointers_compare_and_set(s: Arc<dyn Store>) {
+    let g = GroupKey::of("namespace=shop,service=checkout");
+    let other = GroupKey::of("namespace=shop,service=cart");
+    let (a, b, c) = (
+        IncidentId::generate(),
+        IncidentId::generate(),
+        IncidentId::generate(),
+    );
+    assert_eq!(s.group_incident(&g).await.unwrap(), None);
+    assert_eq!(
+        s.set_group_incident(&g, None, &a).await.unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.set_group_incident(&g, None, &b).await.unwrap(),
+        Cas::Conflict(Some(a.clone())),
+        "a second claimer sees the first"
+    );
+    assert_eq!(
+        s.set_group_incident(&g, None, &a).await.unwrap(),
+        Cas::Written,
+        "pointing at what it already points at succeeds (a racer that opened the same incident)"
+    );
+    assert_eq!(
+        s.set_group_incident(&g, Some(&a), &b).await.unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.set_group_incident(&g, Some(&a), &c).await.unwrap(),
+        Cas::Conflict(Some(b.clone())),
+        "a stale expectation never moves the pointer back"
+    );
+    assert_eq!(s.group_incident(&g).await.unwrap(), Some(b));
+    assert_eq!(s.group_incident(&other).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -354,4 +390,5 @@ conformance!(
     listing_pages_newest_first_with_ties,
     overdue_analyses_come_from_an_index_kept_with_the_state,
     proposals_are_cached_by_signature,
+    group_pointers_compare_and_set,
 );

@@ -17,8 +17,9 @@
 //! | `verdict:changes`                | stream | every decision change (`d` = JSON), capped |
 //! | `verdict:analyzing`              | zset   | tokens of ANALYZING decisions scored by analysis deadline (ms) |
 //! | `verdict:cache:SHA1`             | string | cached proposal JSON with its full signature (cache TTL) |
+//! | `verdict:group:{GROUP}`          | string | the incident an alert group last opened (no TTL) |
 
-use crate::domain::{IncidentId, RequestId, Signature, Token};
+use crate::domain::{GroupKey, IncidentId, RequestId, Signature, Token};
 
 pub fn incident(id: &IncidentId) -> String {
     format!("verdict:{{{id}}}:incident")
@@ -61,4 +62,12 @@ pub const ANALYZING_INDEX: &str = "verdict:analyzing";
 /// A cached proposal, by the SHA-1 of its incident signature.
 pub fn proposal_cache(signature: &Signature) -> String {
     format!("verdict:cache:{}", signature.digest())
+}
+
+/// An alert group's pointer to the incident it last opened. `GROUP` is the
+/// SHA-1 of the grouping labels, as a hash tag of its own: the pointer is
+/// only ever read or compare-and-set alone, never in a script with the
+/// incident's keys (which live in the incident's slot).
+pub fn group(g: &GroupKey) -> String {
+    format!("verdict:group:{{{g}}}")
 }

@@ -4,7 +4,7 @@
 
 use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
 use crate::domain::{
-    Decision, DecisionState, Incident, IncidentId, Proposal, RequestId, Signature, Token,
+    Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
 };
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -34,6 +34,8 @@ struct Inner {
     /// token's deadline for removal.
     analyzing: BTreeSet<(i64, Token)>,
     analyzing_at: HashMap<Token, i64>,
+    /// Alert group → the incident it last opened.
+    groups: HashMap<GroupKey, IncidentId>,
 }
 
 impl Inner {
@@ -365,6 +367,25 @@ impl Store for MemoryStore {
             },
         );
         Ok(())
+    }
+
+    async fn group_incident(&self, group: &GroupKey) -> Result<Option<IncidentId>, StoreError> {
+        Ok(self.lock().groups.get(group).cloned())
+    }
+
+    async fn set_group_incident(
+        &self,
+        group: &GroupKey,
+        expected: Option<&IncidentId>,
+        incident: &IncidentId,
+    ) -> Result<Cas<IncidentId>, StoreError> {
+        let mut g = self.lock();
+        let current = g.groups.get(group);
+        if current == Some(incident) || current == expected {
+            g.groups.insert(group.clone(), incident.clone());
+            return Ok(Cas::Written);
+        }
+        Ok(Cas::Conflict(current.cloned()))
     }
 }
 

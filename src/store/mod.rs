@@ -11,7 +11,9 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 
-use crate::domain::{Decision, Incident, IncidentId, Proposal, RequestId, Signature, Token};
+use crate::domain::{
+    Decision, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -181,6 +183,23 @@ pub trait Store: Send + Sync + 'static {
         proposal: &Proposal,
         ttl: std::time::Duration,
     ) -> Result<(), StoreError>;
+
+    /// The incident a group of alerts last opened (one key lookup), if any.
+    /// The pointer only moves forward along the group's chain of incidents
+    /// (see [`GroupKey::incident_id_after`]); it is kept as long as the
+    /// incidents are.
+    async fn group_incident(&self, group: &GroupKey) -> Result<Option<IncidentId>, StoreError>;
+
+    /// Points `group` at `incident` if it still points at `expected` (none:
+    /// at nothing), or already points at `incident` (so two replicas that
+    /// opened the same incident both succeed). Otherwise returns where it
+    /// points now.
+    async fn set_group_incident(
+        &self,
+        group: &GroupKey,
+        expected: Option<&IncidentId>,
+        incident: &IncidentId,
+    ) -> Result<Cas<IncidentId>, StoreError>;
 }
 
 /// A proposal as cached: with the full signature it was stored under, so a

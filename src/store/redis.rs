@@ -10,7 +10,7 @@ use super::{
     encode,
 };
 use crate::domain::{
-    Decision, DecisionState, Incident, IncidentId, Proposal, RequestId, Signature, Token,
+    Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
 };
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
@@ -67,6 +67,7 @@ struct Scripts {
     incident_and_current: Script,
     list_decisions: Script,
     create_incident: Script,
+    set_group: Script,
 }
 
 /// Redis-backed [`Store`].
@@ -113,6 +114,7 @@ impl RedisStore {
                 incident_and_current: Script::new(include_str!("lua/incident_and_current.lua")),
                 list_decisions: Script::new(include_str!("lua/list_decisions.lua")),
                 create_incident: Script::new(include_str!("lua/create_incident.lua")),
+                set_group: Script::new(include_str!("lua/set_group.lua")),
             },
             retention,
             token_cache: Mutex::new(LruCache::new(NonZeroUsize::new(100_000).expect("non-zero"))),
@@ -706,6 +708,45 @@ impl Store for RedisStore {
                 .await
         })
         .await
+    }
+
+    async fn group_incident(&self, group: &GroupKey) -> Result<Option<IncidentId>, StoreError> {
+        let key = keys::group(group);
+        let id: Option<String> = self
+            .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .await?;
+        id.map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
+            .transpose()
+    }
+
+    async fn set_group_incident(
+        &self,
+        group: &GroupKey,
+        expected: Option<&IncidentId>,
+        incident: &IncidentId,
+    ) -> Result<Cas<IncidentId>, StoreError> {
+        let key = keys::group(group);
+        let script = &self.scripts.set_group;
+        let expected = expected.map(|i| i.as_str()).unwrap_or("");
+        let (ok, current) = self
+            .run(async |c| {
+                let v: Vec<Value> = script
+                    .key(&key)
+                    .arg(expected)
+                    .arg(incident.as_str())
+                    .invoke_async(c)
+                    .await?;
+                script_pair(v)
+            })
+            .await?;
+        if ok == 1 {
+            return Ok(Cas::Written);
+        }
+        Ok(Cas::Conflict(
+            current
+                .map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
+                .transpose()?,
+        ))
     }
 }
 

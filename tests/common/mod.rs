@@ -160,6 +160,16 @@ impl TestServer {
         }
     }
 
+    /// The server's plain HTTP base URL (`http://127.0.0.1:PORT`).
+    pub fn http_base(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .map(|r| r.addr)
+            .expect("server running");
+        format!("http://{addr}")
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await.expect("clean shutdown");
