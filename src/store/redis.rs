@@ -183,6 +183,18 @@ impl RedisStore {
         self.token_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many incidents the listing index holds (`ZCARD`, O(1)): for
+    /// benchmarks, which report how much is stored when they measure.
+    pub async fn incident_count(&self) -> Result<u64, StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZCARD")
+                .arg(keys::INCIDENT_INDEX)
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
     /// Writes incidents with one current decision each, pipelined 1 000 at a
     /// time, in the normal key layout: for benchmarks and the O(1) test.
     pub async fn seed_bulk(

@@ -1,0 +1,67 @@
+//! The scaling scenario: `get-or-create-existing` latency while the store
+//! grows from nothing to a million decisions. The lookup is by key (one Lua
+//! script: a GET and two HGETs), so the table must stay flat; a scan on the
+//! request path would show up here as latency growing with the row.
+//!
+//! The probe incidents are created once through the RPCs; between steps
+//! the store is grown around them with pipelined bulk writes, and the
+//! seeding time of each step is reported too.
+
+use super::report::{Figures, ScalingReport, ScalingRow};
+use super::runner::{self, Load};
+use super::scenarios::Workload;
+use super::seed::Seeder;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// The steps when none are given: the SPEC's "0 to 1 M stored decisions".
+pub const DEFAULT_LEVELS: [u64; 4] = [0, 10_000, 100_000, 1_000_000];
+
+/// Runs every step: grow the store to `level` decisions (never shrinks it:
+/// a step below what is already stored is measured at what is stored),
+/// warm up, measure.
+pub async fn run(
+    seeder: &Seeder,
+    channels: &[Channel],
+    probe_incidents: Vec<String>,
+    levels: &[u64],
+    warmup: Option<Load>,
+    load: Load,
+    health_rps: Option<f64>,
+) -> anyhow::Result<ScalingReport> {
+    let mut levels = levels.to_vec();
+    levels.sort_unstable();
+    levels.dedup();
+    let workload = Arc::new(Workload::GetOrCreateExisting(probe_incidents));
+    let mut rows = Vec::with_capacity(levels.len());
+    for level in levels {
+        let before = seeder.stored().await?;
+        let seeded = if level > before {
+            Some(seeder.seed(level - before, false).await?.0)
+        } else {
+            None
+        };
+        let stored = seeder.stored().await?;
+        // Let Redis settle after a large pipelined write (it may still be
+        // freeing client buffers and rehashing its key space).
+        if seeded.is_some() {
+            tokio::time::sleep(SETTLE).await;
+        }
+        if let Some(w) = warmup {
+            runner::run(workload.clone(), channels, w).await?;
+        }
+        let m = runner::run(workload.clone(), channels, load).await?;
+        let mut figures = Figures::from(&m);
+        figures.relative_to(health_rps);
+        rows.push(ScalingRow {
+            stored,
+            seeded,
+            figures,
+        });
+    }
+    Ok(ScalingReport::new(rows))
+}
+
+/// Pause between seeding and measuring a step.
+const SETTLE: Duration = Duration::from_millis(500);
