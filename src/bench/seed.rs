@@ -14,6 +14,7 @@ use crate::store::RedisStore;
 use crate::store::redis::PoolConfig;
 use anyhow::Context;
 use futures::StreamExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Records generated and handed to `seed_bulk` at a time: large enough to
@@ -21,10 +22,10 @@ use std::time::{Duration, Instant};
 /// memory at once (a chunk is a few MiB).
 const CHUNK: usize = 10_000;
 
-/// Chunks in flight at once: while Redis executes one pipeline the next
-/// chunk is being generated and encoded. Redis is single-threaded, so more
-/// would only queue.
-const PARALLEL_CHUNKS: usize = 4;
+/// Chunks in flight at once: while Redis executes one chunk's pipelines
+/// the next chunk is being generated. Redis is single-threaded, so more
+/// would only queue (and risk the client's 500 ms response timeout).
+const PARALLEL_CHUNKS: usize = 2;
 
 /// The most records one seeding call writes (about 3 KiB of Redis memory
 /// each): a bound, so a typo cannot fill the machine's memory.
@@ -37,7 +38,7 @@ const POOL_WAIT: Duration = Duration::from_secs(30);
 /// the server's Redis.
 pub struct Seeder {
     store: RedisStore,
-    expert: ExpertEngine,
+    expert: Arc<ExpertEngine>,
 }
 
 /// What one seeding call did.
@@ -69,7 +70,7 @@ impl Seeder {
         .with_context(|| format!("cannot use Redis at {url}"))?;
         Ok(Seeder {
             store,
-            expert: ExpertEngine::builtin(),
+            expert: Arc::new(ExpertEngine::builtin()),
         })
     }
 
@@ -106,7 +107,12 @@ impl Seeder {
     }
 
     async fn seed_chunk(&self, len: usize, keep_tokens: bool) -> anyhow::Result<Vec<Token>> {
-        let (decisions, incidents) = self.records(len);
+        // Generating ten thousand records is tens of milliseconds of CPU:
+        // done on the runtime it would starve the Redis connections' I/O.
+        let expert = self.expert.clone();
+        let (decisions, incidents) = tokio::task::spawn_blocking(move || records(&expert, len))
+            .await
+            .context("generating seed records failed")?;
         self.store
             .seed_bulk(&decisions, &incidents)
             .await
@@ -117,31 +123,31 @@ impl Seeder {
             Vec::new()
         })
     }
+}
 
-    /// `len` realistic records: an incident with one firing alert and a
-    /// READY decision carrying the expert engine's proposal, so stored
-    /// values have the size real ones have.
-    fn records(&self, len: usize) -> (Vec<Decision>, Vec<Incident>) {
-        let now = chrono::Utc::now();
-        let mut decisions = Vec::with_capacity(len);
-        let mut incidents = Vec::with_capacity(len);
-        for _ in 0..len {
-            let incident = synthetic_incident(now);
-            let mut d = Decision::start(
-                incident.id.clone(),
-                DecisionMode::Auto,
-                now,
-                chrono::Duration::hours(1),
-                now,
-            );
-            d.state = DecisionState::Ready;
-            d.version = 2;
-            d.proposal = Some(self.expert.propose(&incident));
-            decisions.push(d);
-            incidents.push(incident);
-        }
-        (decisions, incidents)
+/// `len` realistic records: an incident with one firing alert and a READY
+/// decision carrying the expert engine's proposal, so stored values have
+/// the size real ones have.
+fn records(expert: &ExpertEngine, len: usize) -> (Vec<Decision>, Vec<Incident>) {
+    let now = chrono::Utc::now();
+    let mut decisions = Vec::with_capacity(len);
+    let mut incidents = Vec::with_capacity(len);
+    for _ in 0..len {
+        let incident = synthetic_incident(now);
+        let mut d = Decision::start(
+            incident.id.clone(),
+            DecisionMode::Auto,
+            now,
+            chrono::Duration::hours(1),
+            now,
+        );
+        d.state = DecisionState::Ready;
+        d.version = 2;
+        d.proposal = Some(expert.propose(&incident));
+        decisions.push(d);
+        incidents.push(incident);
     }
+    (decisions, incidents)
 }
 
 fn synthetic_incident(now: chrono::DateTime<chrono::Utc>) -> Incident {
