@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 1; }
 cargo build --release --locked --quiet
 bin=target/release/verdict
+# VERDICT_SERVER_BIN=path serves with another build (the load generator
+# stays this one), to compare two servers in alternating runs.
+server_bin=${VERDICT_SERVER_BIN:-$bin}
 
 free_port() {
   local p
@@ -42,7 +45,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
 pids+=($!); redis_pid=$!
 
 verdict_port=$(free_port)
-RUST_LOG=${RUST_LOG:-info} "$bin" serve --listen "127.0.0.1:$verdict_port" \
+RUST_LOG=${RUST_LOG:-info} "$server_bin" serve --listen "127.0.0.1:$verdict_port" \
   --redis-url "redis://127.0.0.1:$redis_port/" >"$dir/verdict.log" 2>&1 &
 pids+=($!); server_pid=$!
 

@@ -104,6 +104,11 @@ pub struct BenchArgs {
     /// [default: 100000 seeded with --redis-url, else 5000 via RPCs].
     #[arg(long, value_name = "N")]
     pub prepare: Option<u64>,
+    /// Rounds each scenario's measurement is split into. The scenarios take
+    /// turns round by round, so a machine that gets busier or quieter
+    /// during the run weighs on all of them alike and the ratios hold.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
     /// Decisions stored at each scaling step (comma-separated).
     #[arg(
         long,
@@ -155,16 +160,13 @@ impl BenchArgs {
         Ok(())
     }
 
-    /// The scenarios to run, in order. Health always comes first: every
-    /// other figure is read against it. Scaling follows health so its first
-    /// step sees a store holding only its probes; the scenarios after it
-    /// then run against the grown store (lookups are O(1), so they must not
-    /// care).
+    /// The scenarios to run. Health is always among them: every other
+    /// figure is read against it.
     fn plan(&self) -> Vec<Scenario> {
         match self.scenario {
             Scenario::All => {
-                let mut all = vec![Scenario::Health, Scenario::Scaling];
-                all.extend(Scenario::LOAD.iter().skip(1));
+                let mut all = Scenario::LOAD.to_vec();
+                all.push(Scenario::Scaling);
                 all
             }
             Scenario::Health => vec![Scenario::Health],
@@ -217,6 +219,7 @@ pub async fn run(default_addr: &str, args: &BenchArgs) -> anyhow::Result<Report>
             Limit::Duration(d) => humantime::format_duration(d).to_string(),
         },
         warmup_s: args.warmup.as_secs_f64(),
+        rounds: args.rounds,
         scenarios,
         scaling,
         notes,
@@ -245,71 +248,31 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
         limit: Limit::Duration(args.warmup),
         ..load
     });
-
-    let mut out = Vec::new();
-    let mut scaling = None;
+    let plan = args.plan();
     let mut notes = Vec::new();
-    let mut health_rps = None;
-    // Incidents with READY tokens, created once and shared by the lookup
-    // scenarios and the scaling probes.
-    let mut records: Option<Vec<(String, String)>> = None;
-    for scenario in args.plan() {
-        let setup_started = Instant::now();
-        if matches!(
-            scenario,
+
+    // Incidents with READY tokens, created once through the RPCs and
+    // shared by the lookup scenarios and the scaling probes.
+    let needs_records = plan.iter().any(|s| {
+        matches!(
+            s,
             Scenario::GetDecision | Scenario::GetOrCreateExisting | Scenario::Scaling
-        ) && records.is_none()
-        {
-            records = Some(scenarios::create_records(&channels[0], args.records).await?);
-        }
-        let recs = records.as_deref().unwrap_or_default();
-        let (warm, main) = match scenario {
-            Scenario::Health => (Workload::Health, Workload::Health),
-            Scenario::GetDecision => {
-                let tokens: Vec<String> = recs.iter().map(|(_, t)| t.clone()).collect();
-                (
-                    Workload::GetDecision(tokens.clone()),
-                    Workload::GetDecision(tokens),
-                )
-            }
-            Scenario::GetOrCreateExisting => {
-                let ids: Vec<String> = recs.iter().map(|(i, _)| i.clone()).collect();
-                (
-                    Workload::GetOrCreateExisting(ids.clone()),
-                    Workload::GetOrCreateExisting(ids),
-                )
-            }
-            Scenario::CreateAndDecide => (
-                Workload::CreateAndDecide(scenarios::DECIDE_TIMEOUT),
-                Workload::CreateAndDecide(scenarios::DECIDE_TIMEOUT),
-            ),
-            Scenario::Approve => {
-                let wanted = match load.limit {
-                    Limit::Requests(n) => n,
-                    Limit::Duration(_) => args.prepare.unwrap_or(if seeder.is_some() {
-                        PREPARE_SEEDED
-                    } else {
-                        PREPARE_RPC
-                    }),
-                };
-                let warm_n = if warmup.is_some() {
-                    WARMUP_APPROVALS.min(wanted)
-                } else {
-                    0
-                };
-                let warm = scenarios::approve_tokens(&channels[0], seeder.as_ref(), warm_n).await?;
-                let main = scenarios::approve_tokens(&channels[0], seeder.as_ref(), wanted).await?;
-                (Workload::Approve(warm), Workload::Approve(main))
-            }
-            Scenario::Scaling => {
-                let Some(seeder) = &seeder else {
-                    notes.push(
-                        "scaling skipped: it seeds Redis directly, so it needs --redis-url (the server's Redis)"
-                            .to_owned(),
-                    );
-                    continue;
-                };
-                let probes = recs.iter().map(|(i, _)| i.clone()).collect();
+        )
+    });
+    let records = if needs_records {
+        scenarios::create_records(&channels[0], args.records).await?
+    } else {
+        Vec::new()
+    };
+
+    // Scaling first, so its first step sees a store holding only its
+    // probes; the other scenarios then run against the grown store (their
+    // lookups are O(1), so they must not care).
+    let mut scaling = None;
+    if plan.contains(&Scenario::Scaling) {
+        match &seeder {
+            Some(seeder) => {
+                let probes = records.iter().map(|(i, _)| i.clone()).collect();
                 let s = scaling::run(
                     seeder,
                     &channels,
@@ -317,45 +280,162 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
                     &args.scaling_levels,
                     warmup,
                     load,
-                    health_rps,
                 )
                 .await?;
                 if let Some(last) = s.rows.last() {
                     notes.push(format!(
-                        "the scenarios after scaling ran with {} decisions stored",
+                        "the scenarios other than scaling ran with {} decisions stored",
                         last.stored
                     ));
                 }
                 scaling = Some(s);
-                continue;
             }
-            Scenario::All => continue,
-        };
-        let setup_s = setup_started.elapsed().as_secs_f64();
-        if let Some(w) = warmup {
-            runner::run(Arc::new(warm), &channels, w).await?;
+            None => notes.push(
+                "scaling skipped: it seeds Redis directly, so it needs --redis-url (the server's Redis)"
+                    .to_owned(),
+            ),
         }
-        let m = runner::run(Arc::new(main), &channels, load).await?;
-        let mut figures = Figures::from(&m);
-        if scenario == Scenario::Health {
-            health_rps = Some(figures.rps);
-        } else {
+    }
+
+    // Set up and warm up every load scenario, then measure them in rounds.
+    let mut runs = Vec::new();
+    for scenario in plan.into_iter().filter(|s| Scenario::LOAD.contains(s)) {
+        let started = Instant::now();
+        let (warm, main) = workloads(
+            scenario,
+            args,
+            load.limit,
+            &records,
+            &channels[0],
+            seeder.as_ref(),
+        )
+        .await?;
+        runs.push(Run {
+            scenario,
+            warm: Arc::new(warm),
+            main: Arc::new(main),
+            setup_s: started.elapsed().as_secs_f64(),
+            measured: runner::Measurement::empty()?,
+        });
+    }
+    if let Some(w) = warmup {
+        for run in &runs {
+            runner::run(run.warm.clone(), &channels, w).await?;
+        }
+    }
+    for round in 0..args.rounds {
+        let slice = Load {
+            limit: round_limit(load.limit, args.rounds, round),
+            ..load
+        };
+        for run in &mut runs {
+            let m = runner::run(run.main.clone(), &channels, slice).await?;
+            run.measured.add_round(m)?;
+        }
+    }
+
+    let health_rps = runs
+        .iter()
+        .find(|r| r.scenario == Scenario::Health)
+        .map(|r| r.measured.throughput());
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs {
+        let mut figures = Figures::from(&run.measured);
+        if run.scenario != Scenario::Health {
             figures.relative_to(health_rps);
         }
-        if m.exhausted {
+        if run.measured.exhausted {
             notes.push(format!(
                 "{} ran out of prepared data after {} requests (raise --prepare)",
-                scenario.name(),
-                m.requests
+                run.scenario.name(),
+                run.measured.requests
             ));
         }
         out.push(ScenarioReport {
-            scenario: scenario.name(),
+            scenario: run.scenario.name(),
             figures,
-            setup_s,
+            setup_s: run.setup_s,
         });
     }
+    if let Some(s) = &mut scaling {
+        for row in &mut s.rows {
+            row.figures.relative_to(health_rps);
+        }
+    }
     Ok((out, scaling, notes))
+}
+
+/// One load scenario being measured round by round.
+struct Run {
+    scenario: Scenario,
+    warm: Arc<Workload>,
+    main: Arc<Workload>,
+    setup_s: f64,
+    measured: runner::Measurement,
+}
+
+/// The limit of round `round` of `rounds`: an equal share of the time, or
+/// of the requests (the first rounds take the remainder, so the total is
+/// exact).
+fn round_limit(limit: Limit, rounds: u32, round: u32) -> Limit {
+    let rounds = rounds.max(1);
+    match limit {
+        Limit::Duration(d) => Limit::Duration(d / rounds),
+        Limit::Requests(n) => {
+            let (share, rest) = (n / u64::from(rounds), n % u64::from(rounds));
+            Limit::Requests(share + u64::from(u64::from(round) < rest))
+        }
+    }
+}
+
+/// The warm-up and measured workloads of one load scenario, with their
+/// data prepared (`approve` gets two separate token queues: a token can be
+/// approved only once).
+async fn workloads(
+    scenario: Scenario,
+    args: &BenchArgs,
+    limit: Limit,
+    records: &[(String, String)],
+    channel: &Channel,
+    seeder: Option<&Seeder>,
+) -> anyhow::Result<(Workload, Workload)> {
+    let tokens = || records.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+    let incidents = || records.iter().map(|(i, _)| i.clone()).collect::<Vec<_>>();
+    Ok(match scenario {
+        Scenario::GetDecision => (
+            Workload::GetDecision(tokens()),
+            Workload::GetDecision(tokens()),
+        ),
+        Scenario::GetOrCreateExisting => (
+            Workload::GetOrCreateExisting(incidents()),
+            Workload::GetOrCreateExisting(incidents()),
+        ),
+        Scenario::CreateAndDecide => (
+            Workload::CreateAndDecide(scenarios::DECIDE_TIMEOUT),
+            Workload::CreateAndDecide(scenarios::DECIDE_TIMEOUT),
+        ),
+        Scenario::Approve => {
+            let wanted = match limit {
+                Limit::Requests(n) => n,
+                Limit::Duration(_) => args.prepare.unwrap_or(if seeder.is_some() {
+                    PREPARE_SEEDED
+                } else {
+                    PREPARE_RPC
+                }),
+            };
+            let warm_n = if args.warmup.is_zero() {
+                0
+            } else {
+                WARMUP_APPROVALS.min(wanted)
+            };
+            let warm = scenarios::approve_tokens(channel, seeder, warm_n).await?;
+            let main = scenarios::approve_tokens(channel, seeder, wanted).await?;
+            (Workload::Approve(warm), Workload::Approve(main))
+        }
+        Scenario::Health | Scenario::Scaling | Scenario::All => {
+            (Workload::Health, Workload::Health)
+        }
+    })
 }
 
 /// Starts a server in this process on a free loopback port.
@@ -424,11 +504,27 @@ mod tests {
     }
 
     #[test]
+    fn rounds_share_the_limit_exactly() {
+        let total: u64 = (0..7)
+            .map(|r| match round_limit(Limit::Requests(300), 7, r) {
+                Limit::Requests(n) => n,
+                Limit::Duration(_) => unreachable!(),
+            })
+            .sum();
+        assert_eq!(total, 300);
+        assert_eq!(
+            round_limit(Limit::Duration(Duration::from_secs(10)), 5, 0),
+            Limit::Duration(Duration::from_secs(2))
+        );
+    }
+
+    #[test]
     fn flags_are_bounded() {
         assert!(parse(&["-c", "0"]).is_err());
         assert!(parse(&["-c", "1000000"]).is_err());
         assert!(parse(&["-n", "10", "-z", "1s"]).is_err(), "one limit");
         assert!(parse(&["--spawn", "--target", "x:1"]).is_err());
+        assert!(parse(&["--rounds", "0"]).is_err());
         let b = parse(&["-n", "300", "--records", "0"]).unwrap();
         assert_eq!(b.limit(), Limit::Requests(300));
         assert!(b.validate().is_err());

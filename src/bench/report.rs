@@ -27,6 +27,8 @@ pub struct Report {
     pub limit: String,
     /// Warm-up before each measurement, in seconds.
     pub warmup_s: f64,
+    /// Rounds the measurements were split into, scenarios taking turns.
+    pub rounds: u32,
     pub scenarios: Vec<ScenarioReport>,
     pub scaling: Option<ScalingReport>,
     /// Anything a reader must know to trust the figures (skips, early ends).
@@ -142,7 +144,7 @@ impl Report {
     /// The report as tables for a person.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "verdict bench: {}{}, {} in flight over {} connection{}, {} per scenario after {} warm-up\n\n",
+            "verdict bench: {}{}, {} in flight over {} connection{}, {} per scenario in {} rounds after {} warm-up\n\n",
             self.target,
             if self.spawned {
                 " (spawned in-process)"
@@ -153,6 +155,7 @@ impl Report {
             self.connections,
             if self.connections == 1 { "" } else { "s" },
             self.limit,
+            self.rounds,
             secs(self.warmup_s),
         );
         if !self.scenarios.is_empty() {

@@ -58,7 +58,8 @@ impl Measurement {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn empty() -> anyhow::Result<Measurement> {
+    /// Nothing measured yet.
+    pub fn empty() -> anyhow::Result<Measurement> {
         Ok(Measurement {
             requests: 0,
             ok: 0,
@@ -67,6 +68,13 @@ impl Measurement {
             latency_us: new_histogram()?,
             exhausted: false,
         })
+    }
+
+    /// Adds one round of the same scenario: counts, latencies and time add
+    /// up, so the throughput is over all rounds together.
+    pub fn add_round(&mut self, round: Measurement) -> anyhow::Result<()> {
+        self.elapsed += round.elapsed;
+        self.merge(round)
     }
 
     fn merge(&mut self, other: Measurement) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 /// The steps when none are given: the SPEC's "0 to 1 M stored decisions".
 pub const DEFAULT_LEVELS: [u64; 4] = [0, 10_000, 100_000, 1_000_000];
 
-/// Runs every step: grow the store to `level` decisions (never shrinks it:
+/// Runs every step (ratios to health are left for the caller): grow the store to `level` decisions (never shrinks it:
 /// a step below what is already stored is measured at what is stored),
 /// warm up, measure.
 pub async fn run(
@@ -28,7 +28,6 @@ pub async fn run(
     levels: &[u64],
     warmup: Option<Load>,
     load: Load,
-    health_rps: Option<f64>,
 ) -> anyhow::Result<ScalingReport> {
     let mut levels = levels.to_vec();
     levels.sort_unstable();
@@ -52,12 +51,11 @@ pub async fn run(
             runner::run(workload.clone(), channels, w).await?;
         }
         let m = runner::run(workload.clone(), channels, load).await?;
-        let mut figures = Figures::from(&m);
-        figures.relative_to(health_rps);
+        // The ratio to health is filled in once health is measured.
         rows.push(ScalingRow {
             stored,
             seeded,
-            figures,
+            figures: Figures::from(&m),
         });
     }
     Ok(ScalingReport::new(rows))

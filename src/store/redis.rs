@@ -2,7 +2,10 @@
 //! every read-modify-write (invoked by SHA, loaded once per server), and the
 //! key layout from [`super::keys`].
 //!
-//! Connections are checked out per call and never held across slow work.
+//! Connections are multiplexed: a call checks one out of the pool only to
+//! clone its handle, so every call in flight shares a few sockets and Redis
+//! receives their commands pipelined. Nothing holds a connection across
+//! slow work.
 
 use super::keys;
 use super::{Cas, Created, ListCursor, Retention, Store, StoreError, decode, encode};
@@ -11,18 +14,21 @@ use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
 use lru::LruCache;
 use redis::aio::MultiplexedConnection;
-use redis::{RedisError, Script, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{IntoConnectionInfo, RedisError, Script, Value};
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A pooled connection that remembers whether it failed at the transport
 /// level, so the pool drops it instead of handing it out again. (bb8-redis
 /// never reports a connection broken, and pinging on every checkout would
-/// double the round trips of every request.)
+/// double the round trips of every request.) The flag is shared with the
+/// handles calls run on, because those outlive their checkout.
 pub struct Conn {
     inner: MultiplexedConnection,
-    broken: bool,
+    broken: Arc<AtomicBool>,
 }
 
 /// bb8 manager: connects through bb8-redis, tracks broken connections.
@@ -35,7 +41,7 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<Conn, RedisError> {
         Ok(Conn {
             inner: self.0.connect().await?,
-            broken: false,
+            broken: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -44,7 +50,7 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken
+        conn.broken.load(Ordering::Relaxed)
     }
 }
 
@@ -78,7 +84,13 @@ impl RedisStore {
     /// Builds the pool without connecting: the server starts (NOT_SERVING)
     /// even while Redis is down, and connects when it comes up.
     pub fn new(url: &str, pool: PoolConfig, retention: Retention) -> Result<Self, StoreError> {
-        let manager = RedisConnectionManager::new(url)
+        // TCP_NODELAY: redis-rs leaves Nagle's algorithm on by default, which
+        // can hold a small command back until the previous reply's ACK.
+        let info = url
+            .into_connection_info()
+            .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
+        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let manager = RedisConnectionManager::new(info)
             .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
         let pool = bb8::Pool::builder()
             .max_size(pool.size.max(1))
@@ -99,13 +111,32 @@ impl RedisStore {
         })
     }
 
-    async fn conn(&self) -> Result<bb8::PooledConnection<'_, Manager>, StoreError> {
-        self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
-            bb8::RunError::TimedOut => {
-                StoreError::Unavailable("no Redis connection became available in time".into())
+    /// A handle on a healthy pooled connection and its broken flag.
+    ///
+    /// The pooled connection goes back to the pool as soon as its handle is
+    /// cloned (an `Arc` clone): a `MultiplexedConnection` pipelines any
+    /// number of concurrent calls over one socket, so holding it for the
+    /// length of a call, as bb8 would, only capped the calls in flight at
+    /// the pool size and sent each command in a write of its own
+    /// (BENCHMARKS.md, "pool checkout"). A connection some call found
+    /// broken is dropped here, and the pool opens a fresh one.
+    async fn conn(&self) -> Result<(MultiplexedConnection, Arc<AtomicBool>), StoreError> {
+        // Each broken connection is discarded once, so this ends after at
+        // most pool-size discards.
+        for _ in 0..=self.pool.state().connections {
+            let pooled = self.pool.get().await.map_err(|e| match e {
+                bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
+                bb8::RunError::TimedOut => {
+                    StoreError::Unavailable("no Redis connection became available in time".into())
+                }
+            })?;
+            if !pooled.broken.load(Ordering::Relaxed) {
+                return Ok((pooled.inner.clone(), pooled.broken.clone()));
             }
-        })
+        }
+        Err(StoreError::Unavailable(
+            "every pooled Redis connection is broken".into(),
+        ))
     }
 
     /// Runs one query on a pooled connection, marking the connection broken
@@ -114,8 +145,8 @@ impl RedisStore {
         &self,
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn().await?;
-        match f(&mut conn.inner).await {
+        let (mut conn, broken) = self.conn().await?;
+        match f(&mut conn).await {
             Ok(v) => Ok(v),
             Err(e) => {
                 let transport = e.is_io_error()
@@ -123,7 +154,7 @@ impl RedisStore {
                     || e.is_unrecoverable_error()
                     || e.is_timeout();
                 if transport {
-                    conn.broken = true;
+                    broken.store(true, Ordering::Relaxed);
                     Err(StoreError::Unavailable(e.to_string()))
                 } else {
                     Err(StoreError::Backend(e.to_string()))
@@ -165,16 +196,21 @@ impl RedisStore {
         })
     }
 
-    async fn incident_of(&self, token: &Token) -> Result<Option<IncidentId>, StoreError> {
+    /// The token's incident, and whether it came from the cache.
+    async fn incident_of(&self, token: &Token) -> Result<Option<(IncidentId, bool)>, StoreError> {
         if let Some(id) = self.cache().get(token) {
-            return Ok(Some(id.clone()));
+            return Ok(Some((id.clone(), true)));
         }
         let key = keys::token_index(token);
         let id: Option<String> = self
             .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
             .await?;
-        id.map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
-            .transpose()
+        id.map(|s| {
+            IncidentId::parse(&s)
+                .map_err(|e| corrupt(&key, e))
+                .map(|id| (id, false))
+        })
+        .transpose()
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<Token, IncidentId>> {
@@ -413,7 +449,7 @@ impl Store for RedisStore {
     }
 
     async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
-        let Some(incident) = self.incident_of(token).await? else {
+        let Some((incident, cached)) = self.incident_of(token).await? else {
             return Ok(None);
         };
         let key = keys::decision(&incident, token);
@@ -421,7 +457,11 @@ impl Store for RedisStore {
             .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
             .await?;
         let Some(json) = json else { return Ok(None) };
-        self.cache().put(token.clone(), incident);
+        // Cached only once the record is known to exist; a hit is not
+        // re-inserted (that cost a lock and two clones per read).
+        if !cached {
+            self.cache().put(token.clone(), incident);
+        }
         decode(&key, &json).map(Some)
     }
 
