@@ -7,6 +7,7 @@ pub mod decision;
 pub mod ids;
 pub mod incident;
 pub mod proposal;
+pub mod timestamp;
 pub mod validation;
 
 pub use decision::{Decision, DecisionMode, DecisionState, TransitionError};
