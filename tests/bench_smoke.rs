@@ -100,6 +100,8 @@ async fn every_scenario_completes_and_counts_each_request_once() {
     for row in &scaling.rows {
         assert_eq!(row.figures.requests, 300);
         assert_eq!(row.figures.ok, 300, "{:?}", row.figures.errors);
+        assert!(row.health_rps > 0.0, "health measured in each step");
+        assert!(row.figures.ratio_to_health.is_some());
     }
     // Both renderings work on a real report.
     assert!(report.text().contains("get-or-create-existing"));

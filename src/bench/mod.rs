@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::server::{Overrides, Running};
 use anyhow::Context;
 use report::{Figures, ScenarioReport};
-use runner::{Limit, Load};
+use runner::{Limit, Load, Measurement};
 use scenarios::Workload;
 use seed::Seeder;
 use std::sync::Arc;
@@ -280,6 +280,7 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
                     &args.scaling_levels,
                     warmup,
                     load,
+                    args.rounds,
                 )
                 .await?;
                 if let Some(last) = s.rows.last() {
@@ -315,7 +316,7 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
             warm: Arc::new(warm),
             main: Arc::new(main),
             setup_s: started.elapsed().as_secs_f64(),
-            measured: runner::Measurement::empty()?,
+            measured: Measurement::empty()?,
         });
     }
     if let Some(w) = warmup {
@@ -323,15 +324,10 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
             runner::run(run.warm.clone(), &channels, w).await?;
         }
     }
-    for round in 0..args.rounds {
-        let slice = Load {
-            limit: round_limit(load.limit, args.rounds, round),
-            ..load
-        };
-        for run in &mut runs {
-            let m = runner::run(run.main.clone(), &channels, slice).await?;
-            run.measured.add_round(m)?;
-        }
+    let mains: Vec<_> = runs.iter().map(|r| r.main.clone()).collect();
+    let measured = runner::run_rounds(&mains, &channels, load, args.rounds).await?;
+    for (run, m) in runs.iter_mut().zip(measured) {
+        run.measured = m;
     }
 
     let health_rps = runs
@@ -357,11 +353,6 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
             setup_s: run.setup_s,
         });
     }
-    if let Some(s) = &mut scaling {
-        for row in &mut s.rows {
-            row.figures.relative_to(health_rps);
-        }
-    }
     Ok((out, scaling, notes))
 }
 
@@ -371,21 +362,7 @@ struct Run {
     warm: Arc<Workload>,
     main: Arc<Workload>,
     setup_s: f64,
-    measured: runner::Measurement,
-}
-
-/// The limit of round `round` of `rounds`: an equal share of the time, or
-/// of the requests (the first rounds take the remainder, so the total is
-/// exact).
-fn round_limit(limit: Limit, rounds: u32, round: u32) -> Limit {
-    let rounds = rounds.max(1);
-    match limit {
-        Limit::Duration(d) => Limit::Duration(d / rounds),
-        Limit::Requests(n) => {
-            let (share, rest) = (n / u64::from(rounds), n % u64::from(rounds));
-            Limit::Requests(share + u64::from(u64::from(round) < rest))
-        }
-    }
+    measured: Measurement,
 }
 
 /// The warm-up and measured workloads of one load scenario, with their
@@ -506,14 +483,14 @@ mod tests {
     #[test]
     fn rounds_share_the_limit_exactly() {
         let total: u64 = (0..7)
-            .map(|r| match round_limit(Limit::Requests(300), 7, r) {
+            .map(|r| match runner::round_limit(Limit::Requests(300), 7, r) {
                 Limit::Requests(n) => n,
                 Limit::Duration(_) => unreachable!(),
             })
             .sum();
         assert_eq!(total, 300);
         assert_eq!(
-            round_limit(Limit::Duration(Duration::from_secs(10)), 5, 0),
+            runner::round_limit(Limit::Duration(Duration::from_secs(10)), 5, 0),
             Limit::Duration(Duration::from_secs(2))
         );
     }

@@ -109,6 +109,9 @@ pub struct ScalingReport {
     pub rows: Vec<ScalingRow>,
     /// Highest p50 divided by the lowest: 1.0 is perfectly flat.
     pub p50_spread: f64,
+    /// Highest ratio to health divided by the lowest: the same, corrected
+    /// for what else the machine did during each step.
+    pub ratio_spread: f64,
 }
 
 /// One step of the scaling scenario.
@@ -118,6 +121,9 @@ pub struct ScalingRow {
     pub stored: u64,
     /// How the records added for this step were written.
     pub seeded: Option<Seeded>,
+    /// Health throughput measured in this step, interleaved with the
+    /// lookups; `ratio_to_health` is relative to it.
+    pub health_rps: f64,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -125,11 +131,14 @@ pub struct ScalingRow {
 impl ScalingReport {
     pub fn new(rows: Vec<ScalingRow>) -> Self {
         let p50s = rows.iter().map(|r| r.figures.latency.p50_us.max(1) as f64);
-        let max = p50s.clone().fold(0.0, f64::max);
-        let min = p50s.fold(f64::INFINITY, f64::min);
+        let ratios = rows
+            .iter()
+            .filter_map(|r| r.figures.ratio_to_health)
+            .filter(|r| *r > 0.0);
         ScalingReport {
             scenario: "get-or-create-existing",
-            p50_spread: if rows.is_empty() { 1.0 } else { max / min },
+            p50_spread: spread(p50s),
+            ratio_spread: spread(ratios),
             rows,
         }
     }
@@ -178,11 +187,12 @@ impl Report {
         if let Some(scaling) = &self.scaling {
             let _ = writeln!(
                 out,
-                "\nscaling: {} latency by decisions stored (p50 spread {:.2}x)",
-                scaling.scenario, scaling.p50_spread
+                "\nscaling: {} by decisions stored, health measured in each step (spread: p50 {:.2}x, ratio {:.2}x)",
+                scaling.scenario, scaling.p50_spread, scaling.ratio_spread
             );
             let mut header = vec!["stored", "seeded in"];
             header.extend(FIGURE_HEADER.iter().skip(1));
+            header.push("health req/s");
             let mut t = Table::new(header);
             for row in &scaling.rows {
                 let seeded = match &row.seeded {
@@ -200,6 +210,7 @@ impl Report {
                         .into_iter()
                         .skip(1),
                 );
+                cells.push(format!("{:.0}", row.health_rps));
                 t.row(cells);
             }
             out.push_str(&t.render());
@@ -216,6 +227,17 @@ impl Report {
             let _ = writeln!(out, "\nnote: {note}");
         }
         out
+    }
+}
+
+/// Largest over smallest of positive values; 1.0 when there are none.
+fn spread(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let max = values.clone().fold(f64::NEG_INFINITY, f64::max);
+    let min = values.fold(f64::INFINITY, f64::min);
+    if min.is_finite() && min > 0.0 {
+        max / min
+    } else {
+        1.0
     }
 }
 

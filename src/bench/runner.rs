@@ -176,3 +176,44 @@ async fn worker(
     }
     Ok(m)
 }
+
+/// Measures several workloads under the same `load`, split into `rounds`
+/// rounds in which they take turns: drift in what else the machine is doing
+/// then weighs on every workload alike, which is what keeps their ratios
+/// meaningful on a shared machine. Returns one measurement per workload,
+/// in order.
+pub async fn run_rounds(
+    workloads: &[Arc<Workload>],
+    channels: &[Channel],
+    load: Load,
+    rounds: u32,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut out = Vec::with_capacity(workloads.len());
+    for _ in workloads {
+        out.push(Measurement::empty()?);
+    }
+    for round in 0..rounds.max(1) {
+        let slice = Load {
+            limit: round_limit(load.limit, rounds, round),
+            ..load
+        };
+        for (workload, total) in workloads.iter().zip(out.iter_mut()) {
+            total.add_round(run(workload.clone(), channels, slice).await?)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The limit of round `round` of `rounds`: an equal share of the time, or
+/// of the requests (the first rounds take the remainder, so the total is
+/// exact).
+pub fn round_limit(limit: Limit, rounds: u32, round: u32) -> Limit {
+    let rounds = rounds.max(1);
+    match limit {
+        Limit::Duration(d) => Limit::Duration(d / rounds),
+        Limit::Requests(n) => {
+            let (share, rest) = (n / u64::from(rounds), n % u64::from(rounds));
+            Limit::Requests(share + u64::from(u64::from(round) < rest))
+        }
+    }
+}

@@ -18,9 +18,12 @@ use tonic::transport::Channel;
 /// The steps when none are given: the SPEC's "0 to 1 M stored decisions".
 pub const DEFAULT_LEVELS: [u64; 4] = [0, 10_000, 100_000, 1_000_000];
 
-/// Runs every step (ratios to health are left for the caller): grow the store to `level` decisions (never shrinks it:
+/// Runs every step: grow the store to `level` decisions (never shrinks it:
 /// a step below what is already stored is measured at what is stored),
-/// warm up, measure.
+/// warm up, then measure the probe lookups and health in interleaved
+/// rounds. Each step's ratio is to the health measured in that step, so a
+/// machine that gets busier between steps does not pass for a lookup that
+/// gets slower with the store's size.
 pub async fn run(
     seeder: &Seeder,
     channels: &[Channel],
@@ -28,11 +31,13 @@ pub async fn run(
     levels: &[u64],
     warmup: Option<Load>,
     load: Load,
+    rounds: u32,
 ) -> anyhow::Result<ScalingReport> {
     let mut levels = levels.to_vec();
     levels.sort_unstable();
     levels.dedup();
     let workload = Arc::new(Workload::GetOrCreateExisting(probe_incidents));
+    let health = Arc::new(Workload::Health);
     let mut rows = Vec::with_capacity(levels.len());
     for level in levels {
         let before = seeder.stored().await?;
@@ -50,12 +55,17 @@ pub async fn run(
         if let Some(w) = warmup {
             runner::run(workload.clone(), channels, w).await?;
         }
-        let m = runner::run(workload.clone(), channels, load).await?;
-        // The ratio to health is filled in once health is measured.
+        let measured =
+            runner::run_rounds(&[health.clone(), workload.clone()], channels, load, rounds).await?;
+        let [health_m, probe_m] = <[_; 2]>::try_from(measured)
+            .map_err(|_| anyhow::anyhow!("expected two measurements per scaling step"))?;
+        let mut figures = Figures::from(&probe_m);
+        figures.relative_to(Some(health_m.throughput()));
         rows.push(ScalingRow {
             stored,
             seeded,
-            figures: Figures::from(&m),
+            health_rps: health_m.throughput(),
+            figures,
         });
     }
     Ok(ScalingReport::new(rows))
