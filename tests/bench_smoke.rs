@@ -102,6 +102,7 @@ async fn every_scenario_completes_and_counts_each_request_once() {
         assert_eq!(row.figures.ok, 300, "{:?}", row.figures.errors);
         assert!(row.health_rps > 0.0, "health measured in each step");
         assert!(row.figures.ratio_to_health.is_some());
+        assert!(row.redis_us_per_call.is_some(), "Redis timed the lookups");
     }
     // Both renderings work on a real report.
     assert!(report.text().contains("get-or-create-existing"));

@@ -112,6 +112,9 @@ pub struct ScalingReport {
     /// Highest ratio to health divided by the lowest: the same, corrected
     /// for what else the machine did during each step.
     pub ratio_spread: f64,
+    /// Highest Redis time per lookup divided by the lowest: the store's
+    /// side alone.
+    pub redis_us_spread: f64,
 }
 
 /// One step of the scaling scenario.
@@ -124,6 +127,9 @@ pub struct ScalingRow {
     /// Health throughput measured in this step, interleaved with the
     /// lookups; `ratio_to_health` is relative to it.
     pub health_rps: f64,
+    /// Microseconds Redis itself spent per lookup script in this step
+    /// (`INFO commandstats`): the store-side cost, immune to client noise.
+    pub redis_us_per_call: Option<f64>,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -139,6 +145,7 @@ impl ScalingReport {
             scenario: "get-or-create-existing",
             p50_spread: spread(p50s),
             ratio_spread: spread(ratios),
+            redis_us_spread: spread(rows.iter().filter_map(|r| r.redis_us_per_call)),
             rows,
         }
     }
@@ -187,12 +194,13 @@ impl Report {
         if let Some(scaling) = &self.scaling {
             let _ = writeln!(
                 out,
-                "\nscaling: {} by decisions stored, health measured in each step (spread: p50 {:.2}x, ratio {:.2}x)",
-                scaling.scenario, scaling.p50_spread, scaling.ratio_spread
+                "\nscaling: {} by decisions stored, health measured in each step\n(max/min: p50 {:.2}x, ratio to health {:.2}x, Redis time per lookup {:.2}x)",
+                scaling.scenario, scaling.p50_spread, scaling.ratio_spread, scaling.redis_us_spread
             );
             let mut header = vec!["stored", "seeded in"];
             header.extend(FIGURE_HEADER.iter().skip(1));
             header.push("health req/s");
+            header.push("redis µs/lookup");
             let mut t = Table::new(header);
             for row in &scaling.rows {
                 let seeded = match &row.seeded {
@@ -211,6 +219,10 @@ impl Report {
                         .skip(1),
                 );
                 cells.push(format!("{:.0}", row.health_rps));
+                cells.push(
+                    row.redis_us_per_call
+                        .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}")),
+                );
                 t.row(cells);
             }
             out.push_str(&t.render());

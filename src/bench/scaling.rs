@@ -55,8 +55,18 @@ pub async fn run(
         if let Some(w) = warmup {
             runner::run(workload.clone(), channels, w).await?;
         }
+        // The lookup is one EVALSHA (incident_and_current.lua); health
+        // does not touch Redis, so the difference is the probes' alone.
+        let before = seeder.command_stats(LOOKUP_COMMAND).await?;
         let measured =
             runner::run_rounds(&[health.clone(), workload.clone()], channels, load, rounds).await?;
+        let after = seeder.command_stats(LOOKUP_COMMAND).await?;
+        let redis_us_per_call = match (before.unwrap_or((0, 0)), after) {
+            ((c0, u0), Some((c1, u1))) if c1 > c0 => {
+                Some(u1.saturating_sub(u0) as f64 / (c1 - c0) as f64)
+            }
+            _ => None,
+        };
         let [health_m, probe_m] = <[_; 2]>::try_from(measured)
             .map_err(|_| anyhow::anyhow!("expected two measurements per scaling step"))?;
         let mut figures = Figures::from(&probe_m);
@@ -65,11 +75,15 @@ pub async fn run(
             stored,
             seeded,
             health_rps: health_m.throughput(),
+            redis_us_per_call,
             figures,
         });
     }
     Ok(ScalingReport::new(rows))
 }
+
+/// The Redis command a `get-or-create-existing` lookup issues.
+const LOOKUP_COMMAND: &str = "evalsha";
 
 /// Pause between seeding and measuring a step.
 const SETTLE: Duration = Duration::from_millis(500);

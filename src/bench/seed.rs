@@ -106,6 +106,12 @@ impl Seeder {
         Ok(self.store.incident_count().await?)
     }
 
+    /// `(calls, usec)` Redis has spent in `command` so far (see
+    /// [`RedisStore::command_stats`]).
+    pub async fn command_stats(&self, command: &str) -> anyhow::Result<Option<(u64, u64)>> {
+        Ok(self.store.command_stats(command).await?)
+    }
+
     async fn seed_chunk(&self, len: usize, keep_tokens: bool) -> anyhow::Result<Vec<Token>> {
         // Generating ten thousand records is tens of milliseconds of CPU:
         // done on the runtime it would starve the Redis connections' I/O.

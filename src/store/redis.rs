@@ -231,6 +231,19 @@ impl RedisStore {
         .await
     }
 
+    /// How many times Redis has run `command` (lower-case, e.g. `evalsha`)
+    /// and the microseconds it spent in it, from `INFO commandstats`; None
+    /// before the first call. For benchmarks: the time Redis itself spends
+    /// in a lookup is what would grow with the store if a lookup scanned,
+    /// and unlike a client-side latency it does not move with the load of
+    /// the machine.
+    pub async fn command_stats(&self, command: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let info: String = self
+            .run(async |c| redis::cmd("INFO").arg("commandstats").query_async(c).await)
+            .await?;
+        Ok(parse_command_stats(&info, command))
+    }
+
     /// Writes incidents with one current decision each, pipelined 1 000 at a
     /// time, in the normal key layout: for benchmarks and the O(1) test.
     pub async fn seed_bulk(
@@ -277,6 +290,22 @@ impl RedisStore {
         }
         Ok(())
     }
+}
+
+/// `(calls, usec)` of `command` in an `INFO commandstats` reply, whose lines
+/// read `cmdstat_get:calls=3,usec=12,usec_per_call=4.00,...`.
+fn parse_command_stats(info: &str, command: &str) -> Option<(u64, u64)> {
+    let line = info.lines().find_map(|l| {
+        l.strip_prefix("cmdstat_")?
+            .strip_prefix(command)?
+            .strip_prefix(':')
+    })?;
+    let field = |name: &str| {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((field("calls")?, field("usec")?))
 }
 
 fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
@@ -608,4 +637,22 @@ pub(crate) fn next_cursor(
         created_ms: last,
         skip_same: carried + same,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_command_stats;
+
+    #[test]
+    fn reads_command_stats() {
+        let info = "# Commandstats\r\ncmdstat_get:calls=3,usec=12,usec_per_call=4.00,rejected_calls=0,failed_calls=0\r\ncmdstat_evalsha:calls=10,usec=55,usec_per_call=5.50\r\n";
+        assert_eq!(parse_command_stats(info, "evalsha"), Some((10, 55)));
+        assert_eq!(parse_command_stats(info, "get"), Some((3, 12)));
+        assert_eq!(
+            parse_command_stats(info, "eval"),
+            None,
+            "not a prefix match"
+        );
+        assert_eq!(parse_command_stats(info, "hget"), None);
+    }
 }
