@@ -31,6 +31,16 @@ const PARALLEL_CHUNKS: usize = 2;
 /// each): a bound, so a typo cannot fill the machine's memory.
 pub const MAX_SEED: u64 = 5_000_000;
 
+/// Records per `seed_bulk` call. Its pipelines must come back within the
+/// Redis client's 500 ms response timeout even on a machine busy with other
+/// work, so they are kept small.
+const PIPELINE: usize = 250;
+
+/// Tries per pipeline. A retry after a timeout may write a record twice:
+/// every command is an overwrite except the history `LPUSH`, which then
+/// lists the token twice; harmless for a benchmark's data.
+const ATTEMPTS: u32 = 4;
+
 /// How long one pipeline may wait for a pooled connection.
 const POOL_WAIT: Duration = Duration::from_secs(30);
 
@@ -119,10 +129,16 @@ impl Seeder {
         let (decisions, incidents) = tokio::task::spawn_blocking(move || records(&expert, len))
             .await
             .context("generating seed records failed")?;
-        self.store
-            .seed_bulk(&decisions, &incidents)
-            .await
-            .context("seeding Redis failed")?;
+        for (d, i) in decisions.chunks(PIPELINE).zip(incidents.chunks(PIPELINE)) {
+            let mut attempt = 1;
+            while let Err(e) = self.store.seed_bulk(d, i).await {
+                if attempt >= ATTEMPTS {
+                    return Err(e).context(format!("seeding Redis failed {ATTEMPTS} times"));
+                }
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                attempt += 1;
+            }
+        }
         Ok(if keep_tokens {
             decisions.into_iter().map(|d| d.token).collect()
         } else {
