@@ -235,10 +235,11 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .concurrency_limit_per_connection(1024)
         .add_routes(Routes::from(app));
 
-    // TCP_NODELAY: without it a response written in two parts (headers,
-    // then data and trailers) waits for the client's delayed ACK, up to
-    // 40 ms, which alone would break the "READY within timeout + 50 ms"
-    // target.
+    // TCP_NODELAY on every accepted socket. tonic sets it only on listeners
+    // it binds itself; on a listener handed in (ours, bound early so the
+    // port is known) Nagle's algorithm stays on, and a response written in
+    // two segments then waits for the client's delayed ACK: 40 ms added to
+    // every RPC that awaits anything (BENCHMARKS.md, "before").
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let grace = config.shutdown_grace;
     let token = shutdown.clone();

@@ -108,19 +108,25 @@ pub struct Decision {
     pub mode: DecisionMode,
     pub proposal: Option<Proposal>,
     pub version: u64,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub updated_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub expires_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub analysis_deadline: DateTime<Utc>,
     #[serde(default)]
     pub error: String,
     #[serde(default)]
     pub decided_by: String,
+    #[serde(default, deserialize_with = "super::timestamp::option")]
     pub decided_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub reason: String,
     #[serde(default)]
     pub output: String,
+    #[serde(default, deserialize_with = "super::timestamp::option")]
     pub completed_at: Option<DateTime<Utc>>,
     /// The incident's severity when the token was issued (for watch filters).
     #[serde(default)]

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod incident;
 pub mod proposal;
 pub mod signature;
+pub mod timestamp;
 pub mod validation;
 
 pub use decision::{Decision, DecisionMode, DecisionState, TransitionError};

@@ -2,7 +2,10 @@
 //! every read-modify-write (invoked by SHA, loaded once per server), and the
 //! key layout from [`super::keys`].
 //!
-//! Connections are checked out per call and never held across slow work.
+//! Connections are multiplexed: a call checks one out of the pool only to
+//! clone its handle, so every call in flight shares a few sockets and Redis
+//! receives their commands pipelined. Nothing holds a connection across
+//! slow work.
 
 use super::keys;
 use super::{
@@ -17,9 +20,11 @@ use bb8_redis::RedisConnectionManager;
 use futures::future::BoxFuture;
 use lru::LruCache;
 use redis::aio::MultiplexedConnection;
-use redis::{RedisError, Script, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{IntoConnectionInfo, RedisError, Script, Value};
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -31,10 +36,11 @@ const FEED_BATCH: usize = 512;
 /// A pooled connection that remembers whether it failed at the transport
 /// level, so the pool drops it instead of handing it out again. (bb8-redis
 /// never reports a connection broken, and pinging on every checkout would
-/// double the round trips of every request.)
+/// double the round trips of every request.) The flag is shared with the
+/// handles calls run on, because those outlive their checkout.
 pub struct Conn {
     inner: MultiplexedConnection,
-    broken: bool,
+    broken: Arc<AtomicBool>,
 }
 
 /// bb8 manager: connects through bb8-redis, tracks broken connections.
@@ -47,7 +53,7 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<Conn, RedisError> {
         Ok(Conn {
             inner: self.0.connect().await?,
-            broken: false,
+            broken: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -56,7 +62,7 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken
+        conn.broken.load(Ordering::Relaxed)
     }
 }
 
@@ -95,7 +101,13 @@ impl RedisStore {
     /// Builds the pool without connecting: the server starts (NOT_SERVING)
     /// even while Redis is down, and connects when it comes up.
     pub fn new(url: &str, pool: PoolConfig, retention: Retention) -> Result<Self, StoreError> {
-        let manager = RedisConnectionManager::new(url)
+        // TCP_NODELAY: redis-rs leaves Nagle's algorithm on by default, which
+        // can hold a small command back until the previous reply's ACK.
+        let info = url
+            .into_connection_info()
+            .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
+        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let manager = RedisConnectionManager::new(info)
             .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
@@ -121,13 +133,32 @@ impl RedisStore {
         })
     }
 
-    async fn conn(&self) -> Result<bb8::PooledConnection<'_, Manager>, StoreError> {
-        self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
-            bb8::RunError::TimedOut => {
-                StoreError::Unavailable("no Redis connection became available in time".into())
+    /// A handle on a healthy pooled connection and its broken flag.
+    ///
+    /// The pooled connection goes back to the pool as soon as its handle is
+    /// cloned (an `Arc` clone): a `MultiplexedConnection` pipelines any
+    /// number of concurrent calls over one socket, so holding it for the
+    /// length of a call, as bb8 would, only capped the calls in flight at
+    /// the pool size and sent each command in a write of its own
+    /// (BENCHMARKS.md, "pool checkout"). A connection some call found
+    /// broken is dropped here, and the pool opens a fresh one.
+    async fn conn(&self) -> Result<(MultiplexedConnection, Arc<AtomicBool>), StoreError> {
+        // Each broken connection is discarded once, so this ends after at
+        // most pool-size discards.
+        for _ in 0..=self.pool.state().connections {
+            let pooled = self.pool.get().await.map_err(|e| match e {
+                bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
+                bb8::RunError::TimedOut => {
+                    StoreError::Unavailable("no Redis connection became available in time".into())
+                }
+            })?;
+            if !pooled.broken.load(Ordering::Relaxed) {
+                return Ok((pooled.inner.clone(), pooled.broken.clone()));
             }
-        })
+        }
+        Err(StoreError::Unavailable(
+            "every pooled Redis connection is broken".into(),
+        ))
     }
 
     /// Runs one query on a pooled connection, marking the connection broken
@@ -136,8 +167,8 @@ impl RedisStore {
         &self,
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn().await?;
-        match f(&mut conn.inner).await {
+        let (mut conn, broken) = self.conn().await?;
+        match f(&mut conn).await {
             Ok(v) => Ok(v),
             Err(e) => {
                 let transport = e.is_io_error()
@@ -145,7 +176,7 @@ impl RedisStore {
                     || e.is_unrecoverable_error()
                     || e.is_timeout();
                 if transport {
-                    conn.broken = true;
+                    broken.store(true, Ordering::Relaxed);
                     Err(StoreError::Unavailable(e.to_string()))
                 } else {
                     Err(StoreError::Backend(e.to_string()))
@@ -187,22 +218,52 @@ impl RedisStore {
         })
     }
 
-    async fn incident_of(&self, token: &Token) -> Result<Option<IncidentId>, StoreError> {
+    /// The token's incident, and whether it came from the cache.
+    async fn incident_of(&self, token: &Token) -> Result<Option<(IncidentId, bool)>, StoreError> {
         if let Some(id) = self.cache().get(token) {
-            return Ok(Some(id.clone()));
+            return Ok(Some((id.clone(), true)));
         }
         let key = keys::token_index(token);
         let id: Option<String> = self
             .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
             .await?;
-        id.map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
-            .transpose()
+        id.map(|s| {
+            IncidentId::parse(&s)
+                .map_err(|e| corrupt(&key, e))
+                .map(|id| (id, false))
+        })
+        .transpose()
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<Token, IncidentId>> {
         // A poisoned cache only means a panic elsewhere mid-insert; the map
         // itself is still consistent.
         self.token_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many incidents the listing index holds (`ZCARD`, O(1)): for
+    /// benchmarks, which report how much is stored when they measure.
+    pub async fn incident_count(&self) -> Result<u64, StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZCARD")
+                .arg(keys::INCIDENT_INDEX)
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
+    /// How many times Redis has run `command` (lower-case, e.g. `evalsha`)
+    /// and the microseconds it spent in it, from `INFO commandstats`; None
+    /// before the first call. For benchmarks: the time Redis itself spends
+    /// in a lookup is what would grow with the store if a lookup scanned,
+    /// and unlike a client-side latency it does not move with the load of
+    /// the machine.
+    pub async fn command_stats(&self, command: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let info: String = self
+            .run(async |c| redis::cmd("INFO").arg("commandstats").query_async(c).await)
+            .await?;
+        Ok(parse_command_stats(&info, command))
     }
 
     /// Writes incidents with one current decision each, pipelined 1 000 at a
@@ -251,6 +312,22 @@ impl RedisStore {
         }
         Ok(())
     }
+}
+
+/// `(calls, usec)` of `command` in an `INFO commandstats` reply, whose lines
+/// read `cmdstat_get:calls=3,usec=12,usec_per_call=4.00,...`.
+fn parse_command_stats(info: &str, command: &str) -> Option<(u64, u64)> {
+    let line = info.lines().find_map(|l| {
+        l.strip_prefix("cmdstat_")?
+            .strip_prefix(command)?
+            .strip_prefix(':')
+    })?;
+    let field = |name: &str| {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((field("calls")?, field("usec")?))
 }
 
 fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
@@ -423,7 +500,7 @@ impl Store for RedisStore {
     }
 
     async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
-        let Some(incident) = self.incident_of(token).await? else {
+        let Some((incident, cached)) = self.incident_of(token).await? else {
             return Ok(None);
         };
         let key = keys::decision(&incident, token);
@@ -431,7 +508,11 @@ impl Store for RedisStore {
             .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
             .await?;
         let Some(json) = json else { return Ok(None) };
-        self.cache().put(token.clone(), incident);
+        // Cached only once the record is known to exist; a hit is not
+        // re-inserted (that cost a lock and two clones per read).
+        if !cached {
+            self.cache().put(token.clone(), incident);
+        }
         decode(&key, &json).map(Some)
     }
 
@@ -592,7 +673,7 @@ impl Store for RedisStore {
         token: &Token,
         after: u64,
     ) -> Result<Vec<Decision>, StoreError> {
-        let Some(incident) = self.incident_of(token).await? else {
+        let Some((incident, _)) = self.incident_of(token).await? else {
             return Ok(vec![]);
         };
         let key = keys::decision(&incident, token);
@@ -898,4 +979,22 @@ pub(crate) fn next_cursor(
         created_ms: last,
         skip_same: carried + same,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_command_stats;
+
+    #[test]
+    fn reads_command_stats() {
+        let info = "# Commandstats\r\ncmdstat_get:calls=3,usec=12,usec_per_call=4.00,rejected_calls=0,failed_calls=0\r\ncmdstat_evalsha:calls=10,usec=55,usec_per_call=5.50\r\n";
+        assert_eq!(parse_command_stats(info, "evalsha"), Some((10, 55)));
+        assert_eq!(parse_command_stats(info, "get"), Some((3, 12)));
+        assert_eq!(
+            parse_command_stats(info, "eval"),
+            None,
+            "not a prefix match"
+        );
+        assert_eq!(parse_command_stats(info, "hget"), None);
+    }
 }
