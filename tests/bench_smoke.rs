@@ -118,3 +118,14 @@ async fn an_unreachable_target_fails_with_a_clear_error() {
         .expect_err("nothing listens there");
     assert!(format!("{err:#}").contains("cannot connect"), "{err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_fanout_delivers_the_transition_to_every_stream() {
+    let s = common::TestServer::start(common::config(None)).await;
+    let addr = format!("http://{}", s.running.as_ref().unwrap().addr);
+    let r = verdict::bench::fanout::run(&addr, 150, None, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((r.watchers, r.delivered), (150, 150));
+    assert!(r.server_rss_mb.is_none());
+}

@@ -14,6 +14,7 @@
 //! only through the generated clients; only seeding touches Redis, through
 //! `RedisStore::seed_bulk`, so data lands in the real key layout.
 
+pub mod fanout;
 pub mod report;
 pub mod runner;
 pub mod scaling;
@@ -117,6 +118,17 @@ pub struct BenchArgs {
         default_value = "0,10000,100000,1000000"
     )]
     pub scaling_levels: Vec<u64>,
+    /// watch-fanout: stream counts to measure (comma-separated).
+    #[arg(
+        long,
+        value_name = "N,N,…",
+        value_delimiter = ',',
+        default_value = "1000,10000"
+    )]
+    pub watchers: Vec<usize>,
+    /// watch-fanout: the server's process id, to report its RSS.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 impl BenchArgs {
@@ -170,6 +182,7 @@ impl BenchArgs {
                 all
             }
             Scenario::Health => vec![Scenario::Health],
+            Scenario::WatchFanout => vec![],
             other => vec![Scenario::Health, other],
         }
     }
@@ -177,8 +190,32 @@ impl BenchArgs {
 
 /// Runs `verdict bench` and prints the report (a table, or JSON).
 pub async fn main(default_addr: &str, json: bool, args: BenchArgs) -> anyhow::Result<()> {
-    let report = run(default_addr, &args).await?;
-    let text = if json { report.json()? } else { report.text() };
+    let text = if args.scenario == Scenario::WatchFanout {
+        let target = args
+            .target
+            .clone()
+            .unwrap_or_else(|| default_addr.to_owned());
+        let mut results = Vec::new();
+        for &n in &args.watchers {
+            results.push(
+                fanout::run(
+                    &target,
+                    n,
+                    args.server_pid,
+                    args.timeout.max(Duration::from_secs(60)),
+                )
+                .await?,
+            );
+        }
+        if json {
+            serde_json::to_string_pretty(&results)? + "\n"
+        } else {
+            fanout::table(&results)
+        }
+    } else {
+        let report = run(default_addr, &args).await?;
+        if json { report.json()? } else { report.text() }
+    };
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
@@ -409,7 +446,7 @@ async fn workloads(
             let main = scenarios::approve_tokens(channel, seeder, wanted).await?;
             (Workload::Approve(warm), Workload::Approve(main))
         }
-        Scenario::Health | Scenario::Scaling | Scenario::All => {
+        Scenario::Health | Scenario::Scaling | Scenario::All | Scenario::WatchFanout => {
             (Workload::Health, Workload::Health)
         }
     })

@@ -39,6 +39,9 @@ pub enum Scenario {
     Scaling,
     /// Every scenario above, in that order.
     All,
+    /// N concurrent WatchDecision streams, one transition, the delay until
+    /// each stream has it, and the server's RSS (not part of `all`).
+    WatchFanout,
 }
 
 impl Scenario {
@@ -61,6 +64,7 @@ impl Scenario {
             Scenario::Approve => "approve",
             Scenario::Scaling => "scaling",
             Scenario::All => "all",
+            Scenario::WatchFanout => "watch-fanout",
         }
     }
 }
