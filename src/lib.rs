@@ -13,5 +13,6 @@ pub mod engine;
 pub mod manager;
 pub mod proto;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod watch;

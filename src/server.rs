@@ -5,7 +5,7 @@ use crate::api::{DecisionApi, IncidentApi, StatsApi};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::ExpertEngine;
-use crate::manager::{DecisionManager, DecisionSettings, IncidentManager};
+use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, StatsManager};
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
@@ -73,6 +73,7 @@ impl Running {
 pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let retention = Retention {
         decisions: config.history_retention,
+        stats: config.stats_retention,
         ..Retention::default()
     };
     if config.in_memory() {
@@ -107,6 +108,11 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     });
     let shutdown = CancellationToken::new();
     let incidents = Arc::new(IncidentManager::new(store.clone(), clock.clone()));
+    let stats = Arc::new(StatsManager::new(
+        store.clone(),
+        clock.clone(),
+        config.stats_retention,
+    ));
     let analyzer: Arc<dyn crate::engine::Analyzer> = match overrides.analyzer {
         Some(a) => a,
         None => expert.clone(),
@@ -176,7 +182,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .add_service(
             DecisionServiceServer::new(DecisionApi::new(watch)).max_decoding_message_size(max),
         )
-        .add_service(StatsServiceServer::new(StatsApi).max_decoding_message_size(max));
+        .add_service(StatsServiceServer::new(StatsApi::new(stats)).max_decoding_message_size(max));
 
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let grace = config.shutdown_grace;

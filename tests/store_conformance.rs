@@ -10,8 +10,14 @@ use verdict::domain::{
     Decision, DecisionMode, DecisionState, Incident, IncidentId, IncidentStatus, RequestId,
     Severity,
 };
+use verdict::stats::StatDelta;
 use verdict::store::redis::PoolConfig;
 use verdict::store::{Cas, Created, MemoryStore, RedisStore, Retention, Store};
+
+/// Conformance of records; statistics have their own suite (tests/stats.rs).
+fn none() -> StatDelta {
+    StatDelta::none()
+}
 
 fn retention() -> Retention {
     Retention {
@@ -84,13 +90,13 @@ async fn create_is_idempotent_by_request_id(s: Arc<dyn Store>) {
     let a = incident(1_000);
     let rid = RequestId::parse("req-1").unwrap();
     assert_eq!(
-        s.create_incident(&a, Some(&rid)).await.unwrap(),
+        s.create_incident(&a, Some(&rid), &none()).await.unwrap(),
         Created::New(a.clone())
     );
     let mut b = incident(2_000);
     b.title = "retry".into();
     assert_eq!(
-        s.create_incident(&b, Some(&rid)).await.unwrap(),
+        s.create_incident(&b, Some(&rid), &none()).await.unwrap(),
         Created::Replayed(a.clone())
     );
     assert_eq!(
@@ -100,20 +106,26 @@ async fn create_is_idempotent_by_request_id(s: Arc<dyn Store>) {
     );
     let mut c = incident(3_000);
     c.id = a.id.clone();
-    assert_eq!(s.create_incident(&c, None).await.unwrap(), Created::IdTaken);
+    assert_eq!(
+        s.create_incident(&c, None, &none()).await.unwrap(),
+        Created::IdTaken
+    );
     assert_eq!(s.get_incident(&a.id).await.unwrap(), Some(a));
 }
 
 async fn incident_updates_compare_and_set(s: Arc<dyn Store>) {
     let a = incident(1_000);
-    s.create_incident(&a, None).await.unwrap();
+    s.create_incident(&a, None, &none()).await.unwrap();
     let mut b = a.clone();
     b.set_status(IncidentStatus::Resolved, Utc::now());
-    assert_eq!(s.update_incident(1, &b).await.unwrap(), Cas::Written);
+    assert_eq!(
+        s.update_incident(1, &b, &none()).await.unwrap(),
+        Cas::Written
+    );
     let mut stale = a.clone();
     stale.set_status(IncidentStatus::Closed, Utc::now());
     assert_eq!(
-        s.update_incident(1, &stale).await.unwrap(),
+        s.update_incident(1, &stale, &none()).await.unwrap(),
         Cas::Conflict(Some(b.clone()))
     );
     assert_eq!(s.get_incident(&a.id).await.unwrap(), Some(b));
@@ -121,12 +133,15 @@ async fn incident_updates_compare_and_set(s: Arc<dyn Store>) {
 
 async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None).await.unwrap();
+    s.create_incident(&inc, None, &none()).await.unwrap();
     let first = decision(&inc.id);
     let second = decision(&inc.id);
-    assert_eq!(s.create_decision(None, &first).await.unwrap(), Cas::Written);
     assert_eq!(
-        s.create_decision(None, &second).await.unwrap(),
+        s.create_decision(None, &first, &none()).await.unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.create_decision(None, &second, &none()).await.unwrap(),
         Cas::Conflict(Some(first.clone())),
         "a second creator sees the first token"
     );
@@ -136,7 +151,7 @@ async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
     assert_eq!(cur, Some(first.clone()));
     // Replacing requires naming the current token.
     assert_eq!(
-        s.create_decision(Some(&first.token), &second)
+        s.create_decision(Some(&first.token), &second, &none())
             .await
             .unwrap(),
         Cas::Written
@@ -154,17 +169,17 @@ async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
 
 async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None).await.unwrap();
+    s.create_incident(&inc, None, &none()).await.unwrap();
     let d = decision(&inc.id);
-    s.create_decision(None, &d).await.unwrap();
+    s.create_decision(None, &d, &none()).await.unwrap();
     let ready = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
     assert_eq!(
-        s.update_decision(d.version, &ready).await.unwrap(),
+        s.update_decision(d.version, &ready, &none()).await.unwrap(),
         Cas::Written
     );
     let other = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
     assert_eq!(
-        s.update_decision(d.version, &other).await.unwrap(),
+        s.update_decision(d.version, &other, &none()).await.unwrap(),
         Cas::Conflict(Some(ready.clone()))
     );
     assert_eq!(s.get_decision(&d.token).await.unwrap(), Some(ready));
@@ -172,13 +187,13 @@ async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
 
 async fn history_is_newest_first_and_capped(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None).await.unwrap();
+    s.create_incident(&inc, None, &none()).await.unwrap();
     let mut prev: Option<Decision> = None;
     let mut all = vec![];
     for _ in 0..5 {
         let d = decision(&inc.id);
         assert_eq!(
-            s.create_decision(prev.as_ref().map(|p| &p.token), &d)
+            s.create_decision(prev.as_ref().map(|p| &p.token), &d, &none())
                 .await
                 .unwrap(),
             Cas::Written
@@ -205,7 +220,7 @@ async fn listing_pages_newest_first_with_ties(s: Arc<dyn Store>) {
     let mut all = vec![];
     for ms in [1_000, 2_000, 2_000, 2_000, 3_000, 4_000, 4_000] {
         let i = incident(ms);
-        s.create_incident(&i, None).await.unwrap();
+        s.create_incident(&i, None, &none()).await.unwrap();
         all.push(i);
     }
     let mut seen = vec![];

@@ -1,7 +1,8 @@
 //! The `verdict` command line: `serve` runs the server (wired in `main.rs`),
 //! every other subcommand is a typed gRPC client for people and scripts.
 //!
-//! One file per resource: `incident.rs`, `decision.rs` (also `decide`);
+//! One file per resource: `incident.rs`, `decision.rs` (also `decide`),
+//! `stats.rs`, `watch.rs`;
 //! `output.rs` prints (text or `--json`), `error.rs` turns failures into a
 //! message and an exit code. The CLI talks to the server only through the
 //! generated clients; it knows nothing of the store or the managers.
@@ -10,6 +11,7 @@ mod decision;
 mod error;
 mod incident;
 mod output;
+mod stats;
 mod watch;
 
 pub use error::report;
@@ -88,6 +90,12 @@ pub enum ClientCommand {
     /// Follow a decision (or all decisions) live, one line per change;
     /// reconnects and resumes after a dropped connection.
     Watch(watch::WatchArgs),
+    /// Statistics: incident summary, resolution times, AI performance,
+    /// affected services (default range: the last 24 hours).
+    ///
+    /// Example: verdict stats resolution --since 7d
+    #[command(subcommand)]
+    Stats(stats::StatsCommand),
     // Reserved: `bench` (a load generator measuring the SPEC's throughput
     // and latency targets) is added here as a variant once it lands.
 }
@@ -99,6 +107,7 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Incident(cmd) => incident::run(channel, global, cmd).await,
         ClientCommand::Decide(args) => decision::decide(channel, global, args).await,
         ClientCommand::Decision(cmd) => decision::run(channel, global, cmd).await,
+        ClientCommand::Stats(cmd) => stats::run(channel, global, cmd).await,
         ClientCommand::Watch(args) => {
             drop(channel);
             watch::run(global, args).await
@@ -199,5 +208,27 @@ mod tests {
         assert!(
             Cli::try_parse_from(["verdict", "decide", "INC-1", "--timeout", "2 parsecs"]).is_err()
         );
+    }
+
+    #[test]
+    fn parses_stats_ranges() {
+        for args in [
+            vec!["verdict", "stats", "summary"],
+            vec!["verdict", "stats", "resolution", "--since", "7d"],
+            vec!["verdict", "stats", "ai", "--all-time", "--json"],
+            vec![
+                "verdict", "stats", "services", "--since", "30d", "--limit", "5",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(&args).unwrap();
+            assert!(matches!(
+                cli.command,
+                Command::Client(ClientCommand::Stats(_))
+            ));
+        }
+        let err = Cli::try_parse_from(["verdict", "stats", "ai", "--since", "1d", "--all-time"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(Cli::try_parse_from(["verdict", "stats", "summary", "--since", "soon"]).is_err());
     }
 }

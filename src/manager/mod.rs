@@ -1,11 +1,13 @@
-//! The application layer: incident and decision operations on top of a
+//! The application layer: incident, decision and statistics operations on top of a
 //! [`crate::store::Store`], independent of gRPC. `api/` translates protobuf
 //! to calls here; errors come back as [`ManagerError`].
 
 pub mod decisions;
 pub mod error;
 pub mod incidents;
+pub mod stats;
 
 pub use decisions::{DecisionManager, DecisionSettings, ExecutorKind};
 pub use error::ManagerError;
 pub use incidents::{IncidentFilter, IncidentManager, NewIncident};
+pub use stats::StatsManager;

@@ -8,6 +8,7 @@
 -- ARGV[5]  retention in ms  ARGV[6] history length kept
 -- ARGV[7]  decision key prefix, verdict:{INC}:dec: (same hash slot)
 -- ARGV[8]  stream length kept
+-- then the statistics increments (stats.lua), applied only when created.
 -- Returns {1} when created, else {0, the current decision's JSON or false}.
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
@@ -22,4 +23,5 @@ redis.call('SET', KEYS[1], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'd', ARGV[4])
+apply_stats()
 return {1}

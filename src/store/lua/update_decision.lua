@@ -3,6 +3,7 @@
 -- KEYS[2]  the change stream verdict:changes
 -- ARGV[1]  the version the caller read; ARGV[2] the new version
 -- ARGV[3]  the new JSON; ARGV[4] retention in ms; ARGV[5] stream length kept
+-- then the statistics increments (stats.lua), applied only when written.
 -- Returns {1} when written, else {0, current JSON or false}.
 local v = redis.call('HGET', KEYS[1], 'v')
 if v ~= ARGV[1] then
@@ -11,4 +12,5 @@ end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'h' .. ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[3])
+apply_stats()
 return {1}
