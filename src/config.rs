@@ -12,6 +12,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Statistics are kept at least a day (day buckets must outlive their day)
+/// and at most a year (bounds the buckets an "all time" query reads).
+const MIN_STATS_RETENTION: Duration = Duration::from_secs(24 * 3600);
+const MAX_STATS_RETENTION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// Flags of `verdict serve`. Every flag also reads a `VERDICT_*` variable,
 /// and every setting may come from the `--config` TOML file (same names
 /// with underscores: `listen`, `redis_url`, `token_ttl`, ...).
@@ -48,6 +53,10 @@ pub struct ServeArgs {
     /// change [default: 30days].
     #[arg(long, env = "VERDICT_HISTORY_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub history_retention: Option<Duration>,
+    /// How long statistics (hourly and daily buckets) are kept; also what
+    /// "all time" covers [default: 90days].
+    #[arg(long, env = "VERDICT_STATS_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub stats_retention: Option<Duration>,
     /// TOML file of expert rules (default: the five built-in rules).
     #[arg(long, env = "VERDICT_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
@@ -234,6 +243,8 @@ pub struct Config {
     pub decision_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub history_retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub stats_retention: Duration,
     pub rules_file: Option<PathBuf>,
     pub max_replicas: u32,
     pub executor: ExecutorKind,
@@ -282,6 +293,7 @@ impl Default for Config {
             token_ttl: Duration::from_secs(3600),
             decision_timeout: Duration::from_secs(30),
             history_retention: Duration::from_secs(30 * 24 * 3600),
+            stats_retention: crate::stats::DEFAULT_RETENTION,
             rules_file: None,
             max_replicas: 50,
             executor: ExecutorKind::External,
@@ -335,6 +347,7 @@ impl Config {
             token_ttl,
             decision_timeout,
             history_retention,
+            stats_retention,
             max_replicas,
             executor,
             max_message_bytes,
@@ -397,6 +410,10 @@ impl Config {
         anyhow::ensure!(
             self.history_retention >= self.token_ttl,
             "history_retention must be at least token_ttl, so history outlives tokens"
+        );
+        anyhow::ensure!(
+            (MIN_STATS_RETENTION..=MAX_STATS_RETENTION).contains(&self.stats_retention),
+            "stats_retention must be between 1 day and 366 days"
         );
         anyhow::ensure!(
             (1..=10_000).contains(&self.max_replicas),
@@ -758,7 +775,7 @@ mod tests {
         let path = dir.path().join("v.toml");
         std::fs::write(
             &path,
-            "token_ttl = \"5m\"\nlisten = \"127.0.0.1:1\"\nexecutor = \"dry-run\"\n",
+            "token_ttl = \"5m\"\nlisten = \"127.0.0.1:1\"\nexecutor = \"dry-run\"\nstats_retention = \"30days\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -770,6 +787,19 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(300));
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.executor, ExecutorKind::DryRun);
+        assert_eq!(c.stats_retention, Duration::from_secs(30 * 86_400));
+        let args = ServeArgs {
+            stats_retention: Some(Duration::from_secs(3600)),
+            ..args
+        };
+        assert!(
+            Config::load(&args).is_err(),
+            "an hour of statistics is too short"
+        );
+        let args = ServeArgs {
+            stats_retention: None,
+            ..args
+        };
         assert!(c.in_memory());
         std::fs::write(&path, "tokn_ttl = \"5m\"\n").unwrap();
         assert!(Config::load(&args).is_err(), "unknown keys are refused");

@@ -16,5 +16,6 @@ pub mod manager;
 pub mod middleware;
 pub mod proto;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod watch;

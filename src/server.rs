@@ -7,7 +7,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::{EngineSettings, Engines, ExpertEngine};
 use crate::ingest::{IngestSettings, Ingestor, Webhook};
-use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, Sweeper};
+use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, StatsManager, Sweeper};
+
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
@@ -76,6 +77,7 @@ impl Running {
 pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let retention = Retention {
         decisions: config.history_retention,
+        stats: config.stats_retention,
         ..Retention::default()
     };
     if config.in_memory() {
@@ -128,6 +130,11 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     )?);
     let shutdown = CancellationToken::new();
     let incidents = Arc::new(IncidentManager::new(store.clone(), clock.clone()));
+    let stats = Arc::new(StatsManager::new(
+        store.clone(),
+        clock.clone(),
+        config.stats_retention,
+    ));
     let analyzer: Arc<dyn crate::engine::Analyzer> = match overrides.analyzer {
         Some(a) => a,
         None => engines,
@@ -213,7 +220,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .add_service(
             DecisionServiceServer::new(DecisionApi::new(watch)).max_decoding_message_size(max),
         )
-        .add_service(StatsServiceServer::new(StatsApi).max_decoding_message_size(max));
+        .add_service(StatsServiceServer::new(StatsApi::new(stats)).max_decoding_message_size(max));
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.
     // CORS (when configured) answers browsers' preflights before gRPC-Web.

@@ -690,7 +690,14 @@ async fn a_crash_between_creating_and_pointing_is_caught_up() {
         std::slice::from_ref(&signal),
         chrono::Utc::now(),
     );
-    store.create_incident(&orphan, None).await.unwrap();
+    store
+        .create_incident(
+            &orphan,
+            None,
+            &verdict::stats::record::incident(None, &orphan),
+        )
+        .await
+        .unwrap();
     assert_eq!(store.group_incident(&group.key).await.unwrap(), None);
 
     let report = ingestor.ingest(vec![signal]).await.unwrap();

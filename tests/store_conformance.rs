@@ -11,8 +11,14 @@ use verdict::domain::{
     RequestId, Severity, Signature,
 };
 use verdict::engine::ExpertEngine;
+use verdict::stats::StatDelta;
 use verdict::store::redis::PoolConfig;
 use verdict::store::{Cas, Created, MemoryStore, RedisStore, Retention, Store};
+
+/// Conformance of records; statistics have their own suite (tests/stats.rs).
+fn none() -> StatDelta {
+    StatDelta::none()
+}
 
 fn retention() -> Retention {
     Retention {
@@ -85,13 +91,13 @@ async fn create_is_idempotent_by_request_id(s: Arc<dyn Store>) {
     let a = incident(1_000);
     let rid = RequestId::parse("req-1").unwrap();
     assert_eq!(
-        s.create_incident(&a, Some(&rid)).await.unwrap(),
+        s.create_incident(&a, Some(&rid), &none()).await.unwrap(),
         Created::New(a.clone())
     );
     let mut b = incident(2_000);
     b.title = "retry".into();
     assert_eq!(
-        s.create_incident(&b, Some(&rid)).await.unwrap(),
+        s.create_incident(&b, Some(&rid), &none()).await.unwrap(),
         Created::Replayed(a.clone())
     );
     assert_eq!(
@@ -101,20 +107,26 @@ async fn create_is_idempotent_by_request_id(s: Arc<dyn Store>) {
     );
     let mut c = incident(3_000);
     c.id = a.id.clone();
-    assert_eq!(s.create_incident(&c, None).await.unwrap(), Created::IdTaken);
+    assert_eq!(
+        s.create_incident(&c, None, &none()).await.unwrap(),
+        Created::IdTaken
+    );
     assert_eq!(s.get_incident(&a.id).await.unwrap(), Some(a));
 }
 
 async fn incident_updates_compare_and_set(s: Arc<dyn Store>) {
     let a = incident(1_000);
-    s.create_incident(&a, None).await.unwrap();
+    s.create_incident(&a, None, &none()).await.unwrap();
     let mut b = a.clone();
     b.set_status(IncidentStatus::Resolved, Utc::now());
-    assert_eq!(s.update_incident(1, &b).await.unwrap(), Cas::Written);
+    assert_eq!(
+        s.update_incident(1, &b, &none()).await.unwrap(),
+        Cas::Written
+    );
     let mut stale = a.clone();
     stale.set_status(IncidentStatus::Closed, Utc::now());
     assert_eq!(
-        s.update_incident(1, &stale).await.unwrap(),
+        s.update_incident(1, &stale, &none()).await.unwrap(),
         Cas::Conflict(Some(b.clone()))
     );
     assert_eq!(s.get_incident(&a.id).await.unwrap(), Some(b));
@@ -122,12 +134,15 @@ async fn incident_updates_compare_and_set(s: Arc<dyn Store>) {
 
 async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None).await.unwrap();
+    s.create_incident(&inc, None, &none()).await.unwrap();
     let first = decision(&inc.id);
     let second = decision(&inc.id);
-    assert_eq!(s.create_decision(None, &first).await.unwrap(), Cas::Written);
     assert_eq!(
-        s.create_decision(None, &second).await.unwrap(),
+        s.create_decision(None, &first, &none()).await.unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.create_decision(None, &second, &none()).await.unwrap(),
         Cas::Conflict(Some(first.clone())),
         "a second creator sees the first token"
     );
@@ -137,7 +152,7 @@ async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
     assert_eq!(cur, Some(first.clone()));
     // Replacing requires naming the current token.
     assert_eq!(
-        s.create_decision(Some(&first.token), &second)
+        s.create_decision(Some(&first.token), &second, &none())
             .await
             .unwrap(),
         Cas::Written
@@ -155,17 +170,17 @@ async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
 
 async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None).await.unwrap();
+    s.create_incident(&inc, None, &none()).await.unwrap();
     let d = decision(&inc.id);
-    s.create_decision(None, &d).await.unwrap();
+    s.create_decision(None, &d, &none()).await.unwrap();
     let ready = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
     assert_eq!(
-        s.update_decision(d.version, &ready).await.unwrap(),
+        s.update_decision(d.version, &ready, &none()).await.unwrap(),
         Cas::Written
     );
     let other = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
     assert_eq!(
-        s.update_decision(d.version, &other).await.unwrap(),
+        s.update_decision(d.version, &other, &none()).await.unwrap(),
         Cas::Conflict(Some(ready.clone()))
     );
     assert_eq!(s.get_decision(&d.token).await.unwrap(), Some(ready));
@@ -173,13 +188,13 @@ async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
 
 async fn history_is_newest_first_and_capped(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None).await.unwrap();
+    s.create_incident(&inc, None, &none()).await.unwrap();
     let mut prev: Option<Decision> = None;
     let mut all = vec![];
     for _ in 0..5 {
         let d = decision(&inc.id);
         assert_eq!(
-            s.create_decision(prev.as_ref().map(|p| &p.token), &d)
+            s.create_decision(prev.as_ref().map(|p| &p.token), &d, &none())
                 .await
                 .unwrap(),
             Cas::Written
@@ -206,7 +221,7 @@ async fn listing_pages_newest_first_with_ties(s: Arc<dyn Store>) {
     let mut all = vec![];
     for ms in [1_000, 2_000, 2_000, 2_000, 3_000, 4_000, 4_000] {
         let i = incident(ms);
-        s.create_incident(&i, None).await.unwrap();
+        s.create_incident(&i, None, &none()).await.unwrap();
         all.push(i);
     }
     let mut seen = vec![];
@@ -247,9 +262,12 @@ async fn overdue_analyses_come_from_an_index_kept_with_the_state(s: Arc<dyn Stor
     let mut ds = vec![];
     for secs in [-5, -60, 3600, -30] {
         let inc = incident(1_000);
-        s.create_incident(&inc, None).await.unwrap();
+        s.create_incident(&inc, None, &none()).await.unwrap();
         let d = analyzing(&inc.id, secs);
-        assert_eq!(s.create_decision(None, &d).await.unwrap(), Cas::Written);
+        assert_eq!(
+            s.create_decision(None, &d, &none()).await.unwrap(),
+            Cas::Written
+        );
         ds.push(d);
     }
     let now = Utc::now();
@@ -272,11 +290,14 @@ async fn overdue_analyses_come_from_an_index_kept_with_the_state(s: Arc<dyn Stor
 
     // Leaving ANALYZING leaves the index, in the same write.
     let ready = ds[1].transition(DecisionState::Ready, 0, now).unwrap();
-    assert_eq!(s.update_decision(1, &ready).await.unwrap(), Cas::Written);
+    assert_eq!(
+        s.update_decision(1, &ready, &none()).await.unwrap(),
+        Cas::Written
+    );
     // A lost compare-and-set changes nothing.
     let late = ds[3].transition(DecisionState::Ready, 0, now).unwrap();
     assert!(matches!(
-        s.update_decision(7, &late).await.unwrap(),
+        s.update_decision(7, &late, &none()).await.unwrap(),
         Cas::Conflict(_)
     ));
     assert_eq!(
@@ -292,12 +313,12 @@ async fn overdue_analyses_come_from_an_index_kept_with_the_state(s: Arc<dyn Stor
 
     // A decision that loses the creation race is never indexed.
     let inc = incident(1_000);
-    s.create_incident(&inc, None).await.unwrap();
+    s.create_incident(&inc, None, &none()).await.unwrap();
     let first = analyzing(&inc.id, -1);
     let loser = analyzing(&inc.id, -100);
-    s.create_decision(None, &first).await.unwrap();
+    s.create_decision(None, &first, &none()).await.unwrap();
     assert!(matches!(
-        s.create_decision(None, &loser).await.unwrap(),
+        s.create_decision(None, &loser, &none()).await.unwrap(),
         Cas::Conflict(_)
     ));
     assert!(

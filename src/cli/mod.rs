@@ -1,7 +1,8 @@
 //! The `verdict` command line: `serve` runs the server (wired in `main.rs`),
 //! every other subcommand is a typed gRPC client for people and scripts.
 //!
-//! One file per resource: `incident.rs`, `decision.rs` (also `decide`);
+//! One file per resource: `incident.rs`, `decision.rs` (also `decide`),
+//! `stats.rs`, `watch.rs`;
 //! `output.rs` prints (text or `--json`), `error.rs` turns failures into a
 //! message and an exit code. The CLI talks to the server only through the
 //! generated clients; it knows nothing of the store or the managers.
@@ -10,6 +11,7 @@ mod decision;
 mod error;
 mod incident;
 pub(crate) mod output;
+mod stats;
 mod watch;
 
 pub(crate) use error::code_name;
@@ -97,6 +99,12 @@ pub enum ClientCommand {
     /// --spawn. Setup data is created by the tool; with --redis-url bulk
     /// data is seeded straight into that Redis, so use a throwaway one.
     Bench(Box<crate::bench::BenchArgs>),
+    /// Statistics: incident summary, resolution times, AI performance,
+    /// affected services (default range: the last 24 hours).
+    ///
+    /// Example: verdict stats resolution --since 7d
+    #[command(subcommand)]
+    Stats(stats::StatsCommand),
 }
 
 /// Runs one client subcommand to completion, printing its result on stdout.
@@ -111,6 +119,7 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Bench(args) => crate::bench::main(addr, global.json, *args).await,
         // `watch` reconnects by itself after a dropped connection.
         ClientCommand::Watch(args) => watch::run(global, args).await,
+        ClientCommand::Stats(cmd) => stats::run(connect(addr).await?, global, cmd).await,
     }
 }
 
@@ -208,5 +217,27 @@ mod tests {
         assert!(
             Cli::try_parse_from(["verdict", "decide", "INC-1", "--timeout", "2 parsecs"]).is_err()
         );
+    }
+
+    #[test]
+    fn parses_stats_ranges() {
+        for args in [
+            vec!["verdict", "stats", "summary"],
+            vec!["verdict", "stats", "resolution", "--since", "7d"],
+            vec!["verdict", "stats", "ai", "--all-time", "--json"],
+            vec![
+                "verdict", "stats", "services", "--since", "30d", "--limit", "5",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(&args).unwrap();
+            assert!(matches!(
+                cli.command,
+                Command::Client(ClientCommand::Stats(_))
+            ));
+        }
+        let err = Cli::try_parse_from(["verdict", "stats", "ai", "--since", "1d", "--all-time"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(Cli::try_parse_from(["verdict", "stats", "summary", "--since", "soon"]).is_err());
     }
 }

@@ -38,6 +38,10 @@ proto_messages!(
     CompleteDecisionResponse,
     WatchDecisionResponse,
     WatchDecisionsResponse,
+    GetIncidentSummaryResponse,
+    GetResolutionStatsResponse,
+    GetAiPerformanceResponse,
+    GetAffectedServicesResponse,
 );
 
 /// Renders `msg` as canonical proto3 JSON (lowerCamelCase names, enums by
@@ -235,6 +239,24 @@ pub(crate) fn duration(d: Option<&prost_types::Duration>) -> String {
     }
 }
 
+/// A protobuf duration that may span seconds to days, for tables: `850ms`,
+/// `12.3s`, `4m 05s`, `3h 12m`, `2d 07h`; `-` when unset or zero.
+pub(crate) fn span(d: Option<&prost_types::Duration>) -> String {
+    let Some(d) = d.and_then(|d| std::time::Duration::try_from(*d).ok()) else {
+        return "-".to_owned();
+    };
+    let s = d.as_secs();
+    match s {
+        _ if d.is_zero() => "-".to_owned(),
+        0 if d.as_millis() == 0 => format!("{}µs", d.as_micros()),
+        0 => format!("{}ms", d.as_millis()),
+        1..60 => format!("{:.1}s", d.as_secs_f64()),
+        60..3_600 => format!("{}m {:02}s", s / 60, s % 60),
+        3_600..86_400 => format!("{}h {:02}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d {:02}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
 /// An enum value's proto name without its type prefix (`SEVERITY_P2` →
 /// `P2`); the bare number for a value this CLI does not know (a newer
 /// server).
@@ -346,6 +368,10 @@ mod tests {
             <pb::ApproveDecisionResponse as ProtoMessage>::FULL_NAME,
             <pb::RejectDecisionResponse as ProtoMessage>::FULL_NAME,
             <pb::CompleteDecisionResponse as ProtoMessage>::FULL_NAME,
+            <pb::GetIncidentSummaryResponse as ProtoMessage>::FULL_NAME,
+            <pb::GetResolutionStatsResponse as ProtoMessage>::FULL_NAME,
+            <pb::GetAiPerformanceResponse as ProtoMessage>::FULL_NAME,
+            <pb::GetAffectedServicesResponse as ProtoMessage>::FULL_NAME,
         ] {
             assert!(pool.get_message_by_name(name).is_some(), "{name}");
         }
@@ -386,6 +412,18 @@ mod tests {
         assert_eq!(d(0, 87_000_000), "87ms");
         assert_eq!(d(0, 26_480), "26µs");
         assert_eq!(d(0, 0), "");
+    }
+
+    #[test]
+    fn spans_read_at_every_scale() {
+        let d = |seconds, nanos| span(Some(&prost_types::Duration { seconds, nanos }));
+        assert_eq!(d(0, 0), "-");
+        assert_eq!(d(0, 850_000_000), "850ms");
+        assert_eq!(d(12, 340_000_000), "12.3s");
+        assert_eq!(d(245, 0), "4m 05s");
+        assert_eq!(d(11_520, 0), "3h 12m");
+        assert_eq!(d(198_000, 0), "2d 07h");
+        assert_eq!(span(None), "-");
     }
 
     #[test]

@@ -190,7 +190,15 @@ impl Ingestor {
                     next.updated_at = now;
                     next.version = current.version + 1;
                 }
-                match self.store.update_incident(current.version, &next).await? {
+                match self
+                    .store
+                    .update_incident(
+                        current.version,
+                        &next,
+                        &crate::stats::record::incident(Some(current), &next),
+                    )
+                    .await?
+                {
                     Cas::Written => {
                         self.advance_pointer(group, pointer.as_ref(), &next.id)
                             .await?;
@@ -234,7 +242,15 @@ impl Ingestor {
             }
             let id = group.key.incident_id_after(last_id.as_ref());
             let (incident, applied) = merge::open(policy, id.clone(), &fresh, now);
-            match self.store.create_incident(&incident, None).await? {
+            match self
+                .store
+                .create_incident(
+                    &incident,
+                    None,
+                    &crate::stats::record::incident(None, &incident),
+                )
+                .await?
+            {
                 Created::New(incident) | Created::Replayed(incident) => {
                     self.advance_pointer(group, pointer.as_ref(), &incident.id)
                         .await?;

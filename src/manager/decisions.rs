@@ -13,6 +13,7 @@ use crate::domain::{
     TransitionError,
 };
 use crate::engine::{Analyzer, ExpertEngine};
+use crate::stats::record as stats;
 use crate::store::{Cas, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,7 +201,11 @@ impl DecisionManager {
             fresh.severity = Some(incident.severity);
             match self
                 .store
-                .create_decision(current.as_ref().map(|d| &d.token), &fresh)
+                .create_decision(
+                    current.as_ref().map(|d| &d.token),
+                    &fresh,
+                    &stats::decision(None, &fresh),
+                )
                 .await?
             {
                 Cas::Written => {
@@ -273,7 +278,8 @@ impl DecisionManager {
     ) -> Result<Decision, ManagerError> {
         let mut next = d.transition(DecisionState::Ready, d.version, self.clock.now())?;
         next.proposal = Some(proposal);
-        let out = match self.store.update_decision(d.version, &next).await? {
+        let stats = stats::decision(Some(&d), &next);
+        let out = match self.store.update_decision(d.version, &next, &stats).await? {
             Cas::Written => {
                 tracing::info!(token = %next.token, "decision ready");
                 next
@@ -375,7 +381,8 @@ impl DecisionManager {
             let d = self.load(token).await?;
             let mut next = d.transition(next_state, expected_version, self.clock.now())?;
             edit(&mut next);
-            match self.store.update_decision(d.version, &next).await? {
+            let stats = stats::decision(Some(&d), &next);
+            match self.store.update_decision(d.version, &next, &stats).await? {
                 Cas::Written => {
                     tracing::info!(%token, state = next.state.as_str(), version = next.version, "decision changed");
                     return Ok(next);

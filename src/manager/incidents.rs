@@ -81,9 +81,10 @@ impl IncidentManager {
             incident.set_status(new.status, now);
             incident.version = 1;
         }
+        let stats = crate::stats::record::incident(None, &incident);
         match self
             .store
-            .create_incident(&incident, request_id.as_ref())
+            .create_incident(&incident, request_id.as_ref(), &stats)
             .await?
         {
             Created::New(i) | Created::Replayed(i) => Ok(i),
@@ -91,6 +92,11 @@ impl IncidentManager {
                 "incident {}",
                 incident.id
             ))),
+            // This call claimed the request id for its generated id, and a
+            // concurrent retry with the same request id (on any replica),
+            // finding the claim but no incident yet, stored the incident
+            // under that id first: it is this request's incident.
+            Created::IdTaken if request_id.is_some() => self.get(&incident.id).await,
             // A generated id collided (48 random bits): astronomically rare.
             Created::IdTaken => Err(ManagerError::Contended("incident id".into())),
         }
@@ -172,7 +178,12 @@ impl IncidentManager {
             next.set_status(status, self.clock.now());
             next.status_actor = actor.to_owned();
             next.status_note = note.to_owned();
-            match self.store.update_incident(cur.version, &next).await? {
+            let stats = crate::stats::record::incident(Some(&cur), &next);
+            match self
+                .store
+                .update_incident(cur.version, &next, &stats)
+                .await?
+            {
                 Cas::Written => {
                     tracing::info!(incident = %id, status = status.as_str(), actor, "incident status changed");
                     return Ok(next);

@@ -1,13 +1,15 @@
-//! The application layer: incident and decision operations on top of a
+//! The application layer: incident, decision and statistics operations on top of a
 //! [`crate::store::Store`], independent of gRPC. `api/` translates protobuf
 //! to calls here; errors come back as [`ManagerError`].
 
 pub mod decisions;
 pub mod error;
 pub mod incidents;
+pub mod stats;
 pub mod sweeper;
 
 pub use decisions::{DecisionManager, DecisionSettings, ExecutorKind};
 pub use error::ManagerError;
 pub use incidents::{IncidentFilter, IncidentManager, NewIncident};
+pub use stats::StatsManager;
 pub use sweeper::Sweeper;

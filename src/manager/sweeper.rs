@@ -161,7 +161,10 @@ mod tests {
                 status_actor: String::new(),
                 status_note: String::new(),
             };
-            store.create_incident(&incident, None).await.unwrap();
+            store
+                .create_incident(&incident, None, &crate::stats::StatDelta::default())
+                .await
+                .unwrap();
             let d = Decision::start(
                 incident.id.clone(),
                 DecisionMode::Dual,
@@ -169,7 +172,10 @@ mod tests {
                 chrono::Duration::hours(1),
                 start + chrono::Duration::seconds(secs),
             );
-            store.create_decision(None, &d).await.unwrap();
+            store
+                .create_decision(None, &d, &crate::stats::StatDelta::default())
+                .await
+                .unwrap();
             tokens.push(d.token);
         }
         assert_eq!(sweeper.sweep_once().await.unwrap(), 0, "nothing is due");

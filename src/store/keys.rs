@@ -18,8 +18,29 @@
 //! | `verdict:analyzing`              | zset   | tokens of ANALYZING decisions scored by analysis deadline (ms) |
 //! | `verdict:cache:SHA1`             | string | cached proposal JSON with its full signature (cache TTL) |
 //! | `verdict:group:{GROUP}`          | string | the incident an alert group last opened (no TTL) |
+//! | `verdict:stats:{B}:inc`          | hash   | incident counters of bucket B (see below) |
+//! | `verdict:stats:{B}:dec`          | hash   | decision counters of bucket B           |
+//! | `verdict:stats:{B}:svc`          | zset   | services by incidents created in B      |
+//! | `verdict:stats:{B}:res:P2`       | string | resolution-time sketch of P2 incidents resolved in B (u32 bins) |
+//! | `verdict:stats:{B}:lat:SOURCE`   | string | analysis-latency sketch of SOURCE's proposals (u32 bins) |
+//! | `verdict:stats:status`           | hash   | incidents in each status now (gauge)    |
+//! | `verdict:stats:tmp:svc`          | zset   | scratch of the ranking script, deleted before it returns |
+//!
+//! Statistics buckets: `B` is a UTC hour (`2025-11-25T18`) or a UTC day
+//! (`2025-11-25`); every event is counted in both, and a range query reads
+//! day buckets for its whole days and hour buckets for the edges. Bucket
+//! keys expire at the bucket's end plus the statistics retention (EXPIREAT,
+//! set by the same write that increments them). The bucket label is the
+//! hash tag, so one bucket's keys share a slot. Field names of the counter
+//! hashes are in `stats::series::field`: `new:P2`, `to:RESOLVED`,
+//! `res:n:P2`, `res:ms:P2` (incidents); `issued`, `prop:SOURCE`,
+//! `appr:SOURCE`, `rej:SOURCE`, `ok:SOURCE`, `fail:SOURCE`, `fb:REASON`,
+//! `cache:hit`, `llm:won`, `llm:lost`, `cons:n`, `cons:score` (decisions).
+//! Sketch strings are arrays of big-endian u32 counters, one per bin of
+//! `stats::sketch::Mapping` (Redis `BITFIELD … INCRBY u32 #i`).
 
 use crate::domain::{GroupKey, IncidentId, RequestId, Signature, Token};
+use crate::stats::{Bucket, Series};
 
 pub fn incident(id: &IncidentId) -> String {
     format!("verdict:{{{id}}}:incident")
@@ -71,3 +92,22 @@ pub fn proposal_cache(signature: &Signature) -> String {
 pub fn group(g: &GroupKey) -> String {
     format!("verdict:group:{{{g}}}")
 }
+
+/// A statistics series of one bucket.
+pub fn stats(bucket: Bucket, series: &Series) -> String {
+    let b = bucket.label();
+    match series {
+        Series::Incidents => format!("verdict:stats:{{{b}}}:inc"),
+        Series::Decisions => format!("verdict:stats:{{{b}}}:dec"),
+        Series::Services => format!("verdict:stats:{{{b}}}:svc"),
+        Series::Resolution(s) => format!("verdict:stats:{{{b}}}:res:{}", s.as_str()),
+        Series::Latency(source) => format!("verdict:stats:{{{b}}}:lat:{source}"),
+    }
+}
+
+/// Incidents in each status now.
+pub const STATS_STATUS: &str = "verdict:stats:status";
+
+/// Scratch key of `lua/top_services.lua` (created and deleted inside one
+/// script, so never seen by anyone else).
+pub const STATS_SCRATCH: &str = "verdict:stats:tmp:svc";

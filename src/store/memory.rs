@@ -6,6 +6,7 @@ use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
 use crate::domain::{
     Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
 };
+use crate::stats::{Action, Bucket, Series, StatDelta, StatsQuery, StatsRead, Target};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use lru::LruCache;
@@ -36,6 +37,7 @@ struct Inner {
     analyzing_at: HashMap<Token, i64>,
     /// Alert group → the incident it last opened.
     groups: HashMap<GroupKey, IncidentId>,
+    stats: Stats,
 }
 
 impl Inner {
@@ -59,6 +61,91 @@ struct CacheEntry {
     signature: String,
     proposal: Proposal,
     until: Instant,
+}
+
+/// Statistics, with Redis' semantics: bucket series that expire at a fixed
+/// wall-clock time (Redis' own clock there, the system clock here), and a
+/// gauge that never does.
+#[derive(Default)]
+struct Stats {
+    series: HashMap<(Bucket, Series), Entry>,
+    gauge: HashMap<String, i64>,
+    /// Writes since expired series were last dropped.
+    since_purge: usize,
+}
+
+struct Entry {
+    expires_at: i64,
+    data: Data,
+}
+
+#[derive(Default)]
+struct Data {
+    counters: HashMap<String, i64>,
+    bins: Vec<u32>,
+}
+
+/// How many writes pass between two sweeps of expired series, so memory
+/// stays bounded by the retention without a background task.
+const PURGE_EVERY: usize = 4_096;
+
+impl Stats {
+    fn apply(&mut self, delta: &StatDelta, retention: std::time::Duration) {
+        let now = chrono::Utc::now().timestamp();
+        for op in delta.ops() {
+            let data = match &op.target {
+                Target::StatusGauge => {
+                    if let Action::Count { field, by } = &op.action {
+                        let e = self.gauge.entry(field.clone()).or_insert(0);
+                        *e = e.saturating_add(*by);
+                    }
+                    continue;
+                }
+                Target::Bucket(b, s) => {
+                    let expires_at = b.expires_at(retention);
+                    if expires_at <= now {
+                        // Redis drops a key whose EXPIREAT is past at once.
+                        continue;
+                    }
+                    &mut self
+                        .series
+                        .entry((*b, s.clone()))
+                        .or_insert_with(|| Entry {
+                            expires_at,
+                            data: Data::default(),
+                        })
+                        .data
+                }
+            };
+            match &op.action {
+                Action::Count { field, by } | Action::Rank { member: field, by } => {
+                    let e = data.counters.entry(field.clone()).or_insert(0);
+                    *e = e.saturating_add(*by);
+                }
+                Action::Bin { index, by } => {
+                    let i = *index as usize;
+                    if i < crate::stats::sketch::MAX_BINS as usize {
+                        if data.bins.len() <= i {
+                            data.bins.resize(i + 1, 0);
+                        }
+                        data.bins[i] = data.bins[i].saturating_add(*by);
+                    }
+                }
+            }
+        }
+        self.since_purge += 1;
+        if self.since_purge >= PURGE_EVERY {
+            self.since_purge = 0;
+            self.series.retain(|_, e| e.expires_at > now);
+        }
+    }
+
+    fn get(&self, b: Bucket, s: &Series, now: i64) -> Option<&Data> {
+        self.series
+            .get(&(b, s.clone()))
+            .filter(|e| e.expires_at > now)
+            .map(|e| &e.data)
+    }
 }
 
 /// In-memory [`Store`]. Every operation holds one mutex for a few
@@ -123,6 +210,7 @@ impl Store for MemoryStore {
         &self,
         incident: &Incident,
         request_id: Option<&RequestId>,
+        stats: &StatDelta,
     ) -> Result<Created, StoreError> {
         let mut g = self.lock();
         if let Some(rid) = request_id
@@ -142,6 +230,7 @@ impl Store for MemoryStore {
             incident.id.to_string(),
         ));
         g.incidents.insert(incident.id.clone(), incident.clone());
+        g.stats.apply(stats, self.retention.stats);
         Ok(Created::New(incident.clone()))
     }
 
@@ -184,11 +273,13 @@ impl Store for MemoryStore {
         &self,
         expected_version: u64,
         incident: &Incident,
+        stats: &StatDelta,
     ) -> Result<Cas<Incident>, StoreError> {
         let mut g = self.lock();
         match g.incidents.get(&incident.id) {
             Some(cur) if cur.version == expected_version => {
                 g.incidents.insert(incident.id.clone(), incident.clone());
+                g.stats.apply(stats, self.retention.stats);
                 Ok(Cas::Written)
             }
             other => Ok(Cas::Conflict(other.cloned())),
@@ -212,6 +303,7 @@ impl Store for MemoryStore {
         &self,
         expected_current: Option<&Token>,
         decision: &Decision,
+        stats: &StatDelta,
     ) -> Result<Cas<Decision>, StoreError> {
         let mut g = self.lock();
         let id = &decision.incident_id;
@@ -223,6 +315,7 @@ impl Store for MemoryStore {
         }
         g.decisions.insert(decision.token.clone(), decision.clone());
         self.changed(&mut g, decision);
+        g.stats.apply(stats, self.retention.stats);
         g.current.insert(id.clone(), decision.token.clone());
         g.index_analysis(decision);
         let cap = self.retention.history_len;
@@ -243,6 +336,7 @@ impl Store for MemoryStore {
         &self,
         expected_version: u64,
         decision: &Decision,
+        stats: &StatDelta,
     ) -> Result<Cas<Decision>, StoreError> {
         let mut g = self.lock();
         match g.decisions.get(&decision.token) {
@@ -252,6 +346,7 @@ impl Store for MemoryStore {
                 if decision.state != DecisionState::Analyzing {
                     g.unindex_analysis(&decision.token);
                 }
+                g.stats.apply(stats, self.retention.stats);
                 Ok(Cas::Written)
             }
             other => Ok(Cas::Conflict(other.cloned())),
@@ -386,6 +481,53 @@ impl Store for MemoryStore {
             return Ok(Cas::Written);
         }
         Ok(Cas::Conflict(current.cloned()))
+    }
+
+    async fn read_stats(&self, query: &StatsQuery) -> Result<StatsRead, StoreError> {
+        let g = self.lock();
+        let now = chrono::Utc::now().timestamp();
+        let mut out = StatsRead::default();
+        for series in &query.series {
+            for b in &query.buckets {
+                let Some(data) = g.stats.get(*b, series, now) else {
+                    continue;
+                };
+                for (f, n) in &data.counters {
+                    out.add_counter(series, f, *n);
+                }
+                if !data.bins.is_empty() {
+                    out.add_bins(series, &data.bins);
+                }
+            }
+        }
+        if query.gauge {
+            for (f, n) in &g.stats.gauge {
+                out.gauge.add(f, *n);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn top_services(
+        &self,
+        buckets: &[Bucket],
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let g = self.lock();
+        let now = chrono::Utc::now().timestamp();
+        let mut sums: HashMap<&str, i64> = HashMap::new();
+        for b in buckets {
+            if let Some(data) = g.stats.get(*b, &Series::Services, now) {
+                for (name, n) in &data.counters {
+                    *sums.entry(name).or_insert(0) += n;
+                }
+            }
+        }
+        let all = sums
+            .into_iter()
+            .map(|(s, n)| (s.to_owned(), u64::try_from(n).unwrap_or(0)))
+            .collect();
+        Ok(crate::stats::report::rank(all, limit))
     }
 }
 

@@ -6,6 +6,10 @@
 //! manager computes the next version of a record and the store writes it
 //! only if the stored version is still the one the manager read
 //! (compare-and-set). Every lookup is by key: nothing scans.
+//!
+//! Every write takes the statistics it adds (a [`StatDelta`], computed by
+//! `stats::record`) and applies them in the same atomic step, only when the
+//! write happens: statistics are counted exactly once per change.
 
 pub mod keys;
 pub mod memory;
@@ -14,6 +18,7 @@ pub mod redis;
 use crate::domain::{
     Decision, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
 };
+use crate::stats::{Bucket, StatDelta, StatsQuery, StatsRead};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -77,12 +82,14 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the backend answers (for health).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Stores a new incident. With a request id, a retry returns the
-    /// incident the first call created.
+    /// Stores a new incident and applies `stats` with it. With a request
+    /// id, a retry returns the incident the first call created (and counts
+    /// nothing).
     async fn create_incident(
         &self,
         incident: &Incident,
         request_id: Option<&RequestId>,
+        stats: &StatDelta,
     ) -> Result<Created, StoreError>;
 
     async fn get_incident(&self, id: &IncidentId) -> Result<Option<Incident>, StoreError>;
@@ -95,11 +102,13 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<Incident>, Option<ListCursor>), StoreError>;
 
-    /// Writes `incident` if the stored version is still `expected_version`.
+    /// Writes `incident` if the stored version is still `expected_version`,
+    /// applying `stats` in the same step (and only then).
     async fn update_incident(
         &self,
         expected_version: u64,
         incident: &Incident,
+        stats: &StatDelta,
     ) -> Result<Cas<Incident>, StoreError>;
 
     /// A decision by token (one key lookup).
@@ -112,18 +121,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Option<Incident>, Option<Decision>), StoreError>;
 
     /// Makes `decision` its incident's current decision if the current one
-    /// is still `expected_current`; otherwise returns the current one.
+    /// is still `expected_current` (applying `stats` in the same step);
+    /// otherwise returns the current one.
     async fn create_decision(
         &self,
         expected_current: Option<&Token>,
         decision: &Decision,
+        stats: &StatDelta,
     ) -> Result<Cas<Decision>, StoreError>;
 
-    /// Writes `decision` if the stored version is still `expected_version`.
+    /// Writes `decision` if the stored version is still `expected_version`,
+    /// applying `stats` in the same step (and only then).
     async fn update_decision(
         &self,
         expected_version: u64,
         decision: &Decision,
+        stats: &StatDelta,
     ) -> Result<Cas<Decision>, StoreError>;
 
     /// An incident's decisions, newest first.
@@ -184,6 +197,22 @@ pub trait Store: Send + Sync + 'static {
         ttl: std::time::Duration,
     ) -> Result<(), StoreError>;
 
+    // ---- statistics ------------------------------------------------------
+
+    /// The counter and sketch series of `query`, added up over its buckets
+    /// (one round trip; cost proportional to the buckets, not to the
+    /// incidents counted in them).
+    async fn read_stats(&self, query: &StatsQuery) -> Result<StatsRead, StoreError>;
+
+    /// The services with the most incidents created in `buckets`, at most
+    /// `limit`, ordered by [`crate::stats::report::rank`] (most first, ties
+    /// by name).
+    async fn top_services(
+        &self,
+        buckets: &[Bucket],
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// The incident a group of alerts last opened (one key lookup), if any.
     /// The pointer only moves forward along the group's chain of incidents
     /// (see [`GroupKey::incident_id_after`]); it is kept as long as the
@@ -223,6 +252,8 @@ pub struct Retention {
     /// Entries kept in the change stream (approximate, `MAXLEN ~`): enough
     /// for a replica that reconnects after a blip to catch up.
     pub change_stream_len: usize,
+    /// How long statistics buckets are kept after they end.
+    pub stats: std::time::Duration,
 }
 
 impl Default for Retention {
@@ -232,6 +263,7 @@ impl Default for Retention {
             history_len: 100,
             request_ids: std::time::Duration::from_secs(24 * 3600),
             change_stream_len: 100_000,
+            stats: crate::stats::DEFAULT_RETENTION,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::{
 use crate::domain::{
     Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
 };
+use crate::stats::{Action, Bucket, Shape, StatDelta, StatsQuery, StatsRead, Target};
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
 use futures::future::BoxFuture;
@@ -74,6 +75,18 @@ struct Scripts {
     list_decisions: Script,
     create_incident: Script,
     set_group: Script,
+    top_services: Script,
+}
+
+/// A write script with the statistics prelude (`lua/stats.lua`, which
+/// defines `apply_stats`) in front of it.
+macro_rules! with_stats {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/stats.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
 }
 
 /// Redis-backed [`Store`].
@@ -120,13 +133,14 @@ impl RedisStore {
             client,
             pool,
             scripts: Scripts {
-                cas: Script::new(include_str!("lua/cas.lua")),
-                update_decision: Script::new(include_str!("lua/update_decision.lua")),
-                create_decision: Script::new(include_str!("lua/create_decision.lua")),
+                cas: with_stats!("cas.lua"),
+                update_decision: with_stats!("update_decision.lua"),
+                create_decision: with_stats!("create_decision.lua"),
                 incident_and_current: Script::new(include_str!("lua/incident_and_current.lua")),
                 list_decisions: Script::new(include_str!("lua/list_decisions.lua")),
-                create_incident: Script::new(include_str!("lua/create_incident.lua")),
                 set_group: Script::new(include_str!("lua/set_group.lua")),
+                create_incident: with_stats!("create_incident.lua"),
+                top_services: Script::new(include_str!("lua/top_services.lua")),
             },
             retention,
             token_cache: Mutex::new(LruCache::new(NonZeroUsize::new(100_000).expect("non-zero"))),
@@ -196,8 +210,10 @@ impl RedisStore {
         new_version: u64,
         json: String,
         retention_ms: u64,
+        stats: &StatDelta,
     ) -> Result<Cas<String>, StoreError> {
         let script = &self.scripts.cas;
+        let stats = self.stats_args(stats);
         let (ok, current): (i64, Option<String>) = self
             .run(async |c| {
                 let v: Vec<Value> = script
@@ -206,6 +222,7 @@ impl RedisStore {
                     .arg(new_version)
                     .arg(&json)
                     .arg(retention_ms)
+                    .arg(&stats)
                     .invoke_async(c)
                     .await?;
                 script_pair(v)
@@ -361,6 +378,7 @@ impl Store for RedisStore {
         &self,
         incident: &Incident,
         request_id: Option<&RequestId>,
+        stats: &StatDelta,
     ) -> Result<Created, StoreError> {
         if let Some(rid) = request_id {
             let key = keys::request(rid);
@@ -386,16 +404,25 @@ impl Store for RedisStore {
                     return Ok(Created::Replayed(found));
                 }
                 // The first call claimed the id but died before storing the
-                // incident: store it now under the id it claimed.
+                // incident (or has not stored it yet): store it now under
+                // the id it claimed. If the first call stores it meanwhile,
+                // that is the incident.
                 let mut retry = incident.clone();
-                retry.id = prev;
-                return self.create_incident(&retry, None).await;
+                retry.id = prev.clone();
+                return match self.create_incident(&retry, None, stats).await? {
+                    Created::IdTaken => match self.get_incident(&prev).await? {
+                        Some(found) => Ok(Created::Replayed(found)),
+                        None => Ok(Created::IdTaken),
+                    },
+                    other => Ok(other),
+                };
             }
         }
         let key = keys::incident(&incident.id);
         let json = encode(incident);
         let script = &self.scripts.create_incident;
         let created_ms = incident.created_at.timestamp_millis();
+        let stats = self.stats_args(stats);
         // Index first: a listing skips index entries whose incident is
         // missing, while an incident missing from the index would be lost
         // to listings.
@@ -412,6 +439,7 @@ impl Store for RedisStore {
                     .key(&key)
                     .arg(incident.version)
                     .arg(&json)
+                    .arg(&stats)
                     .invoke_async(c)
                     .await
             })
@@ -482,6 +510,7 @@ impl Store for RedisStore {
         &self,
         expected_version: u64,
         incident: &Incident,
+        stats: &StatDelta,
     ) -> Result<Cas<Incident>, StoreError> {
         let key = keys::incident(&incident.id);
         match self
@@ -491,6 +520,7 @@ impl Store for RedisStore {
                 incident.version,
                 encode(incident),
                 0,
+                stats,
             )
             .await?
         {
@@ -549,6 +579,7 @@ impl Store for RedisStore {
         &self,
         expected_current: Option<&Token>,
         decision: &Decision,
+        stats: &StatDelta,
     ) -> Result<Cas<Decision>, StoreError> {
         let id = &decision.incident_id;
         let (ck, dk, hk, prefix) = (
@@ -568,6 +599,7 @@ impl Store for RedisStore {
         } else {
             String::new()
         };
+        let stats = self.stats_args(stats);
         let (ok, current) = self
             .run(async |c| {
                 // The token index lives in its own slot; written first, an
@@ -594,6 +626,7 @@ impl Store for RedisStore {
                     .arg(&prefix)
                     .arg(stream_len)
                     .arg(&deadline_ms)
+                    .arg(&stats)
                     .invoke_async(c)
                     .await?;
                 script_pair(v)
@@ -610,6 +643,7 @@ impl Store for RedisStore {
         &self,
         expected_version: u64,
         decision: &Decision,
+        stats: &StatDelta,
     ) -> Result<Cas<Decision>, StoreError> {
         let key = keys::decision(&decision.incident_id, &decision.token);
         let retention = self.retention_ms();
@@ -623,6 +657,7 @@ impl Store for RedisStore {
         } else {
             decision.token.as_str()
         };
+        let stats = self.stats_args(stats);
         let (ok, current) = self
             .run(async |c| {
                 let v: Vec<Value> = script
@@ -635,6 +670,7 @@ impl Store for RedisStore {
                     .arg(retention)
                     .arg(stream_len)
                     .arg(leaves_analyzing)
+                    .arg(&stats)
                     .invoke_async(c)
                     .await?;
                 script_pair(v)
@@ -745,6 +781,57 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn read_stats(&self, query: &StatsQuery) -> Result<StatsRead, StoreError> {
+        let mut out = StatsRead::default();
+        let mut pipe = redis::pipe();
+        let mut slots = Vec::new();
+        for series in &query.series {
+            for b in &query.buckets {
+                let key = keys::stats(*b, series);
+                match series.shape() {
+                    Shape::Counters => pipe.cmd("HGETALL").arg(key),
+                    Shape::Sketch => pipe.cmd("GET").arg(key),
+                    Shape::Ranking => continue,
+                };
+                slots.push(Some(series));
+            }
+        }
+        if query.gauge {
+            pipe.cmd("HGETALL").arg(keys::STATS_STATUS);
+            slots.push(None);
+        }
+        if slots.is_empty() {
+            return Ok(out);
+        }
+        let replies: Vec<Value> = self.run(async |c| pipe.query_async(c).await).await?;
+        for (slot, reply) in slots.into_iter().zip(replies) {
+            match slot {
+                Some(series) if series.shape() == Shape::Sketch => {
+                    let bytes: Option<Vec<u8>> =
+                        redis::from_redis_value(reply).map_err(|e| backend(&e))?;
+                    if let Some(bytes) = bytes {
+                        out.add_sketch(series, &bytes);
+                    }
+                }
+                Some(series) => {
+                    let fields: Vec<(String, i64)> =
+                        redis::from_redis_value(reply).map_err(|e| backend(&e))?;
+                    for (f, n) in fields {
+                        out.add_counter(series, &f, n);
+                    }
+                }
+                None => {
+                    let fields: Vec<(String, i64)> =
+                        redis::from_redis_value(reply).map_err(|e| backend(&e))?;
+                    for (f, n) in fields {
+                        out.gauge.add(&f, n);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError> {
         self.run(async |c| {
             redis::cmd("ZREM")
@@ -828,6 +915,166 @@ impl Store for RedisStore {
                 .map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
                 .transpose()?,
         ))
+    }
+
+    async fn top_services(
+        &self,
+        buckets: &[Bucket],
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        if buckets.is_empty() || limit == 0 {
+            return Ok(vec![]);
+        }
+        let script = &self.scripts.top_services;
+        let keys: Vec<String> = buckets
+            .iter()
+            .map(|b| keys::stats(*b, &crate::stats::Series::Services))
+            .collect();
+        let (above, ties): (Vec<(String, f64)>, Vec<(String, f64)>) = self
+            .run(async |c| {
+                script
+                    .key(&keys)
+                    .arg(limit)
+                    .arg(keys::STATS_SCRATCH)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        let mut ranked = crate::stats::report::rank(
+            above.into_iter().map(|(s, n)| (s, score(n))).collect(),
+            limit,
+        );
+        ranked.extend(ties.into_iter().map(|(s, n)| (s, score(n))));
+        ranked.truncate(limit);
+        Ok(ranked)
+    }
+}
+
+/// A ranking score as a count (scores are sums of whole increments).
+fn score(n: f64) -> u64 {
+    if n.is_finite() && n > 0.0 {
+        n.round() as u64
+    } else {
+        0
+    }
+}
+
+fn backend(e: &impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl RedisStore {
+    /// The ARGV tail that `lua/stats.lua` applies: the increments of
+    /// `delta`, the expiry of every bucket key they touch, then the number
+    /// of arguments before it. Always at least that count ("0").
+    fn stats_args(&self, delta: &StatDelta) -> Vec<String> {
+        let mut a = Vec::new();
+        for op in delta.ops() {
+            let key = match &op.target {
+                Target::Bucket(b, s) => keys::stats(*b, s),
+                Target::StatusGauge => keys::STATS_STATUS.to_owned(),
+            };
+            match &op.action {
+                Action::Count { field, by } => {
+                    a.extend(["H".to_owned(), key, field.clone(), by.to_string()])
+                }
+                Action::Rank { member, by } => {
+                    a.extend(["Z".to_owned(), key, member.clone(), by.to_string()])
+                }
+                Action::Bin { index, by } => {
+                    a.extend(["B".to_owned(), key, index.to_string(), by.to_string()])
+                }
+            }
+        }
+        for (b, s) in delta.touched() {
+            a.extend([
+                "E".to_owned(),
+                keys::stats(b, s),
+                b.expires_at(self.retention.stats).to_string(),
+            ]);
+        }
+        a.push(a.len().to_string());
+        a
+    }
+
+    /// Writes incidents (record and listing index, as `create_incident`
+    /// would) and the statistics `delta` with plain pipelined commands,
+    /// 10 000 commands per round trip: for seeding benchmarks, where the
+    /// deltas of many incidents are coalesced first. Not atomic, and not
+    /// for live data. Returns the number of commands sent.
+    pub async fn write_bulk(
+        &self,
+        incidents: &[Incident],
+        delta: &StatDelta,
+    ) -> Result<usize, StoreError> {
+        const PER_TRIP: usize = 10_000;
+        let mut pipe = redis::pipe();
+        let mut queued = 0usize;
+        let mut sent = 0usize;
+        let mut cmds: Vec<redis::Cmd> = Vec::new();
+        for i in incidents {
+            let mut c = redis::cmd("HSET");
+            c.arg(keys::incident(&i.id))
+                .arg("v")
+                .arg(i.version)
+                .arg("d")
+                .arg(encode(i));
+            cmds.push(c);
+            let mut c = redis::cmd("ZADD");
+            c.arg(keys::INCIDENT_INDEX)
+                .arg(i.created_at.timestamp_millis())
+                .arg(i.id.as_str());
+            cmds.push(c);
+        }
+        for op in delta.ops() {
+            let key = match &op.target {
+                Target::Bucket(b, s) => keys::stats(*b, s),
+                Target::StatusGauge => keys::STATS_STATUS.to_owned(),
+            };
+            let mut c;
+            match &op.action {
+                Action::Count { field, by } => {
+                    c = redis::cmd("HINCRBY");
+                    c.arg(key).arg(field).arg(*by);
+                }
+                Action::Rank { member, by } => {
+                    c = redis::cmd("ZINCRBY");
+                    c.arg(key).arg(*by).arg(member);
+                }
+                Action::Bin { index, by } => {
+                    c = redis::cmd("BITFIELD");
+                    c.arg(key)
+                        .arg("OVERFLOW")
+                        .arg("SAT")
+                        .arg("INCRBY")
+                        .arg("u32")
+                        .arg(format!("#{index}"))
+                        .arg(*by);
+                }
+            }
+            cmds.push(c);
+        }
+        for (b, s) in delta.touched() {
+            let mut c = redis::cmd("EXPIREAT");
+            c.arg(keys::stats(b, s))
+                .arg(b.expires_at(self.retention.stats));
+            cmds.push(c);
+        }
+        for c in cmds {
+            pipe.add_command(c).ignore();
+            queued += 1;
+            if queued == PER_TRIP {
+                self.run(async |c| pipe.query_async::<()>(c).await).await?;
+                pipe = redis::pipe();
+                sent += queued;
+                queued = 0;
+            }
+        }
+        if queued > 0 {
+            self.run(async |c| pipe.query_async::<()>(c).await).await?;
+            sent += queued;
+        }
+        Ok(sent)
     }
 }
 

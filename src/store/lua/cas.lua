@@ -2,6 +2,7 @@
 -- KEYS[1]  the record's hash {v = version, d = JSON}
 -- ARGV[1]  the version the caller read; ARGV[2] the new version
 -- ARGV[3]  the new JSON; ARGV[4] retention in ms (0: keep forever)
+-- then the statistics increments (stats.lua), applied only when written.
 -- Returns {1} when written, else {0, current JSON or false}.
 local v = redis.call('HGET', KEYS[1], 'v')
 if v ~= ARGV[1] then
@@ -11,4 +12,5 @@ redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 if tonumber(ARGV[4]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
+apply_stats()
 return {1}

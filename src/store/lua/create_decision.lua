@@ -10,6 +10,7 @@
 -- ARGV[8]  stream length kept
 -- KEYS[5]  verdict:analyzing, the index of ANALYZING decisions
 -- ARGV[9]  the analysis deadline in ms ('' when not created ANALYZING)
+-- then the statistics increments (stats.lua), applied only when created.
 -- Returns {1} when created, else {0, the current decision's JSON or false}.
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
@@ -27,4 +28,5 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'd', ARGV[4])
 if ARGV[9] ~= '' then
   redis.call('ZADD', KEYS[5], ARGV[9], ARGV[2])
 end
+apply_stats()
 return {1}

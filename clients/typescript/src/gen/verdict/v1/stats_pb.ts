@@ -14,10 +14,14 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file verdict/v1/stats.proto.
  */
 export const file_verdict_v1_stats: GenFile = /*@__PURE__*/
-  fileDesc("ChZ2ZXJkaWN0L3YxL3N0YXRzLnByb3RvEgp2ZXJkaWN0LnYxIm8KCVRpbWVSYW5nZRIoCgRmcm9tGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIYWxsX3RpbWUYAyABKAgiQQoZR2V0SW5jaWRlbnRTdW1tYXJ5UmVxdWVzdBIkCgVyYW5nZRgBIAEoCzIVLnZlcmRpY3QudjEuVGltZVJhbmdlIkYKDVNldmVyaXR5Q291bnQSJgoIc2V2ZXJpdHkYASABKA4yFC52ZXJkaWN0LnYxLlNldmVyaXR5Eg0KBWNvdW50GAIgASgEIkgKC1N0YXR1c0NvdW50EioKBnN0YXR1cxgBIAEoDjIaLnZlcmRpY3QudjEuSW5jaWRlbnRTdGF0dXMSDQoFY291bnQYAiABKAQilwEKGkdldEluY2lkZW50U3VtbWFyeVJlc3BvbnNlEg8KB2NyZWF0ZWQYASABKAQSDAoEb3BlbhgCIAEoBBIuCgtieV9zZXZlcml0eRgDIAMoCzIZLnZlcmRpY3QudjEuU2V2ZXJpdHlDb3VudBIqCglieV9zdGF0dXMYBCADKAsyFy52ZXJkaWN0LnYxLlN0YXR1c0NvdW50IkEKGUdldFJlc29sdXRpb25TdGF0c1JlcXVlc3QSJAoFcmFuZ2UYASABKAsyFS52ZXJkaWN0LnYxLlRpbWVSYW5nZSLDAQoRUmVzb2x1dGlvbkZpZ3VyZXMSDQoFY291bnQYASABKAQSJgoDcDUwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA3A5NRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgNwOTkYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJwoEbWVhbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJsChJTZXZlcml0eVJlc29sdXRpb24SJgoIc2V2ZXJpdHkYASABKA4yFC52ZXJkaWN0LnYxLlNldmVyaXR5Ei4KB2ZpZ3VyZXMYAiABKAsyHS52ZXJkaWN0LnYxLlJlc29sdXRpb25GaWd1cmVzIoEBChpHZXRSZXNvbHV0aW9uU3RhdHNSZXNwb25zZRIuCgdvdmVyYWxsGAEgASgLMh0udmVyZGljdC52MS5SZXNvbHV0aW9uRmlndXJlcxIzCgtieV9zZXZlcml0eRgCIAMoCzIeLnZlcmRpY3QudjEuU2V2ZXJpdHlSZXNvbHV0aW9uIj8KF0dldEFpUGVyZm9ybWFuY2VSZXF1ZXN0EiQKBXJhbmdlGAEgASgLMhUudmVyZGljdC52MS5UaW1lUmFuZ2Ui5QEKEVNvdXJjZVBlcmZvcm1hbmNlEg4KBnNvdXJjZRgBIAEoCRIRCglwcm9wb3NhbHMYAiABKAQSFQoNYXBwcm92YWxfcmF0ZRgDIAEoARIWCg5yZWplY3Rpb25fcmF0ZRgEIAEoARIeChZleGVjdXRpb25fc3VjY2Vzc19yYXRlGAUgASgBEi4KC2xhdGVuY3lfcDUwGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk1GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIi4KDUZhbGxiYWNrQ291bnQSDgoGcmVhc29uGAEgASgJEg0KBWNvdW50GAIgASgEIsQBChhHZXRBaVBlcmZvcm1hbmNlUmVzcG9uc2USLgoHc291cmNlcxgBIAMoCzIdLnZlcmRpY3QudjEuU291cmNlUGVyZm9ybWFuY2USFAoMbGxtX3dpbl9yYXRlGAIgASgBEiwKCWZhbGxiYWNrcxgDIAMoCzIZLnZlcmRpY3QudjEuRmFsbGJhY2tDb3VudBIWCg5jYWNoZV9oaXRfcmF0ZRgEIAEoARIcChRtZWFuX2NvbnNlbnN1c19zY29yZRgFIAEoASJRChpHZXRBZmZlY3RlZFNlcnZpY2VzUmVxdWVzdBIkCgVyYW5nZRgBIAEoCzIVLnZlcmRpY3QudjEuVGltZVJhbmdlEg0KBWxpbWl0GAIgASgFIjIKDFNlcnZpY2VDb3VudBIPCgdzZXJ2aWNlGAEgASgJEhEKCWluY2lkZW50cxgCIAEoBCJJChtHZXRBZmZlY3RlZFNlcnZpY2VzUmVzcG9uc2USKgoIc2VydmljZXMYASADKAsyGC52ZXJkaWN0LnYxLlNlcnZpY2VDb3VudDKfAwoMU3RhdHNTZXJ2aWNlEmMKEkdldEluY2lkZW50U3VtbWFyeRIlLnZlcmRpY3QudjEuR2V0SW5jaWRlbnRTdW1tYXJ5UmVxdWVzdBomLnZlcmRpY3QudjEuR2V0SW5jaWRlbnRTdW1tYXJ5UmVzcG9uc2USYwoSR2V0UmVzb2x1dGlvblN0YXRzEiUudmVyZGljdC52MS5HZXRSZXNvbHV0aW9uU3RhdHNSZXF1ZXN0GiYudmVyZGljdC52MS5HZXRSZXNvbHV0aW9uU3RhdHNSZXNwb25zZRJdChBHZXRBaVBlcmZvcm1hbmNlEiMudmVyZGljdC52MS5HZXRBaVBlcmZvcm1hbmNlUmVxdWVzdBokLnZlcmRpY3QudjEuR2V0QWlQZXJmb3JtYW5jZVJlc3BvbnNlEmYKE0dldEFmZmVjdGVkU2VydmljZXMSJi52ZXJkaWN0LnYxLkdldEFmZmVjdGVkU2VydmljZXNSZXF1ZXN0GicudmVyZGljdC52MS5HZXRBZmZlY3RlZFNlcnZpY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
+  fileDesc("ChZ2ZXJkaWN0L3YxL3N0YXRzLnByb3RvEgp2ZXJkaWN0LnYxIpgBCglUaW1lUmFuZ2USKAoEZnJvbRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFsbF90aW1lGAMgASgIEicKBGxhc3QYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iQQoZR2V0SW5jaWRlbnRTdW1tYXJ5UmVxdWVzdBIkCgVyYW5nZRgBIAEoCzIVLnZlcmRpY3QudjEuVGltZVJhbmdlIkYKDVNldmVyaXR5Q291bnQSJgoIc2V2ZXJpdHkYASABKA4yFC52ZXJkaWN0LnYxLlNldmVyaXR5Eg0KBWNvdW50GAIgASgEIkgKC1N0YXR1c0NvdW50EioKBnN0YXR1cxgBIAEoDjIaLnZlcmRpY3QudjEuSW5jaWRlbnRTdGF0dXMSDQoFY291bnQYAiABKAQi8wEKGkdldEluY2lkZW50U3VtbWFyeVJlc3BvbnNlEg8KB2NyZWF0ZWQYASABKAQSDAoEb3BlbhgCIAEoBBIuCgtieV9zZXZlcml0eRgDIAMoCzIZLnZlcmRpY3QudjEuU2V2ZXJpdHlDb3VudBIqCglieV9zdGF0dXMYBCADKAsyFy52ZXJkaWN0LnYxLlN0YXR1c0NvdW50EiYKB2NvdmVyZWQYBSABKAsyFS52ZXJkaWN0LnYxLlRpbWVSYW5nZRIyChFjdXJyZW50X2J5X3N0YXR1cxgGIAMoCzIXLnZlcmRpY3QudjEuU3RhdHVzQ291bnQiQQoZR2V0UmVzb2x1dGlvblN0YXRzUmVxdWVzdBIkCgVyYW5nZRgBIAEoCzIVLnZlcmRpY3QudjEuVGltZVJhbmdlIsMBChFSZXNvbHV0aW9uRmlndXJlcxINCgVjb3VudBgBIAEoBBImCgNwNTAYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoDcDk1GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA3A5ORgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhInCgRtZWFuGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uImwKElNldmVyaXR5UmVzb2x1dGlvbhImCghzZXZlcml0eRgBIAEoDjIULnZlcmRpY3QudjEuU2V2ZXJpdHkSLgoHZmlndXJlcxgCIAEoCzIdLnZlcmRpY3QudjEuUmVzb2x1dGlvbkZpZ3VyZXMiqQEKGkdldFJlc29sdXRpb25TdGF0c1Jlc3BvbnNlEi4KB292ZXJhbGwYASABKAsyHS52ZXJkaWN0LnYxLlJlc29sdXRpb25GaWd1cmVzEjMKC2J5X3NldmVyaXR5GAIgAygLMh4udmVyZGljdC52MS5TZXZlcml0eVJlc29sdXRpb24SJgoHY292ZXJlZBgDIAEoCzIVLnZlcmRpY3QudjEuVGltZVJhbmdlIj8KF0dldEFpUGVyZm9ybWFuY2VSZXF1ZXN0EiQKBXJhbmdlGAEgASgLMhUudmVyZGljdC52MS5UaW1lUmFuZ2UixQIKEVNvdXJjZVBlcmZvcm1hbmNlEg4KBnNvdXJjZRgBIAEoCRIRCglwcm9wb3NhbHMYAiABKAQSFQoNYXBwcm92YWxfcmF0ZRgDIAEoARIWCg5yZWplY3Rpb25fcmF0ZRgEIAEoARIeChZleGVjdXRpb25fc3VjY2Vzc19yYXRlGAUgASgBEi4KC2xhdGVuY3lfcDUwGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC2xhdGVuY3lfcDk1GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWFwcHJvdmFscxgIIAEoBBISCgpyZWplY3Rpb25zGAkgASgEEhwKFGV4ZWN1dGlvbnNfc3VjY2VlZGVkGAogASgEEhkKEWV4ZWN1dGlvbnNfZmFpbGVkGAsgASgEIi4KDUZhbGxiYWNrQ291bnQSDgoGcmVhc29uGAEgASgJEg0KBWNvdW50GAIgASgEIq8CChhHZXRBaVBlcmZvcm1hbmNlUmVzcG9uc2USLgoHc291cmNlcxgBIAMoCzIdLnZlcmRpY3QudjEuU291cmNlUGVyZm9ybWFuY2USFAoMbGxtX3dpbl9yYXRlGAIgASgBEiwKCWZhbGxiYWNrcxgDIAMoCzIZLnZlcmRpY3QudjEuRmFsbGJhY2tDb3VudBIWCg5jYWNoZV9oaXRfcmF0ZRgEIAEoARIcChRtZWFuX2NvbnNlbnN1c19zY29yZRgFIAEoARImCgdjb3ZlcmVkGAYgASgLMhUudmVyZGljdC52MS5UaW1lUmFuZ2USEQoJZGVjaXNpb25zGAcgASgEEhEKCXByb3Bvc2FscxgIIAEoBBIbChNjb25zZW5zdXNfcHJvcG9zYWxzGAkgASgEIlEKGkdldEFmZmVjdGVkU2VydmljZXNSZXF1ZXN0EiQKBXJhbmdlGAEgASgLMhUudmVyZGljdC52MS5UaW1lUmFuZ2USDQoFbGltaXQYAiABKAUiMgoMU2VydmljZUNvdW50Eg8KB3NlcnZpY2UYASABKAkSEQoJaW5jaWRlbnRzGAIgASgEInEKG0dldEFmZmVjdGVkU2VydmljZXNSZXNwb25zZRIqCghzZXJ2aWNlcxgBIAMoCzIYLnZlcmRpY3QudjEuU2VydmljZUNvdW50EiYKB2NvdmVyZWQYAiABKAsyFS52ZXJkaWN0LnYxLlRpbWVSYW5nZTKfAwoMU3RhdHNTZXJ2aWNlEmMKEkdldEluY2lkZW50U3VtbWFyeRIlLnZlcmRpY3QudjEuR2V0SW5jaWRlbnRTdW1tYXJ5UmVxdWVzdBomLnZlcmRpY3QudjEuR2V0SW5jaWRlbnRTdW1tYXJ5UmVzcG9uc2USYwoSR2V0UmVzb2x1dGlvblN0YXRzEiUudmVyZGljdC52MS5HZXRSZXNvbHV0aW9uU3RhdHNSZXF1ZXN0GiYudmVyZGljdC52MS5HZXRSZXNvbHV0aW9uU3RhdHNSZXNwb25zZRJdChBHZXRBaVBlcmZvcm1hbmNlEiMudmVyZGljdC52MS5HZXRBaVBlcmZvcm1hbmNlUmVxdWVzdBokLnZlcmRpY3QudjEuR2V0QWlQZXJmb3JtYW5jZVJlc3BvbnNlEmYKE0dldEFmZmVjdGVkU2VydmljZXMSJi52ZXJkaWN0LnYxLkdldEFmZmVjdGVkU2VydmljZXNSZXF1ZXN0GicudmVyZGljdC52MS5HZXRBZmZlY3RlZFNlcnZpY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
 
 /**
- * A half-open time range [from, to). Unset fields default to the last 24 hours.
+ * A half-open time range [from, to). Statistics are kept in UTC hour
+ * buckets, so a range is rounded out to whole hours (every hour that
+ * overlaps it counts) and clamped to the retained history (default 90
+ * days). Unset, it is the last 24 hours: the current hour and the 23 before
+ * it. Only `from`: from then until now. Only `to`: the 24 hours before it.
  *
  * @generated from message verdict.v1.TimeRange
  */
@@ -30,18 +34,27 @@ export type TimeRange = Message<"verdict.v1.TimeRange"> & {
   from?: Timestamp | undefined;
 
   /**
-   * End (exclusive).
+   * End (exclusive); must be after `from`.
    *
    * @generated from field: google.protobuf.Timestamp to = 2;
    */
   to?: Timestamp | undefined;
 
   /**
-   * Ignore from/to and cover all retained history.
+   * Ignore the other fields and cover all retained history.
    *
    * @generated from field: bool all_time = 3;
    */
   allTime: boolean;
+
+  /**
+   * The last this long, ending with the current hour (rounded up to whole
+   * hours; `24h` is the current hour and the 23 before it). Not together
+   * with `from` or `to`.
+   *
+   * @generated from field: google.protobuf.Duration last = 4;
+   */
+  last?: Duration | undefined;
 };
 
 /**
@@ -142,25 +155,40 @@ export type GetIncidentSummaryResponse = Message<"verdict.v1.GetIncidentSummaryR
   created: bigint;
 
   /**
-   * Incidents still open (OPEN or INVESTIGATING).
+   * Incidents open now (OPEN or INVESTIGATING), whatever the range.
    *
    * @generated from field: uint64 open = 2;
    */
   open: bigint;
 
   /**
-   * Created in range, by severity.
+   * Created in range, by severity (every severity, P0 first).
    *
    * @generated from field: repeated verdict.v1.SeverityCount by_severity = 3;
    */
   bySeverity: SeverityCount[];
 
   /**
-   * Status changes into each status in range.
+   * Status changes into each status in range (creating an incident enters
+   * its first status).
    *
    * @generated from field: repeated verdict.v1.StatusCount by_status = 4;
    */
   byStatus: StatusCount[];
+
+  /**
+   * The hours the figures cover (the request's range resolved).
+   *
+   * @generated from field: verdict.v1.TimeRange covered = 5;
+   */
+  covered?: TimeRange | undefined;
+
+  /**
+   * Incidents in each status now, whatever the range.
+   *
+   * @generated from field: repeated verdict.v1.StatusCount current_by_status = 6;
+   */
+  currentByStatus: StatusCount[];
 };
 
 /**
@@ -192,41 +220,43 @@ export const GetResolutionStatsRequestSchema: GenMessage<GetResolutionStatsReque
   messageDesc(file_verdict_v1_stats, 5);
 
 /**
- * Resolution-time figures for one group of incidents.
+ * Resolution-time figures for one group of incidents. The resolution time
+ * is resolved_at - created_at, counted when the incident becomes resolved
+ * (RESOLVED, or CLOSED without being resolved first), in the hour it does.
  *
  * @generated from message verdict.v1.ResolutionFigures
  */
 export type ResolutionFigures = Message<"verdict.v1.ResolutionFigures"> & {
   /**
-   * Incidents resolved.
+   * Incidents resolved (exact).
    *
    * @generated from field: uint64 count = 1;
    */
   count: bigint;
 
   /**
-   * Median resolution time.
+   * Median resolution time (nearest rank, within 1 %).
    *
    * @generated from field: google.protobuf.Duration p50 = 2;
    */
   p50?: Duration | undefined;
 
   /**
-   * 95th percentile.
+   * 95th percentile (within 1 %).
    *
    * @generated from field: google.protobuf.Duration p95 = 3;
    */
   p95?: Duration | undefined;
 
   /**
-   * 99th percentile.
+   * 99th percentile (within 1 %).
    *
    * @generated from field: google.protobuf.Duration p99 = 4;
    */
   p99?: Duration | undefined;
 
   /**
-   * Mean.
+   * Mean (exact to the millisecond).
    *
    * @generated from field: google.protobuf.Duration mean = 5;
    */
@@ -282,11 +312,18 @@ export type GetResolutionStatsResponse = Message<"verdict.v1.GetResolutionStatsR
   overall?: ResolutionFigures | undefined;
 
   /**
-   * Per severity.
+   * Per severity, for each severity with resolutions in range.
    *
    * @generated from field: repeated verdict.v1.SeverityResolution by_severity = 2;
    */
   bySeverity: SeverityResolution[];
+
+  /**
+   * The hours the figures cover (the request's range resolved).
+   *
+   * @generated from field: verdict.v1.TimeRange covered = 3;
+   */
+  covered?: TimeRange | undefined;
 };
 
 /**
@@ -318,7 +355,8 @@ export const GetAiPerformanceRequestSchema: GenMessage<GetAiPerformanceRequest> 
   messageDesc(file_verdict_v1_stats, 9);
 
 /**
- * Figures for one proposal source.
+ * Figures for one proposal source. Decisions are counted in the hour they
+ * were issued, so the rates of a range are about one group of decisions.
  *
  * @generated from message verdict.v1.SourcePerformance
  */
@@ -371,6 +409,34 @@ export type SourcePerformance = Message<"verdict.v1.SourcePerformance"> & {
    * @generated from field: google.protobuf.Duration latency_p95 = 7;
    */
   latencyP95?: Duration | undefined;
+
+  /**
+   * Proposals approved (READY to EXECUTING).
+   *
+   * @generated from field: uint64 approvals = 8;
+   */
+  approvals: bigint;
+
+  /**
+   * Proposals rejected.
+   *
+   * @generated from field: uint64 rejections = 9;
+   */
+  rejections: bigint;
+
+  /**
+   * Executions that succeeded.
+   *
+   * @generated from field: uint64 executions_succeeded = 10;
+   */
+  executionsSucceeded: bigint;
+
+  /**
+   * Executions that failed.
+   *
+   * @generated from field: uint64 executions_failed = 11;
+   */
+  executionsFailed: bigint;
 };
 
 /**
@@ -387,7 +453,8 @@ export const SourcePerformanceSchema: GenMessage<SourcePerformance> = /*@__PURE_
  */
 export type FallbackCount = Message<"verdict.v1.FallbackCount"> & {
   /**
-   * `timeout`, `error`, `invalid`, `unsafe`, `circuit_open`...
+   * `timeout`, `error`, `invalid`, `unsafe`, `circuit_open`,
+   * `not_configured` (no LLM), `recovered` (finished by another replica).
    *
    * @generated from field: string reason = 1;
    */
@@ -409,45 +476,77 @@ export const FallbackCountSchema: GenMessage<FallbackCount> = /*@__PURE__*/
   messageDesc(file_verdict_v1_stats, 11);
 
 /**
- * Response of StatsService.GetAiPerformance.
+ * Response of StatsService.GetAiPerformance, about the decisions issued in
+ * range.
  *
  * @generated from message verdict.v1.GetAiPerformanceResponse
  */
 export type GetAiPerformanceResponse = Message<"verdict.v1.GetAiPerformanceResponse"> & {
   /**
-   * Per source.
+   * Per source, most proposals first, ties by name.
    *
    * @generated from field: repeated verdict.v1.SourcePerformance sources = 1;
    */
   sources: SourcePerformance[];
 
   /**
-   * Share of dual-engine decisions the LLM won, 0 to 1.
+   * Share of dual-engine decisions the LLM won, 0 to 1: LLM proposals over
+   * LLM proposals plus expert fallbacks after the LLM timed out, failed,
+   * answered invalid or unsafe output, or was cut off by its circuit
+   * breaker (not counting decisions with no LLM configured).
    *
    * @generated from field: double llm_win_rate = 2;
    */
   llmWinRate: number;
 
   /**
-   * Fallbacks by reason.
+   * Fallbacks by reason (reasons seen in range).
    *
    * @generated from field: repeated verdict.v1.FallbackCount fallbacks = 3;
    */
   fallbacks: FallbackCount[];
 
   /**
-   * Share of analyses answered from the cache, 0 to 1.
+   * Share of proposals answered from the cache, 0 to 1.
    *
    * @generated from field: double cache_hit_rate = 4;
    */
   cacheHitRate: number;
 
   /**
-   * Mean consensus score.
+   * Mean consensus score of consensus proposals (0 when none).
    *
    * @generated from field: double mean_consensus_score = 5;
    */
   meanConsensusScore: number;
+
+  /**
+   * The hours the figures cover (the request's range resolved).
+   *
+   * @generated from field: verdict.v1.TimeRange covered = 6;
+   */
+  covered?: TimeRange | undefined;
+
+  /**
+   * Decision tokens issued.
+   *
+   * @generated from field: uint64 decisions = 7;
+   */
+  decisions: bigint;
+
+  /**
+   * Proposals made (decisions that became READY).
+   *
+   * @generated from field: uint64 proposals = 8;
+   */
+  proposals: bigint;
+
+  /**
+   * Consensus proposals.
+   *
+   * @generated from field: uint64 consensus_proposals = 9;
+   */
+  consensusProposals: bigint;
 };
 
 /**
@@ -499,7 +598,7 @@ export type ServiceCount = Message<"verdict.v1.ServiceCount"> & {
   service: string;
 
   /**
-   * Incidents affecting it in range.
+   * Incidents created in range that list it (once per incident).
    *
    * @generated from field: uint64 incidents = 2;
    */
@@ -525,6 +624,13 @@ export type GetAffectedServicesResponse = Message<"verdict.v1.GetAffectedService
    * @generated from field: repeated verdict.v1.ServiceCount services = 1;
    */
   services: ServiceCount[];
+
+  /**
+   * The hours the figures cover (the request's range resolved).
+   *
+   * @generated from field: verdict.v1.TimeRange covered = 2;
+   */
+  covered?: TimeRange | undefined;
 };
 
 /**
@@ -535,8 +641,9 @@ export const GetAffectedServicesResponseSchema: GenMessage<GetAffectedServicesRe
   messageDesc(file_verdict_v1_stats, 15);
 
 /**
- * Statistics about incidents and decisions (not implemented yet: every RPC
- * answers UNIMPLEMENTED).
+ * Statistics about incidents and decisions, maintained as the data is
+ * written (per UTC hour and day), so every answer costs the same however
+ * many incidents there are. Counts are exact; percentiles are within 1 %.
  *
  * @generated from service verdict.v1.StatsService
  */

@@ -27,45 +27,45 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import incident_pb2 as verdict_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16verdict/v1/stats.proto\x12\nverdict.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19verdict/v1/incident.proto\"o\n\tTimeRange\x12(\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ll_time\x18\x03 \x01(\x08\"A\n\x19GetIncidentSummaryRequest\x12$\n\x05range\x18\x01 \x01(\x0b\x32\x15.verdict.v1.TimeRange\"F\n\rSeverityCount\x12&\n\x08severity\x18\x01 \x01(\x0e\x32\x14.verdict.v1.Severity\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"H\n\x0bStatusCount\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.verdict.v1.IncidentStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\x97\x01\n\x1aGetIncidentSummaryResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x04\x12\x0c\n\x04open\x18\x02 \x01(\x04\x12.\n\x0b\x62y_severity\x18\x03 \x03(\x0b\x32\x19.verdict.v1.SeverityCount\x12*\n\tby_status\x18\x04 \x03(\x0b\x32\x17.verdict.v1.StatusCount\"A\n\x19GetResolutionStatsRequest\x12$\n\x05range\x18\x01 \x01(\x0b\x32\x15.verdict.v1.TimeRange\"\xc3\x01\n\x11ResolutionFigures\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12&\n\x03p50\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p95\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p99\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04mean\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"l\n\x12SeverityResolution\x12&\n\x08severity\x18\x01 \x01(\x0e\x32\x14.verdict.v1.Severity\x12.\n\x07\x66igures\x18\x02 \x01(\x0b\x32\x1d.verdict.v1.ResolutionFigures\"\x81\x01\n\x1aGetResolutionStatsResponse\x12.\n\x07overall\x18\x01 \x01(\x0b\x32\x1d.verdict.v1.ResolutionFigures\x12\x33\n\x0b\x62y_severity\x18\x02 \x03(\x0b\x32\x1e.verdict.v1.SeverityResolution\"?\n\x17GetAiPerformanceRequest\x12$\n\x05range\x18\x01 \x01(\x0b\x32\x15.verdict.v1.TimeRange\"\xe5\x01\n\x11SourcePerformance\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x11\n\tproposals\x18\x02 \x01(\x04\x12\x15\n\rapproval_rate\x18\x03 \x01(\x01\x12\x16\n\x0erejection_rate\x18\x04 \x01(\x01\x12\x1e\n\x16\x65xecution_success_rate\x18\x05 \x01(\x01\x12.\n\x0blatency_p50\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p95\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\".\n\rFallbackCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xc4\x01\n\x18GetAiPerformanceResponse\x12.\n\x07sources\x18\x01 \x03(\x0b\x32\x1d.verdict.v1.SourcePerformance\x12\x14\n\x0cllm_win_rate\x18\x02 \x01(\x01\x12,\n\tfallbacks\x18\x03 \x03(\x0b\x32\x19.verdict.v1.FallbackCount\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x04 \x01(\x01\x12\x1c\n\x14mean_consensus_score\x18\x05 \x01(\x01\"Q\n\x1aGetAffectedServicesRequest\x12$\n\x05range\x18\x01 \x01(\x0b\x32\x15.verdict.v1.TimeRange\x12\r\n\x05limit\x18\x02 \x01(\x05\"2\n\x0cServiceCount\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tincidents\x18\x02 \x01(\x04\"I\n\x1bGetAffectedServicesResponse\x12*\n\x08services\x18\x01 \x03(\x0b\x32\x18.verdict.v1.ServiceCount2\x9f\x03\n\x0cStatsService\x12\x63\n\x12GetIncidentSummary\x12%.verdict.v1.GetIncidentSummaryRequest\x1a&.verdict.v1.GetIncidentSummaryResponse\x12\x63\n\x12GetResolutionStats\x12%.verdict.v1.GetResolutionStatsRequest\x1a&.verdict.v1.GetResolutionStatsResponse\x12]\n\x10GetAiPerformance\x12#.verdict.v1.GetAiPerformanceRequest\x1a$.verdict.v1.GetAiPerformanceResponse\x12\x66\n\x13GetAffectedServices\x12&.verdict.v1.GetAffectedServicesRequest\x1a\'.verdict.v1.GetAffectedServicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16verdict/v1/stats.proto\x12\nverdict.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19verdict/v1/incident.proto\"\x98\x01\n\tTimeRange\x12(\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ll_time\x18\x03 \x01(\x08\x12\'\n\x04last\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"A\n\x19GetIncidentSummaryRequest\x12$\n\x05range\x18\x01 \x01(\x0b\x32\x15.verdict.v1.TimeRange\"F\n\rSeverityCount\x12&\n\x08severity\x18\x01 \x01(\x0e\x32\x14.verdict.v1.Severity\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"H\n\x0bStatusCount\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.verdict.v1.IncidentStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xf3\x01\n\x1aGetIncidentSummaryResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x04\x12\x0c\n\x04open\x18\x02 \x01(\x04\x12.\n\x0b\x62y_severity\x18\x03 \x03(\x0b\x32\x19.verdict.v1.SeverityCount\x12*\n\tby_status\x18\x04 \x03(\x0b\x32\x17.verdict.v1.StatusCount\x12&\n\x07\x63overed\x18\x05 \x01(\x0b\x32\x15.verdict.v1.TimeRange\x12\x32\n\x11\x63urrent_by_status\x18\x06 \x03(\x0b\x32\x17.verdict.v1.StatusCount\"A\n\x19GetResolutionStatsRequest\x12$\n\x05range\x18\x01 \x01(\x0b\x32\x15.verdict.v1.TimeRange\"\xc3\x01\n\x11ResolutionFigures\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12&\n\x03p50\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p95\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p99\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04mean\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"l\n\x12SeverityResolution\x12&\n\x08severity\x18\x01 \x01(\x0e\x32\x14.verdict.v1.Severity\x12.\n\x07\x66igures\x18\x02 \x01(\x0b\x32\x1d.verdict.v1.ResolutionFigures\"\xa9\x01\n\x1aGetResolutionStatsResponse\x12.\n\x07overall\x18\x01 \x01(\x0b\x32\x1d.verdict.v1.ResolutionFigures\x12\x33\n\x0b\x62y_severity\x18\x02 \x03(\x0b\x32\x1e.verdict.v1.SeverityResolution\x12&\n\x07\x63overed\x18\x03 \x01(\x0b\x32\x15.verdict.v1.TimeRange\"?\n\x17GetAiPerformanceRequest\x12$\n\x05range\x18\x01 \x01(\x0b\x32\x15.verdict.v1.TimeRange\"\xc5\x02\n\x11SourcePerformance\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x11\n\tproposals\x18\x02 \x01(\x04\x12\x15\n\rapproval_rate\x18\x03 \x01(\x01\x12\x16\n\x0erejection_rate\x18\x04 \x01(\x01\x12\x1e\n\x16\x65xecution_success_rate\x18\x05 \x01(\x01\x12.\n\x0blatency_p50\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p95\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tapprovals\x18\x08 \x01(\x04\x12\x12\n\nrejections\x18\t \x01(\x04\x12\x1c\n\x14\x65xecutions_succeeded\x18\n \x01(\x04\x12\x19\n\x11\x65xecutions_failed\x18\x0b \x01(\x04\".\n\rFallbackCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xaf\x02\n\x18GetAiPerformanceResponse\x12.\n\x07sources\x18\x01 \x03(\x0b\x32\x1d.verdict.v1.SourcePerformance\x12\x14\n\x0cllm_win_rate\x18\x02 \x01(\x01\x12,\n\tfallbacks\x18\x03 \x03(\x0b\x32\x19.verdict.v1.FallbackCount\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x04 \x01(\x01\x12\x1c\n\x14mean_consensus_score\x18\x05 \x01(\x01\x12&\n\x07\x63overed\x18\x06 \x01(\x0b\x32\x15.verdict.v1.TimeRange\x12\x11\n\tdecisions\x18\x07 \x01(\x04\x12\x11\n\tproposals\x18\x08 \x01(\x04\x12\x1b\n\x13\x63onsensus_proposals\x18\t \x01(\x04\"Q\n\x1aGetAffectedServicesRequest\x12$\n\x05range\x18\x01 \x01(\x0b\x32\x15.verdict.v1.TimeRange\x12\r\n\x05limit\x18\x02 \x01(\x05\"2\n\x0cServiceCount\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tincidents\x18\x02 \x01(\x04\"q\n\x1bGetAffectedServicesResponse\x12*\n\x08services\x18\x01 \x03(\x0b\x32\x18.verdict.v1.ServiceCount\x12&\n\x07\x63overed\x18\x02 \x01(\x0b\x32\x15.verdict.v1.TimeRange2\x9f\x03\n\x0cStatsService\x12\x63\n\x12GetIncidentSummary\x12%.verdict.v1.GetIncidentSummaryRequest\x1a&.verdict.v1.GetIncidentSummaryResponse\x12\x63\n\x12GetResolutionStats\x12%.verdict.v1.GetResolutionStatsRequest\x1a&.verdict.v1.GetResolutionStatsResponse\x12]\n\x10GetAiPerformance\x12#.verdict.v1.GetAiPerformanceRequest\x1a$.verdict.v1.GetAiPerformanceResponse\x12\x66\n\x13GetAffectedServices\x12&.verdict.v1.GetAffectedServicesRequest\x1a\'.verdict.v1.GetAffectedServicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'verdict.v1.stats_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TIMERANGE']._serialized_start=130
-  _globals['_TIMERANGE']._serialized_end=241
-  _globals['_GETINCIDENTSUMMARYREQUEST']._serialized_start=243
-  _globals['_GETINCIDENTSUMMARYREQUEST']._serialized_end=308
-  _globals['_SEVERITYCOUNT']._serialized_start=310
-  _globals['_SEVERITYCOUNT']._serialized_end=380
-  _globals['_STATUSCOUNT']._serialized_start=382
-  _globals['_STATUSCOUNT']._serialized_end=454
-  _globals['_GETINCIDENTSUMMARYRESPONSE']._serialized_start=457
-  _globals['_GETINCIDENTSUMMARYRESPONSE']._serialized_end=608
-  _globals['_GETRESOLUTIONSTATSREQUEST']._serialized_start=610
-  _globals['_GETRESOLUTIONSTATSREQUEST']._serialized_end=675
-  _globals['_RESOLUTIONFIGURES']._serialized_start=678
-  _globals['_RESOLUTIONFIGURES']._serialized_end=873
-  _globals['_SEVERITYRESOLUTION']._serialized_start=875
-  _globals['_SEVERITYRESOLUTION']._serialized_end=983
-  _globals['_GETRESOLUTIONSTATSRESPONSE']._serialized_start=986
-  _globals['_GETRESOLUTIONSTATSRESPONSE']._serialized_end=1115
-  _globals['_GETAIPERFORMANCEREQUEST']._serialized_start=1117
-  _globals['_GETAIPERFORMANCEREQUEST']._serialized_end=1180
-  _globals['_SOURCEPERFORMANCE']._serialized_start=1183
-  _globals['_SOURCEPERFORMANCE']._serialized_end=1412
-  _globals['_FALLBACKCOUNT']._serialized_start=1414
-  _globals['_FALLBACKCOUNT']._serialized_end=1460
-  _globals['_GETAIPERFORMANCERESPONSE']._serialized_start=1463
-  _globals['_GETAIPERFORMANCERESPONSE']._serialized_end=1659
-  _globals['_GETAFFECTEDSERVICESREQUEST']._serialized_start=1661
-  _globals['_GETAFFECTEDSERVICESREQUEST']._serialized_end=1742
-  _globals['_SERVICECOUNT']._serialized_start=1744
-  _globals['_SERVICECOUNT']._serialized_end=1794
-  _globals['_GETAFFECTEDSERVICESRESPONSE']._serialized_start=1796
-  _globals['_GETAFFECTEDSERVICESRESPONSE']._serialized_end=1869
-  _globals['_STATSSERVICE']._serialized_start=1872
-  _globals['_STATSSERVICE']._serialized_end=2287
+  _globals['_TIMERANGE']._serialized_start=131
+  _globals['_TIMERANGE']._serialized_end=283
+  _globals['_GETINCIDENTSUMMARYREQUEST']._serialized_start=285
+  _globals['_GETINCIDENTSUMMARYREQUEST']._serialized_end=350
+  _globals['_SEVERITYCOUNT']._serialized_start=352
+  _globals['_SEVERITYCOUNT']._serialized_end=422
+  _globals['_STATUSCOUNT']._serialized_start=424
+  _globals['_STATUSCOUNT']._serialized_end=496
+  _globals['_GETINCIDENTSUMMARYRESPONSE']._serialized_start=499
+  _globals['_GETINCIDENTSUMMARYRESPONSE']._serialized_end=742
+  _globals['_GETRESOLUTIONSTATSREQUEST']._serialized_start=744
+  _globals['_GETRESOLUTIONSTATSREQUEST']._serialized_end=809
+  _globals['_RESOLUTIONFIGURES']._serialized_start=812
+  _globals['_RESOLUTIONFIGURES']._serialized_end=1007
+  _globals['_SEVERITYRESOLUTION']._serialized_start=1009
+  _globals['_SEVERITYRESOLUTION']._serialized_end=1117
+  _globals['_GETRESOLUTIONSTATSRESPONSE']._serialized_start=1120
+  _globals['_GETRESOLUTIONSTATSRESPONSE']._serialized_end=1289
+  _globals['_GETAIPERFORMANCEREQUEST']._serialized_start=1291
+  _globals['_GETAIPERFORMANCEREQUEST']._serialized_end=1354
+  _globals['_SOURCEPERFORMANCE']._serialized_start=1357
+  _globals['_SOURCEPERFORMANCE']._serialized_end=1682
+  _globals['_FALLBACKCOUNT']._serialized_start=1684
+  _globals['_FALLBACKCOUNT']._serialized_end=1730
+  _globals['_GETAIPERFORMANCERESPONSE']._serialized_start=1733
+  _globals['_GETAIPERFORMANCERESPONSE']._serialized_end=2036
+  _globals['_GETAFFECTEDSERVICESREQUEST']._serialized_start=2038
+  _globals['_GETAFFECTEDSERVICESREQUEST']._serialized_end=2119
+  _globals['_SERVICECOUNT']._serialized_start=2121
+  _globals['_SERVICECOUNT']._serialized_end=2171
+  _globals['_GETAFFECTEDSERVICESRESPONSE']._serialized_start=2173
+  _globals['_GETAFFECTEDSERVICESRESPONSE']._serialized_end=2286
+  _globals['_STATSSERVICE']._serialized_start=2289
+  _globals['_STATSSERVICE']._serialized_end=2704
 # @@protoc_insertion_point(module_scope)

@@ -12,13 +12,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TimeRange(_message.Message):
-    __slots__ = ("to", "all_time")
+    __slots__ = ("to", "all_time", "last")
     FROM_FIELD_NUMBER: _ClassVar[int]
     TO_FIELD_NUMBER: _ClassVar[int]
     ALL_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
     to: _timestamp_pb2.Timestamp
     all_time: bool
-    def __init__(self, to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., all_time: _Optional[bool] = ..., **kwargs) -> None: ...
+    last: _duration_pb2.Duration
+    def __init__(self, to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., all_time: _Optional[bool] = ..., last: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., **kwargs) -> None: ...
 
 class GetIncidentSummaryRequest(_message.Message):
     __slots__ = ("range",)
@@ -43,16 +45,20 @@ class StatusCount(_message.Message):
     def __init__(self, status: _Optional[_Union[_incident_pb2.IncidentStatus, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetIncidentSummaryResponse(_message.Message):
-    __slots__ = ("created", "open", "by_severity", "by_status")
+    __slots__ = ("created", "open", "by_severity", "by_status", "covered", "current_by_status")
     CREATED_FIELD_NUMBER: _ClassVar[int]
     OPEN_FIELD_NUMBER: _ClassVar[int]
     BY_SEVERITY_FIELD_NUMBER: _ClassVar[int]
     BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
     created: int
     open: int
     by_severity: _containers.RepeatedCompositeFieldContainer[SeverityCount]
     by_status: _containers.RepeatedCompositeFieldContainer[StatusCount]
-    def __init__(self, created: _Optional[int] = ..., open: _Optional[int] = ..., by_severity: _Optional[_Iterable[_Union[SeverityCount, _Mapping]]] = ..., by_status: _Optional[_Iterable[_Union[StatusCount, _Mapping]]] = ...) -> None: ...
+    covered: TimeRange
+    current_by_status: _containers.RepeatedCompositeFieldContainer[StatusCount]
+    def __init__(self, created: _Optional[int] = ..., open: _Optional[int] = ..., by_severity: _Optional[_Iterable[_Union[SeverityCount, _Mapping]]] = ..., by_status: _Optional[_Iterable[_Union[StatusCount, _Mapping]]] = ..., covered: _Optional[_Union[TimeRange, _Mapping]] = ..., current_by_status: _Optional[_Iterable[_Union[StatusCount, _Mapping]]] = ...) -> None: ...
 
 class GetResolutionStatsRequest(_message.Message):
     __slots__ = ("range",)
@@ -83,12 +89,14 @@ class SeverityResolution(_message.Message):
     def __init__(self, severity: _Optional[_Union[_incident_pb2.Severity, str]] = ..., figures: _Optional[_Union[ResolutionFigures, _Mapping]] = ...) -> None: ...
 
 class GetResolutionStatsResponse(_message.Message):
-    __slots__ = ("overall", "by_severity")
+    __slots__ = ("overall", "by_severity", "covered")
     OVERALL_FIELD_NUMBER: _ClassVar[int]
     BY_SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FIELD_NUMBER: _ClassVar[int]
     overall: ResolutionFigures
     by_severity: _containers.RepeatedCompositeFieldContainer[SeverityResolution]
-    def __init__(self, overall: _Optional[_Union[ResolutionFigures, _Mapping]] = ..., by_severity: _Optional[_Iterable[_Union[SeverityResolution, _Mapping]]] = ...) -> None: ...
+    covered: TimeRange
+    def __init__(self, overall: _Optional[_Union[ResolutionFigures, _Mapping]] = ..., by_severity: _Optional[_Iterable[_Union[SeverityResolution, _Mapping]]] = ..., covered: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class GetAiPerformanceRequest(_message.Message):
     __slots__ = ("range",)
@@ -97,7 +105,7 @@ class GetAiPerformanceRequest(_message.Message):
     def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class SourcePerformance(_message.Message):
-    __slots__ = ("source", "proposals", "approval_rate", "rejection_rate", "execution_success_rate", "latency_p50", "latency_p95")
+    __slots__ = ("source", "proposals", "approval_rate", "rejection_rate", "execution_success_rate", "latency_p50", "latency_p95", "approvals", "rejections", "executions_succeeded", "executions_failed")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     PROPOSALS_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +113,10 @@ class SourcePerformance(_message.Message):
     EXECUTION_SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P50_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P95_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FAILED_FIELD_NUMBER: _ClassVar[int]
     source: str
     proposals: int
     approval_rate: float
@@ -112,7 +124,11 @@ class SourcePerformance(_message.Message):
     execution_success_rate: float
     latency_p50: _duration_pb2.Duration
     latency_p95: _duration_pb2.Duration
-    def __init__(self, source: _Optional[str] = ..., proposals: _Optional[int] = ..., approval_rate: _Optional[float] = ..., rejection_rate: _Optional[float] = ..., execution_success_rate: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    approvals: int
+    rejections: int
+    executions_succeeded: int
+    executions_failed: int
+    def __init__(self, source: _Optional[str] = ..., proposals: _Optional[int] = ..., approval_rate: _Optional[float] = ..., rejection_rate: _Optional[float] = ..., execution_success_rate: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., approvals: _Optional[int] = ..., rejections: _Optional[int] = ..., executions_succeeded: _Optional[int] = ..., executions_failed: _Optional[int] = ...) -> None: ...
 
 class FallbackCount(_message.Message):
     __slots__ = ("reason", "count")
@@ -123,18 +139,26 @@ class FallbackCount(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetAiPerformanceResponse(_message.Message):
-    __slots__ = ("sources", "llm_win_rate", "fallbacks", "cache_hit_rate", "mean_consensus_score")
+    __slots__ = ("sources", "llm_win_rate", "fallbacks", "cache_hit_rate", "mean_consensus_score", "covered", "decisions", "proposals", "consensus_proposals")
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     LLM_WIN_RATE_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_RATE_FIELD_NUMBER: _ClassVar[int]
     MEAN_CONSENSUS_SCORE_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_PROPOSALS_FIELD_NUMBER: _ClassVar[int]
     sources: _containers.RepeatedCompositeFieldContainer[SourcePerformance]
     llm_win_rate: float
     fallbacks: _containers.RepeatedCompositeFieldContainer[FallbackCount]
     cache_hit_rate: float
     mean_consensus_score: float
-    def __init__(self, sources: _Optional[_Iterable[_Union[SourcePerformance, _Mapping]]] = ..., llm_win_rate: _Optional[float] = ..., fallbacks: _Optional[_Iterable[_Union[FallbackCount, _Mapping]]] = ..., cache_hit_rate: _Optional[float] = ..., mean_consensus_score: _Optional[float] = ...) -> None: ...
+    covered: TimeRange
+    decisions: int
+    proposals: int
+    consensus_proposals: int
+    def __init__(self, sources: _Optional[_Iterable[_Union[SourcePerformance, _Mapping]]] = ..., llm_win_rate: _Optional[float] = ..., fallbacks: _Optional[_Iterable[_Union[FallbackCount, _Mapping]]] = ..., cache_hit_rate: _Optional[float] = ..., mean_consensus_score: _Optional[float] = ..., covered: _Optional[_Union[TimeRange, _Mapping]] = ..., decisions: _Optional[int] = ..., proposals: _Optional[int] = ..., consensus_proposals: _Optional[int] = ...) -> None: ...
 
 class GetAffectedServicesRequest(_message.Message):
     __slots__ = ("range", "limit")
@@ -153,7 +177,9 @@ class ServiceCount(_message.Message):
     def __init__(self, service: _Optional[str] = ..., incidents: _Optional[int] = ...) -> None: ...
 
 class GetAffectedServicesResponse(_message.Message):
-    __slots__ = ("services",)
+    __slots__ = ("services", "covered")
     SERVICES_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedCompositeFieldContainer[ServiceCount]
-    def __init__(self, services: _Optional[_Iterable[_Union[ServiceCount, _Mapping]]] = ...) -> None: ...
+    covered: TimeRange
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceCount, _Mapping]]] = ..., covered: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...

@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class StatsServiceStub:
-    """Statistics about incidents and decisions (not implemented yet: every RPC
-    answers UNIMPLEMENTED).
+    """Statistics about incidents and decisions, maintained as the data is
+    written (per UTC hour and day), so every answer costs the same however
+    many incidents there are. Counts are exact; percentiles are within 1 %.
     """
 
     def __init__(self, channel):
@@ -59,8 +60,9 @@ class StatsServiceStub:
 
 
 class StatsServiceServicer:
-    """Statistics about incidents and decisions (not implemented yet: every RPC
-    answers UNIMPLEMENTED).
+    """Statistics about incidents and decisions, maintained as the data is
+    written (per UTC hour and day), so every answer costs the same however
+    many incidents there are. Counts are exact; percentiles are within 1 %.
     """
 
     def GetIncidentSummary(self, request, context):
@@ -123,8 +125,9 @@ def add_StatsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class StatsService:
-    """Statistics about incidents and decisions (not implemented yet: every RPC
-    answers UNIMPLEMENTED).
+    """Statistics about incidents and decisions, maintained as the data is
+    written (per UTC hour and day), so every answer costs the same however
+    many incidents there are. Counts are exact; percentiles are within 1 %.
     """
 
     @staticmethod
