@@ -184,7 +184,12 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         )
         .add_service(StatsServiceServer::new(StatsApi::new(stats)).max_decoding_message_size(max));
 
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // TCP_NODELAY on every accepted socket. tonic sets it only on listeners
+    // it binds itself; on a listener handed in (ours, bound early so the
+    // port is known) Nagle's algorithm stays on, and a response written in
+    // two segments then waits for the client's delayed ACK: 40 ms added to
+    // every RPC that awaits anything (BENCHMARKS.md, "before").
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let grace = config.shutdown_grace;
     let token = shutdown.clone();
     // Stops accepting and starts the graceful drain; cancelled only after
