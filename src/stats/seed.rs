@@ -61,6 +61,10 @@ pub struct SeedReport {
     /// Redis commands sent.
     pub commands: usize,
     pub elapsed: Duration,
+    /// Every resolution time written, in milliseconds, in creation order
+    /// (8 bytes per incident), so a benchmark can compare the sketch's
+    /// percentiles with the exact ones.
+    pub resolution_ms: Vec<i64>,
 }
 
 /// Incidents per chunk: generated, coalesced and written together.
@@ -71,8 +75,9 @@ const MAX_RESOLUTION_S: f64 = 3.0 * 86_400.0;
 const MIN_RESOLUTION_S: f64 = 30.0;
 
 /// Writes `spec.incidents` resolved incidents, in creation order, with
-/// their statistics. Resolution times are log-uniform between 30 s and
-/// 3 days; severities are P0 2 %, P1 8 %, P2 30 %, P3 40 %, P4 20 %;
+/// their statistics. Creation times are uniform over the span; resolution
+/// times log-uniform between 30 s and 3 days, cut short so every incident
+/// is resolved by `spec.end` (recent incidents resolve faster); severities are P0 2 %, P1 8 %, P2 30 %, P3 40 %, P4 20 %;
 /// decisions are proposed by the expert (50 %), an LLM (`llm:openai`,
 /// 35 %) or a consensus (15 %), then approved (80 %, of which 90 %
 /// succeed) or rejected.
@@ -86,15 +91,15 @@ pub async fn seed_resolved(store: &RedisStore, spec: &SeedSpec) -> Result<SeedRe
     let span_ms = i64::try_from(spec.span.as_millis())
         .unwrap_or(i64::MAX)
         .max(1);
-    let max_res_ms = (MAX_RESOLUTION_S * 1_000.0) as i64;
     let start = spec.end - chrono::Duration::milliseconds(span_ms);
     // Creation times in order, so a chunk covers a short stretch of time
     // and its increments coalesce well.
     let mut offsets: Vec<i64> = (0..spec.incidents)
-        .map(|_| (rng.unit() * span_ms.saturating_sub(max_res_ms).max(1) as f64) as i64)
+        .map(|_| (rng.unit() * span_ms as f64) as i64)
         .collect();
     offsets.sort_unstable();
     let mut commands = 0;
+    let mut resolution_ms = Vec::with_capacity(spec.incidents);
     for chunk in offsets.chunks(CHUNK) {
         let mut records = Vec::with_capacity(if spec.records { chunk.len() } else { 0 });
         let mut delta = StatDelta::none();
@@ -102,11 +107,20 @@ pub async fn seed_resolved(store: &RedisStore, spec: &SeedSpec) -> Result<SeedRe
             let created = start + chrono::Duration::milliseconds(*offset);
             let open = incident(&mut rng, &services, created);
             let mut resolved = open.clone();
-            let res_s = (MIN_RESOLUTION_S.ln()
-                + rng.unit() * (MAX_RESOLUTION_S.ln() - MIN_RESOLUTION_S.ln()))
-            .exp();
+            // Resolved a millisecond before the end at the latest.
+            let left_s = (span_ms - offset - 1).max(0) as f64 / 1_000.0;
+            let (lo, hi) = (
+                MIN_RESOLUTION_S.min(left_s / 2.0),
+                MAX_RESOLUTION_S.min(left_s),
+            );
+            let res_s = if lo > 0.0 {
+                (lo.ln() + rng.unit() * (hi.ln() - lo.ln())).exp()
+            } else {
+                0.0
+            };
             let resolved_at = created + chrono::Duration::milliseconds((res_s * 1_000.0) as i64);
             resolved.set_status(IncidentStatus::Resolved, resolved_at);
+            resolution_ms.push((resolved_at - created).num_milliseconds());
             delta.extend(record::incident(None, &open));
             delta.extend(decision_stats(&mut rng, &expert, &open));
             delta.extend(record::incident(Some(&open), &resolved));
@@ -120,6 +134,7 @@ pub async fn seed_resolved(store: &RedisStore, spec: &SeedSpec) -> Result<SeedRe
         incidents: spec.incidents,
         commands,
         elapsed: started.elapsed(),
+        resolution_ms,
     })
 }
 
