@@ -5,12 +5,15 @@
 //! (persistence) → `domain` (plain types, no I/O).
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod ingest;
 pub mod manager;
+pub mod middleware;
 pub mod proto;
 pub mod server;
 pub mod stats;

@@ -1,11 +1,14 @@
 //! Wiring: config in; store, engines and managers built; the gRPC services,
-//! health, reflection and gRPC-Web served on one port; graceful shutdown.
+//! health, reflection, gRPC-Web and the plain HTTP routes (the Alertmanager
+//! webhook) served on one port; graceful shutdown.
 
 use crate::api::{DecisionApi, IncidentApi, StatsApi};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::engine::ExpertEngine;
-use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, StatsManager};
+use crate::engine::{EngineSettings, Engines, ExpertEngine};
+use crate::ingest::{IngestSettings, Ingestor, Webhook};
+use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, StatsManager, Sweeper};
+
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -106,6 +110,24 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
         None => ExpertEngine::builtin(),
     });
+    let engine_settings = EngineSettings::from_config(&config);
+    match &engine_settings.llm {
+        Some(llm) => tracing::info!(
+            base_url = %llm.base_url,
+            model = %llm.model,
+            provider = %llm.provider,
+            api_key = if llm.api_key.is_some() { "set" } else { "none" },
+            "LLM configured: dual engine, consensus for P0/P1"
+        ),
+        None => {
+            tracing::info!("no LLM configured (--llm-base-url): the expert engine decides alone")
+        }
+    }
+    let engines = Arc::new(Engines::new(
+        &engine_settings,
+        expert.clone(),
+        store.clone(),
+    )?);
     let shutdown = CancellationToken::new();
     let incidents = Arc::new(IncidentManager::new(store.clone(), clock.clone()));
     let stats = Arc::new(StatsManager::new(
@@ -115,8 +137,10 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     ));
     let analyzer: Arc<dyn crate::engine::Analyzer> = match overrides.analyzer {
         Some(a) => a,
-        None => expert.clone(),
+        None => engines,
     };
+    // Read first: a missing token must stop the start, not surface later.
+    let webhook_token = config.ingest.webhook_token()?;
     let decisions = Arc::new(DecisionManager::new(
         store.clone(),
         expert.clone(),
@@ -129,6 +153,13 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
             history_len: Retention::default().history_len,
         },
         shutdown.clone(),
+    ));
+
+    let ingestor = Arc::new(Ingestor::new(
+        store.clone(),
+        decisions.clone(),
+        clock.clone(),
+        IngestSettings::from(&config.ingest),
     ));
 
     let hub = Hub::new(config.max_watchers);
@@ -144,6 +175,18 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         clock: clock.clone(),
         shutdown: shutdown.clone(),
     };
+    // Finishes decisions abandoned ANALYZING by a replica that died.
+    let sweeper = (!config.sweep_interval.is_zero()).then(|| {
+        tokio::spawn(
+            Sweeper::new(
+                decisions.clone(),
+                store.clone(),
+                clock.clone(),
+                config.sweep_interval,
+            )
+            .run(shutdown.clone()),
+        )
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
@@ -167,22 +210,37 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let max = config.max_message_bytes;
-    let router = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .concurrency_limit_per_connection(1024)
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_service(health_service)
+    let grpc = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            IncidentServiceServer::new(IncidentApi::new(incidents)).max_decoding_message_size(max),
+            IncidentServiceServer::new(IncidentApi::new(incidents, ingestor.clone()))
+                .max_decoding_message_size(max),
         )
         .add_service(
             DecisionServiceServer::new(DecisionApi::new(watch)).max_decoding_message_size(max),
         )
         .add_service(StatsServiceServer::new(StatsApi::new(stats)).max_decoding_message_size(max));
+    // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
+    // other HTTP/1.1 request, which would shut out the plain HTTP routes.
+    // CORS (when configured) answers browsers' preflights before gRPC-Web.
+    let grpc = tower::ServiceBuilder::new()
+        .option_layer(cors_layer(&config.cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(grpc);
+    // Plain HTTP routes first; everything else is gRPC (or gRPC-Web).
+    let app = crate::ingest::webhook::router(Webhook {
+        ingestor,
+        token: webhook_token,
+        max_bytes: config.ingest.max_webhook_bytes,
+    })
+    .fallback_service(grpc);
+    let router = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .concurrency_limit_per_connection(1024)
+        .add_routes(Routes::from(app));
 
     // TCP_NODELAY on every accepted socket. tonic sets it only on listeners
     // it binds itself; on a listener handed in (ours, bound early so the
@@ -222,6 +280,9 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         token.cancel();
         health_task.abort();
         let _ = feed_task.await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         tracing::info!("server stopped");
         result
     });
@@ -232,6 +293,40 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         shutdown,
         done,
     })
+}
+
+/// CORS for gRPC-Web callers on other origins, when configured: the
+/// headers gRPC-Web sends, and the gRPC status headers a browser may read.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let h = HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([http::Method::POST, http::Method::OPTIONS])
+            .allow_headers([
+                CONTENT_TYPE,
+                AUTHORIZATION,
+                h("x-grpc-web"),
+                h("x-user-agent"),
+                h("grpc-timeout"),
+            ])
+            .expose_headers([
+                h("grpc-status"),
+                h("grpc-message"),
+                h("grpc-status-details-bin"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 async fn set_health(health: &HealthReporter, serving: bool) {

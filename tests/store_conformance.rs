@@ -7,9 +7,10 @@ use chrono::{Duration, Utc};
 use common::RedisServer;
 use std::sync::Arc;
 use verdict::domain::{
-    Decision, DecisionMode, DecisionState, Incident, IncidentId, IncidentStatus, RequestId,
-    Severity,
+    Decision, DecisionMode, DecisionState, GroupKey, Incident, IncidentId, IncidentStatus, K8sName,
+    RequestId, Severity, Signature,
 };
+use verdict::engine::ExpertEngine;
 use verdict::stats::StatDelta;
 use verdict::store::redis::PoolConfig;
 use verdict::store::{Cas, Created, MemoryStore, RedisStore, Retention, Store};
@@ -245,6 +246,151 @@ async fn listing_pages_newest_first_with_ties(s: Arc<dyn Store>) {
     );
 }
 
+/// A decision whose analysis deadline is `secs` from now.
+fn analyzing(id: &IncidentId, secs: i64) -> Decision {
+    let now = Utc::now();
+    Decision::start(
+        id.clone(),
+        DecisionMode::Dual,
+        now,
+        Duration::hours(1),
+        now + Duration::seconds(secs),
+    )
+}
+
+async fn overdue_analyses_come_from_an_index_kept_with_the_state(s: Arc<dyn Store>) {
+    let mut ds = vec![];
+    for secs in [-5, -60, 3600, -30] {
+        let inc = incident(1_000);
+        s.create_incident(&inc, None, &none()).await.unwrap();
+        let d = analyzing(&inc.id, secs);
+        assert_eq!(
+            s.create_decision(None, &d, &none()).await.unwrap(),
+            Cas::Written
+        );
+        ds.push(d);
+    }
+    let now = Utc::now();
+    let tokens = |v: &[&Decision]| v.iter().map(|d| d.token.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        s.overdue_analyses(now, 10).await.unwrap(),
+        tokens(&[&ds[1], &ds[3], &ds[0]]),
+        "earliest deadline first; the one not yet due is left out"
+    );
+    assert_eq!(
+        s.overdue_analyses(now, 2).await.unwrap(),
+        tokens(&[&ds[1], &ds[3]])
+    );
+    assert_eq!(
+        s.overdue_analyses(now - Duration::seconds(40), 10)
+            .await
+            .unwrap(),
+        tokens(&[&ds[1]])
+    );
+
+    // Leaving ANALYZING leaves the index, in the same write.
+    let ready = ds[1].transition(DecisionState::Ready, 0, now).unwrap();
+    assert_eq!(
+        s.update_decision(1, &ready, &none()).await.unwrap(),
+        Cas::Written
+    );
+    // A lost compare-and-set changes nothing.
+    let late = ds[3].transition(DecisionState::Ready, 0, now).unwrap();
+    assert!(matches!(
+        s.update_decision(7, &late, &none()).await.unwrap(),
+        Cas::Conflict(_)
+    ));
+    assert_eq!(
+        s.overdue_analyses(now, 10).await.unwrap(),
+        tokens(&[&ds[3], &ds[0]])
+    );
+    s.forget_analysis(&ds[3].token).await.unwrap();
+    s.forget_analysis(&ds[3].token).await.unwrap();
+    assert_eq!(
+        s.overdue_analyses(now, 10).await.unwrap(),
+        tokens(&[&ds[0]])
+    );
+
+    // A decision that loses the creation race is never indexed.
+    let inc = incident(1_000);
+    s.create_incident(&inc, None, &none()).await.unwrap();
+    let first = analyzing(&inc.id, -1);
+    let loser = analyzing(&inc.id, -100);
+    s.create_decision(None, &first, &none()).await.unwrap();
+    assert!(matches!(
+        s.create_decision(None, &loser, &none()).await.unwrap(),
+        Cas::Conflict(_)
+    ));
+    assert!(
+        !s.overdue_analyses(now, 10)
+            .await
+            .unwrap()
+            .contains(&loser.token)
+    );
+}
+
+async fn proposals_are_cached_by_signature(s: Arc<dyn Store>) {
+    let mut a = incident(1_000);
+    a.affected_services = vec![K8sName::parse("checkout").unwrap()];
+    let mut b = a.clone();
+    b.severity = Severity::P1;
+    let (sa, sb) = (Signature::of(&a, "dual"), Signature::of(&b, "dual"));
+    let expert = ExpertEngine::builtin();
+    let p = expert.propose(&a);
+    let ttl = std::time::Duration::from_secs(60);
+    assert_eq!(s.cached_proposal(&sa).await.unwrap(), None);
+    s.cache_proposal(&sa, &p, ttl).await.unwrap();
+    assert_eq!(s.cached_proposal(&sa).await.unwrap(), Some(p.clone()));
+    assert_eq!(s.cached_proposal(&sb).await.unwrap(), None);
+    assert_eq!(
+        s.cached_proposal(&Signature::of(&a, "consensus"))
+            .await
+            .unwrap(),
+        None,
+        "scoped by engine"
+    );
+    let mut p2 = p.clone();
+    p2.reasoning = "newer".into();
+    s.cache_proposal(&sa, &p2, ttl).await.unwrap();
+    assert_eq!(s.cached_proposal(&sa).await.unwrap(), Some(p2));
+}
+
+async fn group_pointers_compare_and_set(s: Arc<dyn Store>) {
+    let g = GroupKey::of("namespace=shop,service=checkout");
+    let other = GroupKey::of("namespace=shop,service=cart");
+    let (a, b, c) = (
+        IncidentId::generate(),
+        IncidentId::generate(),
+        IncidentId::generate(),
+    );
+    assert_eq!(s.group_incident(&g).await.unwrap(), None);
+    assert_eq!(
+        s.set_group_incident(&g, None, &a).await.unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.set_group_incident(&g, None, &b).await.unwrap(),
+        Cas::Conflict(Some(a.clone())),
+        "a second claimer sees the first"
+    );
+    assert_eq!(
+        s.set_group_incident(&g, None, &a).await.unwrap(),
+        Cas::Written,
+        "pointing at what it already points at succeeds (a racer that opened the same incident)"
+    );
+    assert_eq!(
+        s.set_group_incident(&g, Some(&a), &b).await.unwrap(),
+        Cas::Written
+    );
+    assert_eq!(
+        s.set_group_incident(&g, Some(&a), &c).await.unwrap(),
+        Cas::Conflict(Some(b.clone())),
+        "a stale expectation never moves the pointer back"
+    );
+    assert_eq!(s.group_incident(&g).await.unwrap(), Some(b));
+    assert_eq!(s.group_incident(&other).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -263,4 +409,7 @@ conformance!(
     decision_updates_compare_and_set,
     history_is_newest_first_and_capped,
     listing_pages_newest_first_with_ties,
+    overdue_analyses_come_from_an_index_kept_with_the_state,
+    proposals_are_cached_by_signature,
+    group_pointers_compare_and_set,
 );

@@ -8,7 +8,7 @@ use common::{RedisServer, TestServer, config, create_incident, decide};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tonic::Code;
-use verdict::domain::{Incident, Proposal};
+use verdict::domain::{DecisionMode, Incident, Proposal};
 use verdict::engine::{Analyzer, ExpertEngine};
 use verdict::proto::{
     ApproveDecisionRequest, CompleteDecisionRequest, Decision, DecisionState,
@@ -21,7 +21,12 @@ struct Gated(Arc<Semaphore>);
 
 #[async_trait]
 impl Analyzer for Gated {
-    async fn analyze(&self, incident: &Incident) -> Proposal {
+    async fn analyze(
+        &self,
+        incident: &Incident,
+        _: DecisionMode,
+        _: tokio::time::Instant,
+    ) -> Proposal {
         if let Ok(permit) = self.0.acquire().await {
             permit.forget();
         }

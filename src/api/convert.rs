@@ -345,6 +345,28 @@ pub fn create_incident(
     ))
 }
 
+/// Parses an `IngestSignalsRequest`: at most
+/// [`crate::ingest::ingestor::MAX_SIGNALS`] signals, each valid.
+pub fn ingest_signals(req: &pb::IngestSignalsRequest) -> Result<Vec<Signal>, Violations> {
+    let mut v = Violations::new();
+    let max = crate::ingest::ingestor::MAX_SIGNALS;
+    if req.signals.len() > max {
+        v.add(
+            "signals",
+            format!("at most {max} signals (got {})", req.signals.len()),
+        );
+        return Err(v);
+    }
+    let signals = req
+        .signals
+        .iter()
+        .enumerate()
+        .map(|(i, s)| signal_from(&mut v, &format!("signals[{i}]"), s))
+        .collect();
+    v.into_result()?;
+    Ok(signals)
+}
+
 pub fn incident_to(i: &Incident) -> pb::Incident {
     pb::Incident {
         id: i.id.to_string(),

@@ -1,9 +1,9 @@
 //! `verdict.v1.IncidentService`.
 
 use super::convert;
-use super::status::unimplemented;
 use crate::domain::Violations;
 use crate::domain::incident::limits;
+use crate::ingest::Ingestor;
 use crate::manager::IncidentManager;
 use crate::proto as pb;
 use crate::proto::incident_service_server::IncidentService;
@@ -12,11 +12,15 @@ use tonic::{Request, Response, Status};
 
 pub struct IncidentApi {
     incidents: Arc<IncidentManager>,
+    ingestor: Arc<Ingestor>,
 }
 
 impl IncidentApi {
-    pub fn new(incidents: Arc<IncidentManager>) -> Self {
-        IncidentApi { incidents }
+    pub fn new(incidents: Arc<IncidentManager>, ingestor: Arc<Ingestor>) -> Self {
+        IncidentApi {
+            incidents,
+            ingestor,
+        }
     }
 }
 
@@ -36,11 +40,18 @@ impl IncidentService for IncidentApi {
 
     async fn ingest_signals(
         &self,
-        _req: Request<pb::IngestSignalsRequest>,
+        req: Request<pb::IngestSignalsRequest>,
     ) -> Result<Response<pb::IngestSignalsResponse>, Status> {
-        Err(unimplemented(
-            "IncidentService.IngestSignals (alert ingestion)",
-        ))
+        let signals =
+            convert::ingest_signals(req.get_ref()).map_err(crate::manager::ManagerError::from)?;
+        let report = self.ingestor.ingest(signals).await?;
+        Ok(Response::new(pb::IngestSignalsResponse {
+            incidents: report
+                .incidents
+                .iter()
+                .map(|t| convert::incident_to(&t.incident))
+                .collect(),
+        }))
     }
 
     async fn get_incident(

@@ -42,6 +42,22 @@ impl From<ManagerError> for Status {
     }
 }
 
+/// The HTTP status of an error, for the plain HTTP routes (the Alertmanager
+/// webhook), chosen to match the gRPC code above. Alertmanager retries 5xx
+/// answers, so everything a retry can cure is a 5xx.
+pub fn http_status(e: &ManagerError) -> u16 {
+    match e {
+        ManagerError::Invalid(_) => 400,
+        ManagerError::NotFound(_) => 404,
+        ManagerError::AlreadyExists(_) | ManagerError::Transition(_) => 409,
+        ManagerError::ResourceExhausted(_) => 429,
+        ManagerError::Contended(_)
+        | ManagerError::ShuttingDown
+        | ManagerError::Store(StoreError::Unavailable(_)) => 503,
+        ManagerError::Store(_) => 500,
+    }
+}
+
 /// The answer of RPCs whose issue has not landed yet.
 pub fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!(

@@ -45,7 +45,7 @@ fn render_status(status: &tonic::Status) -> String {
 
 /// The canonical upper-case name of a gRPC code, as grpcurl and the gRPC
 /// docs spell it (tonic's `Display` gives a prose description instead).
-fn code_name(code: Code) -> &'static str {
+pub(crate) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

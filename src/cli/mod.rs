@@ -10,10 +10,11 @@
 mod decision;
 mod error;
 mod incident;
-mod output;
+pub(crate) mod output;
 mod stats;
 mod watch;
 
+pub(crate) use error::code_name;
 pub use error::report;
 
 use anyhow::Context;
@@ -90,34 +91,42 @@ pub enum ClientCommand {
     /// Follow a decision (or all decisions) live, one line per change;
     /// reconnects and resumes after a dropped connection.
     Watch(watch::WatchArgs),
+    /// Load-test a server: requests/s, latency percentiles and errors per
+    /// scenario, each throughput also as a ratio to Health/Check measured
+    /// in the same run (see BENCHMARKS.md).
+    ///
+    /// Loads --target (default --addr), or a server started in-process with
+    /// --spawn. Setup data is created by the tool; with --redis-url bulk
+    /// data is seeded straight into that Redis, so use a throwaway one.
+    Bench(Box<crate::bench::BenchArgs>),
     /// Statistics: incident summary, resolution times, AI performance,
     /// affected services (default range: the last 24 hours).
     ///
     /// Example: verdict stats resolution --since 7d
     #[command(subcommand)]
     Stats(stats::StatsCommand),
-    // Reserved: `bench` (a load generator measuring the SPEC's throughput
-    // and latency targets) is added here as a variant once it lands.
 }
 
 /// Runs one client subcommand to completion, printing its result on stdout.
 pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<()> {
-    let channel = connect(&global.addr).await?;
+    let addr = &global.addr;
     match command {
-        ClientCommand::Incident(cmd) => incident::run(channel, global, cmd).await,
-        ClientCommand::Decide(args) => decision::decide(channel, global, args).await,
-        ClientCommand::Decision(cmd) => decision::run(channel, global, cmd).await,
-        ClientCommand::Stats(cmd) => stats::run(channel, global, cmd).await,
-        ClientCommand::Watch(args) => {
-            drop(channel);
-            watch::run(global, args).await
-        }
+        ClientCommand::Incident(cmd) => incident::run(connect(addr).await?, global, cmd).await,
+        ClientCommand::Decide(args) => decision::decide(connect(addr).await?, global, args).await,
+        ClientCommand::Decision(cmd) => decision::run(connect(addr).await?, global, cmd).await,
+        // `bench` opens its own connections (several, or to a server it
+        // spawns), so it gets the address rather than a channel.
+        ClientCommand::Bench(args) => crate::bench::main(addr, global.json, *args).await,
+        // `watch` reconnects by itself after a dropped connection.
+        ClientCommand::Watch(args) => watch::run(global, args).await,
+        ClientCommand::Stats(cmd) => stats::run(connect(addr).await?, global, cmd).await,
     }
 }
 
 /// Opens a channel to the server, eagerly, so an unreachable address fails
-/// here with one clear line rather than inside the first RPC.
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
+/// here with one clear line rather than inside the first RPC. Each call
+/// opens its own HTTP/2 connection.
+pub(crate) async fn connect(addr: &str) -> anyhow::Result<Channel> {
     // Accept `host:port` as well as a full URL.
     let url = if addr.contains("://") {
         addr.to_owned()

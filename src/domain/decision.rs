@@ -4,6 +4,7 @@
 //! compare-and-set on `version`, they do not know which moves are legal.
 
 use super::ids::{IncidentId, Token};
+use super::incident::Severity;
 use super::proposal::Proposal;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,19 @@ pub enum DecisionMode {
     Consensus,
 }
 
+impl DecisionMode {
+    /// The engine a mode means for an incident of `severity`: AUTO is
+    /// consensus for P0/P1 and dual otherwise; DUAL and CONSENSUS are
+    /// themselves. A decision records the resolved mode: the one used.
+    pub fn resolve(self, severity: Severity) -> DecisionMode {
+        match self {
+            DecisionMode::Auto if severity.is_critical() => DecisionMode::Consensus,
+            DecisionMode::Auto => DecisionMode::Dual,
+            other => other,
+        }
+    }
+}
+
 /// A refused transition.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum TransitionError {
@@ -94,19 +108,25 @@ pub struct Decision {
     pub mode: DecisionMode,
     pub proposal: Option<Proposal>,
     pub version: u64,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub updated_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub expires_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub analysis_deadline: DateTime<Utc>,
     #[serde(default)]
     pub error: String,
     #[serde(default)]
     pub decided_by: String,
+    #[serde(default, deserialize_with = "super::timestamp::option")]
     pub decided_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub reason: String,
     #[serde(default)]
     pub output: String,
+    #[serde(default, deserialize_with = "super::timestamp::option")]
     pub completed_at: Option<DateTime<Utc>>,
     /// The incident's severity when the token was issued (for watch filters).
     #[serde(default)]
@@ -253,6 +273,16 @@ mod tests {
             r.transition(Completed, 0, now),
             Err(TransitionError::NotAllowed { .. })
         ));
+    }
+
+    #[test]
+    fn auto_resolves_by_severity() {
+        use DecisionMode::*;
+        assert_eq!(Auto.resolve(Severity::P0), Consensus);
+        assert_eq!(Auto.resolve(Severity::P1), Consensus);
+        assert_eq!(Auto.resolve(Severity::P2), Dual);
+        assert_eq!(Dual.resolve(Severity::P0), Dual);
+        assert_eq!(Consensus.resolve(Severity::P4), Consensus);
     }
 
     #[test]

@@ -114,8 +114,11 @@ pub struct Incident {
     pub affected_services: Vec<K8sName>,
     /// Explicit namespace, if the creator gave one.
     pub namespace: Option<K8sName>,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub updated_at: DateTime<Utc>,
+    #[serde(default, deserialize_with = "super::timestamp::option")]
     pub resolved_at: Option<DateTime<Utc>>,
     /// Increments on every change; the compare-and-set key.
     pub version: u64,

@@ -4,15 +4,20 @@
 //! one of these types at the boundary or is rejected there with a field path.
 
 pub mod decision;
+pub mod group;
 pub mod ids;
 pub mod incident;
 pub mod proposal;
+pub mod signature;
+pub mod timestamp;
 pub mod validation;
 
 pub use decision::{Decision, DecisionMode, DecisionState, TransitionError};
+pub use group::GroupKey;
 pub use ids::{IncidentId, K8sName, RequestId, Token};
 pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};
 pub use proposal::{
     CommandVerb, FallbackReason, Proposal, ProposalSource, RemediationCommand, RiskLevel,
 };
+pub use signature::Signature;
 pub use validation::{FieldViolation, Violations};

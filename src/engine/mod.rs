@@ -1,26 +1,105 @@
 //! The engines that turn an incident into a remediation proposal.
 //!
-//! In this version the expert engine decides alone; the LLM client, the dual
-//! engine and the consensus engine plug in behind [`Analyzer`].
+//! The expert engine (`expert.rs`) always answers. With an LLM configured,
+//! the dual engine (`dual.rs`) asks it too and the consensus engine
+//! (`consensus.rs`) lets several LLM personas and the expert vote; model
+//! output only becomes a proposal through the safety policy (`policy.rs`).
+//! [`Engines`] picks the engine by the decision's mode; the decision
+//! manager calls it through [`Analyzer`] under the decision's deadline.
 
+pub mod cache;
+pub mod consensus;
+pub mod dual;
+pub mod error;
 pub mod expert;
+pub mod llm;
+pub mod policy;
+pub mod settings;
 
-use crate::domain::{Incident, Proposal};
+use crate::domain::{DecisionMode, Incident, Proposal};
+use crate::store::Store;
 use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::time::Instant;
 
+pub use consensus::{ConsensusEngine, ConsensusSettings, Persona};
+pub use dual::DualEngine;
+pub use error::EngineError;
 pub use expert::{ExpertEngine, RulesError};
+pub use policy::Policy;
+pub use settings::EngineSettings;
 
-/// Produces a proposal for an incident. Implementations may be slow (an LLM)
-/// and are always called under a deadline by the decision manager, which
-/// falls back to the expert engine when the deadline passes.
+/// Produces a proposal for an incident. Implementations may be slow (an
+/// LLM); the decision manager calls them under `deadline` and uses the
+/// expert proposal if they have not answered by then, so an implementation
+/// should answer by `deadline` itself when it can do better than that (the
+/// consensus engine tallies the votes it has).
 #[async_trait]
 pub trait Analyzer: Send + Sync + 'static {
-    async fn analyze(&self, incident: &Incident) -> Proposal;
+    /// `mode` is already resolved: `Dual` or `Consensus`, never `Auto`.
+    async fn analyze(&self, incident: &Incident, mode: DecisionMode, deadline: Instant)
+    -> Proposal;
 }
 
 #[async_trait]
 impl Analyzer for ExpertEngine {
-    async fn analyze(&self, incident: &Incident) -> Proposal {
+    async fn analyze(&self, incident: &Incident, _: DecisionMode, _: Instant) -> Proposal {
         self.propose(incident)
+    }
+}
+
+/// The dual and consensus engines over one LLM client (one set of layers:
+/// one concurrency limit, one retry budget, one circuit breaker).
+pub struct Engines {
+    dual: DualEngine,
+    consensus: ConsensusEngine,
+}
+
+impl Engines {
+    /// Builds the engines. Without `settings.llm` both answer with the
+    /// expert proposal (`NotConfigured`).
+    pub fn new(
+        settings: &EngineSettings,
+        expert: Arc<ExpertEngine>,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, EngineError> {
+        let policy = settings.policy();
+        let llm = match &settings.llm {
+            Some(s) => Some(llm::LlmProposer::new(llm::LlmClient::new(s)?, policy)),
+            None => None,
+        };
+        Ok(Self::with_llm(settings, expert, store, llm))
+    }
+
+    /// Builds the engines over a given LLM proposer (tests and benchmarks
+    /// pass one with a scripted transport).
+    pub fn with_llm(
+        settings: &EngineSettings,
+        expert: Arc<ExpertEngine>,
+        store: Arc<dyn Store>,
+        llm: Option<llm::LlmProposer>,
+    ) -> Self {
+        let cache = llm
+            .as_ref()
+            .and_then(|_| cache::ProposalCache::new(store, settings.cache_ttl, settings.policy()));
+        Engines {
+            dual: DualEngine::new(Arc::clone(&expert), llm.clone(), cache.clone()),
+            consensus: ConsensusEngine::new(expert, llm, cache, settings.consensus.clone()),
+        }
+    }
+}
+
+#[async_trait]
+impl Analyzer for Engines {
+    async fn analyze(
+        &self,
+        incident: &Incident,
+        mode: DecisionMode,
+        deadline: Instant,
+    ) -> Proposal {
+        match mode.resolve(incident.severity) {
+            DecisionMode::Consensus => self.consensus.analyze(incident, deadline).await,
+            DecisionMode::Dual | DecisionMode::Auto => self.dual.analyze(incident, deadline).await,
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! expert engine answers when time is up.
 
 use super::ManagerError;
+use super::sweeper::abandoned;
 use crate::clock::Clock;
 use crate::domain::{
     Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Token,
@@ -27,6 +28,13 @@ const CAS_ATTEMPTS: usize = 8;
 /// How often a caller waiting on an analysis owned by another replica
 /// re-reads the decision. Local analyses wake waiters at once.
 const JOIN_POLL: Duration = Duration::from_millis(20);
+/// Time kept back from a call's deadline to write READY and answer: a tenth
+/// of the timeout, at most 20 ms (measured: a burst of 100 simultaneous
+/// deadlines on a loaded 2-core machine needs about that).
+fn finish_reserve(timeout: Duration) -> Duration {
+    (timeout / 10).min(Duration::from_millis(20))
+}
+
 /// The longest analysis timeout a caller may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -151,6 +159,12 @@ impl DecisionManager {
         if let Some(cd) = call_deadline {
             deadline = deadline.min(cd);
         }
+        // Stop analysing a little early: writing READY and answering must
+        // also fit before the caller's deadline, even when many deadlines
+        // fall at once.
+        let deadline = deadline
+            .checked_sub(finish_reserve(timeout))
+            .unwrap_or(deadline);
         for _ in 0..CAS_ATTEMPTS {
             let (incident, current) = self.store.incident_and_current(incident_id).await?;
             let incident = incident
@@ -160,7 +174,7 @@ impl DecisionManager {
                 match self.reuse(d, &incident, now) {
                     Reuse::Return => return Ok((d.clone(), false)),
                     Reuse::Join => {
-                        if now >= d.analysis_deadline {
+                        if abandoned(d, now) {
                             // Its replica died or stalled: finish it here.
                             let d = self
                                 .finish_with_expert(d.clone(), &incident, FallbackReason::Recovered)
@@ -181,6 +195,8 @@ impl DecisionManager {
                 now + chrono::Duration::from_std(remaining).unwrap_or(chrono::Duration::zero());
             let ttl = chrono::Duration::from_std(self.settings.token_ttl)
                 .unwrap_or(chrono::Duration::hours(1));
+            // The decision records the engine actually used.
+            let mode = mode.resolve(incident.severity);
             let mut fresh = Decision::start(incident_id.clone(), mode, now, ttl, analysis_deadline);
             fresh.severity = Some(incident.severity);
             match self
@@ -228,9 +244,8 @@ impl DecisionManager {
         deadline: Instant,
     ) -> Result<Decision, ManagerError> {
         let started = Instant::now();
-        let mut proposal = match tokio::time::timeout_at(deadline, self.analyzer.analyze(&incident))
-            .await
-        {
+        let analysis = self.analyzer.analyze(&incident, d.mode, deadline);
+        let mut proposal = match tokio::time::timeout_at(deadline, analysis).await {
             Ok(p) => p,
             Err(_) => {
                 tracing::warn!(token = %d.token, "analysis deadline reached; using the expert proposal");
@@ -293,8 +308,8 @@ impl DecisionManager {
                 return Ok(d);
             }
             let now = self.clock.now();
-            if Instant::now() >= deadline || now >= d.analysis_deadline {
-                let reason = if now >= d.analysis_deadline {
+            if Instant::now() >= deadline || abandoned(&d, now) {
+                let reason = if abandoned(&d, now) {
                     FallbackReason::Recovered
                 } else {
                     FallbackReason::Timeout
@@ -319,7 +334,7 @@ impl DecisionManager {
     /// finished on read with the expert proposal, so the UI never locks.
     pub async fn get(&self, token: &Token) -> Result<Decision, ManagerError> {
         let d = self.load(token).await?;
-        if d.state == DecisionState::Analyzing && self.clock.now() >= d.analysis_deadline {
+        if abandoned(&d, self.clock.now()) {
             let incident = self
                 .store
                 .get_incident(&d.incident_id)

@@ -6,8 +6,10 @@ pub mod decisions;
 pub mod error;
 pub mod incidents;
 pub mod stats;
+pub mod sweeper;
 
 pub use decisions::{DecisionManager, DecisionSettings, ExecutorKind};
 pub use error::ManagerError;
 pub use incidents::{IncidentFilter, IncidentManager, NewIncident};
 pub use stats::StatsManager;
+pub use sweeper::Sweeper;

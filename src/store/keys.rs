@@ -15,6 +15,9 @@
 //! | `verdict:incidents`              | zset   | incident ids scored by creation ms      |
 //! | `verdict:req:REQUEST-ID`         | string | incident id created by that request (24 h) |
 //! | `verdict:changes`                | stream | every decision change (`d` = JSON), capped |
+//! | `verdict:analyzing`              | zset   | tokens of ANALYZING decisions scored by analysis deadline (ms) |
+//! | `verdict:cache:SHA1`             | string | cached proposal JSON with its full signature (cache TTL) |
+//! | `verdict:group:{GROUP}`          | string | the incident an alert group last opened (no TTL) |
 //! | `verdict:stats:{B}:inc`          | hash   | incident counters of bucket B (see below) |
 //! | `verdict:stats:{B}:dec`          | hash   | decision counters of bucket B           |
 //! | `verdict:stats:{B}:svc`          | zset   | services by incidents created in B      |
@@ -36,7 +39,7 @@
 //! Sketch strings are arrays of big-endian u32 counters, one per bin of
 //! `stats::sketch::Mapping` (Redis `BITFIELD … INCRBY u32 #i`).
 
-use crate::domain::{IncidentId, RequestId, Token};
+use crate::domain::{GroupKey, IncidentId, RequestId, Signature, Token};
 use crate::stats::{Bucket, Series};
 
 pub fn incident(id: &IncidentId) -> String {
@@ -72,6 +75,23 @@ pub fn request(id: &RequestId) -> String {
 
 /// Every decision change, appended by the same script that makes it.
 pub const CHANGES: &str = "verdict:changes";
+/// Tokens of decisions in ANALYZING, scored by analysis deadline (ms):
+/// added by `create_decision.lua`, removed by `update_decision.lua` when a decision
+/// leaves ANALYZING, read by the recovery sweep with `ZRANGEBYSCORE`.
+pub const ANALYZING_INDEX: &str = "verdict:analyzing";
+
+/// A cached proposal, by the SHA-1 of its incident signature.
+pub fn proposal_cache(signature: &Signature) -> String {
+    format!("verdict:cache:{}", signature.digest())
+}
+
+/// An alert group's pointer to the incident it last opened. `GROUP` is the
+/// SHA-1 of the grouping labels, as a hash tag of its own: the pointer is
+/// only ever read or compare-and-set alone, never in a script with the
+/// incident's keys (which live in the incident's slot).
+pub fn group(g: &GroupKey) -> String {
+    format!("verdict:group:{{{g}}}")
+}
 
 /// A statistics series of one bucket.
 pub fn stats(bucket: Bucket, series: &Series) -> String {

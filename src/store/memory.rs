@@ -3,13 +3,21 @@
 //! history, newest-first listing), nothing persisted.
 
 use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
-use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use crate::domain::{
+    Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
+};
 use crate::stats::{Action, Bucket, Series, StatDelta, StatsQuery, StatsRead, Target};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use lru::LruCache;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// Cached proposals kept at most (least recently used go first).
+const CACHE_ENTRIES: usize = 10_000;
 
 #[derive(Default)]
 struct Inner {
@@ -23,7 +31,36 @@ struct Inner {
     versions: HashMap<Token, Vec<Decision>>,
     current: HashMap<IncidentId, Token>,
     history: HashMap<IncidentId, VecDeque<Token>>,
+    /// The ANALYZING index: (analysis deadline ms, token), and each
+    /// token's deadline for removal.
+    analyzing: BTreeSet<(i64, Token)>,
+    analyzing_at: HashMap<Token, i64>,
+    /// Alert group → the incident it last opened.
+    groups: HashMap<GroupKey, IncidentId>,
     stats: Stats,
+}
+
+impl Inner {
+    fn index_analysis(&mut self, d: &Decision) {
+        if d.state == DecisionState::Analyzing {
+            let ms = d.analysis_deadline.timestamp_millis();
+            self.analyzing.insert((ms, d.token.clone()));
+            self.analyzing_at.insert(d.token.clone(), ms);
+        }
+    }
+
+    fn unindex_analysis(&mut self, token: &Token) {
+        if let Some(ms) = self.analyzing_at.remove(token) {
+            self.analyzing.remove(&(ms, token.clone()));
+        }
+    }
+}
+
+/// A cached proposal and when it goes stale.
+struct CacheEntry {
+    signature: String,
+    proposal: Proposal,
+    until: Instant,
 }
 
 /// Statistics, with Redis' semantics: bucket series that expire at a fixed
@@ -120,6 +157,8 @@ pub struct MemoryStore {
     /// lock, so changes arrive in the order they were made.
     sinks: Arc<Mutex<Vec<(u64, ChangeSink)>>>,
     next_sink: std::sync::atomic::AtomicU64,
+    /// Separate from `inner`: the cache is independent of the records.
+    cache: Mutex<LruCache<String, CacheEntry>>,
 }
 
 impl MemoryStore {
@@ -129,6 +168,9 @@ impl MemoryStore {
             retention,
             sinks: Arc::new(Mutex::new(Vec::new())),
             next_sink: std::sync::atomic::AtomicU64::new(0),
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+            )),
         }
     }
 
@@ -149,6 +191,12 @@ impl MemoryStore {
         // Every mutation below is completed before the guard drops, so a
         // poisoned lock still guards consistent data.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<String, CacheEntry>> {
+        // Each cache operation is one call on the map, so a poisoned lock
+        // still guards a consistent map.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -269,6 +317,7 @@ impl Store for MemoryStore {
         self.changed(&mut g, decision);
         g.stats.apply(stats, self.retention.stats);
         g.current.insert(id.clone(), decision.token.clone());
+        g.index_analysis(decision);
         let cap = self.retention.history_len;
         let h = g.history.entry(id.clone()).or_default();
         h.push_front(decision.token.clone());
@@ -278,6 +327,7 @@ impl Store for MemoryStore {
         for t in dropped {
             g.decisions.remove(&t);
             g.versions.remove(&t);
+            g.unindex_analysis(&t);
         }
         Ok(Cas::Written)
     }
@@ -293,6 +343,9 @@ impl Store for MemoryStore {
             Some(cur) if cur.version == expected_version => {
                 g.decisions.insert(decision.token.clone(), decision.clone());
                 self.changed(&mut g, decision);
+                if decision.state != DecisionState::Analyzing {
+                    g.unindex_analysis(&decision.token);
+                }
                 g.stats.apply(stats, self.retention.stats);
                 Ok(Cas::Written)
             }
@@ -354,6 +407,82 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn overdue_analyses(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let before = before.timestamp_millis();
+        Ok(self
+            .lock()
+            .analyzing
+            .iter()
+            .take_while(|(ms, _)| *ms <= before)
+            .take(limit)
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
+    async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError> {
+        self.lock().unindex_analysis(token);
+        Ok(())
+    }
+
+    async fn cached_proposal(&self, signature: &Signature) -> Result<Option<Proposal>, StoreError> {
+        let mut cache = self.cache();
+        let fresh = match cache.get(signature.digest()) {
+            None => return Ok(None),
+            Some(e) => e.until > Instant::now(),
+        };
+        if !fresh {
+            cache.pop(signature.digest());
+            return Ok(None);
+        }
+        Ok(cache
+            .get(signature.digest())
+            .filter(|e| e.signature == signature.as_str())
+            .map(|e| e.proposal.clone()))
+    }
+
+    async fn cache_proposal(
+        &self,
+        signature: &Signature,
+        proposal: &Proposal,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.cache().put(
+            signature.digest().to_owned(),
+            CacheEntry {
+                signature: signature.as_str().to_owned(),
+                proposal: proposal.clone(),
+                // A TTL too large to add is "for ever" (a year).
+                until: Instant::now().checked_add(ttl).unwrap_or_else(|| {
+                    Instant::now() + std::time::Duration::from_secs(365 * 86_400)
+                }),
+            },
+        );
+        Ok(())
+    }
+
+    async fn group_incident(&self, group: &GroupKey) -> Result<Option<IncidentId>, StoreError> {
+        Ok(self.lock().groups.get(group).cloned())
+    }
+
+    async fn set_group_incident(
+        &self,
+        group: &GroupKey,
+        expected: Option<&IncidentId>,
+        incident: &IncidentId,
+    ) -> Result<Cas<IncidentId>, StoreError> {
+        let mut g = self.lock();
+        let current = g.groups.get(group);
+        if current == Some(incident) || current == expected {
+            g.groups.insert(group.clone(), incident.clone());
+            return Ok(Cas::Written);
+        }
+        Ok(Cas::Conflict(current.cloned()))
+    }
+
     async fn read_stats(&self, query: &StatsQuery) -> Result<StatsRead, StoreError> {
         let g = self.lock();
         let now = chrono::Utc::now().timestamp();
@@ -399,5 +528,51 @@ impl Store for MemoryStore {
             .map(|(s, n)| (s.to_owned(), u64::try_from(n).unwrap_or(0)))
             .collect();
         Ok(crate::stats::report::rank(all, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{IncidentId, IncidentStatus, Severity};
+    use crate::engine::ExpertEngine;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn cached_proposals_expire_after_their_ttl() {
+        let now = chrono::Utc::now();
+        let incident = Incident {
+            id: IncidentId::generate(),
+            title: "t".into(),
+            severity: Severity::P2,
+            status: IncidentStatus::Open,
+            signals: vec![],
+            affected_services: vec![],
+            namespace: None,
+            created_at: now,
+            updated_at: now,
+            resolved_at: None,
+            version: 1,
+            status_actor: String::new(),
+            status_note: String::new(),
+        };
+        let sig = Signature::of(&incident, "dual");
+        let p = ExpertEngine::builtin().propose(&incident);
+        let s = MemoryStore::new(Retention::default());
+        s.cache_proposal(&sig, &p, Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(s.cached_proposal(&sig).await.unwrap(), Some(p));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(s.cached_proposal(&sig).await.unwrap(), None);
+        s.cache_proposal(
+            &sig,
+            &ExpertEngine::builtin().propose(&incident),
+            Duration::MAX,
+        )
+        .await
+        .unwrap();
+        assert!(s.cached_proposal(&sig).await.unwrap().is_some());
     }
 }

@@ -15,9 +15,12 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 
-use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use crate::domain::{
+    Decision, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
+};
 use crate::stats::{Bucket, StatDelta, StatsQuery, StatsRead};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use thiserror::Error;
@@ -161,6 +164,38 @@ pub trait Store: Send + Sync + 'static {
         sink: ChangeSink,
         shutdown: CancellationToken,
     ) -> Result<BoxFuture<'static, ()>, StoreError>;
+    // ---- analysis recovery ------------------------------------------------
+    //
+    // Every decision created ANALYZING is entered in an index scored by its
+    // analysis deadline, in the same atomic write that creates it, and
+    // leaves the index in the same write that moves it out of ANALYZING. A
+    // replica that died mid-analysis thus leaves an index entry behind that
+    // any other replica finds without scanning.
+
+    /// Tokens of decisions still ANALYZING whose analysis deadline is at or
+    /// before `before`, earliest deadline first, at most `limit`.
+    async fn overdue_analyses(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError>;
+
+    /// Removes a token from the ANALYZING index (for an entry whose
+    /// decision record no longer exists).
+    async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError>;
+
+    // ---- proposal cache ---------------------------------------------------
+
+    /// The proposal cached for `signature`, if one is stored and fresh.
+    async fn cached_proposal(&self, signature: &Signature) -> Result<Option<Proposal>, StoreError>;
+
+    /// Caches `proposal` for `signature` for `ttl`, replacing any other.
+    async fn cache_proposal(
+        &self,
+        signature: &Signature,
+        proposal: &Proposal,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError>;
 
     // ---- statistics ------------------------------------------------------
 
@@ -177,6 +212,31 @@ pub trait Store: Send + Sync + 'static {
         buckets: &[Bucket],
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// The incident a group of alerts last opened (one key lookup), if any.
+    /// The pointer only moves forward along the group's chain of incidents
+    /// (see [`GroupKey::incident_id_after`]); it is kept as long as the
+    /// incidents are.
+    async fn group_incident(&self, group: &GroupKey) -> Result<Option<IncidentId>, StoreError>;
+
+    /// Points `group` at `incident` if it still points at `expected` (none:
+    /// at nothing), or already points at `incident` (so two replicas that
+    /// opened the same incident both succeed). Otherwise returns where it
+    /// points now.
+    async fn set_group_incident(
+        &self,
+        group: &GroupKey,
+        expected: Option<&IncidentId>,
+        incident: &IncidentId,
+    ) -> Result<Cas<IncidentId>, StoreError>;
+}
+
+/// A proposal as cached: with the full signature it was stored under, so a
+/// digest collision reads as a miss.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CachedProposal {
+    pub signature: String,
+    pub proposal: Proposal,
 }
 
 /// How long records are kept, shared by both stores.

@@ -2,20 +2,30 @@
 //! every read-modify-write (invoked by SHA, loaded once per server), and the
 //! key layout from [`super::keys`].
 //!
-//! Connections are checked out per call and never held across slow work.
+//! Connections are multiplexed: a call checks one out of the pool only to
+//! clone its handle, so every call in flight shares a few sockets and Redis
+//! receives their commands pipelined. Nothing holds a connection across
+//! slow work.
 
 use super::keys;
-use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError, decode, encode};
-use crate::domain::{Decision, Incident, IncidentId, RequestId, Token};
+use super::{
+    CachedProposal, Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError, decode,
+    encode,
+};
+use crate::domain::{
+    Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
+};
 use crate::stats::{Action, Bucket, Shape, StatDelta, StatsQuery, StatsRead, Target};
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
 use futures::future::BoxFuture;
 use lru::LruCache;
 use redis::aio::MultiplexedConnection;
-use redis::{RedisError, Script, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{IntoConnectionInfo, RedisError, Script, Value};
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -27,10 +37,11 @@ const FEED_BATCH: usize = 512;
 /// A pooled connection that remembers whether it failed at the transport
 /// level, so the pool drops it instead of handing it out again. (bb8-redis
 /// never reports a connection broken, and pinging on every checkout would
-/// double the round trips of every request.)
+/// double the round trips of every request.) The flag is shared with the
+/// handles calls run on, because those outlive their checkout.
 pub struct Conn {
     inner: MultiplexedConnection,
-    broken: bool,
+    broken: Arc<AtomicBool>,
 }
 
 /// bb8 manager: connects through bb8-redis, tracks broken connections.
@@ -43,7 +54,7 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<Conn, RedisError> {
         Ok(Conn {
             inner: self.0.connect().await?,
-            broken: false,
+            broken: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -52,7 +63,7 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken
+        conn.broken.load(Ordering::Relaxed)
     }
 }
 
@@ -63,6 +74,7 @@ struct Scripts {
     incident_and_current: Script,
     list_decisions: Script,
     create_incident: Script,
+    set_group: Script,
     top_services: Script,
 }
 
@@ -102,7 +114,13 @@ impl RedisStore {
     /// Builds the pool without connecting: the server starts (NOT_SERVING)
     /// even while Redis is down, and connects when it comes up.
     pub fn new(url: &str, pool: PoolConfig, retention: Retention) -> Result<Self, StoreError> {
-        let manager = RedisConnectionManager::new(url)
+        // TCP_NODELAY: redis-rs leaves Nagle's algorithm on by default, which
+        // can hold a small command back until the previous reply's ACK.
+        let info = url
+            .into_connection_info()
+            .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
+        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let manager = RedisConnectionManager::new(info)
             .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Backend(format!("invalid Redis URL: {e}")))?;
@@ -120,6 +138,7 @@ impl RedisStore {
                 create_decision: with_stats!("create_decision.lua"),
                 incident_and_current: Script::new(include_str!("lua/incident_and_current.lua")),
                 list_decisions: Script::new(include_str!("lua/list_decisions.lua")),
+                set_group: Script::new(include_str!("lua/set_group.lua")),
                 create_incident: with_stats!("create_incident.lua"),
                 top_services: Script::new(include_str!("lua/top_services.lua")),
             },
@@ -128,13 +147,32 @@ impl RedisStore {
         })
     }
 
-    async fn conn(&self) -> Result<bb8::PooledConnection<'_, Manager>, StoreError> {
-        self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
-            bb8::RunError::TimedOut => {
-                StoreError::Unavailable("no Redis connection became available in time".into())
+    /// A handle on a healthy pooled connection and its broken flag.
+    ///
+    /// The pooled connection goes back to the pool as soon as its handle is
+    /// cloned (an `Arc` clone): a `MultiplexedConnection` pipelines any
+    /// number of concurrent calls over one socket, so holding it for the
+    /// length of a call, as bb8 would, only capped the calls in flight at
+    /// the pool size and sent each command in a write of its own
+    /// (BENCHMARKS.md, "pool checkout"). A connection some call found
+    /// broken is dropped here, and the pool opens a fresh one.
+    async fn conn(&self) -> Result<(MultiplexedConnection, Arc<AtomicBool>), StoreError> {
+        // Each broken connection is discarded once, so this ends after at
+        // most pool-size discards.
+        for _ in 0..=self.pool.state().connections {
+            let pooled = self.pool.get().await.map_err(|e| match e {
+                bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
+                bb8::RunError::TimedOut => {
+                    StoreError::Unavailable("no Redis connection became available in time".into())
+                }
+            })?;
+            if !pooled.broken.load(Ordering::Relaxed) {
+                return Ok((pooled.inner.clone(), pooled.broken.clone()));
             }
-        })
+        }
+        Err(StoreError::Unavailable(
+            "every pooled Redis connection is broken".into(),
+        ))
     }
 
     /// Runs one query on a pooled connection, marking the connection broken
@@ -143,8 +181,8 @@ impl RedisStore {
         &self,
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn().await?;
-        match f(&mut conn.inner).await {
+        let (mut conn, broken) = self.conn().await?;
+        match f(&mut conn).await {
             Ok(v) => Ok(v),
             Err(e) => {
                 let transport = e.is_io_error()
@@ -152,7 +190,7 @@ impl RedisStore {
                     || e.is_unrecoverable_error()
                     || e.is_timeout();
                 if transport {
-                    conn.broken = true;
+                    broken.store(true, Ordering::Relaxed);
                     Err(StoreError::Unavailable(e.to_string()))
                 } else {
                     Err(StoreError::Backend(e.to_string()))
@@ -197,22 +235,52 @@ impl RedisStore {
         })
     }
 
-    async fn incident_of(&self, token: &Token) -> Result<Option<IncidentId>, StoreError> {
+    /// The token's incident, and whether it came from the cache.
+    async fn incident_of(&self, token: &Token) -> Result<Option<(IncidentId, bool)>, StoreError> {
         if let Some(id) = self.cache().get(token) {
-            return Ok(Some(id.clone()));
+            return Ok(Some((id.clone(), true)));
         }
         let key = keys::token_index(token);
         let id: Option<String> = self
             .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
             .await?;
-        id.map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
-            .transpose()
+        id.map(|s| {
+            IncidentId::parse(&s)
+                .map_err(|e| corrupt(&key, e))
+                .map(|id| (id, false))
+        })
+        .transpose()
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<Token, IncidentId>> {
         // A poisoned cache only means a panic elsewhere mid-insert; the map
         // itself is still consistent.
         self.token_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many incidents the listing index holds (`ZCARD`, O(1)): for
+    /// benchmarks, which report how much is stored when they measure.
+    pub async fn incident_count(&self) -> Result<u64, StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZCARD")
+                .arg(keys::INCIDENT_INDEX)
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
+    /// How many times Redis has run `command` (lower-case, e.g. `evalsha`)
+    /// and the microseconds it spent in it, from `INFO commandstats`; None
+    /// before the first call. For benchmarks: the time Redis itself spends
+    /// in a lookup is what would grow with the store if a lookup scanned,
+    /// and unlike a client-side latency it does not move with the load of
+    /// the machine.
+    pub async fn command_stats(&self, command: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let info: String = self
+            .run(async |c| redis::cmd("INFO").arg("commandstats").query_async(c).await)
+            .await?;
+        Ok(parse_command_stats(&info, command))
     }
 
     /// Writes incidents with one current decision each, pipelined 1 000 at a
@@ -261,6 +329,22 @@ impl RedisStore {
         }
         Ok(())
     }
+}
+
+/// `(calls, usec)` of `command` in an `INFO commandstats` reply, whose lines
+/// read `cmdstat_get:calls=3,usec=12,usec_per_call=4.00,...`.
+fn parse_command_stats(info: &str, command: &str) -> Option<(u64, u64)> {
+    let line = info.lines().find_map(|l| {
+        l.strip_prefix("cmdstat_")?
+            .strip_prefix(command)?
+            .strip_prefix(':')
+    })?;
+    let field = |name: &str| {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((field("calls")?, field("usec")?))
 }
 
 fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
@@ -446,7 +530,7 @@ impl Store for RedisStore {
     }
 
     async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
-        let Some(incident) = self.incident_of(token).await? else {
+        let Some((incident, cached)) = self.incident_of(token).await? else {
             return Ok(None);
         };
         let key = keys::decision(&incident, token);
@@ -454,7 +538,11 @@ impl Store for RedisStore {
             .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
             .await?;
         let Some(json) = json else { return Ok(None) };
-        self.cache().put(token.clone(), incident);
+        // Cached only once the record is known to exist; a hit is not
+        // re-inserted (that cost a lock and two clones per read).
+        if !cached {
+            self.cache().put(token.clone(), incident);
+        }
         decode(&key, &json).map(Some)
     }
 
@@ -506,6 +594,11 @@ impl Store for RedisStore {
         let expected = expected_current.map(|t| t.as_str()).unwrap_or("");
         let history_len = self.retention.history_len;
         let stream_len = self.retention.change_stream_len;
+        let deadline_ms = if decision.state == DecisionState::Analyzing {
+            decision.analysis_deadline.timestamp_millis().to_string()
+        } else {
+            String::new()
+        };
         let stats = self.stats_args(stats);
         let (ok, current) = self
             .run(async |c| {
@@ -523,6 +616,7 @@ impl Store for RedisStore {
                     .key(&dk)
                     .key(&hk)
                     .key(keys::CHANGES)
+                    .key(keys::ANALYZING_INDEX)
                     .arg(expected)
                     .arg(decision.token.as_str())
                     .arg(decision.version)
@@ -531,6 +625,7 @@ impl Store for RedisStore {
                     .arg(history_len)
                     .arg(&prefix)
                     .arg(stream_len)
+                    .arg(&deadline_ms)
                     .arg(&stats)
                     .invoke_async(c)
                     .await?;
@@ -555,17 +650,26 @@ impl Store for RedisStore {
         let stream_len = self.retention.change_stream_len;
         let json = encode(decision);
         let script = &self.scripts.update_decision;
+        // A decision written out of ANALYZING leaves the ANALYZING index in
+        // the same script.
+        let leaves_analyzing = if decision.state == DecisionState::Analyzing {
+            ""
+        } else {
+            decision.token.as_str()
+        };
         let stats = self.stats_args(stats);
         let (ok, current) = self
             .run(async |c| {
                 let v: Vec<Value> = script
                     .key(&key)
                     .key(keys::CHANGES)
+                    .key(keys::ANALYZING_INDEX)
                     .arg(expected_version)
                     .arg(decision.version)
                     .arg(&json)
                     .arg(retention)
                     .arg(stream_len)
+                    .arg(leaves_analyzing)
                     .arg(&stats)
                     .invoke_async(c)
                     .await?;
@@ -605,7 +709,7 @@ impl Store for RedisStore {
         token: &Token,
         after: u64,
     ) -> Result<Vec<Decision>, StoreError> {
-        let Some(incident) = self.incident_of(token).await? else {
+        let Some((incident, _)) = self.incident_of(token).await? else {
             return Ok(vec![]);
         };
         let key = keys::decision(&incident, token);
@@ -634,6 +738,47 @@ impl Store for RedisStore {
         // connection instead (no change can be made without Redis).
         let last = self.last_change_id().await.ok();
         Ok(Box::pin(follow(self.client.clone(), last, sink, shutdown)))
+    }
+
+    async fn overdue_analyses(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let members: Vec<String> = self
+            .run(async |c| {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(keys::ANALYZING_INDEX)
+                    .arg("-inf")
+                    .arg(before.timestamp_millis())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        let mut out = Vec::with_capacity(members.len());
+        let mut foreign = Vec::new();
+        for m in members {
+            match Token::parse(&m) {
+                Ok(t) => out.push(t),
+                Err(_) => foreign.push(m),
+            }
+        }
+        // A member that is not a token was not written by verdict; left in
+        // place it would take a slot of every sweep for ever.
+        if !foreign.is_empty() {
+            self.run(async |c| {
+                redis::cmd("ZREM")
+                    .arg(keys::ANALYZING_INDEX)
+                    .arg(&foreign)
+                    .query_async::<i64>(c)
+                    .await
+            })
+            .await?;
+        }
+        Ok(out)
     }
 
     async fn read_stats(&self, query: &StatsQuery) -> Result<StatsRead, StoreError> {
@@ -685,6 +830,91 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZREM")
+                .arg(keys::ANALYZING_INDEX)
+                .arg(token.as_str())
+                .query_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn cached_proposal(&self, signature: &Signature) -> Result<Option<Proposal>, StoreError> {
+        let key = keys::proposal_cache(signature);
+        let json: Option<String> = self
+            .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .await?;
+        let Some(json) = json else { return Ok(None) };
+        let entry: CachedProposal = decode(&key, &json)?;
+        Ok((entry.signature == signature.as_str()).then_some(entry.proposal))
+    }
+
+    async fn cache_proposal(
+        &self,
+        signature: &Signature,
+        proposal: &Proposal,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = keys::proposal_cache(signature);
+        let json = encode(&CachedProposal {
+            signature: signature.as_str().to_owned(),
+            proposal: proposal.clone(),
+        });
+        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.run(async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&json)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(c)
+                .await
+        })
+        .await
+    }
+
+    async fn group_incident(&self, group: &GroupKey) -> Result<Option<IncidentId>, StoreError> {
+        let key = keys::group(group);
+        let id: Option<String> = self
+            .run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .await?;
+        id.map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
+            .transpose()
+    }
+
+    async fn set_group_incident(
+        &self,
+        group: &GroupKey,
+        expected: Option<&IncidentId>,
+        incident: &IncidentId,
+    ) -> Result<Cas<IncidentId>, StoreError> {
+        let key = keys::group(group);
+        let script = &self.scripts.set_group;
+        let expected = expected.map(|i| i.as_str()).unwrap_or("");
+        let (ok, current) = self
+            .run(async |c| {
+                let v: Vec<Value> = script
+                    .key(&key)
+                    .arg(expected)
+                    .arg(incident.as_str())
+                    .invoke_async(c)
+                    .await?;
+                script_pair(v)
+            })
+            .await?;
+        if ok == 1 {
+            return Ok(Cas::Written);
+        }
+        Ok(Cas::Conflict(
+            current
+                .map(|s| IncidentId::parse(&s).map_err(|e| corrupt(&key, e)))
+                .transpose()?,
+        ))
     }
 
     async fn top_services(
@@ -996,4 +1226,22 @@ pub(crate) fn next_cursor(
         created_ms: last,
         skip_same: carried + same,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_command_stats;
+
+    #[test]
+    fn reads_command_stats() {
+        let info = "# Commandstats\r\ncmdstat_get:calls=3,usec=12,usec_per_call=4.00,rejected_calls=0,failed_calls=0\r\ncmdstat_evalsha:calls=10,usec=55,usec_per_call=5.50\r\n";
+        assert_eq!(parse_command_stats(info, "evalsha"), Some((10, 55)));
+        assert_eq!(parse_command_stats(info, "get"), Some((3, 12)));
+        assert_eq!(
+            parse_command_stats(info, "eval"),
+            None,
+            "not a prefix match"
+        );
+        assert_eq!(parse_command_stats(info, "hget"), None);
+    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_llm;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -156,6 +158,16 @@ impl TestServer {
             decisions: DecisionServiceClient::new(channel.clone()),
             channel,
         }
+    }
+
+    /// The server's plain HTTP base URL (`http://127.0.0.1:PORT`).
+    pub fn http_base(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .map(|r| r.addr)
+            .expect("server running");
+        format!("http://{addr}")
     }
 
     pub async fn stop(mut self) {

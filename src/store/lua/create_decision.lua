@@ -8,6 +8,8 @@
 -- ARGV[5]  retention in ms  ARGV[6] history length kept
 -- ARGV[7]  decision key prefix, verdict:{INC}:dec: (same hash slot)
 -- ARGV[8]  stream length kept
+-- KEYS[5]  verdict:analyzing, the index of ANALYZING decisions
+-- ARGV[9]  the analysis deadline in ms ('' when not created ANALYZING)
 -- then the statistics increments (stats.lua), applied only when created.
 -- Returns {1} when created, else {0, the current decision's JSON or false}.
 local cur = redis.call('GET', KEYS[1])
@@ -23,5 +25,8 @@ redis.call('SET', KEYS[1], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'd', ARGV[4])
+if ARGV[9] ~= '' then
+  redis.call('ZADD', KEYS[5], ARGV[9], ARGV[2])
+end
 apply_stats()
 return {1}

@@ -3,6 +3,8 @@
 -- KEYS[2]  the change stream verdict:changes
 -- ARGV[1]  the version the caller read; ARGV[2] the new version
 -- ARGV[3]  the new JSON; ARGV[4] retention in ms; ARGV[5] stream length kept
+-- KEYS[3]  verdict:analyzing; ARGV[6] the token when the decision leaves
+--          ANALYZING (removed from that index), else ''
 -- then the statistics increments (stats.lua), applied only when written.
 -- Returns {1} when written, else {0, current JSON or false}.
 local v = redis.call('HGET', KEYS[1], 'v')
@@ -12,5 +14,8 @@ end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'h' .. ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[3])
+if ARGV[6] ~= '' then
+  redis.call('ZREM', KEYS[3], ARGV[6])
+end
 apply_stats()
 return {1}

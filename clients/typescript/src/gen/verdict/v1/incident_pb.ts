@@ -57,6 +57,7 @@ export type Signal = Message<"verdict.v1.Signal"> & {
 
   /**
    * Identity of the alert across repeats; duplicates share a fingerprint. At most 128 bytes.
+   * When empty on ingestion, one is derived from the alert name and labels.
    *
    * @generated from field: string fingerprint = 6;
    */
@@ -271,7 +272,9 @@ export const IngestSignalsRequestSchema: GenMessage<IngestSignalsRequest> = /*@_
  */
 export type IngestSignalsResponse = Message<"verdict.v1.IngestSignalsResponse"> & {
   /**
-   * Every incident the batch opened or changed.
+   * Every incident the batch's signals were grouped into (opened, changed,
+   * or already holding them), in order of first appearance. Resolutions of
+   * alerts verdict never saw firing open nothing and are not listed.
    *
    * @generated from field: repeated verdict.v1.Incident incidents = 1;
    */
@@ -624,7 +627,13 @@ export const IncidentService: GenService<{
     output: typeof CreateIncidentResponseSchema;
   },
   /**
-   * Groups a batch of alerts into incidents (not implemented yet: UNIMPLEMENTED).
+   * Groups a batch of alerts into incidents, as the Alertmanager webhook
+   * (`POST /api/v1/alertmanager`) does: a signal joins the open incident of
+   * its group (its `incident_key` label, else the configured grouping
+   * labels, by default namespace + service) or opens one; a repeated
+   * fingerprint updates its signal; when every signal of an incident is
+   * resolved the incident resolves (configurable). Idempotent: a retried
+   * batch changes nothing.
    *
    * @generated from rpc verdict.v1.IncidentService.IngestSignals
    */

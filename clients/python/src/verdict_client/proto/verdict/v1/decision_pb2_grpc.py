@@ -127,16 +127,20 @@ class DecisionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchDecision(self, request, context):
-        """Streams one decision: its snapshot, then every change, until a terminal
-        state (not implemented yet: UNIMPLEMENTED).
+        """Streams one decision: its snapshot (or, with `after_version`, every
+        version after it), then every change exactly once and in version order,
+        also for changes made on other replicas; the stream ends after a
+        terminal state or expiry. On server shutdown it ends with UNAVAILABLE:
+        reconnect with `after_version` set to the last version received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchDecisions(self, request, context):
-        """Streams every change of every decision matching a filter (not implemented
-        yet: UNIMPLEMENTED).
+        """Streams every change of every decision matching a filter, for
+        dashboards; never ends by itself. A client that falls too far behind is
+        cut off with RESOURCE_EXHAUSTED and should reconnect and reload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

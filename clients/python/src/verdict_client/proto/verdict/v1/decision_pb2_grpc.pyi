@@ -50,12 +50,16 @@ class DecisionServiceStub:
     CompleteDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.CompleteDecisionRequest, _decision_pb2.CompleteDecisionResponse]
     """EXECUTING -> COMPLETED or ERROR, reported by an external executor."""
     WatchDecision: _grpc.UnaryStreamMultiCallable[_decision_pb2.WatchDecisionRequest, _decision_pb2.WatchDecisionResponse]
-    """Streams one decision: its snapshot, then every change, until a terminal
-    state (not implemented yet: UNIMPLEMENTED).
+    """Streams one decision: its snapshot (or, with `after_version`, every
+    version after it), then every change exactly once and in version order,
+    also for changes made on other replicas; the stream ends after a
+    terminal state or expiry. On server shutdown it ends with UNAVAILABLE:
+    reconnect with `after_version` set to the last version received.
     """
     WatchDecisions: _grpc.UnaryStreamMultiCallable[_decision_pb2.WatchDecisionsRequest, _decision_pb2.WatchDecisionsResponse]
-    """Streams every change of every decision matching a filter (not implemented
-    yet: UNIMPLEMENTED).
+    """Streams every change of every decision matching a filter, for
+    dashboards; never ends by itself. A client that falls too far behind is
+    cut off with RESOURCE_EXHAUSTED and should reconnect and reload.
     """
 
 @_typing.type_check_only
@@ -80,12 +84,16 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     CompleteDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.CompleteDecisionRequest, _decision_pb2.CompleteDecisionResponse]  # type: ignore[assignment]
     """EXECUTING -> COMPLETED or ERROR, reported by an external executor."""
     WatchDecision: _aio.UnaryStreamMultiCallable[_decision_pb2.WatchDecisionRequest, _decision_pb2.WatchDecisionResponse]  # type: ignore[assignment]
-    """Streams one decision: its snapshot, then every change, until a terminal
-    state (not implemented yet: UNIMPLEMENTED).
+    """Streams one decision: its snapshot (or, with `after_version`, every
+    version after it), then every change exactly once and in version order,
+    also for changes made on other replicas; the stream ends after a
+    terminal state or expiry. On server shutdown it ends with UNAVAILABLE:
+    reconnect with `after_version` set to the last version received.
     """
     WatchDecisions: _aio.UnaryStreamMultiCallable[_decision_pb2.WatchDecisionsRequest, _decision_pb2.WatchDecisionsResponse]  # type: ignore[assignment]
-    """Streams every change of every decision matching a filter (not implemented
-    yet: UNIMPLEMENTED).
+    """Streams every change of every decision matching a filter, for
+    dashboards; never ends by itself. A client that falls too far behind is
+    cut off with RESOURCE_EXHAUSTED and should reconnect and reload.
     """
 
 class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -149,8 +157,11 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _decision_pb2.WatchDecisionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_decision_pb2.WatchDecisionResponse], _abc.AsyncIterator[_decision_pb2.WatchDecisionResponse]]:
-        """Streams one decision: its snapshot, then every change, until a terminal
-        state (not implemented yet: UNIMPLEMENTED).
+        """Streams one decision: its snapshot (or, with `after_version`, every
+        version after it), then every change exactly once and in version order,
+        also for changes made on other replicas; the stream ends after a
+        terminal state or expiry. On server shutdown it ends with UNAVAILABLE:
+        reconnect with `after_version` set to the last version received.
         """
 
     @_abc_1.abstractmethod
@@ -159,8 +170,9 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _decision_pb2.WatchDecisionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_decision_pb2.WatchDecisionsResponse], _abc.AsyncIterator[_decision_pb2.WatchDecisionsResponse]]:
-        """Streams every change of every decision matching a filter (not implemented
-        yet: UNIMPLEMENTED).
+        """Streams every change of every decision matching a filter, for
+        dashboards; never ends by itself. A client that falls too far behind is
+        cut off with RESOURCE_EXHAUSTED and should reconnect and reload.
         """
 
 def add_DecisionServiceServicer_to_server(servicer: DecisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -75,7 +75,13 @@ class IncidentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def IngestSignals(self, request, context):
-        """Groups a batch of alerts into incidents (not implemented yet: UNIMPLEMENTED).
+        """Groups a batch of alerts into incidents, as the Alertmanager webhook
+        (`POST /api/v1/alertmanager`) does: a signal joins the open incident of
+        its group (its `incident_key` label, else the configured grouping
+        labels, by default namespace + service) or opens one; a repeated
+        fingerprint updates its signal; when every signal of an incident is
+        resolved the incident resolves (configurable). Idempotent: a retried
+        batch changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

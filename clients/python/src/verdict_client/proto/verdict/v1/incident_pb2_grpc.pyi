@@ -38,7 +38,14 @@ class IncidentServiceStub:
     incident the first call created instead of creating another.
     """
     IngestSignals: _grpc.UnaryUnaryMultiCallable[_incident_pb2.IngestSignalsRequest, _incident_pb2.IngestSignalsResponse]
-    """Groups a batch of alerts into incidents (not implemented yet: UNIMPLEMENTED)."""
+    """Groups a batch of alerts into incidents, as the Alertmanager webhook
+    (`POST /api/v1/alertmanager`) does: a signal joins the open incident of
+    its group (its `incident_key` label, else the configured grouping
+    labels, by default namespace + service) or opens one; a repeated
+    fingerprint updates its signal; when every signal of an incident is
+    resolved the incident resolves (configurable). Idempotent: a retried
+    batch changes nothing.
+    """
     GetIncident: _grpc.UnaryUnaryMultiCallable[_incident_pb2.GetIncidentRequest, _incident_pb2.GetIncidentResponse]
     """Returns one incident by id."""
     ListIncidents: _grpc.UnaryUnaryMultiCallable[_incident_pb2.ListIncidentsRequest, _incident_pb2.ListIncidentsResponse]
@@ -56,7 +63,14 @@ class IncidentServiceAsyncStub(IncidentServiceStub):
     incident the first call created instead of creating another.
     """
     IngestSignals: _aio.UnaryUnaryMultiCallable[_incident_pb2.IngestSignalsRequest, _incident_pb2.IngestSignalsResponse]  # type: ignore[assignment]
-    """Groups a batch of alerts into incidents (not implemented yet: UNIMPLEMENTED)."""
+    """Groups a batch of alerts into incidents, as the Alertmanager webhook
+    (`POST /api/v1/alertmanager`) does: a signal joins the open incident of
+    its group (its `incident_key` label, else the configured grouping
+    labels, by default namespace + service) or opens one; a repeated
+    fingerprint updates its signal; when every signal of an incident is
+    resolved the incident resolves (configurable). Idempotent: a retried
+    batch changes nothing.
+    """
     GetIncident: _aio.UnaryUnaryMultiCallable[_incident_pb2.GetIncidentRequest, _incident_pb2.GetIncidentResponse]  # type: ignore[assignment]
     """Returns one incident by id."""
     ListIncidents: _aio.UnaryUnaryMultiCallable[_incident_pb2.ListIncidentsRequest, _incident_pb2.ListIncidentsResponse]  # type: ignore[assignment]
@@ -83,7 +97,14 @@ class IncidentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incident_pb2.IngestSignalsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incident_pb2.IngestSignalsResponse, _abc.Awaitable[_incident_pb2.IngestSignalsResponse]]:
-        """Groups a batch of alerts into incidents (not implemented yet: UNIMPLEMENTED)."""
+        """Groups a batch of alerts into incidents, as the Alertmanager webhook
+        (`POST /api/v1/alertmanager`) does: a signal joins the open incident of
+        its group (its `incident_key` label, else the configured grouping
+        labels, by default namespace + service) or opens one; a repeated
+        fingerprint updates its signal; when every signal of an incident is
+        resolved the incident resolves (configurable). Idempotent: a retried
+        batch changes nothing.
+        """
 
     @_abc_1.abstractmethod
     def GetIncident(

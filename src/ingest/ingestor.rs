@@ -1,0 +1,324 @@
+//! The one ingestion path behind `IngestSignals` and the Alertmanager
+//! webhook: validated signals in, incidents opened, updated or resolved.
+//!
+//! Each group of alerts is handled on its own, atomically: the incident's
+//! new version is written with the store's compare-and-set (a lost race
+//! re-reads and re-applies), and a new incident gets an id derived from
+//! the group and its previous incident, so replicas racing to open the same
+//! group's incident pick the same id and exactly one creates it. Nothing is
+//! written when nothing changes, which makes a replayed webhook a no-op.
+
+use super::grouping::{Group, Policy};
+use super::merge;
+use crate::clock::Clock;
+use crate::config::IngestConfig;
+use crate::domain::{DecisionMode, Incident, IncidentId, IncidentStatus, Signal, SignalStatus};
+use crate::manager::{DecisionManager, ManagerError};
+use crate::store::{Cas, Created, Store};
+use futures::StreamExt;
+use std::sync::Arc;
+
+/// Most signals one ingestion call takes (the webhook's alert limit and
+/// `IngestSignalsRequest.signals`' documented bound).
+pub const MAX_SIGNALS: usize = super::alertmanager::MAX_ALERTS;
+/// Groups of one batch handled at once: enough to overlap round trips,
+/// few enough that one large batch cannot take the whole pool.
+const GROUP_CONCURRENCY: usize = 4;
+/// Rounds one group may take: compare-and-set retries plus steps along the
+/// group's chain of incidents. Each round makes progress (a write landed
+/// elsewhere, or the chain advanced), so this is only reached under
+/// pathological contention; the caller then gets a retryable error.
+const MAX_ROUNDS: usize = 16;
+/// Recorded as the actor of an automatic resolution.
+pub const ACTOR: &str = "verdict-ingest";
+
+/// Behaviour switches of the ingestion.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    pub policy: Policy,
+    /// Resolve an incident when every one of its alerts is resolved.
+    pub auto_resolve: bool,
+    /// Start a decision (no wait) for every incident alerts open.
+    pub auto_decide: bool,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings::from(&IngestConfig::default())
+    }
+}
+
+impl From<&IngestConfig> for IngestSettings {
+    fn from(c: &IngestConfig) -> Self {
+        IngestSettings {
+            policy: Policy::from(c),
+            auto_resolve: c.auto_resolve,
+            auto_decide: c.auto_decide,
+        }
+    }
+}
+
+/// What happened to one incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Touched {
+    /// The incident as it is now.
+    pub incident: Incident,
+    /// The readable grouping key (`namespace=shop, service=checkout`).
+    pub group: String,
+    /// This call opened it.
+    pub opened: bool,
+    /// This call changed it (opening included).
+    pub changed: bool,
+    /// This call resolved it because every alert was resolved.
+    pub auto_resolved: bool,
+    /// Alerts this call could not add (the incident holds its maximum).
+    pub dropped: usize,
+}
+
+/// The outcome of one ingestion call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Every incident the signals were grouped into, in order of first
+    /// appearance in the batch.
+    pub incidents: Vec<Touched>,
+    /// Signals that matched no incident and opened none (resolutions of
+    /// alerts verdict never saw firing, or replays of finished ones).
+    pub ignored: usize,
+}
+
+/// Turns alerts into incidents.
+pub struct Ingestor {
+    store: Arc<dyn Store>,
+    decisions: Arc<DecisionManager>,
+    clock: Arc<dyn Clock>,
+    settings: IngestSettings,
+}
+
+impl Ingestor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        decisions: Arc<DecisionManager>,
+        clock: Arc<dyn Clock>,
+        settings: IngestSettings,
+    ) -> Self {
+        Ingestor {
+            store,
+            decisions,
+            clock,
+            settings,
+        }
+    }
+
+    /// Ingests validated signals (at most [`MAX_SIGNALS`]). Groups are
+    /// independent: when one fails, those before it are stored and the
+    /// error is returned; a retry of the whole batch is safe because
+    /// ingestion is idempotent.
+    pub async fn ingest(&self, signals: Vec<Signal>) -> Result<Report, ManagerError> {
+        if signals.len() > MAX_SIGNALS {
+            let mut v = crate::domain::Violations::new();
+            v.add("signals", format!("at most {MAX_SIGNALS} signals"));
+            return Err(v.into());
+        }
+        let groups = self.settings.policy.split(signals);
+        let results: Vec<Result<(Option<Touched>, usize), ManagerError>> =
+            futures::stream::iter(groups)
+                .map(|(group, signals)| async move {
+                    let n = signals.len();
+                    self.ingest_group(&group, &signals).await.map(|t| (t, n))
+                })
+                .buffered(GROUP_CONCURRENCY)
+                .collect()
+                .await;
+        let mut report = Report::default();
+        for r in results {
+            match r? {
+                (Some(t), _) => report.incidents.push(t),
+                (None, n) => report.ignored += n,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Folds one group's signals into its incident, opening one if the
+    /// group has no active incident and something fires.
+    async fn ingest_group(
+        &self,
+        group: &Group,
+        signals: &[Signal],
+    ) -> Result<Option<Touched>, ManagerError> {
+        let policy = &self.settings.policy;
+        let pointer = self.store.group_incident(&group.key).await?;
+        // `last_id` is where the group's chain continues from; `last` its
+        // incident (None when it is missing).
+        let mut last_id = pointer.clone();
+        let mut last = match &pointer {
+            Some(id) => self.store.get_incident(id).await?,
+            None => None,
+        };
+        // Set when this call found the group's next incident already
+        // created: by a racing call, or by one that died before starting
+        // its decision. Starting it again is single-flight, so harmless.
+        let mut joined_new = false;
+        for _ in 0..MAX_ROUNDS {
+            let now = self.clock.now();
+            if let Some(current) = last.as_ref().filter(|i| i.status.is_active()) {
+                let mut next = current.clone();
+                let applied = merge::apply(policy, &mut next, signals);
+                let touched = |incident: Incident, auto_resolved| Touched {
+                    incident,
+                    group: group.label.clone(),
+                    opened: false,
+                    changed: applied.changed,
+                    auto_resolved,
+                    dropped: applied.dropped,
+                };
+                if !applied.changed {
+                    self.advance_pointer(group, pointer.as_ref(), &current.id)
+                        .await?;
+                    if joined_new && self.settings.auto_decide {
+                        self.auto_decide(&current.id).await;
+                    }
+                    return Ok(Some(touched(current.clone(), false)));
+                }
+                let auto_resolved = self.settings.auto_resolve && merge::all_resolved(&next);
+                if auto_resolved {
+                    // The normal status path: sets resolved_at, bumps the version.
+                    next.set_status(IncidentStatus::Resolved, now);
+                    next.status_actor = ACTOR.into();
+                    next.status_note = "every alert resolved".into();
+                } else {
+                    next.updated_at = now;
+                    next.version = current.version + 1;
+                }
+                match self
+                    .store
+                    .update_incident(
+                        current.version,
+                        &next,
+                        &crate::stats::record::incident(Some(current), &next),
+                    )
+                    .await?
+                {
+                    Cas::Written => {
+                        self.advance_pointer(group, pointer.as_ref(), &next.id)
+                            .await?;
+                        tracing::info!(
+                            incident = %next.id,
+                            group = ?group.label,
+                            signals = next.signals.len(),
+                            auto_resolved,
+                            "alerts merged into incident"
+                        );
+                        if applied.dropped > 0 {
+                            tracing::warn!(incident = %next.id, dropped = applied.dropped, "incident holds its maximum of alerts; new alerts dropped");
+                        }
+                        if joined_new && self.settings.auto_decide && next.status.is_active() {
+                            self.auto_decide(&next.id).await;
+                        }
+                        return Ok(Some(touched(next, auto_resolved)));
+                    }
+                    // Someone else changed it: apply again to what is stored.
+                    Cas::Conflict(stored) => {
+                        last = stored;
+                        continue;
+                    }
+                }
+            }
+
+            // No active incident: open one if anything new fires.
+            let fresh = merge::fresh(last.as_ref(), signals);
+            if !fresh.iter().any(|s| s.status == SignalStatus::Firing) {
+                if let Some(l) = &last {
+                    self.advance_pointer(group, pointer.as_ref(), &l.id).await?;
+                }
+                return Ok(last.map(|incident| Touched {
+                    incident,
+                    group: group.label.clone(),
+                    opened: false,
+                    changed: false,
+                    auto_resolved: false,
+                    dropped: 0,
+                }));
+            }
+            let id = group.key.incident_id_after(last_id.as_ref());
+            let (incident, applied) = merge::open(policy, id.clone(), &fresh, now);
+            match self
+                .store
+                .create_incident(
+                    &incident,
+                    None,
+                    &crate::stats::record::incident(None, &incident),
+                )
+                .await?
+            {
+                Created::New(incident) | Created::Replayed(incident) => {
+                    self.advance_pointer(group, pointer.as_ref(), &incident.id)
+                        .await?;
+                    tracing::info!(
+                        incident = %incident.id,
+                        group = ?group.label,
+                        severity = incident.severity.as_str(),
+                        signals = incident.signals.len(),
+                        "alerts opened an incident"
+                    );
+                    if self.settings.auto_decide {
+                        self.auto_decide(&incident.id).await;
+                    }
+                    return Ok(Some(Touched {
+                        incident,
+                        group: group.label.clone(),
+                        opened: true,
+                        changed: true,
+                        auto_resolved: false,
+                        dropped: applied.dropped,
+                    }));
+                }
+                // Another call (maybe on another replica) opened it first,
+                // or a crashed one did before recording it: join it.
+                Created::IdTaken => {
+                    last = self.store.get_incident(&id).await?;
+                    last_id = Some(id);
+                    joined_new = true;
+                }
+            }
+        }
+        Err(ManagerError::Contended(format!(
+            "alert group {}",
+            group.label
+        )))
+    }
+
+    /// Moves the group's pointer forward to `to` when it was read behind
+    /// it. Losing that race is fine: whoever won moved it at least as far.
+    async fn advance_pointer(
+        &self,
+        group: &Group,
+        read: Option<&IncidentId>,
+        to: &IncidentId,
+    ) -> Result<(), ManagerError> {
+        if read == Some(to) {
+            return Ok(());
+        }
+        self.store.set_group_incident(&group.key, read, to).await?;
+        Ok(())
+    }
+
+    /// Starts a decision without waiting, so a proposal is ready before a
+    /// person looks. A failure is logged, never fails the ingestion: the
+    /// incident is stored and anyone can ask for its decision.
+    async fn auto_decide(&self, id: &IncidentId) {
+        match self
+            .decisions
+            .get_or_create(id, DecisionMode::Auto, false, None, None)
+            .await
+        {
+            Ok((d, _)) => {
+                tracing::info!(incident = %id, token = %d.token, "decision started for new incident")
+            }
+            Err(ManagerError::ShuttingDown) => {}
+            Err(e) => {
+                tracing::warn!(incident = %id, error = %e, "could not start a decision for the new incident")
+            }
+        }
+    }
+}

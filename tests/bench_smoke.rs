@@ -1,0 +1,131 @@
+//! The benchmark harness runs end to end against an in-process server with
+//! a private Redis and counts correctly. No timing is asserted: figures are
+//! for BENCHMARKS.md, never for a test.
+
+mod common;
+
+use clap::Parser;
+use common::RedisServer;
+use verdict::bench::{self, BenchArgs};
+use verdict::cli::{Cli, ClientCommand, Command};
+
+fn bench_args(extra: &[&str]) -> BenchArgs {
+    let mut argv = vec![
+        "verdict",
+        "bench",
+        "--warmup",
+        "0s",
+        "-c",
+        "8",
+        "--records",
+        "10",
+    ];
+    argv.extend(extra);
+    match Cli::try_parse_from(argv).expect("valid flags").command {
+        Command::Client(ClientCommand::Bench(args)) => *args,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_completes_and_counts_each_request_once() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let args = bench_args(&[
+        "--spawn",
+        "--redis-url",
+        &url,
+        "--scenario",
+        "all",
+        "-n",
+        "300",
+        "--scaling-levels",
+        "0,500",
+    ]);
+    let report = bench::run("http://127.0.0.1:1", &args)
+        .await
+        .expect("bench runs");
+
+    let names: Vec<&str> = report.scenarios.iter().map(|s| s.scenario).collect();
+    assert_eq!(
+        names,
+        [
+            "health",
+            "get-decision",
+            "get-or-create-existing",
+            "create-and-decide",
+            "approve"
+        ]
+    );
+    for s in &report.scenarios {
+        let f = &s.figures;
+        let errors: u64 = f.errors.values().sum();
+        assert_eq!(
+            f.requests, 300,
+            "{}: exactly the requests asked for",
+            s.scenario
+        );
+        assert_eq!(
+            f.requests,
+            f.ok + errors,
+            "{}: each request counted once",
+            s.scenario
+        );
+        assert_eq!(errors, 0, "{}: {:?}", s.scenario, f.errors);
+        assert!(!f.exhausted, "{}", s.scenario);
+        if s.scenario == "health" {
+            assert_eq!(f.ratio_to_health, None);
+        } else {
+            assert!(f.ratio_to_health.is_some(), "{}", s.scenario);
+        }
+    }
+
+    let scaling = report
+        .scaling
+        .as_ref()
+        .expect("scaling ran: a Redis URL was given");
+    assert_eq!(scaling.rows.len(), 2);
+    let (first, second) = (&scaling.rows[0], &scaling.rows[1]);
+    assert!(first.seeded.is_none(), "nothing to seed for level 0");
+    assert!(
+        second.stored >= 500,
+        "grown to the level: {}",
+        second.stored
+    );
+    assert_eq!(
+        second.stored,
+        first.stored + second.seeded.expect("seeded").records,
+        "the store grew by exactly what was seeded"
+    );
+    for row in &scaling.rows {
+        assert_eq!(row.figures.requests, 300);
+        assert_eq!(row.figures.ok, 300, "{:?}", row.figures.errors);
+        assert!(row.health_rps > 0.0, "health measured in each step");
+        assert!(row.figures.ratio_to_health.is_some());
+        assert!(row.redis_us_per_call.is_some(), "Redis timed the lookups");
+    }
+    // Both renderings work on a real report.
+    assert!(report.text().contains("get-or-create-existing"));
+    assert!(report.json().expect("json").contains("\"ratio_to_health\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_fails_with_a_clear_error() {
+    let port = common::free_port();
+    let args = bench_args(&["--target", &format!("127.0.0.1:{port}"), "-n", "10"]);
+    let err = bench::run("http://127.0.0.1:1", &args)
+        .await
+        .expect_err("nothing listens there");
+    assert!(format!("{err:#}").contains("cannot connect"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_fanout_delivers_the_transition_to_every_stream() {
+    let s = common::TestServer::start(common::config(None)).await;
+    let addr = format!("http://{}", s.running.as_ref().unwrap().addr);
+    let r = verdict::bench::fanout::run(&addr, 150, None, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((r.watchers, r.delivered), (150, 150));
+    assert!(r.server_rss_mb.is_none());
+}

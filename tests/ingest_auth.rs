@@ -1,0 +1,172 @@
+//! The webhook's bearer token, as deployed: the real `verdict serve`
+//! binary, configured through `VERDICT_WEBHOOK_TOKEN_ENV`, reading the
+//! token from the variable it names. (A separate process because the token
+//! comes from the environment, which a test must not change under other
+//! tests' feet.)
+
+mod common;
+
+use common::RedisServer;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "s3cret-t0ken-for-tests";
+
+/// A `verdict serve` child process, killed when dropped, whose log lines
+/// are kept.
+struct Verdict {
+    child: Child,
+    addr: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Verdict {
+    fn start(redis: &RedisServer, env: &[(&str, &str)]) -> Verdict {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--redis-url", &redis.url()])
+            .envs(env.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn verdict");
+        let stdout = child.stdout.take().expect("stdout");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["fields"]["message"] == "verdict listening"
+                    && let (Some(addr), Some(tx)) = (v["fields"]["addr"].as_str(), tx.take())
+                {
+                    let _ = tx.send(addr.to_string());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("verdict did not start: {:?}", logs.lock().unwrap());
+            }
+        };
+        Verdict { child, addr, logs }
+    }
+}
+
+impl Drop for Verdict {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(addr: &str, auth: Option<&str>) -> (u16, Option<String>, String) {
+    let body = serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "verdict",
+        "groupKey": "{}:{}", "truncatedAlerts": 0,
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "PodCrashLooping", "namespace": "shop", "service": "checkout"},
+            "annotations": {}, "startsAt": "2024-05-01T12:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "0123456789abcdef"
+        }]
+    });
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/alertmanager"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap());
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.expect("HTTP request");
+    let status = resp.status().as_u16();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, challenge, resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_requires_the_configured_bearer_token() {
+    let redis = RedisServer::start();
+    let v = Verdict::start(
+        &redis,
+        &[
+            ("VERDICT_WEBHOOK_TOKEN_ENV", "HOOK_TOKEN"),
+            ("HOOK_TOKEN", TOKEN),
+        ],
+    );
+    let wrong = format!("Bearer {TOKEN}x");
+    let basic = format!("Basic {TOKEN}");
+    for auth in [
+        None,
+        Some(wrong.as_str()),
+        Some(basic.as_str()),
+        Some("Bearer "),
+    ] {
+        let (status, challenge, body) = post(&v.addr, auth).await;
+        assert_eq!(status, 401, "{auth:?}: {body}");
+        assert_eq!(challenge.as_deref(), Some("Bearer realm=\"verdict\""));
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let mut conn = redis.conn().await;
+    let stored: Vec<String> = redis::AsyncCommands::keys(&mut conn, "verdict:*incident*")
+        .await
+        .unwrap();
+    assert!(
+        stored.is_empty(),
+        "nothing stored while unauthorized: {stored:?}"
+    );
+
+    let good = format!("Bearer {TOKEN}");
+    let (status, _, body) = post(&v.addr, Some(&good)).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["incidents"][0]["opened"], true, "{answer}");
+
+    let logs = v.logs.lock().unwrap().join("\n");
+    assert!(!logs.contains(TOKEN), "the token must never be logged");
+    assert!(logs.contains("bearer token"), "refusals are logged: {logs}");
+}
+
+#[test]
+fn a_named_but_unset_token_variable_stops_the_start() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .env(
+            "VERDICT_WEBHOOK_TOKEN_ENV",
+            "VERDICT_TEST_SURELY_UNSET_TOKEN",
+        )
+        .env_remove("VERDICT_TEST_SURELY_UNSET_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn verdict");
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("verdict kept running without its webhook token");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("VERDICT_TEST_SURELY_UNSET_TOKEN"), "{err}");
+}
