@@ -44,17 +44,21 @@ proto_messages!(
     GetAffectedServicesResponse,
 );
 
-/// Renders `msg` as canonical proto3 JSON (lowerCamelCase names, enums by
-/// name, 64-bit integers as strings, default values omitted), pretty-printed.
-pub(crate) fn json<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
+/// `msg` as a reflective message, for canonical proto3 JSON.
+fn dynamic<M: ProtoMessage>(msg: &M) -> anyhow::Result<DynamicMessage> {
     let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
         .context("the embedded descriptor set is invalid")?;
     let desc = pool
         .get_message_by_name(M::FULL_NAME)
         .with_context(|| format!("{} is not in the embedded descriptor set", M::FULL_NAME))?;
-    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
-        .with_context(|| format!("cannot re-decode {}", M::FULL_NAME))?;
-    let mut text = serde_json::to_string_pretty(&dynamic)
+    DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
+        .with_context(|| format!("cannot re-decode {}", M::FULL_NAME))
+}
+
+/// Renders `msg` as canonical proto3 JSON (lowerCamelCase names, enums by
+/// name, 64-bit integers as strings, default values omitted), pretty-printed.
+pub(crate) fn json<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
+    let mut text = serde_json::to_string_pretty(&dynamic(msg)?)
         .with_context(|| format!("cannot render {} as JSON", M::FULL_NAME))?;
     text.push('\n');
     Ok(text)
@@ -63,14 +67,7 @@ pub(crate) fn json<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
 /// Renders `msg` as canonical proto3 JSON on one line (for streams: one
 /// JSON document per line).
 pub(crate) fn json_line<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
-    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
-        .context("the embedded descriptor set is invalid")?;
-    let desc = pool
-        .get_message_by_name(M::FULL_NAME)
-        .with_context(|| format!("{} is not in the embedded descriptor set", M::FULL_NAME))?;
-    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
-        .with_context(|| format!("cannot re-decode {}", M::FULL_NAME))?;
-    let mut text = serde_json::to_string(&dynamic)
+    let mut text = serde_json::to_string(&dynamic(msg)?)
         .with_context(|| format!("cannot render {} as JSON", M::FULL_NAME))?;
     text.push('\n');
     Ok(text)
