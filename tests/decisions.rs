@@ -68,13 +68,7 @@ async fn concurrent_get_or_create_on_two_replicas_yields_one_token() {
         "every caller got the same token: {tokens:?}"
     );
     assert_eq!(created, 1, "exactly one call issued it");
-    let history = a
-        .decisions
-        .list_decisions(ListDecisionsRequest { incident_id: id })
-        .await
-        .unwrap()
-        .into_inner()
-        .decisions;
+    let history = common::history(&a, &id).await;
     assert_eq!(history.len(), 1);
 }
 
@@ -187,13 +181,7 @@ async fn a_completed_decision_of_an_active_incident_gets_a_new_token() {
     assert_eq!(third.token, second.token);
     assert_eq!(third.state, DecisionState::Completed as i32);
 
-    let history = s
-        .decisions
-        .list_decisions(ListDecisionsRequest { incident_id: id })
-        .await
-        .unwrap()
-        .into_inner()
-        .decisions;
+    let history = common::history(&s, &id).await;
     let tokens: Vec<_> = history.iter().map(|d| d.token.clone()).collect();
     assert_eq!(tokens, vec![second.token, first.token], "newest first");
 }
@@ -385,13 +373,7 @@ async fn tokens_expire_after_their_ttl_and_history_outlives_them() {
     let fresh = decide(&mut s, &id).await;
     assert_ne!(fresh.token, d.token);
     assert_eq!(fresh.state, DecisionState::Ready as i32);
-    let history = s
-        .decisions
-        .list_decisions(ListDecisionsRequest { incident_id: id })
-        .await
-        .unwrap()
-        .into_inner()
-        .decisions;
+    let history = common::history(&s, &id).await;
     let states: Vec<_> = history.iter().map(|d| (d.token.clone(), d.state)).collect();
     assert_eq!(
         states,

@@ -240,3 +240,16 @@ pub fn violations(status: &tonic::Status) -> Vec<String> {
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
 }
+
+/// An incident's decisions, newest first (`ListDecisions`).
+pub async fn history(s: &TestServer, incident_id: &str) -> Vec<verdict::proto::Decision> {
+    s.decisions
+        .clone()
+        .list_decisions(verdict::proto::ListDecisionsRequest {
+            incident_id: incident_id.into(),
+        })
+        .await
+        .expect("list decisions")
+        .into_inner()
+        .decisions
+}
