@@ -256,8 +256,7 @@ impl Store for MemoryStore {
             .skip(skip)
             .take(limit)
             .collect();
-        let next =
-            super::redis::next_cursor(cursor, page.iter().map(|(ms, _)| *ms), page.len() < limit);
+        let next = super::next_cursor(cursor, page.iter().map(|(ms, _)| *ms), page.len() < limit);
         let out = page
             .iter()
             .filter_map(|(_, id)| {
@@ -534,9 +533,35 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{IncidentId, IncidentStatus, Severity};
-    use crate::engine::ExpertEngine;
+    use crate::domain::proposal::{CommandVerb, RemediationCommand, RiskLevel, WorkloadKind};
+    use crate::domain::{IncidentId, IncidentStatus, K8sName, ProposalSource, Severity};
     use std::time::Duration;
+
+    /// A proposal built by hand: the store stores any proposal, and its
+    /// tests need nothing from the engines.
+    fn proposal() -> Proposal {
+        Proposal {
+            source: ProposalSource::Expert,
+            provider: String::new(),
+            model: String::new(),
+            command: RemediationCommand {
+                verb: CommandVerb::RolloutRestart,
+                kind: WorkloadKind::Deployment,
+                name: K8sName::parse("checkout").unwrap(),
+                namespace: K8sName::parse("shop").unwrap(),
+                replicas: None,
+            },
+            description: "restart".into(),
+            reasoning: "a restart clears the fault".into(),
+            risk: RiskLevel::Low,
+            confidence: 0.8,
+            matched_rule: "restart".into(),
+            from_cache: false,
+            analysis_latency: Duration::ZERO,
+            fallback_reason: None,
+            consensus: None,
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn cached_proposals_expire_after_their_ttl() {
@@ -557,7 +582,7 @@ mod tests {
             status_note: String::new(),
         };
         let sig = Signature::of(&incident, "dual");
-        let p = ExpertEngine::builtin().propose(&incident);
+        let p = proposal();
         let s = MemoryStore::new(Retention::default());
         s.cache_proposal(&sig, &p, Duration::from_secs(60))
             .await
@@ -566,13 +591,9 @@ mod tests {
         assert_eq!(s.cached_proposal(&sig).await.unwrap(), Some(p));
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(s.cached_proposal(&sig).await.unwrap(), None);
-        s.cache_proposal(
-            &sig,
-            &ExpertEngine::builtin().propose(&incident),
-            Duration::MAX,
-        )
-        .await
-        .unwrap();
+        s.cache_proposal(&sig, &proposal(), Duration::MAX)
+            .await
+            .unwrap();
         assert!(s.cached_proposal(&sig).await.unwrap().is_some());
     }
 }

@@ -11,6 +11,7 @@
 //! `stats::record`) and applies them in the same atomic step, only when the
 //! write happens: statistics are counted exactly once per change.
 
+mod error;
 pub mod keys;
 pub mod memory;
 pub mod redis;
@@ -23,29 +24,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::sync::Arc;
-use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 /// Receives every decision change, each exactly once per replica, in the
 /// order the changes were made. Must not block: it runs inside the feed.
 pub type ChangeSink = Arc<dyn Fn(Decision) + Send + Sync>;
 
+pub use self::error::{BoxError, Outage, StoreError};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-
-/// What went wrong talking to the store.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    /// The backend cannot be reached (or no pooled connection came in time).
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// A stored record does not decode: a bug or a foreign writer.
-    #[error("corrupt record {key}: {detail}")]
-    Corrupt { key: String, detail: String },
-    /// Any other backend error.
-    #[error("store error: {0}")]
-    Backend(String),
-}
 
 /// The outcome of a compare-and-set.
 #[derive(Debug, PartialEq)]
@@ -272,12 +259,32 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     key: &str,
     json: &str,
 ) -> Result<T, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
-        key: key.to_owned(),
-        detail: e.to_string(),
-    })
+    serde_json::from_str(json).map_err(|e| StoreError::corrupt(key, e))
 }
 
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("domain types always serialize")
+}
+
+/// The cursor after a page of creation times (newest first), shared by both
+/// stores' `list_incidents`. `exhausted` when the page was short: there is
+/// nothing after it.
+pub(crate) fn next_cursor(
+    previous: Option<ListCursor>,
+    scores: impl DoubleEndedIterator<Item = i64> + Clone,
+    exhausted: bool,
+) -> Option<ListCursor> {
+    if exhausted {
+        return None;
+    }
+    let last = scores.clone().next_back()?;
+    let same = scores.rev().take_while(|s| *s == last).count() as u32;
+    let carried = match previous {
+        Some(p) if p.created_ms == last => p.skip_same,
+        _ => 0,
+    };
+    Some(ListCursor {
+        created_ms: last,
+        skip_same: carried + same,
+    })
 }
