@@ -72,6 +72,18 @@ pub(super) fn stat_writes(
     increments.chain(expiries)
 }
 
+/// The ARGV tail that `lua/stats.lua` applies: the increments of `delta`,
+/// the expiry of every bucket key they touch, then the number of entries
+/// before it. Always at least that count ("0").
+fn script_args(delta: &StatDelta, retention: Duration) -> Vec<String> {
+    let mut a = Vec::new();
+    for w in stat_writes(delta, retention) {
+        w.push_script_args(&mut a);
+    }
+    a.push(a.len().to_string());
+    a
+}
+
 impl StatWrite<'_> {
     /// Appends the ARGV entries `lua/stats.lua` reads for this write: a
     /// letter, the key, then two operands (one for an expiry).
@@ -122,16 +134,9 @@ impl StatWrite<'_> {
 }
 
 impl RedisStore {
-    /// The ARGV tail that `lua/stats.lua` applies: the increments of
-    /// `delta`, the expiry of every bucket key they touch, then the number of entries before it.
-    /// Always at least that count ("0").
+    /// The ARGV tail of a write script for `delta` (see [`script_args`]).
     pub(super) fn stats_args(&self, delta: &StatDelta) -> Vec<String> {
-        let mut a = Vec::new();
-        for w in stat_writes(delta, self.retention.stats) {
-            w.push_script_args(&mut a);
-        }
-        a.push(a.len().to_string());
-        a
+        script_args(delta, self.retention.stats)
     }
 
     /// [`crate::store::Store::read_stats`]: every bucket of every series in
@@ -228,5 +233,87 @@ fn score(n: f64) -> u64 {
         n.round() as u64
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One increment of each kind, in one hour bucket, plus the gauge.
+    fn delta() -> StatDelta {
+        let b = Bucket::Hour(0);
+        let mut d = StatDelta::none();
+        d.push(
+            Target::Bucket(b, Series::Incidents),
+            Action::Count {
+                field: "new:P2".into(),
+                by: 1,
+            },
+        );
+        d.push(
+            Target::Bucket(b, Series::Services),
+            Action::Rank {
+                member: "checkout".into(),
+                by: 2,
+            },
+        );
+        d.push(
+            Target::StatusGauge,
+            Action::Count {
+                field: "OPEN".into(),
+                by: -1,
+            },
+        );
+        d
+    }
+
+    #[test]
+    fn script_arguments_follow_the_layout_stats_lua_reads() {
+        let retention = Duration::from_secs(10);
+        let inc = keys::stats(Bucket::Hour(0), &Series::Incidents);
+        let svc = keys::stats(Bucket::Hour(0), &Series::Services);
+        let at = Bucket::Hour(0).expires_at(retention).to_string();
+        let expected: Vec<String> = [
+            "H",
+            &inc,
+            "new:P2",
+            "1", //
+            "Z",
+            &svc,
+            "checkout",
+            "2", //
+            "H",
+            keys::STATS_STATUS,
+            "OPEN",
+            "-1", //
+            "E",
+            &inc,
+            &at, //
+            "E",
+            &svc,
+            &at, //
+            "18",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(script_args(&delta(), retention), expected);
+        assert_eq!(script_args(&StatDelta::none(), retention), vec!["0"]);
+    }
+
+    #[test]
+    fn commands_are_the_same_writes() {
+        let retention = Duration::from_secs(10);
+        let names: Vec<String> = stat_writes(&delta(), retention)
+            .map(|w| {
+                let packed = w.command().get_packed_command();
+                String::from_utf8_lossy(&packed).into_owned()
+            })
+            .map(|p| p.split("\r\n").nth(2).unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["HINCRBY", "ZINCRBY", "HINCRBY", "EXPIREAT", "EXPIREAT"]
+        );
     }
 }
