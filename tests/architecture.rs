@@ -170,6 +170,37 @@ fn modules_import_only_what_the_layering_allows() {
     );
 }
 
+/// Inside `store/`: the key layout is built in `keys.rs` alone, and the
+/// memory store shares nothing with the Redis store (each implements the
+/// `Store` trait on its own; what both need lives in `store/` proper).
+#[test]
+fn keys_are_built_in_keys_rs_and_the_stores_stand_alone() {
+    let mut problems = Vec::new();
+    for (file, _, text) in raw_sources() {
+        let code = strip_keeping_strings(&text);
+        if file != "src/store/keys.rs" {
+            for (at, _) in code.match_indices("\"verdict:") {
+                if !code[at + 9..].starts_with(':') {
+                    problems.push(format!(
+                        "{file}:{}: a Redis key is built outside store/keys.rs",
+                        line_of(&code, at)
+                    ));
+                }
+            }
+        }
+        if file == "src/store/memory.rs" {
+            let code = strip(&text);
+            for (at, _) in code.match_indices("redis::") {
+                problems.push(format!(
+                    "{file}:{}: the memory store uses the Redis store",
+                    line_of(&code, at)
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// Each module may use only modules listed before it, so the allowed
 /// edges can never form a cycle.
 #[test]
@@ -267,10 +298,20 @@ let after = crate::engine::X;
         .map(|e| e.target)
         .collect();
     assert_eq!(crates, ["clap"]);
+    let kept = strip_keeping_strings("let k = \"verdict:x\"; // \"verdict:y\"");
+    assert_eq!(kept.trim_end(), "let k = \"verdict:x\";");
 }
 
 /// `(path, module, code)` for every checked file, the code stripped.
 fn sources() -> Vec<(String, String, String)> {
+    raw_sources()
+        .into_iter()
+        .map(|(file, module, text)| (file, module, strip(&text)))
+        .collect()
+}
+
+/// `(path, module, text)` for every checked file, as written.
+fn raw_sources() -> Vec<(String, String, String)> {
     let src = root().join("src");
     let mut files = Vec::new();
     collect(&src, &mut files);
@@ -292,7 +333,7 @@ fn sources() -> Vec<(String, String, String)> {
             .trim_end_matches(".rs")
             .to_owned();
         let text = std::fs::read_to_string(&path).expect("readable source");
-        out.push((format!("src/{rel}"), module, strip(&text)));
+        out.push((format!("src/{rel}"), module, text));
     }
     out
 }
@@ -323,6 +364,15 @@ fn list(items: &[&str]) -> String {
 /// `source` with comments, string and char literals and `#[cfg(test)]`
 /// modules blanked out; newlines are kept, so line numbers still hold.
 fn strip(source: &str) -> String {
+    scrub(source, false)
+}
+
+/// [`strip`], but string literals are kept (to find Redis keys in them).
+fn strip_keeping_strings(source: &str) -> String {
+    scrub(source, true)
+}
+
+fn scrub(source: &str, keep_strings: bool) -> String {
     let s: Vec<char> = source.chars().collect();
     let mut out = String::with_capacity(source.len());
     let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
@@ -330,6 +380,7 @@ fn strip(source: &str) -> String {
     while i < s.len() {
         let at = |k: usize| s.get(i + k).copied().unwrap_or('\0');
         let start = i;
+        let mut is_string = false;
         if at(0) == '/' && at(1) == '/' {
             while i < s.len() && s[i] != '\n' {
                 i += 1;
@@ -352,6 +403,7 @@ fn strip(source: &str) -> String {
             }
         } else if let Some(hashes) = raw_string_start(&s, i) {
             // r"…", r#"…"#, br"…": ends at a quote followed by the hashes.
+            is_string = true;
             i += s[i..].iter().position(|&c| c == '"').unwrap_or(0) + 1;
             while i < s.len() {
                 if s[i] == '"' && (0..hashes).all(|k| s.get(i + 1 + k) == Some(&'#')) {
@@ -361,6 +413,7 @@ fn strip(source: &str) -> String {
                 i += 1;
             }
         } else if at(0) == '"' {
+            is_string = true;
             i += 1;
             while i < s.len() && s[i] != '"' {
                 i += if s[i] == '\\' { 2 } else { 1 };
@@ -379,7 +432,11 @@ fn strip(source: &str) -> String {
             continue;
         }
         let end = i.min(s.len());
-        out.extend(s[start..end].iter().map(|&c| blank(c)));
+        if is_string && keep_strings {
+            out.extend(&s[start..end]);
+        } else {
+            out.extend(s[start..end].iter().map(|&c| blank(c)));
+        }
         i = end;
     }
     blank_test_modules(&out)
