@@ -11,7 +11,7 @@ pub mod app;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
-pub mod client;
+pub(crate) mod client;
 pub mod clock;
 pub mod config;
 pub mod domain;

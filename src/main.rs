@@ -1,5 +1,6 @@
 //! The `verdict` binary: `verdict serve` runs the server, `verdict bench`
-//! the load generator ([`verdict::bench`]); every other subcommand is the
+//! the load generator (`verdict::bench`, with the `bench`
+//! feature); every other subcommand is the
 //! typed gRPC client in [`verdict::cli`]. The command line is
 //! [`verdict::app::Cli`].
 
