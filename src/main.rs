@@ -1,8 +1,7 @@
 //! The `verdict` binary: `verdict serve` runs the server, `verdict bench`
-//! the load generator (`verdict::bench`, with the `bench`
-//! feature); every other subcommand is the
-//! typed gRPC client in [`verdict::cli`]. The command line is
-//! [`verdict::app::Cli`].
+//! the load generator (`verdict::bench`, with the `bench` feature); every
+//! other subcommand is the typed gRPC client in [`verdict::cli`]. The
+//! command line is [`verdict::app::Cli`].
 
 use anyhow::Context;
 use clap::Parser;
