@@ -136,6 +136,12 @@ fn modules_import_only_what_the_layering_allows() {
                 ));
             }
         }
+        for line in escaping_supers(&file, &code) {
+            problems.push(format!(
+                "{file}:{line}: a `super::` path leaves `{module}`: name other modules \
+                 with `crate::` so this test sees the edge"
+            ));
+        }
         let rel = file.trim_start_matches("src/");
         for edge in external_paths(&file, &code) {
             let Some((_, places)) = CRATES
@@ -298,6 +304,12 @@ let after = crate::engine::X;
         .map(|e| e.target)
         .collect();
     assert_eq!(crates, ["clap"]);
+    assert_eq!(
+        escaping_supers("src/a/b.rs", "use super::x; use super::super::y;"),
+        [1]
+    );
+    assert!(escaping_supers("src/a/mod.rs", "use self::x;").is_empty());
+    assert_eq!(escaping_supers("src/a/mod.rs", "\nuse super::x;"), [2]);
     let kept = strip_keeping_strings("let k = \"verdict:x\"; // \"verdict:y\"");
     assert_eq!(kept.trim_end(), "let k = \"verdict:x\";");
 }
@@ -543,6 +555,27 @@ fn crate_paths(file: &str, code: &str) -> Vec<Edge> {
                     target,
                 });
             }
+        }
+    }
+    out
+}
+
+/// Lines of `code` whose `super::super::…` climbs out of the file's
+/// top-level module (`src/a/b.rs` may climb once, `src/a/mod.rs` not at
+/// all), which would hide an edge from [`crate_paths`].
+fn escaping_supers(file: &str, code: &str) -> Vec<usize> {
+    let rel = file.trim_start_matches("src/");
+    let parts: Vec<&str> = rel.trim_end_matches(".rs").split('/').collect();
+    // Module depth below the crate root: `a.rs` and `a/mod.rs` are 1.
+    let depth = parts.len() - usize::from(parts.last() == Some(&"mod"));
+    let mut out = Vec::new();
+    for at in path_starts(code, "super") {
+        let climbs = code.as_bytes()[at..]
+            .chunks(7)
+            .take_while(|c| *c == b"super::")
+            .count();
+        if climbs >= depth {
+            out.push(line_of(code, at));
         }
     }
     out
