@@ -8,15 +8,17 @@
 //! `crate::<module>` only for the modules [`LAYERS`] allows it, and may
 //! name the external crates in [`CRATES`] only where that table allows. Unit
 //! tests are exempt, as dev-dependencies are: a test may look past the
-//! layer it tests. `main.rs` and `lib.rs` tie everything together and are
-//! not checked.
+//! layer it tests. A `super::` path may not climb out of its module (it
+//! would hide an edge). `main.rs` and `lib.rs` tie everything together and
+//! are not checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Each module of `src/` and the modules it may import. Listed bottom up:
-/// a module may only use modules above it in this list (checked by
-/// `the_layers_have_no_cycle`). ARCHITECTURE.md shows this same table.
+/// Each module of `src/` and the modules it may import. Listed foundation
+/// first: a module may only use modules listed before it (checked by
+/// `the_layers_have_no_cycle`). ARCHITECTURE.md shows this same table
+/// (checked by `architecture_md_shows_the_same_layers`).
 const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("clock", &[]),
