@@ -1,5 +1,5 @@
 //! Statistics at scale: seeds resolved incidents with
-//! `verdict::stats::seed_resolved` (default 1 000 000 over 30 days), starts
+//! `verdict::bench::seed_stats::seed_resolved` (default 1 000 000 over 30 days), starts
 //! a verdict server on the same Redis, and times each StatsService RPC over
 //! gRPC for the last 24 h, 7 d and 30 d (and all time).
 //!
@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         },
         Default::default(),
     )?;
-    let spec = verdict::stats::SeedSpec {
+    let spec = verdict::bench::seed_stats::SeedSpec {
         incidents: n,
         ..Default::default()
     };
@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         "seeding {n} resolved incidents over {} (records, index and statistics)...",
         humantime::format_duration(spec.span)
     );
-    let seeded = verdict::stats::seed_resolved(&store, &spec).await?;
+    let seeded = verdict::bench::seed_stats::seed_resolved(&store, &spec).await?;
     let info: String = redis::cmd("INFO")
         .arg("memory")
         .query_async(&mut conn)

@@ -2,11 +2,16 @@
 //!
 //! See `ARCHITECTURE.md` for the map. Layers, outside in: `api` (gRPC) →
 //! `manager` (application rules) → `engine` (proposals) and `store`
-//! (persistence) → `domain` (plain types, no I/O).
+//! (persistence) → `domain` (plain types, no I/O). Beside them, the
+//! clients: `cli` and `bench` over `client`, tied together by `app`.
+//! `tests/architecture.rs` holds every module to its allowed imports.
 
 pub mod api;
+pub mod app;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
+pub(crate) mod client;
 pub mod clock;
 pub mod config;
 pub mod domain;

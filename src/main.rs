@@ -1,11 +1,13 @@
-//! The `verdict` binary: `verdict serve` runs the server; every other
-//! subcommand is the typed gRPC client in [`verdict::cli`].
+//! The `verdict` binary: `verdict serve` runs the server, `verdict bench`
+//! the load generator (`verdict::bench`, with the `bench` feature); every
+//! other subcommand is the typed gRPC client in [`verdict::cli`]. The
+//! command line is [`verdict::app::Cli`].
 
 use anyhow::Context;
 use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use verdict::cli::{Cli, Command};
+use verdict::app::{Cli, Command};
 use verdict::config::{Config, LogFormat, ServeArgs};
 
 #[tokio::main]
@@ -14,6 +16,12 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args).await,
         Command::Client(command) => verdict::cli::run(&cli.global, command).await,
+        // `bench` opens its own connections (several, or to a server it
+        // spawns), so it gets the address rather than a channel.
+        #[cfg(feature = "bench")]
+        Command::Bench(args) => {
+            verdict::bench::main(&cli.global.addr, cli.global.json, *args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

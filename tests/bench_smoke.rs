@@ -6,8 +6,8 @@ mod common;
 
 use clap::Parser;
 use common::RedisServer;
+use verdict::app::{Cli, Command};
 use verdict::bench::{self, BenchArgs};
-use verdict::cli::{Cli, ClientCommand, Command};
 
 fn bench_args(extra: &[&str]) -> BenchArgs {
     let mut argv = vec![
@@ -22,7 +22,7 @@ fn bench_args(extra: &[&str]) -> BenchArgs {
     ];
     argv.extend(extra);
     match Cli::try_parse_from(argv).expect("valid flags").command {
-        Command::Client(ClientCommand::Bench(args)) => *args,
+        Command::Bench(args) => *args,
         other => panic!("parsed as {other:?}"),
     }
 }

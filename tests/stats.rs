@@ -946,6 +946,7 @@ async fn buckets_expire_after_the_retention() {
 // ---- cost -------------------------------------------------------------------
 
 /// Calls per Redis command since the last CONFIG RESETSTAT.
+#[cfg(feature = "bench")]
 async fn command_counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
@@ -972,6 +973,7 @@ async fn command_counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMa
 /// Seeded data (the bench's seeding function) reads back exactly, and a
 /// 30-day query issues the same Redis commands with 2 000 incidents as
 /// with 6 000: the cost is in buckets, not incidents.
+#[cfg(feature = "bench")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_statistics_read_back_and_cost_the_same_at_any_volume() {
     let redis = RedisServer::start();
@@ -990,14 +992,14 @@ async fn seeded_statistics_read_back_and_cost_the_same_at_any_volume() {
         Default::default(),
     )
     .expect("store");
-    let mut spec = verdict::stats::SeedSpec {
+    let mut spec = verdict::bench::seed_stats::SeedSpec {
         incidents: 2_000,
         end: now,
         // Inside the 30 days queried, which end with the current hour.
         span: std::time::Duration::from_secs(29 * 86_400),
         ..Default::default()
     };
-    let report = verdict::stats::seed_resolved(&store, &spec)
+    let report = verdict::bench::seed_stats::seed_resolved(&store, &spec)
         .await
         .expect("seed");
     assert_eq!(report.incidents, 2_000);
@@ -1048,7 +1050,7 @@ async fn seeded_statistics_read_back_and_cost_the_same_at_any_volume() {
 
     spec.incidents = 4_000;
     spec.seed = 2;
-    verdict::stats::seed_resolved(&store, &spec)
+    verdict::bench::seed_stats::seed_resolved(&store, &spec)
         .await
         .expect("seed");
     let (large, res, _, _) = measure(&mut c).await;

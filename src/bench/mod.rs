@@ -9,10 +9,14 @@
 //!
 //! One file per concern: `scenarios.rs` (what one request is and the data
 //! it needs), `runner.rs` (the load loop and histograms), `seed.rs` (bulk
-//! data straight into Redis), `scaling.rs` (the lookup latency as the store
-//! grows), `report.rs` (tables and `--json`). The tool talks to the server
-//! only through the generated clients; only seeding touches Redis, through
-//! `RedisStore::seed_bulk`, so data lands in the real key layout.
+//! data straight into Redis), `seed_stats.rs` (bulk resolved incidents and
+//! their statistics, for `examples/stats_bench.rs`), `scaling.rs` (the
+//! lookup latency as the store grows), `fanout.rs` (watch streams),
+//! `report.rs` (tables and `--json`). The tool talks to the server only
+//! through the generated clients (connecting and tables come from
+//! `client/`, shared with the CLI); only seeding touches Redis, through
+//! `RedisStore::seed_bulk` and `RedisStore::write_bulk`, so data lands in
+//! the real key layout. Compiled with the `bench` cargo feature (default).
 
 pub mod fanout;
 pub mod report;
@@ -20,6 +24,7 @@ pub mod runner;
 pub mod scaling;
 pub mod scenarios;
 pub mod seed;
+pub mod seed_stats;
 
 pub use report::Report;
 pub use scenarios::Scenario;
@@ -272,7 +277,7 @@ type Measured = (
 async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
     let mut channels = Vec::with_capacity(args.connections as usize);
     for _ in 0..args.connections {
-        channels.push(crate::cli::connect(target).await?);
+        channels.push(crate::client::connect(target).await?);
     }
     wait_serving(&channels[0]).await?;
     let seeder = args.redis_url.as_deref().map(Seeder::new).transpose()?;
@@ -494,16 +499,19 @@ async fn wait_serving(channel: &Channel) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, ClientCommand, Command};
     use clap::Parser;
 
+    /// `verdict bench`'s own flags, parsed as `app::Cli` embeds them.
+    #[derive(clap::Parser)]
+    struct Bench {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
     fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
-        let mut argv = vec!["verdict", "bench"];
+        let mut argv = vec!["bench"];
         argv.extend(args);
-        match Cli::try_parse_from(argv)?.command {
-            Command::Client(ClientCommand::Bench(b)) => Ok(*b),
-            other => panic!("not bench: {other:?}"),
-        }
+        Ok(Bench::try_parse_from(argv)?.args)
     }
 
     #[test]

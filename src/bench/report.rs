@@ -6,7 +6,7 @@
 
 use super::runner::Measurement;
 use super::seed::Seeded;
-use crate::cli::output::Table;
+use crate::client::Table;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -8,7 +8,7 @@
 //! expert path, `approve` one compare-and-set transition.
 
 use super::seed::Seeder;
-use crate::cli::code_name;
+use crate::client::code_name;
 use crate::proto as pb;
 use crate::proto::decision_service_client::DecisionServiceClient;
 use crate::proto::incident_service_client::IncidentServiceClient;

@@ -1,8 +1,9 @@
 //! `verdict decide` and `verdict decision ...`: DecisionService from the
 //! command line.
 
-use super::output::{self, Fields, Table};
+use super::output::{self, Fields};
 use super::{GlobalArgs, RPC_TIMEOUT, default_actor, request};
+use crate::client::Table;
 use crate::proto as pb;
 use crate::proto::decision_service_client::DecisionServiceClient;
 use anyhow::Context;
@@ -15,6 +16,12 @@ use tonic::transport::Channel;
 /// the server (which answers at the timeout with the expert proposal) is
 /// never cut off by our own deadline.
 const WAIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// The longest analysis timeout the server accepts, as the wire contract
+/// states it (`GetOrCreateDecisionRequest.timeout`: "at most 10 minutes"):
+/// the CLI knows the server only through the proto, so it mirrors the cap
+/// here rather than importing the manager's.
+const MAX_ANALYSIS_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Flags of `decide`.
 #[derive(Debug, clap::Args)]
@@ -126,7 +133,7 @@ pub(crate) async fn decide(
     let deadline = match (args.wait, args.timeout) {
         (false, _) => RPC_TIMEOUT,
         (true, Some(t)) => t.saturating_add(WAIT_MARGIN),
-        (true, None) => crate::manager::decisions::MAX_TIMEOUT.saturating_add(WAIT_MARGIN),
+        (true, None) => MAX_ANALYSIS_TIMEOUT.saturating_add(WAIT_MARGIN),
     };
     let req = pb::GetOrCreateDecisionRequest {
         incident_id: args.incident_id.clone(),
@@ -368,6 +375,12 @@ fn list(incident_id: &str, resp: &pb::ListDecisionsResponse) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tests may look past the wire: the mirrored cap is the server's.
+    #[test]
+    fn the_wait_cap_mirrors_the_servers() {
+        assert_eq!(MAX_ANALYSIS_TIMEOUT, crate::manager::decisions::MAX_TIMEOUT);
+    }
 
     #[test]
     fn decision_detail_shows_the_proposal() {

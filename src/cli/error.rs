@@ -2,8 +2,8 @@
 //! code: 2 for an error the server answered (a gRPC status), 1 for anything
 //! else (bad flags are clap's own 2; connection and config errors are 1).
 
+use crate::client::code_name;
 use std::process::ExitCode;
-use tonic::Code;
 use tonic_types::StatusExt;
 
 /// Exit code of an error the server answered with.
@@ -43,43 +43,10 @@ fn render_status(status: &tonic::Status) -> String {
     out
 }
 
-/// The canonical upper-case name of a gRPC code, as grpcurl and the gRPC
-/// docs spell it (tonic's `Display` gives a prose description instead).
-pub(crate) fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// The innermost cause of an error chain: for a failed connection that is
-/// the OS error ("Connection refused"), not tonic's "transport error".
-pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
     use tonic_types::ErrorDetails;
 
     #[test]

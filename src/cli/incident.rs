@@ -1,7 +1,8 @@
 //! `verdict incident ...`: IncidentService from the command line.
 
-use super::output::{self, Fields, Table};
+use super::output::{self, Fields};
 use super::{GlobalArgs, RPC_TIMEOUT, default_actor, request};
+use crate::client::Table;
 use crate::proto as pb;
 use crate::proto::incident_service_client::IncidentServiceClient;
 use tonic::transport::Channel;

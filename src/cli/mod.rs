@@ -1,45 +1,28 @@
-//! The `verdict` command line: `serve` runs the server (wired in `main.rs`),
-//! every other subcommand is a typed gRPC client for people and scripts.
+//! The client subcommands of `verdict`: typed gRPC clients for people and
+//! scripts (the top-level command line that adds `serve` and `bench` is
+//! `app.rs`).
 //!
 //! One file per resource: `incident.rs`, `decision.rs` (also `decide`),
 //! `stats.rs`, `watch.rs`;
 //! `output.rs` prints (text or `--json`), `error.rs` turns failures into a
-//! message and an exit code. The CLI talks to the server only through the
-//! generated clients; it knows nothing of the store or the managers.
+//! message and an exit code; connecting and tables come from `client/`.
+//! The CLI talks to the server only through the generated clients; it
+//! knows nothing of the store, the managers or the benchmark.
 
 mod decision;
 mod error;
 mod incident;
-pub(crate) mod output;
+mod output;
 mod stats;
 mod watch;
 
-pub(crate) use error::code_name;
 pub use error::report;
 
-use anyhow::Context;
+use crate::client::connect;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
-
-/// How long connecting to the server may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Deadline of every RPC that does not wait for anything on the server.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// verdict: incident-remediation decisions.
-///
-/// Alerts become incidents; each incident gets a decision token carrying a
-/// safe remediation proposal that a person approves or rejects. `serve`
-/// runs the server; the other commands talk to one at `--addr`.
-#[derive(Debug, clap::Parser)]
-#[command(name = "verdict", version, about, max_term_width = 100)]
-pub struct Cli {
-    #[command(flatten)]
-    pub global: GlobalArgs,
-    #[command(subcommand)]
-    pub command: Command,
-}
 
 /// Flags every client subcommand understands.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,19 +40,6 @@ pub struct GlobalArgs {
     /// Print the response as canonical proto3 JSON (for scripts and jq).
     #[arg(long, global = true, help_heading = "Client options")]
     pub json: bool,
-}
-
-/// The subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Run the verdict server (gRPC, gRPC-Web and HTTP on one port).
-    ///
-    /// Settings come from --config FILE, then VERDICT_* variables, then
-    /// flags. Without a Redis URL (or with --dev) state is kept in memory
-    /// and lost on exit.
-    Serve(Box<crate::config::ServeArgs>),
-    #[command(flatten)]
-    Client(ClientCommand),
 }
 
 /// The client subcommands: each is one or a few RPCs against `--addr`.
@@ -91,14 +61,6 @@ pub enum ClientCommand {
     /// Follow a decision (or all decisions) live, one line per change;
     /// reconnects and resumes after a dropped connection.
     Watch(watch::WatchArgs),
-    /// Load-test a server: requests/s, latency percentiles and errors per
-    /// scenario, each throughput also as a ratio to Health/Check measured
-    /// in the same run (see BENCHMARKS.md).
-    ///
-    /// Loads --target (default --addr), or a server started in-process with
-    /// --spawn. Setup data is created by the tool; with --redis-url bulk
-    /// data is seeded straight into that Redis, so use a throwaway one.
-    Bench(Box<crate::bench::BenchArgs>),
     /// Statistics: incident summary, resolution times, AI performance,
     /// affected services (default range: the last 24 hours).
     ///
@@ -114,40 +76,9 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Incident(cmd) => incident::run(connect(addr).await?, global, cmd).await,
         ClientCommand::Decide(args) => decision::decide(connect(addr).await?, global, args).await,
         ClientCommand::Decision(cmd) => decision::run(connect(addr).await?, global, cmd).await,
-        // `bench` opens its own connections (several, or to a server it
-        // spawns), so it gets the address rather than a channel.
-        ClientCommand::Bench(args) => crate::bench::main(addr, global.json, *args).await,
         // `watch` reconnects by itself after a dropped connection.
         ClientCommand::Watch(args) => watch::run(global, args).await,
         ClientCommand::Stats(cmd) => stats::run(connect(addr).await?, global, cmd).await,
-    }
-}
-
-/// Opens a channel to the server, eagerly, so an unreachable address fails
-/// here with one clear line rather than inside the first RPC. Each call
-/// opens its own HTTP/2 connection.
-pub(crate) async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    // Accept `host:port` as well as a full URL.
-    let url = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("invalid server address {addr:?} (expected http://HOST:PORT)"))?
-        .connect_timeout(CONNECT_TIMEOUT);
-    // The connect timeout covers TCP only; this one also covers a server
-    // that accepts but never completes the HTTP/2 handshake.
-    match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(e)) => Err(anyhow::anyhow!(
-            "cannot connect to verdict at {url}: {}",
-            error::root_cause(&e)
-        )),
-        Err(_) => Err(anyhow::anyhow!(
-            "cannot connect to verdict at {url}: no answer within {}",
-            humantime::format_duration(CONNECT_TIMEOUT)
-        )),
     }
 }
 
@@ -170,6 +101,17 @@ fn default_actor() -> String {
 mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
+
+    /// The client commands alone, as `app::Cli` embeds them (the whole
+    /// command line is tested in `app.rs`).
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "verdict")]
+    struct Cli {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
 
     #[test]
     fn clap_definition_is_consistent() {
@@ -197,10 +139,7 @@ mod tests {
         .unwrap();
         assert!(cli.global.json);
         assert_eq!(cli.global.addr, "http://127.0.0.1:1");
-        assert!(matches!(
-            cli.command,
-            Command::Client(ClientCommand::Incident(_))
-        ));
+        assert!(matches!(cli.command, ClientCommand::Incident(_)));
         let err = Cli::try_parse_from(["verdict", "decision", "complete", "DEC-0123456789AB"])
             .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
@@ -230,10 +169,7 @@ mod tests {
             ],
         ] {
             let cli = Cli::try_parse_from(&args).unwrap();
-            assert!(matches!(
-                cli.command,
-                Command::Client(ClientCommand::Stats(_))
-            ));
+            assert!(matches!(cli.command, ClientCommand::Stats(_)));
         }
         let err = Cli::try_parse_from(["verdict", "stats", "ai", "--since", "1d", "--all-time"])
             .unwrap_err();

@@ -1,8 +1,9 @@
 //! `verdict stats ...`: StatsService from the command line, as aligned
 //! tables (or the responses as JSON with `--json`).
 
-use super::output::{self, Fields, Table};
+use super::output::{self, Fields};
 use super::{GlobalArgs, RPC_TIMEOUT, request};
+use crate::client::Table;
 use crate::proto as pb;
 use crate::proto::stats_service_client::StatsServiceClient;
 use std::time::Duration;

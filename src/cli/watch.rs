@@ -2,8 +2,9 @@
 //! one line per change, reconnecting and resuming after a dropped
 //! connection or a server restart.
 
+use super::GlobalArgs;
 use super::output::{self, ProtoMessage};
-use super::{GlobalArgs, connect};
+use crate::client::connect;
 use crate::proto as pb;
 use crate::proto::decision_service_client::DecisionServiceClient;
 use std::io::Write;

@@ -5,21 +5,19 @@
 //! bucketed and a query range resolved ([`bucket`]), the quantile sketch
 //! ([`sketch`]), and the figures computed from what a query reads
 //! ([`report`]). The store knows how deltas and reads map onto keys; the
-//! stats manager (`manager/stats.rs`) runs the queries. [`seed`] writes
-//! bulk data for benchmarks.
+//! stats manager (`manager/stats.rs`) runs the queries; bulk seeding for
+//! benchmarks is `bench/seed_stats.rs`, which needs the store.
 
 pub mod bucket;
 pub mod delta;
 pub mod record;
 pub mod report;
-pub mod seed;
 pub mod series;
 pub mod sketch;
 
 pub use bucket::{Bucket, RangeSpec, Window};
 pub use delta::{Action, StatDelta, StatOp, Target};
 pub use report::{StatsQuery, StatsRead};
-pub use seed::{SeedReport, SeedSpec, seed_resolved};
 pub use series::{Series, Shape, Source};
 
 /// How long statistics are kept by default: 90 days.

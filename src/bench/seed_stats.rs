@@ -2,7 +2,7 @@
 //! each) with exactly the statistics the live path would have written for
 //! them, written pipelined instead of one script call per change.
 //!
-//! Each incident's statistics come from [`super::record`] applied to the
+//! Each incident's statistics come from [`crate::stats::record`] applied to the
 //! same changes the server would make (created OPEN; decision issued,
 //! READY, approved or rejected, executed; incident RESOLVED), so the stored
 //! layout is the live one. Increments of a chunk of incidents are then
@@ -11,14 +11,13 @@
 //! not written, only their statistics: nothing a statistics query reads
 //! depends on them.
 
-use super::delta::StatDelta;
-use super::record;
 use crate::domain::proposal::ConsensusInfo;
 use crate::domain::{
     Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, IncidentStatus,
     K8sName, ProposalSource, Severity,
 };
 use crate::engine::ExpertEngine;
+use crate::stats::{StatDelta, record};
 use crate::store::{RedisStore, StoreError};
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
