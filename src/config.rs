@@ -278,21 +278,21 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub dev: bool,
     pub redis_pool_size: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub redis_pool_wait: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub token_ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub decision_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub history_retention: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub stats_retention: Duration,
     pub rules_file: Option<PathBuf>,
     pub max_replicas: u32,
     pub executor: ExecutorKind,
     pub max_message_bytes: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub shutdown_grace: Duration,
     pub max_watchers: usize,
     pub cors_origins: Vec<String>,
@@ -302,15 +302,15 @@ pub struct Config {
     pub llm_provider: Option<String>,
     pub llm_api_key_env: String,
     pub llm_temperature: f32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub llm_timeout: Duration,
     pub llm_max_concurrency: usize,
     pub llm_max_retries: u32,
     pub llm_retry_budget: f32,
     pub llm_breaker_threshold: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub llm_breaker_cooldown: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub llm_cache_ttl: Duration,
     pub consensus_agents: usize,
     pub consensus_threshold: f64,
@@ -319,7 +319,7 @@ pub struct Config {
     /// an optional `weight` (default 1).
     pub consensus_personas: Vec<Persona>,
     pub min_replicas: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub sweep_interval: Duration,
     /// Alert ingestion (`[ingest]` in the TOML file), owned by `ingest`.
     pub ingest: IngestConfig,
@@ -538,6 +538,36 @@ impl Config {
             executor: self.executor,
             history_len: Retention::default().history_len,
         }
+    }
+}
+
+/// Durations in the file and in `--help`: read by humantime (`90days`,
+/// `1h 30m`), written in the largest unit that divides them exactly
+/// (`90days`, not humantime's `2months 29days 2h 52m 48s`).
+mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn format(d: Duration) -> String {
+        const UNITS: [(u64, &str); 4] = [(86_400, "days"), (3600, "h"), (60, "m"), (1, "s")];
+        if d.subsec_nanos() != 0 {
+            return humantime::format_duration(d).to_string();
+        }
+        let secs = d.as_secs();
+        UNITS
+            .iter()
+            .find(|(unit, _)| secs % unit == 0 && secs >= *unit)
+            .map(|(unit, name)| format!("{}{name}", secs / unit))
+            .unwrap_or_else(|| "0s".into())
     }
 }
 
@@ -832,5 +862,178 @@ instructions = "Think about the database."
         assert!(parse_severity_entry("page=P9").is_err());
         std::fs::write(&path, "[ingest]\ngroup_by = []\n").unwrap();
         assert!(Config::load(&args).is_err(), "grouping needs a label");
+    }
+
+    /// The names of a struct's fields, as serde sees them (the same list
+    /// its `Deserialize` accepts), including `Option`s that are unset.
+    fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        use serde::de::{Error as _, Visitor, value::Error};
+        struct Probe<'a>(&'a mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Probe<'_> {
+            type Error = Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+                Err(Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Error> {
+                *self.0 = fields;
+                Err(Error::custom("probed"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Probe(&mut fields));
+        fields
+    }
+
+    /// `verdict serve --help`, `Config::default()` and the README's table
+    /// name the same settings, with the same flag, variable and default.
+    #[test]
+    fn help_defaults_and_readme_agree() {
+        use std::collections::BTreeMap;
+        let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+        let args: BTreeMap<&str, &clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| a.get_id() != "config")
+            .map(|a| (a.get_id().as_str(), a))
+            .collect();
+        // (README key, flag id) of every setting of the file.
+        let mut settings: Vec<(String, &str)> = fields_of::<Config>()
+            .iter()
+            .filter(|f| **f != "ingest")
+            .map(|f| (f.to_string(), *f))
+            .collect();
+        settings.extend(
+            fields_of::<IngestConfig>()
+                .iter()
+                .map(|f| (format!("ingest.{f}"), *f)),
+        );
+        assert!(settings.len() > 40, "the probe found the fields");
+        let file_only = ["consensus_personas"];
+
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let rows: BTreeMap<String, Vec<String>> = section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cells: Vec<String> = l
+                    .trim_matches('|')
+                    .split(" | ")
+                    .map(|c| c.trim().to_string())
+                    .collect();
+                (cells[0].trim_matches('`').to_string(), cells)
+            })
+            .collect();
+        assert_eq!(
+            rows.keys().collect::<Vec<_>>(),
+            {
+                let mut keys: Vec<&String> = settings.iter().map(|(k, _)| k).collect();
+                keys.sort();
+                keys
+            },
+            "the README's table lists exactly the settings of Config"
+        );
+        assert_eq!(
+            args.len() + file_only.len(),
+            settings.len(),
+            "every flag is a setting and every setting but the file-only ones has a flag"
+        );
+
+        let help = cmd.clone().term_width(0).render_long_help().to_string();
+        for (key, id) in &settings {
+            let row = &rows[key];
+            let default = default_of(id);
+            if file_only.contains(id) {
+                assert_eq!((row[1].as_str(), row[2].as_str()), ("—", "—"), "{key}");
+                let names: Vec<String> = default_personas()
+                    .iter()
+                    .map(|p| format!("`{}`", p.name))
+                    .collect();
+                assert_eq!(row[3], names.join(", "), "{key}");
+                continue;
+            }
+            let arg = args
+                .get(id)
+                .unwrap_or_else(|| panic!("{key} has no flag"));
+            let long = arg.get_long().expect("a long flag");
+            assert_eq!(row[1], format!("`--{long}`"), "{key}: README flag");
+            let env = arg.get_env().and_then(|e| e.to_str()).expect("a variable");
+            assert_eq!(env, format!("VERDICT_{}", id.to_uppercase()), "{key}");
+            assert_eq!(row[2], format!("`{env}`"), "{key}: README variable");
+            let readme_default = match &default {
+                Some(d) => format!("`{d}`"),
+                None => "none".into(),
+            };
+            assert_eq!(row[3], readme_default, "{key}: README default");
+            let arg_help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let shown = arg_help.matches("[default: ").count();
+            match &default {
+                Some(d) if arg.get_action().takes_values() => {
+                    assert!(arg_help.ends_with(&format!("[default: {d}]")), "{key}: {arg_help}");
+                    assert_eq!(shown, 1, "{key}: one default, not a hand-typed one too");
+                    assert!(
+                        help.contains(&format!("[default: {d}]")),
+                        "{key}: --help shows its default"
+                    );
+                }
+                _ => assert_eq!(shown, 0, "{key} has no default to show: {arg_help}"),
+            }
+        }
+    }
+
+    /// The layers are lossless: the defaults survive the round trip through
+    /// TOML that `Config::load` makes, durations keep their exact value,
+    /// and a flag replaces the file's value while tables merge by entry.
+    #[test]
+    fn layering_is_lossless_and_merges_by_key() {
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let back: Config = toml::Value::Table(defaults.clone()).try_into().unwrap();
+        assert_eq!(toml::Table::try_from(back).unwrap(), defaults);
+        assert_eq!(default_of("stats_retention").as_deref(), Some("90days"));
+        assert_eq!(duration::format(Duration::from_millis(1500)), "1s 500ms");
+        assert_eq!(duration::format(Duration::ZERO), "0s");
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert_eq!(toml::Table::try_from(c).unwrap(), defaults, "no flags: defaults");
+        for k in ExecutorKind::ALL {
+            let t = toml::Table::try_from(Config {
+                executor: k,
+                ..Config::default()
+            })
+            .unwrap();
+            assert_eq!(t["executor"].as_str(), Some(k.as_str()), "serde and FromStr agree");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            "dev = true\nllm_retry_budget = 0.3\ncors_origins = [\"https://a.example\"]\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            llm_breaker_cooldown: Some(Duration::from_millis(1500)),
+            llm_temperature: Some(0.7),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert!(c.dev, "an absent --dev keeps the file's");
+        assert_eq!(c.llm_retry_budget, 0.3);
+        assert_eq!(c.llm_temperature, 0.7);
+        assert_eq!(c.llm_breaker_cooldown, Duration::from_millis(1500));
+        assert_eq!(c.cors_origins, vec!["https://a.example".to_string()]);
     }
 }
