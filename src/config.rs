@@ -592,7 +592,7 @@ static DEFAULTS: LazyLock<toml::Table> =
 /// name; `[ingest]` settings are looked up in that table), as `--help`
 /// and the README show it. None when the setting has no default value
 /// (unset `Option`s, empty lists and tables).
-pub fn default_of(id: &str) -> Option<String> {
+fn default_of(id: &str) -> Option<String> {
     let value = DEFAULTS.get(id).or_else(|| {
         DEFAULTS
             .get("ingest")
@@ -825,11 +825,7 @@ instructions = "Think about the database."
             assert!(Config::load(&args).is_err(), "{bad}");
         }
         assert!(Config::default().validate().is_ok());
-        assert!(
-            Config::default().engine_settings()
-                .llm
-                .is_none()
-        );
+        assert!(Config::default().engine_settings().llm.is_none());
     }
 
     #[test]
@@ -965,9 +961,7 @@ instructions = "Think about the database."
                 assert_eq!(row[3], names.join(", "), "{key}");
                 continue;
             }
-            let arg = args
-                .get(id)
-                .unwrap_or_else(|| panic!("{key} has no flag"));
+            let arg = args.get(id).unwrap_or_else(|| panic!("{key} has no flag"));
             let long = arg.get_long().expect("a long flag");
             assert_eq!(row[1], format!("`--{long}`"), "{key}: README flag");
             let env = arg.get_env().and_then(|e| e.to_str()).expect("a variable");
@@ -982,7 +976,10 @@ instructions = "Think about the database."
             let shown = arg_help.matches("[default: ").count();
             match &default {
                 Some(d) if arg.get_action().takes_values() => {
-                    assert!(arg_help.ends_with(&format!("[default: {d}]")), "{key}: {arg_help}");
+                    assert!(
+                        arg_help.ends_with(&format!("[default: {d}]")),
+                        "{key}: {arg_help}"
+                    );
                     assert_eq!(shown, 1, "{key}: one default, not a hand-typed one too");
                     assert!(
                         help.contains(&format!("[default: {d}]")),
@@ -1006,14 +1003,22 @@ instructions = "Think about the database."
         assert_eq!(duration::format(Duration::from_millis(1500)), "1s 500ms");
         assert_eq!(duration::format(Duration::ZERO), "0s");
         let c = Config::load(&ServeArgs::default()).unwrap();
-        assert_eq!(toml::Table::try_from(c).unwrap(), defaults, "no flags: defaults");
+        assert_eq!(
+            toml::Table::try_from(c).unwrap(),
+            defaults,
+            "no flags: defaults"
+        );
         for k in ExecutorKind::ALL {
             let t = toml::Table::try_from(Config {
                 executor: k,
                 ..Config::default()
             })
             .unwrap();
-            assert_eq!(t["executor"].as_str(), Some(k.as_str()), "serde and FromStr agree");
+            assert_eq!(
+                t["executor"].as_str(),
+                Some(k.as_str()),
+                "serde and FromStr agree"
+            );
         }
 
         let dir = tempfile::tempdir().unwrap();

@@ -10,8 +10,8 @@
 
 use super::grouping::{Group, Policy};
 use super::merge;
-use crate::clock::Clock;
 use super::settings::IngestConfig;
+use crate::clock::Clock;
 use crate::domain::{DecisionMode, Incident, IncidentId, IncidentStatus, Signal, SignalStatus};
 use crate::manager::{DecisionManager, ManagerError};
 use crate::store::{Cas, Created, Store};

@@ -117,10 +117,8 @@ impl IngestConfig {
                 "ingest.webhook_token_env names {name}, which is not set (or not UTF-8)"
             )
         })?;
-        super::WebhookToken::new(value)
-            .map(Some)
-            .ok_or_else(|| {
-                anyhow::anyhow!("the webhook token in {name} is empty or not a valid header value")
-            })
+        super::WebhookToken::new(value).map(Some).ok_or_else(|| {
+            anyhow::anyhow!("the webhook token in {name} is empty or not a valid header value")
+        })
     }
 }
