@@ -565,7 +565,7 @@ mod duration {
         let secs = d.as_secs();
         UNITS
             .iter()
-            .find(|(unit, _)| secs % unit == 0 && secs >= *unit)
+            .find(|(unit, _)| secs >= *unit && secs.is_multiple_of(*unit))
             .map(|(unit, name)| format!("{}{name}", secs / unit))
             .unwrap_or_else(|| "0s".into())
     }
