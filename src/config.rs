@@ -103,7 +103,7 @@ pub struct ServeArgs {
     pub max_replicas: Option<u32>,
     /// What runs after approval: `external` waits for `CompleteDecision`,
     /// `dry-run` completes at once with the command that would have run.
-    #[arg(long, env = "VERDICT_EXECUTOR", value_name = "KIND", value_parser = executor_parser())]
+    #[arg(long, env = "VERDICT_EXECUTOR", value_name = "EXECUTOR", value_parser = executor_parser())]
     pub executor: Option<ExecutorKind>,
     /// Largest accepted request message in bytes.
     #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", value_name = "BYTES")]
