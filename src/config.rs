@@ -1,16 +1,41 @@
-//! `verdict serve` settings: one [`Config`] filled from an optional TOML
-//! file, then `VERDICT_*` environment variables, then flags (later wins).
-//! Defaults live in `Config::default` and nowhere else.
+//! `verdict serve` settings: one [`Config`] filled in layers, later
+//! winning: its defaults, then the TOML file (`--config`), then `VERDICT_*`
+//! environment variables, then flags.
+//!
+//! Each setting is declared once: its type here (or in the module that owns
+//! it, like `[ingest]`), its default in `Config::default` (which takes the
+//! owning module's defaults where it has them), and its flag, variable and
+//! help text on [`ServeArgs`]. Nothing else lists the settings:
+//! - `--help` shows each default, rendered at run time from
+//!   `Config::default()` ([`with_default`]).
+//! - Flags and environment merge onto the file as one more layer: the
+//!   arguments given are serialized (absent ones are skipped) and merged
+//!   key by key over the file, so no merge list exists to forget a setting.
+//! - A test checks that `--help`, `Config::default()` and the README's
+//!   table name the same settings with the same defaults.
+//!
+//! Layering: `config` imports the modules' settings types and maps onto
+//! them ([`Config::engine_settings`], [`Config::decision_settings`], the
+//! ingestion's [`IngestConfig`]); the modules never import `config`, and
+//! each checks its own settings ([`Config::validate`] only adds the checks
+//! that span modules).
 
 use crate::domain::Severity;
-use crate::engine::consensus::{Persona, default_personas};
-use crate::manager::ExecutorKind;
+use crate::engine::EngineSettings;
+use crate::engine::consensus::{ConsensusSettings, Persona, default_personas, validate_personas};
+use crate::engine::llm::{ApiKey, LlmSettings};
+use crate::engine::settings::provider_from_url;
+use crate::manager::{DecisionSettings, ExecutorKind};
+use crate::middleware::retry::RetrySettings;
+use crate::store::Retention;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+pub use crate::ingest::IngestConfig;
 
 /// Statistics are kept at least a day (day buckets must outlive their day)
 /// and at most a year (bounds the buckets an "all time" query reads).
@@ -20,12 +45,19 @@ const MAX_STATS_RETENTION: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Flags of `verdict serve`. Every flag also reads a `VERDICT_*` variable,
 /// and every setting may come from the `--config` TOML file (same names
 /// with underscores: `listen`, `redis_url`, `token_ttl`, ...).
-#[derive(Debug, Default, clap::Args)]
+///
+/// Each flag is an `Option` (or empty) when not given, and serializes to
+/// exactly the settings given: that is the layer [`Config::load`] merges
+/// over the file. Defaults are never written here; `--help` appends them
+/// from `Config::default()`.
+#[derive(Debug, Default, clap::Args, Serialize)]
+#[command(mut_args = with_default)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below.
     #[arg(long, env = "VERDICT_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Address to listen on for gRPC, gRPC-Web and HTTP [default: 127.0.0.1:50051].
+    /// Address to listen on for gRPC, gRPC-Web and HTTP.
     #[arg(long, env = "VERDICT_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Redis URL (redis://host:port/db). Without one (or with --dev) the
@@ -34,45 +66,53 @@ pub struct ServeArgs {
     pub redis_url: Option<String>,
     /// Use the in-memory store (nothing persisted; for trying verdict out).
     #[arg(long, env = "VERDICT_DEV")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dev: bool,
-    /// Redis connections in the pool [default: 32].
+    /// Redis connections in the pool.
     #[arg(long, env = "VERDICT_REDIS_POOL_SIZE", value_name = "N")]
     pub redis_pool_size: Option<u32>,
     /// How long a request waits for a Redis connection before failing with
-    /// UNAVAILABLE [default: 1s].
+    /// UNAVAILABLE.
     #[arg(long, env = "VERDICT_REDIS_POOL_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub redis_pool_wait: Option<Duration>,
-    /// How long a decision token stays approvable [default: 1h].
+    /// How long a decision token stays approvable.
     #[arg(long, env = "VERDICT_TOKEN_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub token_ttl: Option<Duration>,
     /// Analysis deadline when a caller gives none; the expert proposal is
-    /// used when it passes [default: 30s].
+    /// used when it passes.
     #[arg(long, env = "VERDICT_DECISION_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub decision_timeout: Option<Duration>,
     /// How long decision records (the history) are kept after their last
-    /// change [default: 30days].
+    /// change.
     #[arg(long, env = "VERDICT_HISTORY_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub history_retention: Option<Duration>,
     /// How long statistics (hourly and daily buckets) are kept; also what
-    /// "all time" covers [default: 90days].
+    /// "all time" covers (1 day to 366 days).
     #[arg(long, env = "VERDICT_STATS_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub stats_retention: Option<Duration>,
-    /// TOML file of expert rules (default: the five built-in rules).
+    /// TOML file of expert rules. When unset: the five built-in rules.
     #[arg(long, env = "VERDICT_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
-    /// Upper bound of `replicas` in any scale command [default: 50].
+    /// Upper bound of `replicas` in any scale command.
     #[arg(long, env = "VERDICT_MAX_REPLICAS", value_name = "N")]
     pub max_replicas: Option<u32>,
-    /// What runs after approval [default: external].
-    #[arg(long, env = "VERDICT_EXECUTOR", value_enum)]
+    /// What runs after approval: `external` waits for `CompleteDecision`,
+    /// `dry-run` completes at once with the command that would have run.
+    #[arg(long, env = "VERDICT_EXECUTOR", value_name = "EXECUTOR", value_parser = executor_parser())]
     pub executor: Option<ExecutorKind>,
-    /// Largest accepted request message in bytes [default: 4194304].
+    /// Largest accepted request message in bytes.
     #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
-    /// How long in-flight requests may take to finish on shutdown [default: 10s].
+    /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, env = "VERDICT_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
-    /// Most watch streams open at once on this replica [default: 20000].
+    /// Most watch streams open at once on this replica.
     #[arg(long, env = "VERDICT_MAX_WATCHERS", value_name = "N")]
     pub max_watchers: Option<usize>,
     /// Browser origin allowed to call gRPC-Web from another origin
@@ -83,8 +123,9 @@ pub struct ServeArgs {
         value_delimiter = ',',
         value_name = "ORIGIN"
     )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cors_origins: Vec<String>,
-    /// Log format [default: text].
+    /// Log format.
     #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 
@@ -99,7 +140,7 @@ pub struct ServeArgs {
         help_heading = "LLM"
     )]
     pub llm_base_url: Option<String>,
-    /// Model name sent to the LLM [default: gpt-4o-mini].
+    /// Model name sent to the LLM.
     #[arg(
         long,
         env = "VERDICT_LLM_MODEL",
@@ -107,8 +148,8 @@ pub struct ServeArgs {
         help_heading = "LLM"
     )]
     pub llm_model: Option<String>,
-    /// Provider label recorded on proposals [default: `openai` for
-    /// api.openai.com, else the base URL's host].
+    /// Provider label recorded on proposals. When unset: `openai` for
+    /// api.openai.com, else the base URL's host.
     #[arg(
         long,
         env = "VERDICT_LLM_PROVIDER",
@@ -117,8 +158,7 @@ pub struct ServeArgs {
     )]
     pub llm_provider: Option<String>,
     /// Name of the environment variable holding the API key (the key itself
-    /// is never a flag and never logged; unset or empty: no key sent)
-    /// [default: VERDICT_LLM_API_KEY].
+    /// is never a flag and never logged; unset or empty: no key sent).
     #[arg(
         long,
         env = "VERDICT_LLM_API_KEY_ENV",
@@ -126,7 +166,7 @@ pub struct ServeArgs {
         help_heading = "LLM"
     )]
     pub llm_api_key_env: Option<String>,
-    /// Sampling temperature, 0 to 2 [default: 0.2].
+    /// Sampling temperature, 0 to 2.
     #[arg(
         long,
         env = "VERDICT_LLM_TEMPERATURE",
@@ -134,10 +174,11 @@ pub struct ServeArgs {
         help_heading = "LLM"
     )]
     pub llm_temperature: Option<f32>,
-    /// Timeout of one LLM attempt [default: 20s].
+    /// Timeout of one LLM attempt.
     #[arg(long, env = "VERDICT_LLM_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "LLM")]
+    #[serde(with = "humantime_serde")]
     pub llm_timeout: Option<Duration>,
-    /// LLM calls in flight at most; more wait within their timeout [default: 8].
+    /// LLM calls in flight at most; more wait within their timeout.
     #[arg(
         long,
         env = "VERDICT_LLM_MAX_CONCURRENCY",
@@ -145,8 +186,7 @@ pub struct ServeArgs {
         help_heading = "LLM"
     )]
     pub llm_max_concurrency: Option<usize>,
-    /// Retries of one call after a transient failure (unreachable, 5xx, 429)
-    /// [default: 2].
+    /// Retries of one call after a transient failure (unreachable, 5xx, 429).
     #[arg(
         long,
         env = "VERDICT_LLM_MAX_RETRIES",
@@ -155,7 +195,7 @@ pub struct ServeArgs {
     )]
     pub llm_max_retries: Option<u32>,
     /// Retry budget: extra load retries may add, as a share of calls
-    /// (0.2 = 20 %, plus one retry a second) [default: 0.2].
+    /// (0.2 = 20 %, plus one retry a second).
     #[arg(
         long,
         env = "VERDICT_LLM_RETRY_BUDGET",
@@ -163,7 +203,7 @@ pub struct ServeArgs {
         help_heading = "LLM"
     )]
     pub llm_retry_budget: Option<f32>,
-    /// Consecutive failed LLM calls that open the circuit breaker [default: 5].
+    /// Consecutive failed LLM calls that open the circuit breaker.
     #[arg(
         long,
         env = "VERDICT_LLM_BREAKER_THRESHOLD",
@@ -171,17 +211,18 @@ pub struct ServeArgs {
         help_heading = "LLM"
     )]
     pub llm_breaker_threshold: Option<u32>,
-    /// How long an open circuit fails fast before one probe call [default: 30s].
+    /// How long an open circuit fails fast before one probe call.
     #[arg(long, env = "VERDICT_LLM_BREAKER_COOLDOWN", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "LLM")]
+    #[serde(with = "humantime_serde")]
     pub llm_breaker_cooldown: Option<Duration>,
     /// How long a proposal is reused for incidents with the same signature
-    /// (alert names, service, severity, namespace); 0s turns the cache off
-    /// [default: 10m].
+    /// (alert names, service, severity, namespace); 0s turns the cache off.
     #[arg(long, env = "VERDICT_LLM_CACHE_TTL", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "LLM")]
+    #[serde(with = "humantime_serde")]
     pub llm_cache_ttl: Option<Duration>,
     /// LLM personas voting in consensus decisions (P0/P1 in mode AUTO, and
     /// mode CONSENSUS), the first N of `consensus_personas` in the config
-    /// file, plus the expert [default: 3].
+    /// file, plus the expert.
     #[arg(
         long,
         env = "VERDICT_CONSENSUS_AGENTS",
@@ -190,7 +231,7 @@ pub struct ServeArgs {
     )]
     pub consensus_agents: Option<usize>,
     /// A consensus score (agreeing weight / total weight) below this raises
-    /// the proposal's risk one step [default: 0.6].
+    /// the proposal's risk one step.
     #[arg(
         long,
         env = "VERDICT_CONSENSUS_THRESHOLD",
@@ -199,7 +240,7 @@ pub struct ServeArgs {
     )]
     pub consensus_threshold: Option<f64>,
     /// The expert engine's vote weight in a consensus (personas have theirs
-    /// in the config file, default 1) [default: 1].
+    /// in the config file, default 1).
     #[arg(
         long,
         env = "VERDICT_CONSENSUS_EXPERT_WEIGHT",
@@ -207,13 +248,14 @@ pub struct ServeArgs {
         help_heading = "LLM"
     )]
     pub consensus_expert_weight: Option<f64>,
-    /// Lower bound of `replicas` in any scale command [default: 1].
+    /// Lower bound of `replicas` in any scale command.
     #[arg(long, env = "VERDICT_MIN_REPLICAS", value_name = "N")]
     pub min_replicas: Option<u32>,
     /// How often this replica finishes decisions left ANALYZING past their
     /// deadline by a replica that died; 0s turns the sweep off (reads still
-    /// finish them) [default: 5s].
+    /// finish them).
     #[arg(long, env = "VERDICT_SWEEP_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub sweep_interval: Option<Duration>,
     #[command(flatten)]
     pub ingest: IngestArgs,
@@ -227,7 +269,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting of a running server.
+/// Every setting of a running server, as the TOML file spells it. The
+/// flag of each is on [`ServeArgs`] under the same name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -235,21 +278,21 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub dev: bool,
     pub redis_pool_size: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub redis_pool_wait: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub token_ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub decision_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub history_retention: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub stats_retention: Duration,
     pub rules_file: Option<PathBuf>,
     pub max_replicas: u32,
     pub executor: ExecutorKind,
     pub max_message_bytes: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub shutdown_grace: Duration,
     pub max_watchers: usize,
     pub cors_origins: Vec<String>,
@@ -259,15 +302,15 @@ pub struct Config {
     pub llm_provider: Option<String>,
     pub llm_api_key_env: String,
     pub llm_temperature: f32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub llm_timeout: Duration,
     pub llm_max_concurrency: usize,
     pub llm_max_retries: u32,
     pub llm_retry_budget: f32,
     pub llm_breaker_threshold: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub llm_breaker_cooldown: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub llm_cache_ttl: Duration,
     pub consensus_agents: usize,
     pub consensus_threshold: f64,
@@ -276,14 +319,19 @@ pub struct Config {
     /// an optional `weight` (default 1).
     pub consensus_personas: Vec<Persona>,
     pub min_replicas: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub sweep_interval: Duration,
-    /// Alert ingestion (`[ingest]` in the TOML file).
+    /// Alert ingestion (`[ingest]` in the TOML file), owned by `ingest`.
     pub ingest: IngestConfig,
 }
 
+/// The one place defaults are written; where a module has defaults of its
+/// own (retention, retries, consensus, ingestion) they are taken from it.
 impl Default for Config {
     fn default() -> Self {
+        let retention = Retention::default();
+        let retry = RetrySettings::default();
+        let consensus = ConsensusSettings::default();
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             redis_url: None,
@@ -292,8 +340,8 @@ impl Default for Config {
             redis_pool_wait: Duration::from_secs(1),
             token_ttl: Duration::from_secs(3600),
             decision_timeout: Duration::from_secs(30),
-            history_retention: Duration::from_secs(30 * 24 * 3600),
-            stats_retention: crate::stats::DEFAULT_RETENTION,
+            history_retention: retention.decisions,
+            stats_retention: retention.stats,
             rules_file: None,
             max_replicas: 50,
             executor: ExecutorKind::External,
@@ -309,14 +357,14 @@ impl Default for Config {
             llm_temperature: 0.2,
             llm_timeout: Duration::from_secs(20),
             llm_max_concurrency: 8,
-            llm_max_retries: 2,
-            llm_retry_budget: 0.2,
+            llm_max_retries: retry.max_retries,
+            llm_retry_budget: retry.budget_ratio,
             llm_breaker_threshold: 5,
             llm_breaker_cooldown: Duration::from_secs(30),
             llm_cache_ttl: Duration::from_secs(600),
-            consensus_agents: 3,
-            consensus_threshold: 0.6,
-            consensus_expert_weight: 1.0,
+            consensus_agents: consensus.personas.len(),
+            consensus_threshold: consensus.threshold,
+            consensus_expert_weight: consensus.expert_weight,
             consensus_personas: default_personas(),
             min_replicas: 1,
             sweep_interval: Duration::from_secs(5),
@@ -326,9 +374,13 @@ impl Default for Config {
 }
 
 impl Config {
-    /// File, then environment and flags (clap already merged those two).
+    /// The layers in order: defaults, the file, then environment and flags
+    /// (clap already merged those two). The file is read strictly (unknown
+    /// keys refused, errors with their line); flags and environment are
+    /// merged over it key by key, tables (`[ingest]`, `severity_map`) entry
+    /// by entry.
     pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
-        let mut c = match &args.config {
+        let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -337,114 +389,62 @@ impl Config {
             }
             None => Config::default(),
         };
-        macro_rules! over {
-            ($($f:ident),*) => {$( if let Some(v) = args.$f.clone() { c.$f = v; } )*};
-        }
-        over!(
-            listen,
-            redis_pool_size,
-            redis_pool_wait,
-            token_ttl,
-            decision_timeout,
-            history_retention,
-            stats_retention,
-            max_replicas,
-            executor,
-            max_message_bytes,
-            shutdown_grace,
-            max_watchers,
-            log_format,
-            llm_model,
-            llm_api_key_env,
-            llm_temperature,
-            llm_timeout,
-            llm_max_concurrency,
-            llm_max_retries,
-            llm_retry_budget,
-            llm_breaker_threshold,
-            llm_breaker_cooldown,
-            llm_cache_ttl,
-            consensus_agents,
-            consensus_threshold,
-            consensus_expert_weight,
-            min_replicas,
-            sweep_interval
-        );
-        if args.redis_url.is_some() {
-            c.redis_url = args.redis_url.clone();
-        }
-        if args.llm_base_url.is_some() {
-            c.llm_base_url = args.llm_base_url.clone();
-        }
-        if args.llm_provider.is_some() {
-            c.llm_provider = args.llm_provider.clone();
-        }
-        if args.rules_file.is_some() {
-            c.rules_file = args.rules_file.clone();
-        }
-        if !args.cors_origins.is_empty() {
-            c.cors_origins = args.cors_origins.clone();
-        }
-        c.dev |= args.dev;
-        c.ingest.apply(&args.ingest);
+        let mut merged = toml::Table::try_from(&file).context("cannot layer the settings")?;
+        let given = toml::Table::try_from(args).context("cannot layer the flags")?;
+        merge(&mut merged, given);
+        let c: Config = toml::Value::Table(merged)
+            .try_into()
+            .context("invalid flags or environment")?;
         c.validate()?;
         Ok(c)
     }
 
-    /// Refuses settings that cannot work, with the setting's name.
+    /// Refuses settings that cannot work, with the setting's name. Each
+    /// module checks its own settings; what is checked here spans modules
+    /// (history outlives tokens) or belongs to the server's edge.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
+        use anyhow::ensure;
+        ensure!(
             self.redis_pool_size >= 1,
             "redis_pool_size must be at least 1"
         );
-        anyhow::ensure!(!self.token_ttl.is_zero(), "token_ttl must be positive");
-        anyhow::ensure!(self.max_watchers >= 1, "max_watchers must be at least 1");
-        anyhow::ensure!(
-            !self.decision_timeout.is_zero(),
-            "decision_timeout must be positive"
-        );
-        anyhow::ensure!(
-            self.decision_timeout <= crate::manager::decisions::MAX_TIMEOUT,
-            "decision_timeout must be at most 10m"
-        );
-        anyhow::ensure!(
+        self.decision_settings().validate()?;
+        ensure!(self.max_watchers >= 1, "max_watchers must be at least 1");
+        ensure!(
             self.history_retention >= self.token_ttl,
             "history_retention must be at least token_ttl, so history outlives tokens"
         );
-        anyhow::ensure!(
+        ensure!(
             (MIN_STATS_RETENTION..=MAX_STATS_RETENTION).contains(&self.stats_retention),
             "stats_retention must be between 1 day and 366 days"
         );
-        anyhow::ensure!(
-            (1..=10_000).contains(&self.max_replicas),
-            "max_replicas must be in 1..=10000"
-        );
-        anyhow::ensure!(
+        ensure!(
             (4096..=64 * 1024 * 1024).contains(&self.max_message_bytes),
             "max_message_bytes must be between 4 KiB and 64 MiB"
         );
         for o in &self.cors_origins {
-            anyhow::ensure!(
+            ensure!(
                 o == "*"
                     || ((o.starts_with("http://") || o.starts_with("https://"))
                         && o.parse::<http::HeaderValue>().is_ok()),
                 "cors origin {o:?} must be `*` or an origin such as https://ui.example.com"
             );
         }
-        self.validate_engines()
+        self.validate_engine_mapping()?;
+        ensure!(
+            self.sweep_interval <= Duration::from_secs(3600),
+            "sweep_interval must be at most 1h"
+        );
+        self.ingest.validate()
     }
 
-    /// The engine settings: LLM client, cache, consensus, replica bounds.
-    fn validate_engines(&self) -> anyhow::Result<()> {
+    /// What the engine settings cannot see: the name of the key's variable,
+    /// and how `consensus_agents` picks from `consensus_personas`. Then the
+    /// engines' own checks, with the LLM client's knobs checked even while
+    /// no LLM is configured (a bad value is found now, not the day the LLM
+    /// is turned on).
+    fn validate_engine_mapping(&self) -> anyhow::Result<()> {
         use anyhow::ensure;
-        if let Some(url) = &self.llm_base_url {
-            crate::engine::llm::http::chat_url(url)
-                .map_err(|e| anyhow::anyhow!("llm_base_url: {e}"))?;
-        }
-        ensure!(
-            !self.llm_model.trim().is_empty(),
-            "llm_model must not be empty"
-        );
         ensure!(
             !self.llm_api_key_env.is_empty()
                 && self
@@ -454,41 +454,7 @@ impl Config {
             "llm_api_key_env must be an environment variable name (letters, digits, '_')"
         );
         ensure!(
-            self.llm_temperature.is_finite() && (0.0..=2.0).contains(&self.llm_temperature),
-            "llm_temperature must be between 0 and 2"
-        );
-        ensure!(
-            !self.llm_timeout.is_zero()
-                && self.llm_timeout <= crate::manager::decisions::MAX_TIMEOUT,
-            "llm_timeout must be positive and at most 10m"
-        );
-        ensure!(
-            (1..=1024).contains(&self.llm_max_concurrency),
-            "llm_max_concurrency must be in 1..=1024"
-        );
-        ensure!(
-            self.llm_max_retries <= 10,
-            "llm_max_retries must be at most 10"
-        );
-        ensure!(
-            self.llm_retry_budget.is_finite() && (0.0..=10.0).contains(&self.llm_retry_budget),
-            "llm_retry_budget must be between 0 and 10"
-        );
-        ensure!(
-            (1..=1000).contains(&self.llm_breaker_threshold),
-            "llm_breaker_threshold must be in 1..=1000"
-        );
-        ensure!(
-            !self.llm_breaker_cooldown.is_zero()
-                && self.llm_breaker_cooldown <= Duration::from_secs(3600),
-            "llm_breaker_cooldown must be positive and at most 1h"
-        );
-        ensure!(
-            self.llm_cache_ttl <= Duration::from_secs(7 * 24 * 3600),
-            "llm_cache_ttl must be at most 7days"
-        );
-        ensure!(
-            (1..=9).contains(&self.consensus_agents),
+            (1..=ConsensusSettings::MAX_AGENTS).contains(&self.consensus_agents),
             "consensus_agents must be in 1..=9"
         );
         ensure!(
@@ -497,62 +463,201 @@ impl Config {
             self.consensus_agents,
             self.consensus_personas.len()
         );
-        let mut names = std::collections::HashSet::new();
-        for p in &self.consensus_personas {
-            ensure!(
-                !p.name.trim().is_empty() && p.name.len() <= 64,
-                "consensus_personas: names must be 1 to 64 characters"
-            );
-            ensure!(
-                names.insert(p.name.as_str()),
-                "consensus_personas: {:?} appears twice",
-                p.name
-            );
-            ensure!(
-                p.weight.is_finite() && p.weight > 0.0 && p.weight <= 100.0,
-                "consensus_personas: {:?} needs a weight in (0, 100]",
-                p.name
-            );
-            ensure!(
-                p.instructions.len() <= 2000,
-                "consensus_personas: {:?} instructions must be at most 2000 bytes",
-                p.name
-            );
+        validate_personas(&self.consensus_personas)?;
+        let mut engines = self.engine_settings_without_key();
+        if engines.llm.is_none() {
+            engines.llm = Some(self.llm_settings("", None));
         }
-        ensure!(
-            self.consensus_threshold.is_finite() && (0.0..=1.0).contains(&self.consensus_threshold),
-            "consensus_threshold must be between 0 and 1"
-        );
-        ensure!(
-            self.consensus_expert_weight.is_finite()
-                && (0.0..=100.0).contains(&self.consensus_expert_weight),
-            "consensus_expert_weight must be between 0 and 100"
-        );
-        ensure!(
-            self.min_replicas >= 1 && self.min_replicas <= self.max_replicas,
-            "min_replicas must be at least 1 and at most max_replicas"
-        );
-        ensure!(
-            self.sweep_interval <= Duration::from_secs(3600),
-            "sweep_interval must be at most 1h"
-        );
-        self.ingest.validate()?;
-        Ok(())
+        engines.validate()
     }
 
     /// Whether the in-memory store is used.
     pub fn in_memory(&self) -> bool {
         self.dev || self.redis_url.is_none()
     }
+
+    /// The engines' settings. Reads the API key from the variable named by
+    /// `llm_api_key_env`, so call it once, at startup.
+    pub fn engine_settings(&self) -> EngineSettings {
+        let mut s = self.engine_settings_without_key();
+        if let Some(llm) = &mut s.llm {
+            llm.api_key = ApiKey::from_env(&self.llm_api_key_env);
+        }
+        s
+    }
+
+    fn engine_settings_without_key(&self) -> EngineSettings {
+        EngineSettings {
+            llm: self
+                .llm_base_url
+                .as_deref()
+                .map(|url| self.llm_settings(url, None)),
+            cache_ttl: self.llm_cache_ttl,
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+            consensus: ConsensusSettings {
+                personas: self
+                    .consensus_personas
+                    .iter()
+                    .take(self.consensus_agents)
+                    .cloned()
+                    .collect(),
+                threshold: self.consensus_threshold,
+                expert_weight: self.consensus_expert_weight,
+            },
+        }
+    }
+
+    fn llm_settings(&self, base_url: &str, api_key: Option<ApiKey>) -> LlmSettings {
+        LlmSettings {
+            base_url: base_url.to_owned(),
+            model: self.llm_model.clone(),
+            provider: self
+                .llm_provider
+                .clone()
+                .unwrap_or_else(|| provider_from_url(base_url)),
+            api_key,
+            temperature: self.llm_temperature,
+            timeout: self.llm_timeout,
+            max_concurrency: self.llm_max_concurrency,
+            retry: RetrySettings {
+                max_retries: self.llm_max_retries,
+                budget_ratio: self.llm_retry_budget,
+                ..RetrySettings::default()
+            },
+            breaker_threshold: self.llm_breaker_threshold,
+            breaker_cooldown: self.llm_breaker_cooldown,
+        }
+    }
+
+    /// The decision manager's settings.
+    pub fn decision_settings(&self) -> DecisionSettings {
+        DecisionSettings {
+            token_ttl: self.token_ttl,
+            default_timeout: self.decision_timeout,
+            executor: self.executor,
+            history_len: Retention::default().history_len,
+        }
+    }
+}
+
+/// Durations in the file and in `--help`: read by humantime (`90days`,
+/// `1h 30m`), written in the largest unit that divides them exactly
+/// (`90days`, not humantime's `2months 29days 2h 52m 48s`).
+mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn format(d: Duration) -> String {
+        const UNITS: [(u64, &str); 4] = [(86_400, "days"), (3600, "h"), (60, "m"), (1, "s")];
+        if d.subsec_nanos() != 0 {
+            return humantime::format_duration(d).to_string();
+        }
+        let secs = d.as_secs();
+        UNITS
+            .iter()
+            .find(|(unit, _)| secs >= *unit && secs.is_multiple_of(*unit))
+            .map(|(unit, name)| format!("{}{name}", secs / unit))
+            .unwrap_or_else(|| "0s".into())
+    }
+}
+
+/// Merges `over` into `base`: tables entry by entry (recursively), any
+/// other value replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `Config::default()` as TOML, the source of every `[default: …]`.
+static DEFAULTS: LazyLock<toml::Table> =
+    LazyLock::new(|| toml::Table::try_from(Config::default()).unwrap_or_default());
+
+/// The default of the setting a flag sets (the flag's id is the setting's
+/// name; `[ingest]` settings are looked up in that table), as `--help`
+/// and the README show it. None when the setting has no default value
+/// (unset `Option`s, empty lists and tables).
+fn default_of(id: &str) -> Option<String> {
+    let value = DEFAULTS.get(id).or_else(|| {
+        DEFAULTS
+            .get("ingest")
+            .and_then(toml::Value::as_table)
+            .and_then(|t| t.get(id))
+    })?;
+    render(value)
+}
+
+fn render(value: &toml::Value) -> Option<String> {
+    Some(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(n) => n.to_string(),
+        // Every float setting is an f32 or a short f64: shown as written.
+        toml::Value::Float(f) => (*f as f32).to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(render)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        toml::Value::Array(_) | toml::Value::Table(_) => return None,
+    })
+}
+
+/// Appends `[default: …]` from `Config::default()` to a flag's help, so the
+/// help can never disagree with the default in force. Flags that take no
+/// value (`--dev`) are left alone.
+fn with_default(arg: clap::Arg) -> clap::Arg {
+    if !arg.get_action().takes_values() {
+        return arg;
+    }
+    let Some(default) = default_of(arg.get_id().as_str()) else {
+        return arg;
+    };
+    let help = arg
+        .get_help()
+        .map(|h| format!("{h} [default: {default}]"))
+        .unwrap_or_else(|| format!("[default: {default}]"));
+    let long = arg
+        .get_long_help()
+        .map(|h| format!("{h}\n\n[default: {default}]"));
+    let arg = arg.help(help);
+    match long {
+        Some(long) => arg.long_help(long),
+        None => arg,
+    }
+}
+
+/// `--executor`: the manager's kinds, listed in `--help`, parsed by their
+/// own `FromStr` (the manager knows nothing of clap).
+fn executor_parser() -> impl clap::builder::TypedValueParser<Value = ExecutorKind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ExecutorKind::ALL.map(ExecutorKind::as_str))
+        .try_map(|s| s.parse::<ExecutorKind>())
 }
 
 /// Flags of the alert ingestion (`IngestSignals` and the Alertmanager
 /// webhook); in the TOML file they live in an `[ingest]` table.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Default, clap::Args, Serialize)]
 #[command(next_help_heading = "Alert ingestion")]
 pub struct IngestArgs {
     /// Labels whose values group alerts into one incident, comma-separated;
-    /// an `incident_key` label overrides them [default: namespace,service].
+    /// an `incident_key` label overrides them.
     #[arg(
         long,
         env = "VERDICT_GROUP_BY",
@@ -564,14 +669,13 @@ pub struct IngestArgs {
     /// to, comma-separated (e.g. page=P0,high=P2); added to the built-in
     /// critical=P1, warning=P3, info=P4.
     #[arg(long, env = "VERDICT_SEVERITY_MAP", value_name = "VALUE=P0..P4", value_delimiter = ',', value_parser = parse_severity_entry)]
+    #[serde(serialize_with = "entries_as_table")]
     pub severity_map: Option<Vec<(String, Severity)>>,
-    /// Severity of an alert whose `severity` label is missing or not mapped
-    /// [default: P3].
+    /// Severity of an alert whose `severity` label is missing or not mapped.
     #[arg(long, env = "VERDICT_DEFAULT_SEVERITY", value_name = "P0..P4", value_parser = parse_severity)]
     pub default_severity: Option<Severity>,
     /// Labels naming the affected service, in order of preference,
-    /// comma-separated; only RFC 1123 values become remediation targets
-    /// [default: service,app.kubernetes.io/name,app,deployment,job].
+    /// comma-separated; only RFC 1123 values become remediation targets.
     #[arg(
         long,
         env = "VERDICT_SERVICE_LABELS",
@@ -579,13 +683,11 @@ pub struct IngestArgs {
         value_delimiter = ','
     )]
     pub service_labels: Option<Vec<String>>,
-    /// Resolve an incident when every one of its alerts is resolved
-    /// [default: true].
+    /// Resolve an incident when every one of its alerts is resolved.
     #[arg(long, env = "VERDICT_AUTO_RESOLVE", value_name = "BOOL", action = clap::ArgAction::Set)]
     pub auto_resolve: Option<bool>,
     /// Start a decision (without waiting) as soon as alerts open an
-    /// incident, so the proposal is ready before a person looks
-    /// [default: true].
+    /// incident, so the proposal is ready before a person looks.
     #[arg(long, env = "VERDICT_AUTO_DECIDE", value_name = "BOOL", action = clap::ArgAction::Set)]
     pub auto_decide: Option<bool>,
     /// Name of the environment variable holding the bearer token the
@@ -594,155 +696,20 @@ pub struct IngestArgs {
     /// itself is never written to config files or logs.
     #[arg(long, env = "VERDICT_WEBHOOK_TOKEN_ENV", value_name = "VAR")]
     pub webhook_token_env: Option<String>,
-    /// Largest accepted webhook body in bytes; larger bodies get 413
-    /// [default: 4194304].
+    /// Largest accepted webhook body in bytes; larger bodies get 413.
     #[arg(long, env = "VERDICT_MAX_WEBHOOK_BYTES", value_name = "BYTES")]
     pub max_webhook_bytes: Option<usize>,
 }
 
-/// Settings of the alert ingestion.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestConfig {
-    pub group_by: Vec<String>,
-    /// Extra or overriding entries of the severity mapping (keys are
-    /// matched case-insensitively).
-    pub severity_map: BTreeMap<String, Severity>,
-    pub default_severity: Severity,
-    pub service_labels: Vec<String>,
-    pub auto_resolve: bool,
-    pub auto_decide: bool,
-    pub webhook_token_env: Option<String>,
-    pub max_webhook_bytes: usize,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig {
-            group_by: vec!["namespace".into(), "service".into()],
-            severity_map: BTreeMap::new(),
-            default_severity: Severity::P3,
-            service_labels: [
-                "service",
-                "app.kubernetes.io/name",
-                "app",
-                "deployment",
-                "job",
-            ]
-            .map(String::from)
-            .to_vec(),
-            auto_resolve: true,
-            auto_decide: true,
-            webhook_token_env: None,
-            max_webhook_bytes: 4 * 1024 * 1024,
-        }
-    }
-}
-
-/// The severity mapping every deployment starts from; `severity_map`
-/// entries are added to it (and win).
-pub const BUILTIN_SEVERITIES: [(&str, Severity); 3] = [
-    ("critical", Severity::P1),
-    ("warning", Severity::P3),
-    ("info", Severity::P4),
-];
-
-impl IngestConfig {
-    /// Flags and environment override the file.
-    fn apply(&mut self, args: &IngestArgs) {
-        if let Some(v) = &args.group_by {
-            self.group_by = v.clone();
-        }
-        if let Some(v) = &args.severity_map {
-            self.severity_map.extend(v.iter().cloned());
-        }
-        if let Some(v) = args.default_severity {
-            self.default_severity = v;
-        }
-        if let Some(v) = &args.service_labels {
-            self.service_labels = v.clone();
-        }
-        if let Some(v) = args.auto_resolve {
-            self.auto_resolve = v;
-        }
-        if let Some(v) = args.auto_decide {
-            self.auto_decide = v;
-        }
-        if args.webhook_token_env.is_some() {
-            self.webhook_token_env = args.webhook_token_env.clone();
-        }
-        if let Some(v) = args.max_webhook_bytes {
-            self.max_webhook_bytes = v;
-        }
-    }
-
-    fn validate(&self) -> anyhow::Result<()> {
-        let label_ok = |l: &String| !l.trim().is_empty() && l.len() <= 128;
-        anyhow::ensure!(
-            !self.group_by.is_empty() && self.group_by.len() <= 16,
-            "ingest.group_by must name 1 to 16 labels"
-        );
-        anyhow::ensure!(
-            self.group_by.iter().all(label_ok),
-            "ingest.group_by labels must be non-empty and at most 128 bytes"
-        );
-        anyhow::ensure!(
-            self.service_labels.len() <= 16 && self.service_labels.iter().all(label_ok),
-            "ingest.service_labels must be at most 16 non-empty labels of at most 128 bytes"
-        );
-        anyhow::ensure!(
-            self.severity_map.len() <= 256
-                && self
-                    .severity_map
-                    .keys()
-                    .all(|k| !k.trim().is_empty() && k.len() <= 128),
-            "ingest.severity_map keys must be non-empty and at most 128 bytes (at most 256 entries)"
-        );
-        anyhow::ensure!(
-            (4096..=64 * 1024 * 1024).contains(&self.max_webhook_bytes),
-            "ingest.max_webhook_bytes must be between 4 KiB and 64 MiB"
-        );
-        if let Some(name) = &self.webhook_token_env {
-            anyhow::ensure!(
-                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-                "ingest.webhook_token_env must be an environment variable name ([A-Za-z0-9_])"
-            );
-        }
-        Ok(())
-    }
-
-    /// The severity mapping in force: the built-in entries, then the
-    /// configured ones; keys lower-cased.
-    pub fn severities(&self) -> BTreeMap<String, Severity> {
-        BUILTIN_SEVERITIES
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .chain(
-                self.severity_map
-                    .iter()
-                    .map(|(k, v)| (k.trim().to_lowercase(), *v)),
-            )
-            .collect()
-    }
-
-    /// Reads the webhook bearer token from the environment variable named
-    /// by `webhook_token_env`. A named variable that is unset or empty is
-    /// an error: starting without the protection asked for would be worse
-    /// than not starting.
-    pub fn webhook_token(&self) -> anyhow::Result<Option<crate::ingest::WebhookToken>> {
-        let Some(name) = &self.webhook_token_env else {
-            return Ok(None);
-        };
-        let value = std::env::var(name).map_err(|_| {
-            anyhow::anyhow!(
-                "ingest.webhook_token_env names {name}, which is not set (or not UTF-8)"
-            )
-        })?;
-        crate::ingest::WebhookToken::new(value)
-            .map(Some)
-            .ok_or_else(|| {
-                anyhow::anyhow!("the webhook token in {name} is empty or not a valid header value")
-            })
+/// The `--severity-map` entries as the table the file has
+/// (`[ingest.severity_map]`), so they merge into it entry by entry.
+fn entries_as_table<S: serde::Serializer>(
+    entries: &Option<Vec<(String, Severity)>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match entries {
+        Some(v) => serializer.collect_map(v.iter().map(|(k, s)| (k, s))),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -837,7 +804,7 @@ instructions = "Think about the database."
         assert_eq!(c.llm_timeout, Duration::from_secs(7));
         assert_eq!(c.consensus_personas[1].weight, 2.0);
         assert_eq!(c.consensus_personas[0].weight, 1.0);
-        let e = crate::engine::EngineSettings::from_config(&c);
+        let e = c.engine_settings();
         assert_eq!(e.consensus.personas.len(), 2);
         assert_eq!(e.llm.as_ref().unwrap().provider, "127.0.0.1");
 
@@ -858,11 +825,7 @@ instructions = "Think about the database."
             assert!(Config::load(&args).is_err(), "{bad}");
         }
         assert!(Config::default().validate().is_ok());
-        assert!(
-            crate::engine::EngineSettings::from_config(&Config::default())
-                .llm
-                .is_none()
-        );
+        assert!(Config::default().engine_settings().llm.is_none());
     }
 
     #[test]
@@ -895,5 +858,187 @@ instructions = "Think about the database."
         assert!(parse_severity_entry("page=P9").is_err());
         std::fs::write(&path, "[ingest]\ngroup_by = []\n").unwrap();
         assert!(Config::load(&args).is_err(), "grouping needs a label");
+    }
+
+    /// The names of a struct's fields, as serde sees them (the same list
+    /// its `Deserialize` accepts), including `Option`s that are unset.
+    fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        use serde::de::{Error as _, Visitor, value::Error};
+        struct Probe<'a>(&'a mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Probe<'_> {
+            type Error = Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+                Err(Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Error> {
+                *self.0 = fields;
+                Err(Error::custom("probed"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Probe(&mut fields));
+        fields
+    }
+
+    /// `verdict serve --help`, `Config::default()` and the README's table
+    /// name the same settings, with the same flag, variable and default.
+    #[test]
+    fn help_defaults_and_readme_agree() {
+        use std::collections::BTreeMap;
+        let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+        let args: BTreeMap<&str, &clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| a.get_id() != "config")
+            .map(|a| (a.get_id().as_str(), a))
+            .collect();
+        // (README key, flag id) of every setting of the file.
+        let mut settings: Vec<(String, &str)> = fields_of::<Config>()
+            .iter()
+            .filter(|f| **f != "ingest")
+            .map(|f| (f.to_string(), *f))
+            .collect();
+        settings.extend(
+            fields_of::<IngestConfig>()
+                .iter()
+                .map(|f| (format!("ingest.{f}"), *f)),
+        );
+        assert!(settings.len() > 40, "the probe found the fields");
+        let file_only = ["consensus_personas"];
+
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let rows: BTreeMap<String, Vec<String>> = section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cells: Vec<String> = l
+                    .trim_matches('|')
+                    .split(" | ")
+                    .map(|c| c.trim().to_string())
+                    .collect();
+                (cells[0].trim_matches('`').to_string(), cells)
+            })
+            .collect();
+        assert_eq!(
+            rows.keys().collect::<Vec<_>>(),
+            {
+                let mut keys: Vec<&String> = settings.iter().map(|(k, _)| k).collect();
+                keys.sort();
+                keys
+            },
+            "the README's table lists exactly the settings of Config"
+        );
+        assert_eq!(
+            args.len() + file_only.len(),
+            settings.len(),
+            "every flag is a setting and every setting but the file-only ones has a flag"
+        );
+
+        let help = cmd.clone().term_width(0).render_long_help().to_string();
+        for (key, id) in &settings {
+            let row = &rows[key];
+            let default = default_of(id);
+            if file_only.contains(id) {
+                assert_eq!((row[1].as_str(), row[2].as_str()), ("—", "—"), "{key}");
+                let names: Vec<String> = default_personas()
+                    .iter()
+                    .map(|p| format!("`{}`", p.name))
+                    .collect();
+                assert_eq!(row[3], names.join(", "), "{key}");
+                continue;
+            }
+            let arg = args.get(id).unwrap_or_else(|| panic!("{key} has no flag"));
+            let long = arg.get_long().expect("a long flag");
+            assert_eq!(row[1], format!("`--{long}`"), "{key}: README flag");
+            let env = arg.get_env().and_then(|e| e.to_str()).expect("a variable");
+            assert_eq!(env, format!("VERDICT_{}", id.to_uppercase()), "{key}");
+            assert_eq!(row[2], format!("`{env}`"), "{key}: README variable");
+            let readme_default = match &default {
+                Some(d) => format!("`{d}`"),
+                None => "none".into(),
+            };
+            assert_eq!(row[3], readme_default, "{key}: README default");
+            let arg_help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let shown = arg_help.matches("[default: ").count();
+            match &default {
+                Some(d) if arg.get_action().takes_values() => {
+                    assert!(
+                        arg_help.ends_with(&format!("[default: {d}]")),
+                        "{key}: {arg_help}"
+                    );
+                    assert_eq!(shown, 1, "{key}: one default, not a hand-typed one too");
+                    assert!(
+                        help.contains(&format!("[default: {d}]")),
+                        "{key}: --help shows its default"
+                    );
+                }
+                _ => assert_eq!(shown, 0, "{key} has no default to show: {arg_help}"),
+            }
+        }
+    }
+
+    /// The layers are lossless: the defaults survive the round trip through
+    /// TOML that `Config::load` makes, durations keep their exact value,
+    /// and a flag replaces the file's value while tables merge by entry.
+    #[test]
+    fn layering_is_lossless_and_merges_by_key() {
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let back: Config = toml::Value::Table(defaults.clone()).try_into().unwrap();
+        assert_eq!(toml::Table::try_from(back).unwrap(), defaults);
+        assert_eq!(default_of("stats_retention").as_deref(), Some("90days"));
+        assert_eq!(duration::format(Duration::from_millis(1500)), "1s 500ms");
+        assert_eq!(duration::format(Duration::ZERO), "0s");
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert_eq!(
+            toml::Table::try_from(c).unwrap(),
+            defaults,
+            "no flags: defaults"
+        );
+        for k in ExecutorKind::ALL {
+            let t = toml::Table::try_from(Config {
+                executor: k,
+                ..Config::default()
+            })
+            .unwrap();
+            assert_eq!(
+                t["executor"].as_str(),
+                Some(k.as_str()),
+                "serde and FromStr agree"
+            );
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            "dev = true\nllm_retry_budget = 0.3\ncors_origins = [\"https://a.example\"]\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            llm_breaker_cooldown: Some(Duration::from_millis(1500)),
+            llm_temperature: Some(0.7),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert!(c.dev, "an absent --dev keeps the file's");
+        assert_eq!(c.llm_retry_budget, 0.3);
+        assert_eq!(c.llm_temperature, 0.7);
+        assert_eq!(c.llm_breaker_cooldown, Duration::from_millis(1500));
+        assert_eq!(c.cors_origins, vec!["https://a.example".to_string()]);
     }
 }

@@ -5,9 +5,9 @@
 use crate::api::{DecisionApi, IncidentApi, StatsApi};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::engine::{EngineSettings, Engines, ExpertEngine};
+use crate::engine::{Engines, ExpertEngine};
 use crate::ingest::{IngestSettings, Ingestor, Webhook};
-use crate::manager::{DecisionManager, DecisionSettings, IncidentManager, StatsManager, Sweeper};
+use crate::manager::{DecisionManager, IncidentManager, StatsManager, Sweeper};
 
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
@@ -110,7 +110,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
         None => ExpertEngine::builtin(),
     });
-    let engine_settings = EngineSettings::from_config(&config);
+    let engine_settings = config.engine_settings();
     match &engine_settings.llm {
         Some(llm) => tracing::info!(
             base_url = %llm.base_url,
@@ -146,12 +146,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         expert.clone(),
         analyzer,
         clock.clone(),
-        DecisionSettings {
-            token_ttl: config.token_ttl,
-            default_timeout: config.decision_timeout,
-            executor: config.executor,
-            history_len: Retention::default().history_len,
-        },
+        config.decision_settings(),
         shutdown.clone(),
     ));
 

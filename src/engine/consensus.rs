@@ -89,6 +89,61 @@ impl Default for ConsensusSettings {
     }
 }
 
+impl ConsensusSettings {
+    /// Most personas that may vote (plus the expert).
+    pub const MAX_AGENTS: usize = 9;
+
+    /// Refuses settings that cannot work, naming the setting as a person
+    /// writes it (`consensus_threshold`).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::ensure;
+        ensure!(
+            (1..=Self::MAX_AGENTS).contains(&self.personas.len()),
+            "consensus_agents must be in 1..=9"
+        );
+        validate_personas(&self.personas)?;
+        ensure!(
+            self.threshold.is_finite() && (0.0..=1.0).contains(&self.threshold),
+            "consensus_threshold must be between 0 and 1"
+        );
+        ensure!(
+            self.expert_weight.is_finite() && (0.0..=100.0).contains(&self.expert_weight),
+            "consensus_expert_weight must be between 0 and 100"
+        );
+        Ok(())
+    }
+}
+
+/// Refuses personas that cannot vote: empty or long names, duplicates,
+/// weights outside (0, 100], instructions over 2000 bytes (they go into
+/// every prompt).
+pub fn validate_personas(personas: &[Persona]) -> anyhow::Result<()> {
+    use anyhow::ensure;
+    let mut names = std::collections::HashSet::new();
+    for p in personas {
+        ensure!(
+            !p.name.trim().is_empty() && p.name.len() <= 64,
+            "consensus_personas: names must be 1 to 64 characters"
+        );
+        ensure!(
+            names.insert(p.name.as_str()),
+            "consensus_personas: {:?} appears twice",
+            p.name
+        );
+        ensure!(
+            p.weight.is_finite() && p.weight > 0.0 && p.weight <= 100.0,
+            "consensus_personas: {:?} needs a weight in (0, 100]",
+            p.name
+        );
+        ensure!(
+            p.instructions.len() <= 2000,
+            "consensus_personas: {:?} instructions must be at most 2000 bytes",
+            p.name
+        );
+    }
+    Ok(())
+}
+
 /// One agent's valid answer.
 #[derive(Debug, Clone)]
 pub struct Ballot {

@@ -1,12 +1,15 @@
-//! The engines' settings, taken from the server [`Config`] once at startup
-//! (that is also when the API key is read from its environment variable).
+//! The engines' settings and their checks. The engines own this type;
+//! `config` maps the server's settings onto it at startup (that is also
+//! when the API key is read from its environment variable). Nothing here
+//! knows where a value came from.
 
 use super::consensus::ConsensusSettings;
-use super::llm::{ApiKey, LlmSettings};
+use super::llm::LlmSettings;
 use super::policy::Policy;
-use crate::config::Config;
-use crate::middleware::retry::RetrySettings;
 use std::time::Duration;
+
+/// The longest a proposal may be reused.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Everything the engines need to know.
 #[derive(Debug, Clone)]
@@ -22,45 +25,30 @@ pub struct EngineSettings {
 }
 
 impl EngineSettings {
-    pub fn from_config(c: &Config) -> Self {
-        let llm = c.llm_base_url.as_ref().map(|base_url| LlmSettings {
-            base_url: base_url.clone(),
-            model: c.llm_model.clone(),
-            provider: c
-                .llm_provider
-                .clone()
-                .unwrap_or_else(|| provider_from_url(base_url)),
-            api_key: ApiKey::from_env(&c.llm_api_key_env),
-            temperature: c.llm_temperature,
-            timeout: c.llm_timeout,
-            max_concurrency: c.llm_max_concurrency,
-            retry: RetrySettings {
-                max_retries: c.llm_max_retries,
-                budget_ratio: c.llm_retry_budget,
-                ..RetrySettings::default()
-            },
-            breaker_threshold: c.llm_breaker_threshold,
-            breaker_cooldown: c.llm_breaker_cooldown,
-        });
-        let personas = c
-            .consensus_personas
-            .iter()
-            .take(c.consensus_agents)
-            .cloned()
-            .collect();
-        EngineSettings {
-            llm,
-            cache_ttl: c.llm_cache_ttl,
-            min_replicas: c.min_replicas,
-            max_replicas: c.max_replicas,
-            consensus: ConsensusSettings {
-                personas,
-                threshold: c.consensus_threshold,
-                expert_weight: c.consensus_expert_weight,
-            },
+    /// Refuses settings that cannot work, naming each setting as a person
+    /// writes it. Split by part: the LLM client's own checks, the
+    /// consensus', then what the engines add (cache, replica bounds).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(llm) = &self.llm {
+            llm.validate()?;
         }
+        anyhow::ensure!(
+            self.cache_ttl <= MAX_CACHE_TTL,
+            "llm_cache_ttl must be at most 7days"
+        );
+        self.consensus.validate()?;
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.max_replicas),
+            "max_replicas must be in 1..=10000"
+        );
+        anyhow::ensure!(
+            self.min_replicas >= 1 && self.min_replicas <= self.max_replicas,
+            "min_replicas must be at least 1 and at most max_replicas"
+        );
+        Ok(())
     }
 
+    /// The safety policy these bounds make.
     pub fn policy(&self) -> Policy {
         Policy::new(self.min_replicas, self.max_replicas)
     }

@@ -2,7 +2,7 @@
 //! severe it is, which service it affects, and what the incident is called.
 //! Pure functions of the configured [`Policy`]; no I/O.
 
-use crate::config::IngestConfig;
+use super::settings::IngestConfig;
 use crate::domain::incident::limits;
 use crate::domain::{GroupKey, K8sName, Severity, Signal};
 use std::collections::BTreeMap;

@@ -10,8 +10,8 @@
 
 use super::grouping::{Group, Policy};
 use super::merge;
+use super::settings::IngestConfig;
 use crate::clock::Clock;
-use crate::config::IngestConfig;
 use crate::domain::{DecisionMode, Incident, IncidentId, IncidentStatus, Signal, SignalStatus};
 use crate::manager::{DecisionManager, ManagerError};
 use crate::store::{Cas, Created, Store};

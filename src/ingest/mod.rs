@@ -15,6 +15,8 @@
 //!   compare-and-set, deterministic ids for new incidents, auto-resolve,
 //!   auto-decide.
 //! - `webhook.rs` — the HTTP route: token, content type, size, JSON errors.
+//! - `settings.rs` — [`IngestConfig`], the `[ingest]` settings, their
+//!   defaults and their checks.
 //!
 //! Like the managers, this module knows neither protobuf nor Redis.
 
@@ -22,8 +24,10 @@ pub mod alertmanager;
 pub mod grouping;
 pub mod ingestor;
 pub mod merge;
+pub mod settings;
 pub mod webhook;
 
 pub use grouping::Policy;
 pub use ingestor::{IngestSettings, Ingestor, Report, Touched};
+pub use settings::IngestConfig;
 pub use webhook::{Webhook, WebhookToken};

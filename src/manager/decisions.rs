@@ -39,9 +39,7 @@ fn finish_reserve(timeout: Duration) -> Duration {
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What happens after approval.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ExecutorKind {
     /// The decision stays EXECUTING until an external executor calls
@@ -50,6 +48,30 @@ pub enum ExecutorKind {
     /// Nothing runs; the decision completes at once with the command that
     /// would have run.
     DryRun,
+}
+
+impl ExecutorKind {
+    /// Every kind, for the settings' list of possible values.
+    pub const ALL: [ExecutorKind; 2] = [ExecutorKind::External, ExecutorKind::DryRun];
+
+    /// The name used in settings (the same as its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::External => "external",
+            ExecutorKind::DryRun => "dry-run",
+        }
+    }
+}
+
+impl std::str::FromStr for ExecutorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ExecutorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not an executor: external or dry-run"))
+    }
 }
 
 /// Settings of the decision manager.
@@ -62,6 +84,23 @@ pub struct DecisionSettings {
     pub executor: ExecutorKind,
     /// Decisions returned by `ListDecisions`.
     pub history_len: usize,
+}
+
+impl DecisionSettings {
+    /// Refuses settings that cannot work, naming each setting as a person
+    /// writes it (`decision_timeout` is `default_timeout` here).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.token_ttl.is_zero(), "token_ttl must be positive");
+        anyhow::ensure!(
+            !self.default_timeout.is_zero(),
+            "decision_timeout must be positive"
+        );
+        anyhow::ensure!(
+            self.default_timeout <= MAX_TIMEOUT,
+            "decision_timeout must be at most 10m"
+        );
+        Ok(())
+    }
 }
 
 /// Issues decision tokens and moves them through their states.

@@ -94,6 +94,53 @@ pub struct LlmSettings {
     pub breaker_cooldown: Duration,
 }
 
+/// The longest one attempt may take: no analysis a caller may ask for
+/// lasts longer (the decision manager's `MAX_TIMEOUT`).
+pub const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl LlmSettings {
+    /// Refuses settings that cannot work, naming the setting as a person
+    /// writes it (`llm_temperature`). An empty `base_url` means no LLM is
+    /// configured; the other knobs are still checked, so a bad value is
+    /// found at start, not the day the LLM is turned on.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::ensure;
+        if !self.base_url.is_empty() {
+            http::chat_url(&self.base_url).map_err(|e| anyhow::anyhow!("llm_base_url: {e}"))?;
+        }
+        ensure!(!self.model.trim().is_empty(), "llm_model must not be empty");
+        ensure!(
+            self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature),
+            "llm_temperature must be between 0 and 2"
+        );
+        ensure!(
+            !self.timeout.is_zero() && self.timeout <= MAX_ATTEMPT_TIMEOUT,
+            "llm_timeout must be positive and at most 10m"
+        );
+        ensure!(
+            (1..=1024).contains(&self.max_concurrency),
+            "llm_max_concurrency must be in 1..=1024"
+        );
+        ensure!(
+            self.retry.max_retries <= 10,
+            "llm_max_retries must be at most 10"
+        );
+        ensure!(
+            self.retry.budget_ratio.is_finite() && (0.0..=10.0).contains(&self.retry.budget_ratio),
+            "llm_retry_budget must be between 0 and 10"
+        );
+        ensure!(
+            (1..=1000).contains(&self.breaker_threshold),
+            "llm_breaker_threshold must be in 1..=1000"
+        );
+        ensure!(
+            !self.breaker_cooldown.is_zero() && self.breaker_cooldown <= Duration::from_secs(3600),
+            "llm_breaker_cooldown must be positive and at most 1h"
+        );
+        Ok(())
+    }
+}
+
 /// The boxed layered service.
 pub type ChatService = BoxCloneSyncService<ChatRequest, ChatReply, EngineError>;
 
