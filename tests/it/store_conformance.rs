@@ -1,7 +1,7 @@
 //! One conformance suite, run against both stores: the in-memory store must
 //! behave exactly like Redis.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use common::RedisServer;

@@ -1,6 +1,6 @@
 //! IncidentService through the real server against a real Redis.
 
-mod common;
+use crate::common;
 
 use common::{RedisServer, TestServer, config, incident, violations};
 use tonic::Code;

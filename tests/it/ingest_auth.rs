@@ -4,7 +4,7 @@
 //! comes from the environment, which a test must not change under other
 //! tests' feet.)
 
-mod common;
+use crate::common;
 
 use common::RedisServer;
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,7 @@
 //! Health follows the store, and an unreachable Redis fails calls with
 //! UNAVAILABLE quickly instead of hanging.
 
-mod common;
+use crate::common;
 
 use common::{RedisServer, TestServer, config, free_port};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! response_format fallback, the circuit breaker, the per-attempt timeout
 //! and the API key.
 
-mod common;
+use crate::common;
 
 use common::fake_llm::{FakeLlm, Reply, proposal};
 use serde_json::Value;

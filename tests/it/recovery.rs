@@ -3,7 +3,7 @@
 //! (reason RECOVERED), on read or by its periodic sweep, once the analysis
 //! deadline (plus the recovery grace) has passed — and not before.
 
-mod common;
+use crate::common;
 
 use common::fake_llm::{FakeLlm, Reply};
 use common::{RedisServer, TestServer, config, free_port};

@@ -1,7 +1,7 @@
 //! Live decisions: WatchDecision and WatchDecisions through the real server,
 //! across replicas sharing a real Redis.
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
 use common::{RedisServer, TestServer, config, create_incident, decide};

@@ -1,7 +1,7 @@
 //! Bad input from every RPC: INVALID_ARGUMENT with field violations, and
 //! nothing that is stored changes (every key's value compared byte for byte).
 
-mod common;
+use crate::common;
 
 use common::{RedisServer, TestServer, config, create_incident, decide, incident, violations};
 use redis::AsyncCommands;

@@ -3,7 +3,7 @@
 //! and safe, the expert otherwise, with the reason), the deadline with a
 //! hanging LLM, the proposal cache and the consensus vote.
 
-mod common;
+use crate::common;
 
 use common::fake_llm::{FakeLlm, Reply, persona_of, proposal};
 use common::{RedisServer, TestServer, config};

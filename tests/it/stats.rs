@@ -8,7 +8,7 @@
 //! a few days of the real now, because Redis expires statistics buckets by
 //! its own clock.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use common::{RedisServer, TestServer, config, violations};

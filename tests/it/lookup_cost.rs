@@ -2,7 +2,7 @@
 //! the Redis commands it issues with none. Counted with INFO commandstats,
 //! not with a clock.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::{RedisServer, TestServer, config, create_incident, decide};
