@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use verdict::config::Config;
 use verdict::engine::Persona;
 use verdict::proto::{
-    CreateIncidentRequest, DecisionMode, DecisionState, FallbackReason, GetOrCreateDecisionRequest,
-    ProposalSource, RiskLevel, Severity,
+    DecisionMode, DecisionState, FallbackReason, GetOrCreateDecisionRequest, ProposalSource,
+    RiskLevel, Severity,
 };
 
 /// The margin the SPEC allows past the timeout.
@@ -37,13 +37,10 @@ fn llm_config(redis: Option<&RedisServer>, fake: &FakeLlm) -> Config {
 }
 
 async fn create(s: &mut TestServer, severity: Severity, alert: &str) -> String {
-    let mut incident = common::incident("Checkout in trouble", alert, "checkout");
-    incident.severity = severity as i32;
+    let incident = common::IncidentBuilder::alerting("Checkout in trouble", alert, "checkout")
+        .severity(severity);
     s.incidents
-        .create_incident(CreateIncidentRequest {
-            incident: Some(incident),
-            request_id: String::new(),
-        })
+        .create_incident(incident.request())
         .await
         .expect("create incident")
         .into_inner()

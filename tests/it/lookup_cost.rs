@@ -5,11 +5,9 @@
 use crate::common;
 
 use chrono::Utc;
-use common::{RedisServer, TestServer, config, create_incident, decide};
+use common::{IncidentBuilder, RedisServer, TestServer, config, create_incident, decide};
 use std::collections::BTreeMap;
-use verdict::domain::{
-    Decision, DecisionMode, DecisionState, Incident, IncidentId, IncidentStatus, Severity,
-};
+use verdict::domain::{Decision, DecisionMode, DecisionState, Severity};
 use verdict::proto::{GetDecisionRequest, GetOrCreateDecisionRequest};
 use verdict::store::RedisStore;
 use verdict::store::redis::PoolConfig;
@@ -52,21 +50,11 @@ async fn seed(redis: &RedisServer, n: usize) {
     let mut incidents = Vec::with_capacity(n);
     let mut decisions = Vec::with_capacity(n);
     for _ in 0..n {
-        let i = Incident {
-            id: IncidentId::generate(),
-            title: "seeded".into(),
-            severity: Severity::P3,
-            status: IncidentStatus::Open,
-            signals: vec![],
-            affected_services: vec![],
-            namespace: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-        };
+        let i = IncidentBuilder::new()
+            .title("seeded")
+            .severity(Severity::P3)
+            .created_at(now)
+            .domain();
         let d = Decision::start(
             i.id.clone(),
             DecisionMode::Auto,

@@ -86,11 +86,14 @@ async fn abandoned_decision(redis: &RedisServer, llm: &FakeLlm) -> String {
     let mut decisions = DecisionServiceClient::new(a.channel.clone());
     let id = incidents
         .create_incident(CreateIncidentRequest {
-            incident: Some(common::incident(
-                "Checkout crashing",
-                "PodCrashLooping",
-                "checkout",
-            )),
+            incident: Some(
+                common::IncidentBuilder::alerting(
+                    "Checkout crashing",
+                    "PodCrashLooping",
+                    "checkout",
+                )
+                .proto(),
+            ),
             request_id: String::new(),
         })
         .await

@@ -11,7 +11,7 @@
 use crate::common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use common::{RedisServer, TestServer, config, violations};
+use common::{IncidentBuilder, RedisServer, TestServer, config, violations};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -60,15 +60,11 @@ fn all_time() -> Option<TimeRange> {
 }
 
 fn incident(severity: Severity, services: &[&str]) -> CreateIncidentRequest {
-    CreateIncidentRequest {
-        incident: Some(Incident {
-            title: "stats test".into(),
-            severity: severity as i32,
-            affected_services: services.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }),
-        request_id: String::new(),
-    }
+    IncidentBuilder::new()
+        .title("stats test")
+        .severity(severity)
+        .services(services)
+        .request()
 }
 
 fn set_status(id: &str, status: IncidentStatus) -> UpdateIncidentStatusRequest {
@@ -757,24 +753,10 @@ async fn memory_a_retried_transition_does_not_double_count() {
 /// The store itself: replaying a compare-and-set with its statistics (a
 /// retry after a lost reply) writes nothing and counts nothing.
 async fn a_replayed_write_counts_once(store: Arc<dyn verdict::store::Store>) {
-    use verdict::domain::{IncidentId, IncidentStatus as S};
+    use verdict::domain::IncidentStatus as S;
     use verdict::stats::{Window, record, report};
     let now = Utc::now() - Duration::hours(1);
-    let open = verdict::domain::Incident {
-        id: IncidentId::generate(),
-        title: "t".into(),
-        severity: verdict::domain::Severity::P2,
-        status: S::Open,
-        signals: vec![],
-        affected_services: vec![],
-        namespace: None,
-        created_at: now,
-        updated_at: now,
-        resolved_at: None,
-        version: 1,
-        status_actor: String::new(),
-        status_note: String::new(),
-    };
+    let open = IncidentBuilder::new().created_at(now).domain();
     let delta = record::incident(None, &open);
     for _ in 0..2 {
         store

@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod fake_llm;
+mod incident;
+
+pub use incident::IncidentBuilder;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -185,30 +188,12 @@ impl Drop for TestServer {
     }
 }
 
-/// A valid incident for `CreateIncident`.
-pub fn incident(title: &str, alert: &str, service: &str) -> verdict::proto::Incident {
-    verdict::proto::Incident {
-        title: title.into(),
-        severity: verdict::proto::Severity::P2 as i32,
-        affected_services: vec![service.into()],
-        namespace: "shop".into(),
-        signals: vec![verdict::proto::Signal {
-            alert_name: alert.into(),
-            labels: [("service".to_string(), service.to_string())].into(),
-            fingerprint: format!("fp-{alert}"),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 /// Creates an incident and returns its id.
 pub async fn create_incident(s: &mut TestServer, alert: &str) -> String {
     s.incidents
-        .create_incident(verdict::proto::CreateIncidentRequest {
-            incident: Some(incident("Checkout in trouble", alert, "checkout")),
-            request_id: String::new(),
-        })
+        .create_incident(
+            IncidentBuilder::alerting("Checkout in trouble", alert, "checkout").request(),
+        )
         .await
         .expect("create incident")
         .into_inner()
