@@ -11,7 +11,10 @@
 use crate::common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use common::{IncidentBuilder, RedisServer, TestServer, config, violations};
+use common::{
+    IncidentBuilder, RedisServer, TestServer, command_counts, config, reset_command_counts,
+    violations,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -927,30 +930,6 @@ async fn buckets_expire_after_the_retention() {
 
 // ---- cost -------------------------------------------------------------------
 
-/// Calls per Redis command since the last CONFIG RESETSTAT.
-async fn command_counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .expect("info");
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some((name.to_string(), calls.parse().ok()?))
-        })
-        // INFO/CONFIG are the test's own; PING (the health probe) and XREAD
-        // (the change feed's blocking read) run in the background, on no
-        // request path.
-        .filter(|(name, _)| {
-            !["info", "config", "ping", "xread"]
-                .iter()
-                .any(|p| name.starts_with(p))
-        })
-        .collect()
-}
-
 /// Seeded data (the bench's seeding function) reads back exactly, and a
 /// 30-day query issues the same Redis commands with 2 000 incidents as
 /// with 6 000: the cost is in buckets, not incidents.
@@ -995,11 +974,7 @@ async fn seeded_statistics_read_back_and_cost_the_same_at_any_volume() {
     };
     let mut conn = redis.conn().await;
     let mut measure = async |c: &mut StatsServiceClient<Channel>| {
-        let _: () = redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query_async(&mut conn)
-            .await
-            .expect("resetstat");
+        reset_command_counts(&mut conn).await;
         let res = c
             .get_resolution_stats(GetResolutionStatsRequest { range: month() })
             .await

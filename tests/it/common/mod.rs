@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+mod commandstats;
 pub mod fake_llm;
 mod incident;
 
+pub use commandstats::{command_counts, reset_command_counts};
 pub use incident::IncidentBuilder;
 
 use std::io::{BufRead, BufReader};
