@@ -12,6 +12,7 @@ pub use incident::IncidentBuilder;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -24,34 +25,33 @@ use verdict::proto::decision_service_client::DecisionServiceClient;
 use verdict::proto::incident_service_client::IncidentServiceClient;
 use verdict::server::{Overrides, Running};
 
-/// A `redis-server` on a free port with its own temporary directory,
-/// persisting nothing, killed when dropped.
+/// A `redis-server` listening only on a unix socket in its own temporary
+/// directory, persisting nothing, killed when dropped.
+///
+/// No TCP port: a port picked as "free" can be taken by another test before
+/// the server binds it, while a socket path in a private directory cannot.
 pub struct RedisServer {
     child: Child,
-    pub port: u16,
+    socket: PathBuf,
     _dir: TempDir,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            match Self::try_start() {
-                Ok(r) => return r,
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("cannot start redis-server: {last_err}");
+        Self::try_start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}"))
     }
 
     fn try_start() -> Result<RedisServer, String> {
-        let port = free_port();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let socket = dir.path().join("redis.sock");
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .args(["--unixsocketperm", "700"])
             .arg("--dir")
             .arg(dir.path())
-            .args(["--logfile", "", "--daemonize", "no", "--protected-mode", "no"])
+            .args(["--logfile", "", "--daemonize", "no"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -74,19 +74,24 @@ impl RedisServer {
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(()) => Ok(RedisServer {
                 child,
-                port,
+                socket,
                 _dir: dir,
             }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(format!("redis-server on port {port} did not become ready"))
+                Err(format!(
+                    "redis-server on {} did not become ready within 20 s",
+                    socket.display()
+                ))
             }
         }
     }
 
+    /// `redis+unix:///tmp/…/redis.sock`: accepted wherever verdict takes a
+    /// Redis URL (the in-process server, `verdict serve`, the bench seeder).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis+unix://{}", self.socket.display())
     }
 
     /// A plain connection for inspecting what is stored.
@@ -106,6 +111,9 @@ impl Drop for RedisServer {
     }
 }
 
+/// A TCP port free at the moment of asking, for a listener that must be
+/// told its port up front (a child `verdict serve`). Another process may
+/// take it before it is bound, so prefer binding `127.0.0.1:0` directly.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
