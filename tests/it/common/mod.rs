@@ -64,7 +64,9 @@ impl RedisServer {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("Ready to accept connections")
+                // "Ready to accept connections unix" (7.2+) or "The server is now
+                // ready to accept connections at PATH" (7.0).
+                if line.to_ascii_lowercase().contains("ready to accept connections")
                     && let Some(tx) = tx.take()
                 {
                     let _ = tx.send(());
