@@ -6,9 +6,13 @@
 mod commandstats;
 pub mod fake_llm;
 mod incident;
+mod process;
+mod wait;
 
 pub use commandstats::{command_counts, reset_command_counts};
 pub use incident::IncidentBuilder;
+pub use process::VerdictProcess;
+pub use wait::{KeyEvents, within};
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -66,7 +70,9 @@ impl RedisServer {
                 let Ok(line) = line else { break };
                 // "Ready to accept connections unix" (7.2+) or "The server is now
                 // ready to accept connections at PATH" (7.0).
-                if line.to_ascii_lowercase().contains("ready to accept connections")
+                if line
+                    .to_ascii_lowercase()
+                    .contains("ready to accept connections")
                     && let Some(tx) = tx.take()
                 {
                     let _ = tx.send(());
@@ -103,6 +109,30 @@ impl RedisServer {
             .get_multiplexed_async_connection()
             .await
             .expect("connect to test redis")
+    }
+
+    /// Subscribes to keyspace notifications for keys matching `pattern`
+    /// (a glob, as in `KEYS`). Events from the moment this returns are
+    /// seen, so check the state once after subscribing, then wait.
+    pub async fn key_events(&self, pattern: &str) -> KeyEvents {
+        let mut conn = self.conn().await;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg("KA")
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("enable keyspace notifications");
+        let mut pubsub = redis::Client::open(self.url())
+            .expect("valid url")
+            .get_async_pubsub()
+            .await
+            .expect("pub/sub connection to test redis");
+        pubsub
+            .psubscribe(format!("__keyspace@0__:{pattern}"))
+            .await
+            .expect("subscribe to keyspace notifications");
+        KeyEvents::new(Box::pin(pubsub.into_on_message()))
     }
 }
 
