@@ -1,7 +1,11 @@
-//! Test fixtures: a private `redis-server` per test and in-process verdict
-//! servers reached through the generated clients.
-
-#![allow(dead_code)]
+//! Test fixtures: a private `redis-server` per test (on a unix socket in
+//! its own temporary directory), in-process verdict servers reached through
+//! the generated clients, `verdict serve` child processes, incident
+//! fixtures (`IncidentBuilder`), Redis command counts, and bounded waits on
+//! events (`within`, `KeyEvents`).
+//!
+//! Every item is used by some suite: the crate is one binary, so an unused
+//! helper warns.
 
 mod commandstats;
 pub mod fake_llm;
