@@ -4,7 +4,7 @@
 //! `manager` (application rules) → `engine` (proposals) and `store`
 //! (persistence) → `domain` (plain types, no I/O). Beside them, the
 //! clients: `cli` and `bench` over `client`, tied together by `app`.
-//! `tests/architecture.rs` holds every module to its allowed imports.
+//! `tests/it/architecture.rs` holds every module to its allowed imports.
 
 pub mod api;
 pub mod app;

@@ -61,6 +61,12 @@ impl Running {
         self.hub.live()
     }
 
+    /// The number of open watch streams, as it changes: lets a caller await
+    /// a count (e.g. every watcher gone) instead of polling it.
+    pub fn live_watchers_changes(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.hub.live_changes()
+    }
+
     /// Stops the server gracefully and waits until it has stopped.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();

@@ -1,6 +1,6 @@
 //! Persistence behind one trait, [`Store`], with a Redis implementation for
 //! production and an in-memory one for `--dev` and fast tests. Both pass the
-//! same conformance suite (`tests/store_conformance.rs`).
+//! same conformance suite (`tests/it/store_conformance.rs`).
 //!
 //! Stores know nothing about which transitions are legal: the decision
 //! manager computes the next version of a record and the store writes it

@@ -2,10 +2,10 @@
 
 use crate::domain::{Decision, DecisionState, IncidentId, Severity, Token};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// Changes buffered per `WatchDecision` watcher. A decision changes only a
 /// handful of times, so this is rarely full; when it is, the watcher
@@ -59,7 +59,9 @@ struct Inner {
 /// Fans changes out to this replica's watchers.
 pub struct Hub {
     inner: Mutex<Inner>,
-    live: AtomicUsize,
+    /// Registered watchers; a watch channel so a caller (a test, a future
+    /// metric) can await a count instead of polling it.
+    live: watch::Sender<usize>,
     next: AtomicU64,
     max_watchers: usize,
 }
@@ -88,7 +90,7 @@ impl Drop for Subscription {
             }
             None => g.all.retain(|s| s.slot.id != self.id),
         }
-        self.hub.live.fetch_sub(1, Ordering::Relaxed);
+        self.hub.live.send_modify(|n| *n -= 1);
     }
 }
 
@@ -96,7 +98,7 @@ impl Hub {
     pub fn new(max_watchers: usize) -> Arc<Hub> {
         Arc::new(Hub {
             inner: Mutex::new(Inner::default()),
-            live: AtomicUsize::new(0),
+            live: watch::Sender::new(0),
             next: AtomicU64::new(0),
             max_watchers,
         })
@@ -110,13 +112,24 @@ impl Hub {
 
     /// Watchers currently registered on this replica.
     pub fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        *self.live.borrow()
+    }
+
+    /// The number of registered watchers, as it changes.
+    pub fn live_changes(&self) -> watch::Receiver<usize> {
+        self.live.subscribe()
     }
 
     fn slot(&self, cap: usize) -> Result<(Slot, mpsc::Receiver<Arc<Decision>>), WatchError> {
-        let prev = self.live.fetch_add(1, Ordering::Relaxed);
-        if prev >= self.max_watchers {
-            self.live.fetch_sub(1, Ordering::Relaxed);
+        // Checked and counted in one step, under the channel's lock.
+        let admitted = self.live.send_if_modified(|n| {
+            let room = *n < self.max_watchers;
+            if room {
+                *n += 1;
+            }
+            room
+        });
+        if !admitted {
             return Err(WatchError::TooMany(self.max_watchers));
         }
         let (tx, rx) = mpsc::channel(cap);

@@ -1,6 +1,6 @@
 //! The decision lifecycle through the real gRPC server against a real Redis.
 
-mod common;
+use crate::common;
 
 use common::{RedisServer, TestServer, config, create_incident, decide, violations};
 use std::collections::HashSet;

@@ -1,12 +1,26 @@
-//! Test fixtures: a private `redis-server` per test and in-process verdict
-//! servers reached through the generated clients.
+//! Test fixtures: a private `redis-server` per test (on a unix socket in
+//! its own temporary directory), in-process verdict servers reached through
+//! the generated clients, `verdict serve` child processes, incident
+//! fixtures (`IncidentBuilder`), Redis command counts, and bounded waits on
+//! events (`within`, `KeyEvents`).
+//!
+//! Every item is used by some suite: the crate is one binary, so an unused
+//! helper warns.
 
-#![allow(dead_code)]
-
+mod commandstats;
 pub mod fake_llm;
+mod incident;
+mod process;
+mod wait;
+
+pub use commandstats::{command_counts, reset_command_counts};
+pub use incident::IncidentBuilder;
+pub use process::VerdictProcess;
+pub use wait::{KeyEvents, within};
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -19,34 +33,33 @@ use verdict::proto::decision_service_client::DecisionServiceClient;
 use verdict::proto::incident_service_client::IncidentServiceClient;
 use verdict::server::{Overrides, Running};
 
-/// A `redis-server` on a free port with its own temporary directory,
-/// persisting nothing, killed when dropped.
+/// A `redis-server` listening only on a unix socket in its own temporary
+/// directory, persisting nothing, killed when dropped.
+///
+/// No TCP port: a port picked as "free" can be taken by another test before
+/// the server binds it, while a socket path in a private directory cannot.
 pub struct RedisServer {
     child: Child,
-    pub port: u16,
+    socket: PathBuf,
     _dir: TempDir,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            match Self::try_start() {
-                Ok(r) => return r,
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("cannot start redis-server: {last_err}");
+        Self::try_start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}"))
     }
 
     fn try_start() -> Result<RedisServer, String> {
-        let port = free_port();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let socket = dir.path().join("redis.sock");
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .args(["--unixsocketperm", "700"])
             .arg("--dir")
             .arg(dir.path())
-            .args(["--logfile", "", "--daemonize", "no", "--protected-mode", "no"])
+            .args(["--logfile", "", "--daemonize", "no"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -59,7 +72,11 @@ impl RedisServer {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("Ready to accept connections")
+                // "Ready to accept connections unix" (7.2+) or "The server is now
+                // ready to accept connections at PATH" (7.0).
+                if line
+                    .to_ascii_lowercase()
+                    .contains("ready to accept connections")
                     && let Some(tx) = tx.take()
                 {
                     let _ = tx.send(());
@@ -69,19 +86,24 @@ impl RedisServer {
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(()) => Ok(RedisServer {
                 child,
-                port,
+                socket,
                 _dir: dir,
             }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(format!("redis-server on port {port} did not become ready"))
+                Err(format!(
+                    "redis-server on {} did not become ready within 20 s",
+                    socket.display()
+                ))
             }
         }
     }
 
+    /// `redis+unix:///tmp/…/redis.sock`: accepted wherever verdict takes a
+    /// Redis URL (the in-process server, `verdict serve`, the bench seeder).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis+unix://{}", self.socket.display())
     }
 
     /// A plain connection for inspecting what is stored.
@@ -92,6 +114,30 @@ impl RedisServer {
             .await
             .expect("connect to test redis")
     }
+
+    /// Subscribes to keyspace notifications for keys matching `pattern`
+    /// (a glob, as in `KEYS`). Events from the moment this returns are
+    /// seen, so check the state once after subscribing, then wait.
+    pub async fn key_events(&self, pattern: &str) -> KeyEvents {
+        let mut conn = self.conn().await;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg("KA")
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("enable keyspace notifications");
+        let mut pubsub = redis::Client::open(self.url())
+            .expect("valid url")
+            .get_async_pubsub()
+            .await
+            .expect("pub/sub connection to test redis");
+        pubsub
+            .psubscribe(format!("__keyspace@0__:{pattern}"))
+            .await
+            .expect("subscribe to keyspace notifications");
+        KeyEvents::new(Box::pin(pubsub.into_on_message()))
+    }
 }
 
 impl Drop for RedisServer {
@@ -101,6 +147,9 @@ impl Drop for RedisServer {
     }
 }
 
+/// A TCP port free at the moment of asking, for a listener that must be
+/// told its port up front (a child `verdict serve`). Another process may
+/// take it before it is bound, so prefer binding `127.0.0.1:0` directly.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -185,30 +234,12 @@ impl Drop for TestServer {
     }
 }
 
-/// A valid incident for `CreateIncident`.
-pub fn incident(title: &str, alert: &str, service: &str) -> verdict::proto::Incident {
-    verdict::proto::Incident {
-        title: title.into(),
-        severity: verdict::proto::Severity::P2 as i32,
-        affected_services: vec![service.into()],
-        namespace: "shop".into(),
-        signals: vec![verdict::proto::Signal {
-            alert_name: alert.into(),
-            labels: [("service".to_string(), service.to_string())].into(),
-            fingerprint: format!("fp-{alert}"),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 /// Creates an incident and returns its id.
 pub async fn create_incident(s: &mut TestServer, alert: &str) -> String {
     s.incidents
-        .create_incident(verdict::proto::CreateIncidentRequest {
-            incident: Some(incident("Checkout in trouble", alert, "checkout")),
-            request_id: String::new(),
-        })
+        .create_incident(
+            IncidentBuilder::alerting("Checkout in trouble", alert, "checkout").request(),
+        )
         .await
         .expect("create incident")
         .into_inner()

@@ -1,7 +1,7 @@
 //! gRPC-Web from another origin: the CORS preflight is answered only for
 //! configured origins.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,9 +1,9 @@
 //! Health follows the store, and an unreachable Redis fails calls with
 //! UNAVAILABLE quickly instead of hanging.
 
-mod common;
+use crate::common;
 
-use common::{RedisServer, TestServer, config, free_port};
+use common::{RedisServer, TestServer, config};
 use std::time::Duration;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -45,7 +45,12 @@ async fn health_goes_not_serving_when_redis_dies() {
 async fn an_unreachable_redis_gives_unavailable_not_a_hang() {
     let mut cfg = config(None);
     cfg.dev = false;
-    cfg.redis_url = Some(format!("redis://127.0.0.1:{}/", free_port()));
+    // A socket path in an empty private directory: nothing listens there.
+    let dir = tempfile::tempdir().expect("temp dir");
+    cfg.redis_url = Some(format!(
+        "redis+unix://{}",
+        dir.path().join("redis.sock").display()
+    ));
     cfg.redis_pool_wait = Duration::from_millis(300);
     let mut s = TestServer::start(cfg).await;
     let mut health = HealthClient::new(s.channel.clone());

@@ -3,17 +3,12 @@
 //! (reason RECOVERED), on read or by its periodic sweep, once the analysis
 //! deadline (plus the recovery grace) has passed — and not before.
 
-mod common;
+use crate::common;
 
 use common::fake_llm::{FakeLlm, Reply};
-use common::{RedisServer, TestServer, config, free_port};
-use std::process::{Child, Command, Stdio};
+use common::{RedisServer, TestServer, VerdictProcess, config};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
+use std::time::Duration;
 use verdict::clock::ManualClock;
 use verdict::proto::decision_service_client::DecisionServiceClient;
 use verdict::proto::incident_service_client::IncidentServiceClient;
@@ -22,75 +17,37 @@ use verdict::proto::{
     GetOrCreateDecisionRequest, ListDecisionsRequest, ProposalSource,
 };
 
-/// `verdict serve` as a separate process, so it can really be killed.
-struct Replica {
-    child: Child,
-    channel: Channel,
-}
-
-impl Replica {
-    // The child is reaped by `Drop` (or `kill`) on every path.
-    #[allow(clippy::zombie_processes)]
-    async fn start(redis: &RedisServer, llm: &FakeLlm) -> Replica {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--redis-url", &redis.url()])
-            .args(["--llm-base-url", &llm.base_url()])
-            .args(["--sweep-interval", "0s"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn verdict serve");
-        // Ready when its health says SERVING (it has reached Redis).
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(ch) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .expect("uri")
-                .connect()
-                .await
-            {
-                let status = HealthClient::new(ch.clone())
-                    .check(HealthCheckRequest::default())
-                    .await
-                    .map(|r| r.into_inner().status);
-                if status.ok() == Some(ServingStatus::Serving as i32) {
-                    return Replica { child, channel: ch };
-                }
-            }
-            assert!(Instant::now() < until, "verdict serve did not come up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Replica A issues a decision for a new incident and starts analysing it
 /// (the LLM hangs); returns the token once the LLM has the request, then A
 /// is killed.
 async fn abandoned_decision(redis: &RedisServer, llm: &FakeLlm) -> String {
-    let a = Replica::start(redis, llm).await;
-    let mut incidents = IncidentServiceClient::new(a.channel.clone());
-    let mut decisions = DecisionServiceClient::new(a.channel.clone());
+    // `verdict serve` as a separate process, so it can really be killed.
+    let llm_url = llm.base_url();
+    let a = VerdictProcess::start(
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--llm-base-url",
+            &llm_url,
+            "--sweep-interval",
+            "0s",
+        ],
+        &[],
+    )
+    .await;
+    let channel = a.serving_channel().await;
+    let mut incidents = IncidentServiceClient::new(channel.clone());
+    let mut decisions = DecisionServiceClient::new(channel);
     let id = incidents
         .create_incident(CreateIncidentRequest {
-            incident: Some(common::incident(
-                "Checkout crashing",
-                "PodCrashLooping",
-                "checkout",
-            )),
+            incident: Some(
+                common::IncidentBuilder::alerting(
+                    "Checkout crashing",
+                    "PodCrashLooping",
+                    "checkout",
+                )
+                .proto(),
+            ),
             request_id: String::new(),
         })
         .await
@@ -200,8 +157,8 @@ async fn a_killed_replicas_decision_is_finished_by_another_replicas_sweep() {
     let mut cfg = config(Some(&redis));
     cfg.sweep_interval = Duration::from_millis(50);
     let mut b = TestServer::start_with(cfg, Some(clock.clone())).await;
-    clock.advance(chrono::Duration::seconds(15));
-    let incident_id = b
+    // Read before the deadline, so the read leaves the analysis alone.
+    let before = b
         .decisions
         .get_decision(GetDecisionRequest {
             token: token.clone(),
@@ -210,27 +167,33 @@ async fn a_killed_replicas_decision_is_finished_by_another_replicas_sweep() {
         .unwrap()
         .into_inner()
         .decision
-        .unwrap()
-        .incident_id;
+        .unwrap();
+    assert_eq!(before.state, DecisionState::Analyzing as i32);
+    // Leaving ANALYZING removes the token from the index in the same
+    // script, so that ZREM is the event; subscribed before the deadline
+    // passes, it cannot be missed.
+    let mut index = redis.key_events("verdict:analyzing").await;
+    clock.advance(chrono::Duration::seconds(15));
+    index
+        .next(
+            "zrem",
+            Duration::from_secs(10),
+            "the sweep finishing the abandoned decision",
+        )
+        .await;
     // ListDecisions never finishes anything itself: only the sweep can.
-    let until = Instant::now() + Duration::from_secs(10);
-    let d = loop {
-        let list = b
-            .decisions
-            .list_decisions(ListDecisionsRequest {
-                incident_id: incident_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .decisions;
-        let d = list.into_iter().find(|d| d.token == token).unwrap();
-        if d.state != DecisionState::Analyzing as i32 {
-            break d;
-        }
-        assert!(Instant::now() < until, "the sweep never finished it");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let d = b
+        .decisions
+        .list_decisions(ListDecisionsRequest {
+            incident_id: before.incident_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions
+        .into_iter()
+        .find(|d| d.token == token)
+        .unwrap();
     assert_recovered(&d);
     assert_eq!(analyzing_index_len(&redis).await, 0);
 }

@@ -1,9 +1,11 @@
 //! Bad input from every RPC: INVALID_ARGUMENT with field violations, and
 //! nothing that is stored changes (every key's value compared byte for byte).
 
-mod common;
+use crate::common;
 
-use common::{RedisServer, TestServer, config, create_incident, decide, incident, violations};
+use common::{
+    IncidentBuilder, RedisServer, TestServer, config, create_incident, decide, violations,
+};
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 use tonic::Code;
@@ -46,7 +48,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     let before = snapshot(&mut conn).await;
 
     let create = |f: &dyn Fn(&mut Incident)| {
-        let mut i = incident("t", "PodCrash", "checkout");
+        let mut i = IncidentBuilder::alerting("t", "PodCrash", "checkout").proto();
         f(&mut i);
         CreateIncidentRequest {
             incident: Some(i),
@@ -252,7 +254,7 @@ async fn oversized_messages_are_refused() {
     let mut cfg = config(None);
     cfg.max_message_bytes = 64 * 1024;
     let mut s = TestServer::start(cfg).await;
-    let mut i = incident("t", "PodCrash", "checkout");
+    let mut i = IncidentBuilder::alerting("t", "PodCrash", "checkout").proto();
     i.signals[0]
         .annotations
         .insert("blob".into(), "x".repeat(100 * 1024));

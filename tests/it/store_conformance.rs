@@ -1,10 +1,10 @@
 //! One conformance suite, run against both stores: the in-memory store must
 //! behave exactly like Redis.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
-use common::RedisServer;
+use common::{IncidentBuilder, RedisServer};
 use std::sync::Arc;
 use verdict::domain::{
     Decision, DecisionMode, DecisionState, GroupKey, Incident, IncidentId, IncidentStatus, K8sName,
@@ -58,22 +58,7 @@ fn redis() -> Fixture {
 }
 
 fn incident(created_ms: i64) -> Incident {
-    let t = chrono::DateTime::from_timestamp_millis(created_ms).expect("time");
-    Incident {
-        id: IncidentId::generate(),
-        title: "t".into(),
-        severity: Severity::P2,
-        status: IncidentStatus::Open,
-        signals: vec![],
-        affected_services: vec![],
-        namespace: None,
-        created_at: t,
-        updated_at: t,
-        resolved_at: None,
-        version: 1,
-        status_actor: String::new(),
-        status_note: String::new(),
-    }
+    IncidentBuilder::new().created_ms(created_ms).domain()
 }
 
 fn decision(id: &IncidentId) -> Decision {

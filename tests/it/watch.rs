@@ -1,10 +1,10 @@
 //! Live decisions: WatchDecision and WatchDecisions through the real server,
 //! across replicas sharing a real Redis.
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
-use common::{RedisServer, TestServer, config, create_incident, decide};
+use common::{RedisServer, TestServer, config, create_incident, decide, within};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tonic::Code;
@@ -263,19 +263,17 @@ async fn watchers_are_freed_when_clients_disconnect() {
     }
     let running = s.running.as_ref().unwrap();
     assert_eq!(running.live_watchers(), 50);
+    let mut live = running.live_watchers_changes();
     drop(streams);
     // The server learns of each disconnect from the connection (RST_STREAM):
-    // wait for that condition, bounded.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while running.live_watchers() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} watchers still registered",
-            running.live_watchers()
-        );
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // wait for the count to reach zero.
+    within(
+        std::time::Duration::from_secs(10),
+        "every watcher unregistered after its client left",
+        live.wait_for(|n| *n == 0),
+    )
+    .await
+    .expect("the server is running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,41 +2,18 @@
 //! the Redis commands it issues with none. Counted with INFO commandstats,
 //! not with a clock.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
-use common::{RedisServer, TestServer, config, create_incident, decide};
-use std::collections::BTreeMap;
-use verdict::domain::{
-    Decision, DecisionMode, DecisionState, Incident, IncidentId, IncidentStatus, Severity,
+use common::{
+    IncidentBuilder, RedisServer, TestServer, command_counts, config, create_incident, decide,
+    reset_command_counts,
 };
+use std::collections::BTreeMap;
+use verdict::domain::{Decision, DecisionMode, DecisionState, Severity};
 use verdict::proto::{GetDecisionRequest, GetOrCreateDecisionRequest};
 use verdict::store::RedisStore;
 use verdict::store::redis::PoolConfig;
-
-/// Calls per command since the last CONFIG RESETSTAT.
-async fn command_counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some((name.to_string(), calls.parse().ok()?))
-        })
-        // INFO/CONFIG are the test's own; PING (the health probe) and XREAD
-        // (the change feed's blocking read) run in the background, on no
-        // request path.
-        .filter(|(name, _)| {
-            !["info", "config", "ping", "xread"]
-                .iter()
-                .any(|p| name.starts_with(p))
-        })
-        .collect()
-}
 
 async fn seed(redis: &RedisServer, n: usize) {
     let store = RedisStore::new(
@@ -52,21 +29,11 @@ async fn seed(redis: &RedisServer, n: usize) {
     let mut incidents = Vec::with_capacity(n);
     let mut decisions = Vec::with_capacity(n);
     for _ in 0..n {
-        let i = Incident {
-            id: IncidentId::generate(),
-            title: "seeded".into(),
-            severity: Severity::P3,
-            status: IncidentStatus::Open,
-            signals: vec![],
-            affected_services: vec![],
-            namespace: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-        };
+        let i = IncidentBuilder::new()
+            .title("seeded")
+            .severity(Severity::P3)
+            .created_at(now)
+            .domain();
         let d = Decision::start(
             i.id.clone(),
             DecisionMode::Auto,
@@ -96,11 +63,7 @@ async fn lookup_commands(stored: usize) -> (BTreeMap<String, u64>, u64) {
     let d = decide(&mut s, &id).await;
     let mut conn = redis.conn().await;
     let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    reset_command_counts(&mut conn).await;
     s.decisions
         .get_decision(GetDecisionRequest {
             token: d.token.clone(),

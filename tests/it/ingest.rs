@@ -2,7 +2,7 @@
 //! HTTP to in-process servers (and `IngestSignals` over gRPC), against a
 //! private Redis. Payloads follow Alertmanager's documented webhook format.
 
-mod common;
+use crate::common;
 
 use common::{RedisServer, TestServer, config, violations};
 use redis::AsyncCommands;

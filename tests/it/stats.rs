@@ -8,10 +8,13 @@
 //! a few days of the real now, because Redis expires statistics buckets by
 //! its own clock.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use common::{RedisServer, TestServer, config, violations};
+use common::{
+    IncidentBuilder, RedisServer, TestServer, command_counts, config, reset_command_counts,
+    violations,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -60,15 +63,11 @@ fn all_time() -> Option<TimeRange> {
 }
 
 fn incident(severity: Severity, services: &[&str]) -> CreateIncidentRequest {
-    CreateIncidentRequest {
-        incident: Some(Incident {
-            title: "stats test".into(),
-            severity: severity as i32,
-            affected_services: services.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }),
-        request_id: String::new(),
-    }
+    IncidentBuilder::new()
+        .title("stats test")
+        .severity(severity)
+        .services(services)
+        .request()
 }
 
 fn set_status(id: &str, status: IncidentStatus) -> UpdateIncidentStatusRequest {
@@ -757,24 +756,10 @@ async fn memory_a_retried_transition_does_not_double_count() {
 /// The store itself: replaying a compare-and-set with its statistics (a
 /// retry after a lost reply) writes nothing and counts nothing.
 async fn a_replayed_write_counts_once(store: Arc<dyn verdict::store::Store>) {
-    use verdict::domain::{IncidentId, IncidentStatus as S};
+    use verdict::domain::IncidentStatus as S;
     use verdict::stats::{Window, record, report};
     let now = Utc::now() - Duration::hours(1);
-    let open = verdict::domain::Incident {
-        id: IncidentId::generate(),
-        title: "t".into(),
-        severity: verdict::domain::Severity::P2,
-        status: S::Open,
-        signals: vec![],
-        affected_services: vec![],
-        namespace: None,
-        created_at: now,
-        updated_at: now,
-        resolved_at: None,
-        version: 1,
-        status_actor: String::new(),
-        status_note: String::new(),
-    };
+    let open = IncidentBuilder::new().created_at(now).domain();
     let delta = record::incident(None, &open);
     for _ in 0..2 {
         store
@@ -945,31 +930,6 @@ async fn buckets_expire_after_the_retention() {
 
 // ---- cost -------------------------------------------------------------------
 
-/// Calls per Redis command since the last CONFIG RESETSTAT.
-#[cfg(feature = "bench")]
-async fn command_counts(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .expect("info");
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some((name.to_string(), calls.parse().ok()?))
-        })
-        // INFO/CONFIG are the test's own; PING (the health probe) and XREAD
-        // (the change feed's blocking read) run in the background, on no
-        // request path.
-        .filter(|(name, _)| {
-            !["info", "config", "ping", "xread"]
-                .iter()
-                .any(|p| name.starts_with(p))
-        })
-        .collect()
-}
-
 /// Seeded data (the bench's seeding function) reads back exactly, and a
 /// 30-day query issues the same Redis commands with 2 000 incidents as
 /// with 6 000: the cost is in buckets, not incidents.
@@ -1015,11 +975,7 @@ async fn seeded_statistics_read_back_and_cost_the_same_at_any_volume() {
     };
     let mut conn = redis.conn().await;
     let mut measure = async |c: &mut StatsServiceClient<Channel>| {
-        let _: () = redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query_async(&mut conn)
-            .await
-            .expect("resetstat");
+        reset_command_counts(&mut conn).await;
         let res = c
             .get_resolution_stats(GetResolutionStatsRequest { range: month() })
             .await

@@ -4,69 +4,13 @@
 //! comes from the environment, which a test must not change under other
 //! tests' feet.)
 
-mod common;
+use crate::common;
 
-use common::RedisServer;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use common::{RedisServer, VerdictProcess, within};
+use std::process::Stdio;
+use std::time::Duration;
 
 const TOKEN: &str = "s3cret-t0ken-for-tests";
-
-/// A `verdict serve` child process, killed when dropped, whose log lines
-/// are kept.
-struct Verdict {
-    child: Child,
-    addr: String,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Verdict {
-    fn start(redis: &RedisServer, env: &[(&str, &str)]) -> Verdict {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--redis-url", &redis.url()])
-            .envs(env.iter().copied())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn verdict");
-        let stdout = child.stdout.take().expect("stdout");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let kept = logs.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["fields"]["message"] == "verdict listening"
-                    && let (Some(addr), Some(tx)) = (v["fields"]["addr"].as_str(), tx.take())
-                {
-                    let _ = tx.send(addr.to_string());
-                }
-                kept.lock().unwrap().push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("verdict did not start: {:?}", logs.lock().unwrap());
-            }
-        };
-        Verdict { child, addr, logs }
-    }
-}
-
-impl Drop for Verdict {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn post(addr: &str, auth: Option<&str>) -> (u16, Option<String>, String) {
     let body = serde_json::json!({
@@ -100,13 +44,14 @@ async fn post(addr: &str, auth: Option<&str>) -> (u16, Option<String>, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_requires_the_configured_bearer_token() {
     let redis = RedisServer::start();
-    let v = Verdict::start(
-        &redis,
+    let v = VerdictProcess::start(
+        &["--redis-url", &redis.url()],
         &[
             ("VERDICT_WEBHOOK_TOKEN_ENV", "HOOK_TOKEN"),
             ("HOOK_TOKEN", TOKEN),
         ],
-    );
+    )
+    .await;
     let wrong = format!("Bearer {TOKEN}x");
     let basic = format!("Basic {TOKEN}");
     for auth in [
@@ -136,14 +81,14 @@ async fn the_webhook_requires_the_configured_bearer_token() {
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["incidents"][0]["opened"], true, "{answer}");
 
-    let logs = v.logs.lock().unwrap().join("\n");
+    let logs = v.logs();
     assert!(!logs.contains(TOKEN), "the token must never be logged");
     assert!(logs.contains("bearer token"), "refusals are logged: {logs}");
 }
 
-#[test]
-fn a_named_but_unset_token_variable_stops_the_start() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+#[tokio::test]
+async fn a_named_but_unset_token_variable_stops_the_start() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .env(
             "VERDICT_WEBHOOK_TOKEN_ENV",
@@ -152,21 +97,25 @@ fn a_named_but_unset_token_variable_stops_the_start() {
         .env_remove("VERDICT_TEST_SURELY_UNSET_TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .expect("spawn verdict");
-    let until = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("verdict kept running without its webhook token");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success());
+    // Its exit is the event; stderr is read to the end meanwhile, so a full
+    // pipe cannot stall it.
+    let mut stderr = child.stderr.take().expect("stderr");
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (status, read) = within(
+        Duration::from_secs(30),
+        "verdict exiting without its webhook token",
+        async {
+            tokio::join!(
+                child.wait(),
+                tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err)
+            )
+        },
+    )
+    .await;
+    read.expect("read stderr");
+    assert!(!status.expect("wait for verdict").success());
     assert!(err.contains("VERDICT_TEST_SURELY_UNSET_TOKEN"), "{err}");
 }

@@ -1,8 +1,8 @@
 //! IncidentService through the real server against a real Redis.
 
-mod common;
+use crate::common;
 
-use common::{RedisServer, TestServer, config, incident, violations};
+use common::{IncidentBuilder, RedisServer, TestServer, config, violations};
 use tonic::Code;
 use verdict::proto::{
     CreateIncidentRequest, GetIncidentRequest, IncidentStatus, ListIncidentsRequest, Severity,
@@ -14,11 +14,10 @@ async fn create_get_and_retry_with_a_request_id() {
     let redis = RedisServer::start();
     let mut s = TestServer::start(config(Some(&redis))).await;
     let req = CreateIncidentRequest {
-        incident: Some(incident(
-            "Checkout pods crashing",
-            "PodCrashLooping",
-            "checkout",
-        )),
+        incident: Some(
+            IncidentBuilder::alerting("Checkout pods crashing", "PodCrashLooping", "checkout")
+                .proto(),
+        ),
         request_id: "alert-42".into(),
     };
     let a = s
@@ -51,7 +50,7 @@ async fn create_get_and_retry_with_a_request_id() {
         .unwrap();
     assert_eq!(got, a);
 
-    let mut explicit = incident("Mine", "Disk", "web");
+    let mut explicit = IncidentBuilder::alerting("Mine", "Disk", "web").proto();
     explicit.id = "shop:web-1".into();
     let req = CreateIncidentRequest {
         incident: Some(explicit),
@@ -119,11 +118,12 @@ async fn listing_filters_and_pages_through_everything_once() {
     let mut s = TestServer::start(config(Some(&redis))).await;
     let mut p1 = vec![];
     for i in 0..23 {
-        let mut inc = incident(
+        let mut inc = IncidentBuilder::alerting(
             &format!("incident {i}"),
             "PodCrashLooping",
             if i % 2 == 0 { "checkout" } else { "payments" },
-        );
+        )
+        .proto();
         inc.severity = if i % 3 == 0 {
             Severity::P1
         } else {

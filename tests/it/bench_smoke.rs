@@ -2,7 +2,7 @@
 //! a private Redis and counts correctly. No timing is asserted: figures are
 //! for BENCHMARKS.md, never for a test.
 
-mod common;
+use crate::common;
 
 use clap::Parser;
 use common::RedisServer;
