@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// TOML file of expert rules (default: the five built-in rules).
     #[arg(long, env = "VERDICT_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
+    /// TOML file of the safety policy for model proposals (default: the
+    /// built-in policy; see README "Safety"). Read at startup.
+    #[arg(long, env = "VERDICT_POLICY_FILE", value_name = "FILE")]
+    pub policy_file: Option<PathBuf>,
     /// Upper bound of `replicas` in any scale command [default: 50].
     #[arg(long, env = "VERDICT_MAX_REPLICAS", value_name = "N")]
     pub max_replicas: Option<u32>,
@@ -246,6 +250,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub stats_retention: Duration,
     pub rules_file: Option<PathBuf>,
+    pub policy_file: Option<PathBuf>,
     pub max_replicas: u32,
     pub executor: ExecutorKind,
     pub max_message_bytes: usize,
@@ -295,6 +300,7 @@ impl Default for Config {
             history_retention: Duration::from_secs(30 * 24 * 3600),
             stats_retention: crate::stats::DEFAULT_RETENTION,
             rules_file: None,
+            policy_file: None,
             max_replicas: 50,
             executor: ExecutorKind::External,
             max_message_bytes: 4 * 1024 * 1024,
@@ -381,6 +387,9 @@ impl Config {
         }
         if args.rules_file.is_some() {
             c.rules_file = args.rules_file.clone();
+        }
+        if args.policy_file.is_some() {
+            c.policy_file = args.policy_file.clone();
         }
         if !args.cors_origins.is_empty() {
             c.cors_origins = args.cors_origins.clone();

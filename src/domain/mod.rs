@@ -4,6 +4,7 @@
 //! one of these types at the boundary or is rejected there with a field path.
 
 pub mod decision;
+pub mod display;
 pub mod group;
 pub mod ids;
 pub mod incident;
@@ -12,6 +13,7 @@ pub mod signature;
 pub mod timestamp;
 pub mod validation;
 
+pub use display::{DisplayText, TextWarning};
 pub use decision::{Decision, DecisionMode, DecisionState, TransitionError};
 pub use group::GroupKey;
 pub use ids::{IncidentId, K8sName, RequestId, Token};

@@ -3,9 +3,10 @@
 
 use super::consensus::ConsensusSettings;
 use super::llm::{ApiKey, LlmSettings};
-use super::policy::Policy;
+use super::policy::{Policy, PolicyError};
 use crate::config::Config;
 use crate::middleware::retry::RetrySettings;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything the engines need to know.
@@ -18,6 +19,9 @@ pub struct EngineSettings {
     pub cache_ttl: Duration,
     pub min_replicas: u32,
     pub max_replicas: u32,
+    /// The safety policy file (TOML); None: the built-in policy. Read once
+    /// at startup (hot reload comes with the rest of the config's).
+    pub policy_file: Option<PathBuf>,
     pub consensus: ConsensusSettings,
 }
 
@@ -53,6 +57,7 @@ impl EngineSettings {
             cache_ttl: c.llm_cache_ttl,
             min_replicas: c.min_replicas,
             max_replicas: c.max_replicas,
+            policy_file: c.policy_file.clone(),
             consensus: ConsensusSettings {
                 personas,
                 threshold: c.consensus_threshold,
@@ -61,8 +66,13 @@ impl EngineSettings {
         }
     }
 
-    pub fn policy(&self) -> Policy {
-        Policy::new(self.min_replicas, self.max_replicas)
+    /// The safety policy: the file's, or the built-in one, with the global
+    /// replica bounds.
+    pub fn policy(&self) -> Result<Policy, PolicyError> {
+        match &self.policy_file {
+            Some(path) => Policy::load(path, self.min_replicas, self.max_replicas),
+            None => Ok(Policy::new(self.min_replicas, self.max_replicas)),
+        }
     }
 }
 
