@@ -13,8 +13,8 @@ pub mod signature;
 pub mod timestamp;
 pub mod validation;
 
-pub use display::{DisplayText, TextWarning};
 pub use decision::{Decision, DecisionMode, DecisionState, TransitionError};
+pub use display::{DisplayText, TextWarning};
 pub use group::GroupKey;
 pub use ids::{IncidentId, K8sName, RequestId, Token};
 pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};

@@ -72,12 +72,13 @@ pub fn parse(answer: &str) -> Result<Map<String, Value>, EngineError> {
 }
 
 /// The one JSON object in `answer`: None when there is none, refused when
-/// there are two.
+/// there are two, or when it comes inside a list (a list of proposals is
+/// not one proposal, whatever its length).
 fn the_object(answer: &str) -> Result<Option<Map<String, Value>>, EngineError> {
     let mut found = None;
     let mut from = 0;
     let mut tries = 0;
-    while let Some(i) = answer.get(from..).and_then(|rest| rest.find('{')) {
+    while let Some(i) = answer.get(from..).and_then(|rest| rest.find(['{', '['])) {
         let at = from + i;
         tries += 1;
         if tries > MAX_STARTS {
@@ -93,7 +94,14 @@ fn the_object(answer: &str) -> Result<Option<Map<String, Value>>, EngineError> {
                 // starts.
                 from = at + len;
             }
-            // `{` is one byte, so `at + 1` is a character boundary.
+            Some((Value::Array(items), len)) => {
+                if items.iter().any(Value::is_object) {
+                    return Err(invalid("a JSON list of objects, not one object"));
+                }
+                // `[1]` in prose.
+                from = at + len;
+            }
+            // `{` and `[` are one byte, so `at + 1` is a character boundary.
             _ => from = at + 1,
         }
     }
@@ -120,8 +128,8 @@ mod tests {
 
     #[test]
     fn one_object_is_found_among_prose_and_fences() {
-        let obj = parse("Here you go:\n```json\n{\"verb\": \"scale\"}\n```\nHope it {helps}.")
-            .unwrap();
+        let obj =
+            parse("Here you go:\n```json\n{\"verb\": \"scale\"}\n```\nHope it {helps}.").unwrap();
         assert_eq!(obj["verb"], "scale");
         // Braces inside the object's strings are not a second object.
         let obj = parse(r#"{"reasoning": "a {\"verb\": 1} b"} and that is all"#).unwrap();
@@ -143,6 +151,14 @@ mod tests {
             Err(EngineError::Unsafe(_))
         ));
         assert!(matches!(parse("[1, 2]"), Err(EngineError::Invalid(_))));
+        assert!(matches!(
+            parse(r#"[{"verb": "scale"}]"#),
+            Err(EngineError::Invalid(m)) if m.contains("list")
+        ));
+        assert_eq!(
+            parse(r#"See [1]: {"verb": "scale"}"#).unwrap()["verb"],
+            "scale"
+        );
         assert!(matches!(
             parse("kubectl delete ns prod"),
             Err(EngineError::Unsafe(_))

@@ -12,11 +12,11 @@
 //! the threshold raises the risk one step. If no LLM agent answered, the
 //! expert proposal stands with the agents' most common failure reason.
 
+use super::EngineError;
 use super::cache::ProposalCache;
 use super::expert::ExpertEngine;
 use super::llm::LlmProposer;
 use crate::domain::RiskLevel;
-use super::EngineError;
 use crate::domain::proposal::{ConsensusInfo, Dissent, Refusal};
 use crate::domain::{
     DisplayText, FallbackReason, Incident, Proposal, ProposalSource, RemediationCommand,
@@ -178,13 +178,11 @@ pub fn tally(ballots: &[Ballot], total_weight: f64, threshold: f64) -> Option<Ta
                 let p = &ballots[i].proposal;
                 p.model_confidence.unwrap_or(p.confidence)
             };
-            winner.members.iter().copied().reduce(|best, i| {
-                if claim(i) > claim(best) {
-                    i
-                } else {
-                    best
-                }
-            })
+            winner.members.iter().copied().reduce(
+                |best, i| {
+                    if claim(i) > claim(best) { i } else { best }
+                },
+            )
         })?;
     let risk = if score < threshold {
         winner.risk.raised()

@@ -85,9 +85,9 @@ impl Engines {
         store: Arc<dyn Store>,
         llm: Option<llm::LlmProposer>,
     ) -> Self {
-        let cache = llm.as_ref().and_then(|l| {
-            cache::ProposalCache::new(store, settings.cache_ttl, l.policy().clone())
-        });
+        let cache = llm
+            .as_ref()
+            .and_then(|l| cache::ProposalCache::new(store, settings.cache_ttl, l.policy().clone()));
         Engines {
             dual: DualEngine::new(Arc::clone(&expert), llm.clone(), cache.clone()),
             consensus: ConsensusEngine::new(expert, llm, cache, settings.consensus.clone()),

@@ -205,7 +205,11 @@ impl Policy {
         Self::from_toml(&text, min_replicas, max_replicas)
     }
 
-    pub fn from_toml(text: &str, min_replicas: u32, max_replicas: u32) -> Result<Self, PolicyError> {
+    pub fn from_toml(
+        text: &str,
+        min_replicas: u32,
+        max_replicas: u32,
+    ) -> Result<Self, PolicyError> {
         let file: PolicyFile = toml::from_str(text)?;
         Self::from_file(&file, min_replicas, max_replicas)
     }
@@ -226,7 +230,8 @@ impl Policy {
         let names = |field: &str, v: &[String]| -> Result<BTreeSet<K8sName>, PolicyError> {
             v.iter()
                 .map(|s| {
-                    K8sName::parse(s).map_err(|e| bad(format!("{field}: {s:?} is not a label ({e})")))
+                    K8sName::parse(s)
+                        .map_err(|e| bad(format!("{field}: {s:?} is not a label ({e})")))
                 })
                 .collect()
         };
@@ -252,7 +257,8 @@ impl Policy {
         let mut verbs = BTreeMap::new();
         for (ns, list) in &file.verbs {
             if ns != ANY_NAMESPACE {
-                K8sName::parse(ns).map_err(|e| bad(format!("verbs: {ns:?} is not a label ({e})")))?;
+                K8sName::parse(ns)
+                    .map_err(|e| bad(format!("verbs: {ns:?} is not a label ({e})")))?;
             }
             let list = list
                 .iter()
@@ -276,7 +282,13 @@ impl Policy {
                     b.min, b.max, bounds.min, bounds.max
                 )));
             }
-            replicas.insert(n, ReplicaBounds { min: b.min, max: b.max });
+            replicas.insert(
+                n,
+                ReplicaBounds {
+                    min: b.min,
+                    max: b.max,
+                },
+            );
         }
         // The hash covers what is enforced: the file as parsed (so comments
         // and ordering do not change it) and the global bounds.
@@ -527,8 +539,9 @@ impl Policy {
 
     fn replicas(&self, name: &K8sName, v: Option<&Value>) -> Result<u32, EngineError> {
         let b = self.bounds_for(name);
-        let out_of_bounds =
-            |n: &dyn std::fmt::Display| unsafe_(format!("replicas {n} is outside {}..={}", b.min, b.max));
+        let out_of_bounds = |n: &dyn std::fmt::Display| {
+            unsafe_(format!("replicas {n} is outside {}..={}", b.min, b.max))
+        };
         match v {
             None | Some(Value::Null) => Err(invalid("scale needs replicas")),
             Some(Value::Number(n)) => {
@@ -814,7 +827,10 @@ mod tests {
             }
             g
         };
-        assert_eq!(vet(answer("rollout_undo", "low")).unwrap().risk, RiskLevel::High);
+        assert_eq!(
+            vet(answer("rollout_undo", "low")).unwrap().risk,
+            RiskLevel::High
+        );
         assert_eq!(
             vet(answer("rollout_restart", "low")).unwrap().risk,
             RiskLevel::Medium
@@ -869,7 +885,10 @@ mod tests {
         g["reasoning"] = json!("see http://evil.example \u{202E}txt.exe");
         let p = vet(g).unwrap().into_proposal(ProposalSource::Llm, "p", "m");
         use crate::domain::TextWarning::*;
-        assert_eq!(p.text_warnings, [MentionsCommand, MentionsUrl, HiddenCharacters]);
+        assert_eq!(
+            p.text_warnings,
+            [MentionsCommand, MentionsUrl, HiddenCharacters]
+        );
         assert!(p.reasoning.contains("<U+202E>"));
         assert_eq!(
             p.command.render(),
