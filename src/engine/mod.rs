@@ -15,6 +15,7 @@ pub mod error;
 pub mod expert;
 pub mod llm;
 pub mod policy;
+pub mod policy_file;
 pub mod settings;
 
 use crate::domain::{DecisionMode, Incident, Proposal};

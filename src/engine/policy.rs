@@ -34,18 +34,17 @@
 use super::EngineError;
 use super::answer;
 use super::llm::prompt::{ReplicaBounds, clip};
+use super::policy_file::{ANY_NAMESPACE, Rules};
+pub use super::policy_file::{FileBounds, PolicyError, PolicyFile};
 use crate::domain::proposal::WorkloadKind;
 use crate::domain::{
     CommandVerb, DisplayText, Incident, K8sName, Proposal, ProposalSource, RemediationCommand,
     RiskLevel, Severity,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use thiserror::Error;
 
 /// Characters kept of the free-text fields shown to people.
 pub const MAX_DESCRIPTION: usize = 500;
@@ -53,98 +52,10 @@ pub const MAX_REASONING: usize = 2000;
 /// verdict's confidence in a lone LLM proposal: it has checked the shape,
 /// not the judgement (the expert's rules get 0.75).
 pub const LLM_CONFIDENCE: f64 = 0.5;
-/// The wildcard key of `[verbs]`: every namespace without its own entry.
-const ANY_NAMESPACE: &str = "*";
-
-/// The policy file (TOML), as written. Every field has a default, so an
-/// empty file is the built-in policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicyFile {
-    /// The highest risk that may be proposed at all: `low`, `medium`,
-    /// `high` or `critical`.
-    pub max_risk: String,
-    /// Workload kinds commands may target.
-    pub kinds: Vec<String>,
-    /// The kind when the incident's labels do not say.
-    pub default_kind: String,
-    /// Namespaces no proposal may touch.
-    pub never_touch: Vec<String>,
-    /// Namespaces where every proposal is one risk step higher
-    /// (production, shared infrastructure).
-    pub sensitive_namespaces: Vec<String>,
-    /// Verbs allowed per namespace; `"*"` for every other namespace.
-    pub verbs: BTreeMap<String, Vec<String>>,
-    /// Replica bounds per deployment name, within the global bounds.
-    pub replicas: BTreeMap<String, FileBounds>,
-}
-
-/// `{ min = 2, max = 8 }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileBounds {
-    pub min: u32,
-    pub max: u32,
-}
-
-impl Default for PolicyFile {
-    fn default() -> Self {
-        PolicyFile {
-            max_risk: "critical".into(),
-            kinds: vec!["deployment".into(), "statefulset".into()],
-            default_kind: "deployment".into(),
-            never_touch: vec![
-                "kube-system".into(),
-                "kube-public".into(),
-                "kube-node-lease".into(),
-            ],
-            sensitive_namespaces: Vec::new(),
-            verbs: BTreeMap::from([(
-                ANY_NAMESPACE.to_owned(),
-                vec![
-                    "rollout_restart".into(),
-                    "rollout_undo".into(),
-                    "scale".into(),
-                ],
-            )]),
-            replicas: BTreeMap::new(),
-        }
-    }
-}
-
-/// Why a policy file was refused at startup.
-#[derive(Debug, Error)]
-pub enum PolicyError {
-    #[error("cannot read policy file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("policy file is not valid TOML: {0}")]
-    Toml(#[from] toml::de::Error),
-    #[error("policy: {0}")]
-    Invalid(String),
-}
-
 /// The validated policy. Cheap to clone (shared).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     rules: Arc<Rules>,
-}
-
-#[derive(Debug, PartialEq)]
-struct Rules {
-    bounds: ReplicaBounds,
-    max_risk: RiskLevel,
-    kinds: Vec<WorkloadKind>,
-    default_kind: WorkloadKind,
-    never_touch: BTreeSet<K8sName>,
-    sensitive: BTreeSet<K8sName>,
-    /// Namespace (or `*`) → allowed verbs.
-    verbs: BTreeMap<String, Vec<CommandVerb>>,
-    replicas: BTreeMap<K8sName, ReplicaBounds>,
-    /// SHA-1 (hex) of the effective policy, bounds included.
-    hash: String,
 }
 
 /// An answer that passed the policy.
@@ -214,100 +125,14 @@ impl Policy {
         Self::from_file(&file, min_replicas, max_replicas)
     }
 
-    /// Validates `file`: every name a label, every verb, kind and risk known,
-    /// per-deployment bounds within the global ones.
+    /// Validates `file` (see [`PolicyFile::compile`]).
     pub fn from_file(
         file: &PolicyFile,
         min_replicas: u32,
         max_replicas: u32,
     ) -> Result<Self, PolicyError> {
-        let bad = |m: String| PolicyError::Invalid(m);
-        let min = min_replicas.max(1);
-        let bounds = ReplicaBounds {
-            min,
-            max: max_replicas.max(min),
-        };
-        let names = |field: &str, v: &[String]| -> Result<BTreeSet<K8sName>, PolicyError> {
-            v.iter()
-                .map(|s| {
-                    K8sName::parse(s)
-                        .map_err(|e| bad(format!("{field}: {s:?} is not a label ({e})")))
-                })
-                .collect()
-        };
-        let kind = |s: &str| {
-            WorkloadKind::parse(s)
-                .filter(|_| !s.is_empty())
-                .ok_or_else(|| bad(format!("kind {s:?} is not deployment or statefulset")))
-        };
-        let max_risk = RiskLevel::parse(&file.max_risk)
-            .ok_or_else(|| bad(format!("max_risk {:?} is not a risk level", file.max_risk)))?;
-        let kinds = file
-            .kinds
-            .iter()
-            .map(|k| kind(k))
-            .collect::<Result<Vec<_>, _>>()?;
-        let default_kind = kind(&file.default_kind)?;
-        if !kinds.contains(&default_kind) {
-            return Err(bad(format!(
-                "default_kind {:?} is not one of kinds",
-                file.default_kind
-            )));
-        }
-        let mut verbs = BTreeMap::new();
-        for (ns, list) in &file.verbs {
-            if ns != ANY_NAMESPACE {
-                K8sName::parse(ns)
-                    .map_err(|e| bad(format!("verbs: {ns:?} is not a label ({e})")))?;
-            }
-            let list = list
-                .iter()
-                .map(|v| {
-                    strict_verb(v).ok_or_else(|| {
-                        bad(format!(
-                            "verbs.{ns}: {v:?} is not rollout_restart, rollout_undo or scale"
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            verbs.insert(ns.clone(), list);
-        }
-        let mut replicas = BTreeMap::new();
-        for (name, b) in &file.replicas {
-            let n = K8sName::parse(name)
-                .map_err(|e| bad(format!("replicas: {name:?} is not a label ({e})")))?;
-            if b.min > b.max || b.min < bounds.min || b.max > bounds.max {
-                return Err(bad(format!(
-                    "replicas.{name}: {}..={} is not within {}..={}",
-                    b.min, b.max, bounds.min, bounds.max
-                )));
-            }
-            replicas.insert(
-                n,
-                ReplicaBounds {
-                    min: b.min,
-                    max: b.max,
-                },
-            );
-        }
-        // The hash covers what is enforced: the file as parsed (so comments
-        // and ordering do not change it) and the global bounds.
-        let canonical = serde_json::json!({"file": file, "min": bounds.min, "max": bounds.max});
-        let hash = sha1_smol::Sha1::from(canonical.to_string().as_bytes())
-            .digest()
-            .to_string();
         Ok(Policy {
-            rules: Arc::new(Rules {
-                bounds,
-                max_risk,
-                kinds,
-                default_kind,
-                never_touch: names("never_touch", &file.never_touch)?,
-                sensitive: names("sensitive_namespaces", &file.sensitive_namespaces)?,
-                verbs,
-                replicas,
-                hash,
-            }),
+            rules: Arc::new(file.compile(min_replicas, max_replicas)?),
         })
     }
 
@@ -619,16 +444,6 @@ fn has_shell_chars(s: &str) -> bool {
     })
 }
 
-/// A verb as the policy file spells it (no aliases there).
-fn strict_verb(v: &str) -> Option<CommandVerb> {
-    match v {
-        "rollout_restart" => Some(CommandVerb::RolloutRestart),
-        "rollout_undo" => Some(CommandVerb::RolloutUndo),
-        "scale" => Some(CommandVerb::Scale),
-        _ => None,
-    }
-}
-
 fn parse_verb(v: &str) -> Result<CommandVerb, EngineError> {
     if has_shell_chars(v) {
         return Err(unsafe_(format!(
@@ -936,17 +751,7 @@ mod tests {
             Err(EngineError::Unsafe(m)) if m.contains("never touched")
         ));
 
-        for bad in [
-            "max_risk = 'dire'",
-            "kinds = ['namespace']",
-            "never_touch = ['Kube System']",
-            "[verbs]\nshop = ['delete']",
-            "[replicas]\ncheckout = { min = 0, max = 3 }",
-            "[replicas]\ncheckout = { min = 2, max = 99 }",
-            "unknown = 1",
-        ] {
-            assert!(Policy::from_toml(bad, 1, 10).is_err(), "{bad}");
-        }
+        assert!(Policy::from_toml("max_risk = 'dire'", 1, 10).is_err());
     }
 
     #[test]
