@@ -9,8 +9,14 @@
 //! outcome never depends on arrival order. The score is the winning weight
 //! over the weight of *every* agent asked: an agent that failed or ran out
 //! of time is counted, not waited for, and lowers the score. A score below
-//! the threshold raises the risk one step. If no LLM agent answered, the
-//! expert proposal stands with the agents' most common failure reason.
+//! the threshold raises the risk one step. Every agent that did not vote —
+//! its answer refused by the safety policy, a failure, no answer in time —
+//! is listed with the reason, so the approver sees that two of three agents
+//! wanted something unsafe. If no LLM agent answered, the expert proposal
+//! stands with the agents' most common failure reason.
+//!
+//! `analyze` runs four named steps: ask the agents, sort their answers into
+//! ballots and refusals, [`tally`] (pure), and build the proposal.
 
 use super::EngineError;
 use super::cache::ProposalCache;
@@ -264,12 +270,14 @@ impl ConsensusEngine {
         let Some(t) = tally(&votes.ballots, total, self.settings.threshold) else {
             return expert;
         };
-        let complete = votes.refused.is_empty();
+        let refused = votes.refused.len();
         let proposal = self.voted_proposal(llm, &expert, t, votes);
-        tracing::info!(incident = %incident.id, command = %proposal.command.render(), score = proposal.confidence, "consensus reached");
+        tracing::info!(incident = %incident.id, command = %proposal.command.render(), score = proposal.confidence, refused, "consensus reached");
         // Only a full vote is worth replaying: a partial one would freeze a
         // moment when some agents were down.
-        if complete && let Some(cache) = &self.cache {
+        if refused == 0
+            && let Some(cache) = &self.cache
+        {
             cache.put(incident, SCOPE, &proposal);
         }
         proposal

@@ -755,6 +755,25 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_proposal_is_held_to_the_current_policy() {
+        let mut g = good();
+        g["verb"] = json!("rollout_undo");
+        g["replicas"] = Value::Null;
+        let mut p = vet(g).unwrap().into_proposal(ProposalSource::Llm, "p", "m");
+        // As if cached under an older, laxer policy.
+        p.risk = RiskLevel::Low;
+        p.policy_hash = "old".into();
+        policy().recheck(&incident(), &mut p).unwrap();
+        assert_eq!(p.risk, RiskLevel::High);
+        assert_eq!(p.policy_hash, policy().hash());
+        let strict = Policy::from_toml("max_risk = 'medium'", 1, 10).unwrap();
+        assert!(matches!(
+            strict.recheck(&incident(), &mut p),
+            Err(EngineError::Unsafe(_))
+        ));
+    }
+
+    #[test]
     fn cached_commands_are_checked_again() {
         let v = vet(good()).unwrap();
         assert!(policy().check(&incident(), &v.command).is_ok());
