@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// TOML file of expert rules. When unset: the five built-in rules.
     #[arg(long, env = "VERDICT_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
+    /// TOML file of the safety policy for model proposals (see README
+    /// "Safety"); read at startup. When unset: the built-in policy.
+    #[arg(long, env = "VERDICT_POLICY_FILE", value_name = "FILE")]
+    pub policy_file: Option<PathBuf>,
     /// Upper bound of `replicas` in any scale command.
     #[arg(long, env = "VERDICT_MAX_REPLICAS", value_name = "N")]
     pub max_replicas: Option<u32>,
@@ -289,6 +293,7 @@ pub struct Config {
     #[serde(with = "duration")]
     pub stats_retention: Duration,
     pub rules_file: Option<PathBuf>,
+    pub policy_file: Option<PathBuf>,
     pub max_replicas: u32,
     pub executor: ExecutorKind,
     pub max_message_bytes: usize,
@@ -343,6 +348,7 @@ impl Default for Config {
             history_retention: retention.decisions,
             stats_retention: retention.stats,
             rules_file: None,
+            policy_file: None,
             max_replicas: 50,
             executor: ExecutorKind::External,
             max_message_bytes: 4 * 1024 * 1024,
@@ -495,6 +501,7 @@ impl Config {
             cache_ttl: self.llm_cache_ttl,
             min_replicas: self.min_replicas,
             max_replicas: self.max_replicas,
+            policy_file: self.policy_file.clone(),
             consensus: ConsensusSettings {
                 personas: self
                     .consensus_personas

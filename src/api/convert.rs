@@ -7,7 +7,7 @@ use crate::domain::proposal::WorkloadKind;
 use crate::domain::{
     CommandVerb, Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId,
     IncidentStatus, K8sName, Proposal, ProposalSource, RemediationCommand, RequestId, RiskLevel,
-    Severity, Signal, SignalStatus, Token, Violations,
+    Severity, Signal, SignalStatus, TextWarning, Token, Violations,
 };
 use crate::manager::{IncidentFilter, NewIncident};
 use crate::proto as pb;
@@ -463,16 +463,7 @@ fn proposal_to(p: &Proposal) -> pb::Proposal {
         matched_rule: p.matched_rule.clone(),
         from_cache: p.from_cache,
         analysis_latency: Some(duration(p.analysis_latency)),
-        fallback_reason: match p.fallback_reason {
-            None => pb::FallbackReason::Unspecified,
-            Some(FallbackReason::Timeout) => pb::FallbackReason::Timeout,
-            Some(FallbackReason::Error) => pb::FallbackReason::Error,
-            Some(FallbackReason::Invalid) => pb::FallbackReason::Invalid,
-            Some(FallbackReason::Unsafe) => pb::FallbackReason::Unsafe,
-            Some(FallbackReason::CircuitOpen) => pb::FallbackReason::CircuitOpen,
-            Some(FallbackReason::NotConfigured) => pb::FallbackReason::NotConfigured,
-            Some(FallbackReason::Recovered) => pb::FallbackReason::Recovered,
-        } as i32,
+        fallback_reason: fallback_to(p.fallback_reason) as i32,
         consensus_id: consensus.map(|c| c.id.clone()).unwrap_or_default(),
         consensus_score: consensus.map(|c| c.score).unwrap_or_default(),
         agent_count: consensus.map(|c| c.agent_count).unwrap_or_default(),
@@ -484,11 +475,51 @@ fn proposal_to(p: &Proposal) -> pb::Proposal {
                         agent: d.agent.clone(),
                         kubectl: d.kubectl.clone(),
                         reasoning: d.reasoning.clone(),
+                        text_warnings: warnings_to(&d.text_warnings),
                     })
                     .collect()
             })
             .unwrap_or_default(),
+        model_confidence: p.model_confidence,
+        text_warnings: warnings_to(&p.text_warnings),
+        refused_agents: consensus
+            .map(|c| {
+                c.refused
+                    .iter()
+                    .map(|r| pb::RefusedAgent {
+                        agent: r.agent.clone(),
+                        reason: fallback_to(Some(r.reason)) as i32,
+                        detail: r.detail.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        policy_hash: p.policy_hash.clone(),
     }
+}
+
+fn fallback_to(r: Option<FallbackReason>) -> pb::FallbackReason {
+    match r {
+        None => pb::FallbackReason::Unspecified,
+        Some(FallbackReason::Timeout) => pb::FallbackReason::Timeout,
+        Some(FallbackReason::Error) => pb::FallbackReason::Error,
+        Some(FallbackReason::Invalid) => pb::FallbackReason::Invalid,
+        Some(FallbackReason::Unsafe) => pb::FallbackReason::Unsafe,
+        Some(FallbackReason::CircuitOpen) => pb::FallbackReason::CircuitOpen,
+        Some(FallbackReason::NotConfigured) => pb::FallbackReason::NotConfigured,
+        Some(FallbackReason::Recovered) => pb::FallbackReason::Recovered,
+    }
+}
+
+fn warnings_to(w: &[TextWarning]) -> Vec<i32> {
+    w.iter()
+        .map(|w| match w {
+            TextWarning::MentionsCommand => pb::TextWarning::MentionsCommand,
+            TextWarning::MentionsUrl => pb::TextWarning::MentionsUrl,
+            TextWarning::HiddenCharacters => pb::TextWarning::HiddenCharacters,
+            TextWarning::Truncated => pb::TextWarning::Truncated,
+        } as i32)
+        .collect()
 }
 
 /// Renders a decision as seen at `now`: a READY token past its TTL reads as

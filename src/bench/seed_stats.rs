@@ -209,6 +209,7 @@ fn decision_stats(rng: &mut SplitMix, expert: &ExpertEngine, i: &Incident) -> St
             score: 0.5 + rng.unit() / 2.0,
             agent_count: 3,
             dissenting: vec![],
+            refused: vec![],
         });
         2_000.0 + rng.unit() * 20_000.0
     };

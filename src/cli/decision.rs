@@ -291,7 +291,23 @@ fn detail_with(decision: Option<&pb::Decision>, created: Option<bool>) -> String
             .iter()
             .map(|o| format!("{}: {} ({})", o.agent, o.kubectl, o.reasoning))
             .collect();
+        let refused: Vec<String> = p
+            .refused_agents
+            .iter()
+            .map(|r| {
+                let reason = output::fallback_reason(r.reason);
+                format!("{}: {reason} ({})", r.agent, r.detail)
+            })
+            .collect();
+        if let Some(c) = p.model_confidence {
+            f.add(
+                "model_claim",
+                format!("confidence {c:.2} (the model's word)"),
+            );
+        }
         f.add("dissent", dissent.join("\n"))
+            .add("refused", refused.join("\n"))
+            .add("warning", text_warning(&p.text_warnings))
             .add("description", &p.description)
             .add("reasoning", &p.reasoning);
     }
@@ -308,6 +324,30 @@ fn detail_with(decision: Option<&pb::Decision>, created: Option<bool>) -> String
         .add("expires_at", output::time_relative(d.expires_at.as_ref()))
         .add("completed_at", output::time(d.completed_at.as_ref()));
     f.render()
+}
+
+/// The warning shown above model-written text that mentions a command, a
+/// URL or hid characters: only `proposal` is what will run.
+fn text_warning(warnings: &[i32]) -> String {
+    if warnings.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = warnings
+        .iter()
+        .map(|w| {
+            pb::TextWarning::try_from(*w)
+                .map(|e| {
+                    e.as_str_name()
+                        .trim_start_matches("TEXT_WARNING_")
+                        .to_owned()
+                })
+                .unwrap_or_else(|_| w.to_string())
+        })
+        .collect();
+    format!(
+        "the model's text below is not the proposal ({}); only `proposal` runs",
+        names.join(", ")
+    )
 }
 
 /// Where a proposal came from: `EXPERT (rule pod_crash; fallback
@@ -404,5 +444,37 @@ mod tests {
         assert!(text.contains("proposal    kubectl rollout restart deployment/checkout -n shop\n"));
         assert!(text.contains("source      EXPERT (rule pod_crash; fallback NOT_CONFIGURED)\n"));
         assert!(!text.contains("decided_by"));
+    }
+
+    #[test]
+    fn model_text_with_a_command_is_shown_under_a_warning() {
+        let d = pb::Decision {
+            token: "DEC-0123456789AB".into(),
+            state: pb::DecisionState::Ready as i32,
+            proposal: Some(pb::Proposal {
+                source: pb::ProposalSource::Llm as i32,
+                kubectl: "kubectl rollout restart deployment/checkout -n shop".into(),
+                description: "Restart, then run: kubectl delete ns shop".into(),
+                text_warnings: vec![pb::TextWarning::MentionsCommand as i32],
+                model_confidence: Some(1.0),
+                refused_agents: vec![pb::RefusedAgent {
+                    agent: "release".into(),
+                    reason: pb::FallbackReason::Unsafe as i32,
+                    detail: "verb \"delete\" is not allowed".into(),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = detail(Some(&d));
+        assert!(
+            text.contains("not the proposal (MENTIONS_COMMAND)"),
+            "{text}"
+        );
+        assert!(text.contains("release: UNSAFE (verb"), "{text}");
+        assert!(
+            text.contains("confidence 1.00 (the model's word)"),
+            "{text}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! one of these types at the boundary or is rejected there with a field path.
 
 pub mod decision;
+pub mod display;
 pub mod group;
 pub mod ids;
 pub mod incident;
@@ -13,6 +14,7 @@ pub mod timestamp;
 pub mod validation;
 
 pub use decision::{Decision, DecisionMode, DecisionState, TransitionError};
+pub use display::{DisplayText, TextWarning};
 pub use group::GroupKey;
 pub use ids::{IncidentId, K8sName, RequestId, Token};
 pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};

@@ -3,6 +3,7 @@
 //! A command is only ever built from its structured form; the kubectl line
 //! is rendered from it for people and is an argv, never a shell string.
 
+use super::display::TextWarning;
 use super::ids::K8sName;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -148,6 +149,19 @@ pub struct Proposal {
     pub fallback_reason: Option<FallbackReason>,
     #[serde(default)]
     pub consensus: Option<ConsensusInfo>,
+    /// The model's own confidence claim (LLM proposals). Recorded as the
+    /// model's word; `confidence` is verdict's.
+    #[serde(default)]
+    pub model_confidence: Option<f64>,
+    /// What was found in the model-written `description` and `reasoning`
+    /// (both cleaned by [`super::display::DisplayText`]); empty for the
+    /// expert's own text.
+    #[serde(default)]
+    pub text_warnings: Vec<TextWarning>,
+    /// The hash of the safety policy that checked this proposal's shape
+    /// (LLM and consensus proposals); empty for the expert's.
+    #[serde(default)]
+    pub policy_hash: String,
 }
 
 /// What a consensus vote adds to a proposal.
@@ -157,6 +171,21 @@ pub struct ConsensusInfo {
     pub score: f64,
     pub agent_count: u32,
     pub dissenting: Vec<Dissent>,
+    /// Agents that did not vote: their answer was refused by the safety
+    /// policy, or they failed or ran out of time. Shown so an approver sees
+    /// that two of three agents wanted something unsafe.
+    #[serde(default)]
+    pub refused: Vec<Refusal>,
+}
+
+/// One agent whose answer did not count, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub agent: String,
+    pub reason: FallbackReason,
+    /// The policy's or the client's message, cleaned for display (it may
+    /// quote the model).
+    pub detail: String,
 }
 
 /// One agent that disagreed with the winner.
@@ -165,6 +194,9 @@ pub struct Dissent {
     pub agent: String,
     pub kubectl: String,
     pub reasoning: String,
+    /// What was found in `reasoning` (model-written).
+    #[serde(default)]
+    pub text_warnings: Vec<TextWarning>,
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl ProposalCache {
                 return None;
             }
         };
-        if let Err(e) = self.policy.check(incident, &p.command) {
+        if let Err(e) = self.policy.recheck(incident, &mut p) {
             tracing::warn!(error = %e, "cached proposal no longer passes the policy; ignored");
             return None;
         }

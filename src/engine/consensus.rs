@@ -9,15 +9,24 @@
 //! outcome never depends on arrival order. The score is the winning weight
 //! over the weight of *every* agent asked: an agent that failed or ran out
 //! of time is counted, not waited for, and lowers the score. A score below
-//! the threshold raises the risk one step. If no LLM agent answered, the
-//! expert proposal stands with the agents' most common failure reason.
+//! the threshold raises the risk one step. Every agent that did not vote —
+//! its answer refused by the safety policy, a failure, no answer in time —
+//! is listed with the reason, so the approver sees that two of three agents
+//! wanted something unsafe. If no LLM agent answered, the expert proposal
+//! stands with the agents' most common failure reason.
+//!
+//! `analyze` runs four named steps: ask the agents, sort their answers into
+//! ballots and refusals, [`tally`] (pure), and build the proposal.
 
+use super::EngineError;
 use super::cache::ProposalCache;
 use super::expert::ExpertEngine;
 use super::llm::LlmProposer;
 use crate::domain::RiskLevel;
-use crate::domain::proposal::{ConsensusInfo, Dissent};
-use crate::domain::{FallbackReason, Incident, Proposal, ProposalSource, RemediationCommand};
+use crate::domain::proposal::{ConsensusInfo, Dissent, Refusal};
+use crate::domain::{
+    DisplayText, FallbackReason, Incident, Proposal, ProposalSource, RemediationCommand,
+};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
@@ -31,6 +40,8 @@ pub const SCOPE: &str = "consensus";
 pub const EXPERT_AGENT: &str = "expert";
 /// Time kept back before the deadline to tally the votes and return.
 const TALLY_MARGIN: Duration = Duration::from_millis(5);
+/// Characters kept of a refusal's message.
+const MAX_REFUSAL: usize = 300;
 
 /// One LLM agent: a point of view given to the model, and its vote weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,14 +233,17 @@ pub fn tally(ballots: &[Ballot], total_weight: f64, threshold: f64) -> Option<Ta
         .copied()
         .find(|i| ballots[*i].is_expert)
         .or_else(|| {
-            // Most confident; the first in ballot order on a tie.
-            winner.members.iter().copied().reduce(|best, i| {
-                if ballots[i].proposal.confidence > ballots[best].proposal.confidence {
-                    i
-                } else {
-                    best
-                }
-            })
+            // The most confident by the model's own claim (only whose words
+            // explain the command depends on it); the first on a tie.
+            let claim = |i: usize| {
+                let p = &ballots[i].proposal;
+                p.model_confidence.unwrap_or(p.confidence)
+            };
+            winner.members.iter().copied().reduce(
+                |best, i| {
+                    if claim(i) > claim(best) { i } else { best }
+                },
+            )
         })?;
     let risk = if score < threshold {
         winner.risk.raised()
@@ -244,6 +258,7 @@ pub fn tally(ballots: &[Ballot], total_weight: f64, threshold: f64) -> Option<Ta
             agent: b.agent.clone(),
             kubectl: b.proposal.command.render(),
             reasoning: b.proposal.reasoning.clone(),
+            text_warnings: b.proposal.text_warnings.clone(),
         })
         .collect();
     Some(Tally {
@@ -261,6 +276,15 @@ pub struct ConsensusEngine {
     llm: Option<LlmProposer>,
     cache: Option<ProposalCache>,
     settings: ConsensusSettings,
+}
+
+/// What one agent came back with by the cutoff: None when it did not.
+type Answer = Option<Result<Proposal, EngineError>>;
+
+/// The agents' answers sorted: votes, and the agents that cast none.
+struct Votes {
+    ballots: Vec<Ballot>,
+    refused: Vec<Refusal>,
 }
 
 impl ConsensusEngine {
@@ -289,9 +313,42 @@ impl ConsensusEngine {
         {
             return hit;
         }
+        let answers = self.ask_agents(llm, incident, deadline).await;
+        let votes = self.sort_answers(incident, &expert, answers);
+        if votes.ballots.len() == 1 {
+            let reasons: Vec<_> = votes.refused.iter().map(|r| r.reason).collect();
+            expert.fallback_reason = Some(most_common(&reasons));
+            return expert;
+        }
+        let total = self.settings.expert_weight
+            + self.settings.personas.iter().map(|p| p.weight).sum::<f64>();
+        let Some(t) = tally(&votes.ballots, total, self.settings.threshold) else {
+            return expert;
+        };
+        let refused = votes.refused.len();
+        let proposal = self.voted_proposal(llm, &expert, t, votes);
+        tracing::info!(incident = %incident.id, command = %proposal.command.render(), score = proposal.confidence, refused, "consensus reached");
+        // Only a full vote is worth replaying: a partial one would freeze a
+        // moment when some agents were down.
+        if refused == 0
+            && let Some(cache) = &self.cache
+        {
+            cache.put(incident, SCOPE, &proposal);
+        }
+        proposal
+    }
+
+    /// Asks every persona at once; what has come back by the cutoff (the
+    /// deadline less the tally margin), by persona index. Agents still
+    /// thinking then are dropped (their requests cancelled).
+    async fn ask_agents(
+        &self,
+        llm: &LlmProposer,
+        incident: &Incident,
+        deadline: Instant,
+    ) -> Vec<Answer> {
         let personas = &self.settings.personas;
-        let mut answers: Vec<Option<Result<Proposal, super::EngineError>>> =
-            personas.iter().map(|_| None).collect();
+        let mut answers: Vec<Answer> = personas.iter().map(|_| None).collect();
         let mut calls: FuturesUnordered<_> = personas
             .iter()
             .enumerate()
@@ -305,19 +362,23 @@ impl ConsensusEngine {
                 }
             }
         };
-        // Agents still thinking at the cutoff are dropped (their requests
-        // cancelled) and counted as timed out.
         let _ = tokio::time::timeout_at(cutoff, collect).await;
         drop(calls);
+        answers
+    }
 
+    /// The expert's ballot and each persona's valid answer; every other
+    /// persona is listed with why it did not vote (the policy refused its
+    /// answer, it failed, or it ran out of time).
+    fn sort_answers(&self, incident: &Incident, expert: &Proposal, answers: Vec<Answer>) -> Votes {
         let mut ballots = vec![Ballot {
             agent: EXPERT_AGENT.into(),
             weight: self.settings.expert_weight,
             proposal: expert.clone(),
             is_expert: true,
         }];
-        let mut failures = Vec::new();
-        for (p, answer) in personas.iter().zip(answers) {
+        let mut refused = Vec::new();
+        for (p, answer) in self.settings.personas.iter().zip(answers) {
             match answer {
                 Some(Ok(proposal)) => ballots.push(Ballot {
                     agent: p.name.clone(),
@@ -327,24 +388,37 @@ impl ConsensusEngine {
                 }),
                 Some(Err(e)) => {
                     tracing::warn!(incident = %incident.id, agent = %p.name, error = %e, "consensus agent gave no usable answer");
-                    failures.push(e.fallback_reason());
+                    refused.push(Refusal {
+                        agent: p.name.clone(),
+                        reason: e.fallback_reason(),
+                        detail: DisplayText::untrusted(&e.to_string(), MAX_REFUSAL).text,
+                    });
                 }
                 None => {
                     tracing::warn!(incident = %incident.id, agent = %p.name, "consensus agent did not answer by the deadline");
-                    failures.push(FallbackReason::Timeout);
+                    refused.push(Refusal {
+                        agent: p.name.clone(),
+                        reason: FallbackReason::Timeout,
+                        detail: "did not answer by the deadline".into(),
+                    });
                 }
             }
         }
-        if ballots.len() == 1 {
-            expert.fallback_reason = Some(most_common(&failures));
-            return expert;
-        }
-        let total = self.settings.expert_weight + personas.iter().map(|p| p.weight).sum::<f64>();
-        let Some(t) = tally(&ballots, total, self.settings.threshold) else {
-            return expert;
-        };
-        let rep = &ballots[t.representative].proposal;
-        let proposal = Proposal {
+        Votes { ballots, refused }
+    }
+
+    /// The consensus proposal: the winning command, explained by its
+    /// representative's text, with verdict's confidence (the score) and the
+    /// vote's dissent and refusals.
+    fn voted_proposal(
+        &self,
+        llm: &LlmProposer,
+        expert: &Proposal,
+        t: Tally,
+        votes: Votes,
+    ) -> Proposal {
+        let rep = &votes.ballots[t.representative].proposal;
+        Proposal {
             source: ProposalSource::Consensus,
             provider: llm.client().provider().to_owned(),
             model: llm.client().model().to_owned(),
@@ -361,25 +435,20 @@ impl ConsensusEngine {
             from_cache: false,
             analysis_latency: Duration::ZERO,
             fallback_reason: None,
+            model_confidence: None,
+            text_warnings: rep.text_warnings.clone(),
+            policy_hash: llm.policy().hash().to_owned(),
             consensus: Some(ConsensusInfo {
                 id: format!(
                     "CON-{}",
                     &uuid::Uuid::new_v4().simple().to_string()[..12].to_ascii_uppercase()
                 ),
                 score: t.score,
-                agent_count: u32::try_from(personas.len() + 1).unwrap_or(u32::MAX),
+                agent_count: u32::try_from(self.settings.personas.len() + 1).unwrap_or(u32::MAX),
                 dissenting: t.dissent,
+                refused: votes.refused,
             }),
-        };
-        tracing::info!(incident = %incident.id, command = %proposal.command.render(), score = t.score, failed = failures.len(), "consensus reached");
-        // Only a full vote is worth replaying: a partial one would freeze a
-        // moment when some agents were down.
-        if failures.is_empty()
-            && let Some(cache) = &self.cache
-        {
-            cache.put(incident, SCOPE, &proposal);
         }
-        proposal
     }
 }
 
@@ -433,6 +502,9 @@ mod tests {
                 analysis_latency: Duration::ZERO,
                 fallback_reason: None,
                 consensus: None,
+                model_confidence: None,
+                text_warnings: Vec::new(),
+                policy_hash: String::new(),
             },
         }
     }

@@ -219,6 +219,9 @@ impl ExpertEngine {
             analysis_latency: Duration::ZERO,
             fallback_reason: Some(FallbackReason::NotConfigured),
             consensus: None,
+            model_confidence: None,
+            text_warnings: Vec::new(),
+            policy_hash: String::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! [`Engines`] picks the engine by the decision's mode; the decision
 //! manager calls it through [`Analyzer`] under the decision's deadline.
 
+pub mod answer;
 pub mod cache;
 pub mod consensus;
 pub mod dual;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod expert;
 pub mod llm;
 pub mod policy;
+pub mod policy_file;
 pub mod settings;
 
 use crate::domain::{DecisionMode, Incident, Proposal};
@@ -63,9 +65,14 @@ impl Engines {
         expert: Arc<ExpertEngine>,
         store: Arc<dyn Store>,
     ) -> Result<Self, EngineError> {
-        let policy = settings.policy();
         let llm = match &settings.llm {
-            Some(s) => Some(llm::LlmProposer::new(llm::LlmClient::new(s)?, policy)),
+            Some(s) => {
+                let policy = settings
+                    .policy()
+                    .map_err(|e| EngineError::Setup(e.to_string()))?;
+                tracing::info!(hash = %policy.hash(), file = ?settings.policy_file, "safety policy loaded");
+                Some(llm::LlmProposer::new(llm::LlmClient::new(s)?, policy))
+            }
             None => None,
         };
         Ok(Self::with_llm(settings, expert, store, llm))
@@ -81,7 +88,7 @@ impl Engines {
     ) -> Self {
         let cache = llm
             .as_ref()
-            .and_then(|_| cache::ProposalCache::new(store, settings.cache_ttl, settings.policy()));
+            .and_then(|l| cache::ProposalCache::new(store, settings.cache_ttl, l.policy().clone()));
         Engines {
             dual: DualEngine::new(Arc::clone(&expert), llm.clone(), cache.clone()),
             consensus: ConsensusEngine::new(expert, llm, cache, settings.consensus.clone()),

@@ -5,7 +5,8 @@
 
 use super::consensus::ConsensusSettings;
 use super::llm::LlmSettings;
-use super::policy::Policy;
+use super::policy::{Policy, PolicyError};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The longest a proposal may be reused.
@@ -21,6 +22,9 @@ pub struct EngineSettings {
     pub cache_ttl: Duration,
     pub min_replicas: u32,
     pub max_replicas: u32,
+    /// The safety policy file (TOML); None: the built-in policy. Read once
+    /// at startup (hot reload comes with the rest of the config's).
+    pub policy_file: Option<PathBuf>,
     pub consensus: ConsensusSettings,
 }
 
@@ -48,9 +52,13 @@ impl EngineSettings {
         Ok(())
     }
 
-    /// The safety policy these bounds make.
-    pub fn policy(&self) -> Policy {
-        Policy::new(self.min_replicas, self.max_replicas)
+    /// The safety policy: the file's, or the built-in one, with the global
+    /// replica bounds.
+    pub fn policy(&self) -> Result<Policy, PolicyError> {
+        match &self.policy_file {
+            Some(path) => Policy::load(path, self.min_replicas, self.max_replicas),
+            None => Ok(Policy::new(self.min_replicas, self.max_replicas)),
+        }
     }
 }
 

@@ -262,6 +262,9 @@ mod tests {
             analysis_latency: std::time::Duration::from_millis(1500),
             fallback_reason: reason,
             consensus: None,
+            model_confidence: None,
+            text_warnings: Vec::new(),
+            policy_hash: String::new(),
         }
     }
 

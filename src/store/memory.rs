@@ -560,6 +560,9 @@ mod tests {
             analysis_latency: Duration::ZERO,
             fallback_reason: None,
             consensus: None,
+            model_confidence: None,
+            text_warnings: Vec::new(),
+            policy_hash: String::new(),
         }
     }
 

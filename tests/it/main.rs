@@ -14,6 +14,7 @@ mod bench_smoke;
 mod cors;
 mod decisions;
 mod health;
+mod hostile_answers;
 mod incidents;
 mod ingest;
 mod ingest_auth;

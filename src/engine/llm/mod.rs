@@ -223,7 +223,12 @@ impl LlmProposer {
         incident: &Incident,
         persona: Option<&str>,
     ) -> Result<Proposal, EngineError> {
-        let req = prompt::build(incident, self.policy.bounds(), persona);
+        let req = prompt::build(
+            incident,
+            self.policy.bounds(),
+            self.policy.kind_of(incident),
+            persona,
+        );
         let reply = self.client.chat(req).await?;
         let vetted = self.policy.vet(incident, &reply.content)?;
         Ok(vetted.into_proposal(

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file verdict/v1/decision.proto.
  */
 export const file_verdict_v1_decision: GenFile = /*@__PURE__*/
-  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNIkYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJIo4ECghQcm9wb3NhbBIqCgZzb3VyY2UYASABKA4yGi52ZXJkaWN0LnYxLlByb3Bvc2FsU291cmNlEhAKCHByb3ZpZGVyGAIgASgJEg0KBW1vZGVsGAMgASgJEi8KB2NvbW1hbmQYBCABKAsyHi52ZXJkaWN0LnYxLlJlbWVkaWF0aW9uQ29tbWFuZBIPCgdrdWJlY3RsGAUgASgJEhMKC2Rlc2NyaXB0aW9uGAYgASgJEhEKCXJlYXNvbmluZxgHIAEoCRIjCgRyaXNrGAggASgOMhUudmVyZGljdC52MS5SaXNrTGV2ZWwSEgoKY29uZmlkZW5jZRgJIAEoARIUCgxtYXRjaGVkX3J1bGUYCiABKAkSEgoKZnJvbV9jYWNoZRgLIAEoCBIzChBhbmFseXNpc19sYXRlbmN5GAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjMKD2ZhbGxiYWNrX3JlYXNvbhgNIAEoDjIaLnZlcmRpY3QudjEuRmFsbGJhY2tSZWFzb24SFAoMY29uc2Vuc3VzX2lkGA4gASgJEhcKD2NvbnNlbnN1c19zY29yZRgPIAEoARITCgthZ2VudF9jb3VudBgQIAEoDRI6ChNkaXNzZW50aW5nX29waW5pb25zGBEgAygLMh0udmVyZGljdC52MS5EaXNzZW50aW5nT3BpbmlvbiKlBAoIRGVjaXNpb24SDQoFdG9rZW4YASABKAkSEwoLaW5jaWRlbnRfaWQYAiABKAkSKAoFc3RhdGUYAyABKA4yGS52ZXJkaWN0LnYxLkRlY2lzaW9uU3RhdGUSJgoIcHJvcG9zYWwYBCABKAsyFC52ZXJkaWN0LnYxLlByb3Bvc2FsEg8KB3ZlcnNpb24YBSABKAQSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRYW5hbHlzaXNfZGVhZGxpbmUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWVycm9yGAogASgJEhIKCmRlY2lkZWRfYnkYCyABKAkSLgoKZGVjaWRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGA0gASgJEg4KBm91dHB1dBgOIAEoCRImCgRtb2RlGA8gASgOMhgudmVyZGljdC52MS5EZWNpc2lvbk1vZGUSMAoMY29tcGxldGVkX2F0GBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoaR2V0T3JDcmVhdGVEZWNpc2lvblJlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkSJgoEbW9kZRgCIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEgwKBHdhaXQYAyABKAgSKgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJWChtHZXRPckNyZWF0ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uEg8KB2NyZWF0ZWQYAiABKAgiIwoSR2V0RGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJIj0KE0dldERlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIisKFExpc3REZWNpc2lvbnNSZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJIkAKFUxpc3REZWNpc2lvbnNSZXNwb25zZRInCglkZWNpc2lvbnMYASADKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIlAKFkFwcHJvdmVEZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSDQoFYWN0b3IYAiABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBCJBChdBcHByb3ZlRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iXwoVUmVqZWN0RGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg0KBWFjdG9yGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAQgASgEIkAKFlJlamVjdERlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIkkKF0NvbXBsZXRlRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDgoGb3V0cHV0GAMgASgJIkIKGENvbXBsZXRlRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iPAoUV2F0Y2hEZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSFQoNYWZ0ZXJfdmVyc2lvbhgCIAEoBCI/ChVXYXRjaERlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIn4KFVdhdGNoRGVjaXNpb25zUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCRIoCgVzdGF0ZRgCIAEoDjIZLnZlcmRpY3QudjEuRGVjaXNpb25TdGF0ZRImCghzZXZlcml0eRgDIAEoDjIULnZlcmRpY3QudjEuU2V2ZXJpdHkiQAoWV2F0Y2hEZWNpc2lvbnNSZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24qjwIKDURlY2lzaW9uU3RhdGUSHgoaREVDSVNJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIXChNERUNJU0lPTl9TVEFURV9JTklUEAESHAoYREVDSVNJT05fU1RBVEVfQU5BTFlaSU5HEAISGAoUREVDSVNJT05fU1RBVEVfUkVBRFkQAxIcChhERUNJU0lPTl9TVEFURV9FWEVDVVRJTkcQBBIcChhERUNJU0lPTl9TVEFURV9DT01QTEVURUQQBRIYChRERUNJU0lPTl9TVEFURV9FUlJPUhAGEhsKF0RFQ0lTSU9OX1NUQVRFX1JFSkVDVEVEEAcSGgoWREVDSVNJT05fU1RBVEVfRVhQSVJFRBAIKnoKDERlY2lzaW9uTW9kZRIdChlERUNJU0lPTl9NT0RFX1VOU1BFQ0lGSUVEEAASFgoSREVDSVNJT05fTU9ERV9BVVRPEAESFgoSREVDSVNJT05fTU9ERV9EVUFMEAISGwoXREVDSVNJT05fTU9ERV9DT05TRU5TVVMQAyqFAQoOUHJvcG9zYWxTb3VyY2USHwobUFJPUE9TQUxfU09VUkNFX1VOU1BFQ0lGSUVEEAASGgoWUFJPUE9TQUxfU09VUkNFX0VYUEVSVBABEhcKE1BST1BPU0FMX1NPVVJDRV9MTE0QAhIdChlQUk9QT1NBTF9TT1VSQ0VfQ09OU0VOU1VTEAMqhwIKDkZhbGxiYWNrUmVhc29uEh8KG0ZBTExCQUNLX1JFQVNPTl9VTlNQRUNJRklFRBAAEhsKF0ZBTExCQUNLX1JFQVNPTl9USU1FT1VUEAESGQoVRkFMTEJBQ0tfUkVBU09OX0VSUk9SEAISGwoXRkFMTEJBQ0tfUkVBU09OX0lOVkFMSUQQAxIaChZGQUxMQkFDS19SRUFTT05fVU5TQUZFEAQSIAocRkFMTEJBQ0tfUkVBU09OX0NJUkNVSVRfT1BFThAFEiIKHkZBTExCQUNLX1JFQVNPTl9OT1RfQ09ORklHVVJFRBAGEh0KGUZBTExCQUNLX1JFQVNPTl9SRUNPVkVSRUQQByqAAQoJUmlza0xldmVsEhoKFlJJU0tfTEVWRUxfVU5TUEVDSUZJRUQQABISCg5SSVNLX0xFVkVMX0xPVxABEhUKEVJJU0tfTEVWRUxfTUVESVVNEAISEwoPUklTS19MRVZFTF9ISUdIEAMSFwoTUklTS19MRVZFTF9DUklUSUNBTBAEKoQBCgtDb21tYW5kVmVyYhIcChhDT01NQU5EX1ZFUkJfVU5TUEVDSUZJRUQQABIgChxDT01NQU5EX1ZFUkJfUk9MTE9VVF9SRVNUQVJUEAESHQoZQ09NTUFORF9WRVJCX1JPTExPVVRfVU5ETxACEhYKEkNPTU1BTkRfVkVSQl9TQ0FMRRADMuYFCg9EZWNpc2lvblNlcnZpY2USZgoTR2V0T3JDcmVhdGVEZWNpc2lvbhImLnZlcmRpY3QudjEuR2V0T3JDcmVhdGVEZWNpc2lvblJlcXVlc3QaJy52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRJOCgtHZXREZWNpc2lvbhIeLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXF1ZXN0Gh8udmVyZGljdC52MS5HZXREZWNpc2lvblJlc3BvbnNlElQKDUxpc3REZWNpc2lvbnMSIC52ZXJkaWN0LnYxLkxpc3REZWNpc2lvbnNSZXF1ZXN0GiEudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVzcG9uc2USWgoPQXBwcm92ZURlY2lzaW9uEiIudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXF1ZXN0GiMudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXNwb25zZRJXCg5SZWplY3REZWNpc2lvbhIhLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXF1ZXN0GiIudmVyZGljdC52MS5SZWplY3REZWNpc2lvblJlc3BvbnNlEl0KEENvbXBsZXRlRGVjaXNpb24SIy52ZXJkaWN0LnYxLkNvbXBsZXRlRGVjaXNpb25SZXF1ZXN0GiQudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVzcG9uc2USVgoNV2F0Y2hEZWNpc2lvbhIgLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvblJlcXVlc3QaIS52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXNwb25zZTABElkKDldhdGNoRGVjaXNpb25zEiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1JlcXVlc3QaIi52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
+  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2UipQQKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAikwEKGkdldE9yQ3JlYXRlRGVjaXNpb25SZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEiYKBG1vZGUYAiABKA4yGC52ZXJkaWN0LnYxLkRlY2lzaW9uTW9kZRIMCgR3YWl0GAMgASgIEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVgobR2V0T3JDcmVhdGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbhIPCgdjcmVhdGVkGAIgASgIIiMKEkdldERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCSI9ChNHZXREZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiIrChRMaXN0RGVjaXNpb25zUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCSJAChVMaXN0RGVjaXNpb25zUmVzcG9uc2USJwoJZGVjaXNpb25zGAEgAygLMhQudmVyZGljdC52MS5EZWNpc2lvbiJQChZBcHByb3ZlRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg0KBWFjdG9yGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKAQiQQoXQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIl8KFVJlamVjdERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoBCJAChZSZWplY3REZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJJChdDb21wbGV0ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEg4KBm91dHB1dBgDIAEoCSJCChhDb21wbGV0ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIjwKFFdhdGNoRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhUKDWFmdGVyX3ZlcnNpb24YAiABKAQiPwoVV2F0Y2hEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJ+ChVXYXRjaERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkSKAoFc3RhdGUYAiABKA4yGS52ZXJkaWN0LnYxLkRlY2lzaW9uU3RhdGUSJgoIc2V2ZXJpdHkYAyABKA4yFC52ZXJkaWN0LnYxLlNldmVyaXR5IkAKFldhdGNoRGVjaXNpb25zUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uKo8CCg1EZWNpc2lvblN0YXRlEh4KGkRFQ0lTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTREVDSVNJT05fU1RBVEVfSU5JVBABEhwKGERFQ0lTSU9OX1NUQVRFX0FOQUxZWklORxACEhgKFERFQ0lTSU9OX1NUQVRFX1JFQURZEAMSHAoYREVDSVNJT05fU1RBVEVfRVhFQ1VUSU5HEAQSHAoYREVDSVNJT05fU1RBVEVfQ09NUExFVEVEEAUSGAoUREVDSVNJT05fU1RBVEVfRVJST1IQBhIbChdERUNJU0lPTl9TVEFURV9SRUpFQ1RFRBAHEhoKFkRFQ0lTSU9OX1NUQVRFX0VYUElSRUQQCCp6CgxEZWNpc2lvbk1vZGUSHQoZREVDSVNJT05fTU9ERV9VTlNQRUNJRklFRBAAEhYKEkRFQ0lTSU9OX01PREVfQVVUTxABEhYKEkRFQ0lTSU9OX01PREVfRFVBTBACEhsKF0RFQ0lTSU9OX01PREVfQ09OU0VOU1VTEAMqhQEKDlByb3Bvc2FsU291cmNlEh8KG1BST1BPU0FMX1NPVVJDRV9VTlNQRUNJRklFRBAAEhoKFlBST1BPU0FMX1NPVVJDRV9FWFBFUlQQARIXChNQUk9QT1NBTF9TT1VSQ0VfTExNEAISHQoZUFJPUE9TQUxfU09VUkNFX0NPTlNFTlNVUxADKocCCg5GYWxsYmFja1JlYXNvbhIfChtGQUxMQkFDS19SRUFTT05fVU5TUEVDSUZJRUQQABIbChdGQUxMQkFDS19SRUFTT05fVElNRU9VVBABEhkKFUZBTExCQUNLX1JFQVNPTl9FUlJPUhACEhsKF0ZBTExCQUNLX1JFQVNPTl9JTlZBTElEEAMSGgoWRkFMTEJBQ0tfUkVBU09OX1VOU0FGRRAEEiAKHEZBTExCQUNLX1JFQVNPTl9DSVJDVUlUX09QRU4QBRIiCh5GQUxMQkFDS19SRUFTT05fTk9UX0NPTkZJR1VSRUQQBhIdChlGQUxMQkFDS19SRUFTT05fUkVDT1ZFUkVEEAcqgAEKCVJpc2tMZXZlbBIaChZSSVNLX0xFVkVMX1VOU1BFQ0lGSUVEEAASEgoOUklTS19MRVZFTF9MT1cQARIVChFSSVNLX0xFVkVMX01FRElVTRACEhMKD1JJU0tfTEVWRUxfSElHSBADEhcKE1JJU0tfTEVWRUxfQ1JJVElDQUwQBCqEAQoLQ29tbWFuZFZlcmISHAoYQ09NTUFORF9WRVJCX1VOU1BFQ0lGSUVEEAASIAocQ09NTUFORF9WRVJCX1JPTExPVVRfUkVTVEFSVBABEh0KGUNPTU1BTkRfVkVSQl9ST0xMT1VUX1VORE8QAhIWChJDT01NQU5EX1ZFUkJfU0NBTEUQAyqtAQoLVGV4dFdhcm5pbmcSHAoYVEVYVF9XQVJOSU5HX1VOU1BFQ0lGSUVEEAASIQodVEVYVF9XQVJOSU5HX01FTlRJT05TX0NPTU1BTkQQARIdChlURVhUX1dBUk5JTkdfTUVOVElPTlNfVVJMEAISIgoeVEVYVF9XQVJOSU5HX0hJRERFTl9DSEFSQUNURVJTEAMSGgoWVEVYVF9XQVJOSU5HX1RSVU5DQVRFRBAEMuYFCg9EZWNpc2lvblNlcnZpY2USZgoTR2V0T3JDcmVhdGVEZWNpc2lvbhImLnZlcmRpY3QudjEuR2V0T3JDcmVhdGVEZWNpc2lvblJlcXVlc3QaJy52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRJOCgtHZXREZWNpc2lvbhIeLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXF1ZXN0Gh8udmVyZGljdC52MS5HZXREZWNpc2lvblJlc3BvbnNlElQKDUxpc3REZWNpc2lvbnMSIC52ZXJkaWN0LnYxLkxpc3REZWNpc2lvbnNSZXF1ZXN0GiEudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVzcG9uc2USWgoPQXBwcm92ZURlY2lzaW9uEiIudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXF1ZXN0GiMudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXNwb25zZRJXCg5SZWplY3REZWNpc2lvbhIhLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXF1ZXN0GiIudmVyZGljdC52MS5SZWplY3REZWNpc2lvblJlc3BvbnNlEl0KEENvbXBsZXRlRGVjaXNpb24SIy52ZXJkaWN0LnYxLkNvbXBsZXRlRGVjaXNpb25SZXF1ZXN0GiQudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVzcG9uc2USVgoNV2F0Y2hEZWNpc2lvbhIgLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvblJlcXVlc3QaIS52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXNwb25zZTABElkKDldhdGNoRGVjaXNpb25zEiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1JlcXVlc3QaIi52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
 
 /**
  * A remediation in structured form. The kubectl line is rendered from this,
@@ -87,11 +87,18 @@ export type DissentingOpinion = Message<"verdict.v1.DissentingOpinion"> & {
   kubectl: string;
 
   /**
-   * Why it proposed that.
+   * Why it proposed that (model-written, cleaned; see `text_warnings`).
    *
    * @generated from field: string reasoning = 3;
    */
   reasoning: string;
+
+  /**
+   * What was found in `reasoning`.
+   *
+   * @generated from field: repeated verdict.v1.TextWarning text_warnings = 4;
+   */
+  textWarnings: TextWarning[];
 };
 
 /**
@@ -100,6 +107,42 @@ export type DissentingOpinion = Message<"verdict.v1.DissentingOpinion"> & {
  */
 export const DissentingOpinionSchema: GenMessage<DissentingOpinion> = /*@__PURE__*/
   messageDesc(file_verdict_v1_decision, 1);
+
+/**
+ * A consensus agent whose answer did not count.
+ *
+ * @generated from message verdict.v1.RefusedAgent
+ */
+export type RefusedAgent = Message<"verdict.v1.RefusedAgent"> & {
+  /**
+   * The agent (persona).
+   *
+   * @generated from field: string agent = 1;
+   */
+  agent: string;
+
+  /**
+   * UNSAFE or INVALID when the safety policy refused its answer; TIMEOUT,
+   * ERROR or CIRCUIT_OPEN when it gave none.
+   *
+   * @generated from field: verdict.v1.FallbackReason reason = 2;
+   */
+  reason: FallbackReason;
+
+  /**
+   * The refusal message (may quote the model; cleaned for display).
+   *
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message verdict.v1.RefusedAgent.
+ * Use `create(RefusedAgentSchema)` to create a new message.
+ */
+export const RefusedAgentSchema: GenMessage<RefusedAgent> = /*@__PURE__*/
+  messageDesc(file_verdict_v1_decision, 2);
 
 /**
  * A remediation proposal.
@@ -143,28 +186,33 @@ export type Proposal = Message<"verdict.v1.Proposal"> & {
   kubectl: string;
 
   /**
-   * What the proposal does.
+   * What the proposal does. Model-written for LLM proposals: untrusted,
+   * cleaned and bounded, see `text_warnings`; only `command` will run.
    *
    * @generated from field: string description = 6;
    */
   description: string;
 
   /**
-   * Why this remediation.
+   * Why this remediation (model-written for LLM proposals, like
+   * `description`).
    *
    * @generated from field: string reasoning = 7;
    */
   reasoning: string;
 
   /**
-   * How risky it is.
+   * How risky it is: for model proposals at least what the safety policy
+   * derives from the command and the incident (the model may only raise it).
    *
    * @generated from field: verdict.v1.RiskLevel risk = 8;
    */
   risk: RiskLevel;
 
   /**
-   * Confidence from 0 to 1.
+   * verdict's confidence from 0 to 1: the expert's fixed 0.75, the consensus
+   * score, 0.5 for a lone LLM proposal (the model's claim is
+   * `model_confidence`).
    *
    * @generated from field: double confidence = 9;
    */
@@ -225,6 +273,38 @@ export type Proposal = Message<"verdict.v1.Proposal"> & {
    * @generated from field: repeated verdict.v1.DissentingOpinion dissenting_opinions = 17;
    */
   dissentingOpinions: DissentingOpinion[];
+
+  /**
+   * The model's own confidence claim, from 0 to 1 (LLM proposals). It is the
+   * model's word, not verdict's: `confidence` is verdict's.
+   *
+   * @generated from field: optional double model_confidence = 18;
+   */
+  modelConfidence?: number | undefined;
+
+  /**
+   * What was found in the model-written `description` and `reasoning`;
+   * clients show these texts as warnings when this is not empty.
+   *
+   * @generated from field: repeated verdict.v1.TextWarning text_warnings = 19;
+   */
+  textWarnings: TextWarning[];
+
+  /**
+   * Agents whose answer was refused by the safety policy, or that failed or
+   * ran out of time, with the reason (consensus proposals).
+   *
+   * @generated from field: repeated verdict.v1.RefusedAgent refused_agents = 20;
+   */
+  refusedAgents: RefusedAgent[];
+
+  /**
+   * The hash of the safety policy that checked the proposal's shape (LLM
+   * and consensus proposals; empty for the expert's own).
+   *
+   * @generated from field: string policy_hash = 21;
+   */
+  policyHash: string;
 };
 
 /**
@@ -232,7 +312,7 @@ export type Proposal = Message<"verdict.v1.Proposal"> & {
  * Use `create(ProposalSchema)` to create a new message.
  */
 export const ProposalSchema: GenMessage<Proposal> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 2);
+  messageDesc(file_verdict_v1_decision, 3);
 
 /**
  * A decision token: one remediation decision for one incident.
@@ -360,7 +440,7 @@ export type Decision = Message<"verdict.v1.Decision"> & {
  * Use `create(DecisionSchema)` to create a new message.
  */
 export const DecisionSchema: GenMessage<Decision> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 3);
+  messageDesc(file_verdict_v1_decision, 4);
 
 /**
  * Request of DecisionService.GetOrCreateDecision.
@@ -403,7 +483,7 @@ export type GetOrCreateDecisionRequest = Message<"verdict.v1.GetOrCreateDecision
  * Use `create(GetOrCreateDecisionRequestSchema)` to create a new message.
  */
 export const GetOrCreateDecisionRequestSchema: GenMessage<GetOrCreateDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 4);
+  messageDesc(file_verdict_v1_decision, 5);
 
 /**
  * Response of DecisionService.GetOrCreateDecision.
@@ -431,7 +511,7 @@ export type GetOrCreateDecisionResponse = Message<"verdict.v1.GetOrCreateDecisio
  * Use `create(GetOrCreateDecisionResponseSchema)` to create a new message.
  */
 export const GetOrCreateDecisionResponseSchema: GenMessage<GetOrCreateDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 5);
+  messageDesc(file_verdict_v1_decision, 6);
 
 /**
  * Request of DecisionService.GetDecision.
@@ -452,7 +532,7 @@ export type GetDecisionRequest = Message<"verdict.v1.GetDecisionRequest"> & {
  * Use `create(GetDecisionRequestSchema)` to create a new message.
  */
 export const GetDecisionRequestSchema: GenMessage<GetDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 6);
+  messageDesc(file_verdict_v1_decision, 7);
 
 /**
  * Response of DecisionService.GetDecision.
@@ -473,7 +553,7 @@ export type GetDecisionResponse = Message<"verdict.v1.GetDecisionResponse"> & {
  * Use `create(GetDecisionResponseSchema)` to create a new message.
  */
 export const GetDecisionResponseSchema: GenMessage<GetDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 7);
+  messageDesc(file_verdict_v1_decision, 8);
 
 /**
  * Request of DecisionService.ListDecisions.
@@ -494,7 +574,7 @@ export type ListDecisionsRequest = Message<"verdict.v1.ListDecisionsRequest"> & 
  * Use `create(ListDecisionsRequestSchema)` to create a new message.
  */
 export const ListDecisionsRequestSchema: GenMessage<ListDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 8);
+  messageDesc(file_verdict_v1_decision, 9);
 
 /**
  * Response of DecisionService.ListDecisions.
@@ -515,7 +595,7 @@ export type ListDecisionsResponse = Message<"verdict.v1.ListDecisionsResponse"> 
  * Use `create(ListDecisionsResponseSchema)` to create a new message.
  */
 export const ListDecisionsResponseSchema: GenMessage<ListDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 9);
+  messageDesc(file_verdict_v1_decision, 10);
 
 /**
  * Request of DecisionService.ApproveDecision.
@@ -550,7 +630,7 @@ export type ApproveDecisionRequest = Message<"verdict.v1.ApproveDecisionRequest"
  * Use `create(ApproveDecisionRequestSchema)` to create a new message.
  */
 export const ApproveDecisionRequestSchema: GenMessage<ApproveDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 10);
+  messageDesc(file_verdict_v1_decision, 11);
 
 /**
  * Response of DecisionService.ApproveDecision.
@@ -571,7 +651,7 @@ export type ApproveDecisionResponse = Message<"verdict.v1.ApproveDecisionRespons
  * Use `create(ApproveDecisionResponseSchema)` to create a new message.
  */
 export const ApproveDecisionResponseSchema: GenMessage<ApproveDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 11);
+  messageDesc(file_verdict_v1_decision, 12);
 
 /**
  * Request of DecisionService.RejectDecision.
@@ -613,7 +693,7 @@ export type RejectDecisionRequest = Message<"verdict.v1.RejectDecisionRequest"> 
  * Use `create(RejectDecisionRequestSchema)` to create a new message.
  */
 export const RejectDecisionRequestSchema: GenMessage<RejectDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 12);
+  messageDesc(file_verdict_v1_decision, 13);
 
 /**
  * Response of DecisionService.RejectDecision.
@@ -634,7 +714,7 @@ export type RejectDecisionResponse = Message<"verdict.v1.RejectDecisionResponse"
  * Use `create(RejectDecisionResponseSchema)` to create a new message.
  */
 export const RejectDecisionResponseSchema: GenMessage<RejectDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 13);
+  messageDesc(file_verdict_v1_decision, 14);
 
 /**
  * Request of DecisionService.CompleteDecision.
@@ -669,7 +749,7 @@ export type CompleteDecisionRequest = Message<"verdict.v1.CompleteDecisionReques
  * Use `create(CompleteDecisionRequestSchema)` to create a new message.
  */
 export const CompleteDecisionRequestSchema: GenMessage<CompleteDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 14);
+  messageDesc(file_verdict_v1_decision, 15);
 
 /**
  * Response of DecisionService.CompleteDecision.
@@ -690,7 +770,7 @@ export type CompleteDecisionResponse = Message<"verdict.v1.CompleteDecisionRespo
  * Use `create(CompleteDecisionResponseSchema)` to create a new message.
  */
 export const CompleteDecisionResponseSchema: GenMessage<CompleteDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 15);
+  messageDesc(file_verdict_v1_decision, 16);
 
 /**
  * Request of DecisionService.WatchDecision.
@@ -718,7 +798,7 @@ export type WatchDecisionRequest = Message<"verdict.v1.WatchDecisionRequest"> & 
  * Use `create(WatchDecisionRequestSchema)` to create a new message.
  */
 export const WatchDecisionRequestSchema: GenMessage<WatchDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 16);
+  messageDesc(file_verdict_v1_decision, 17);
 
 /**
  * Response of DecisionService.WatchDecision: one message per change.
@@ -739,7 +819,7 @@ export type WatchDecisionResponse = Message<"verdict.v1.WatchDecisionResponse"> 
  * Use `create(WatchDecisionResponseSchema)` to create a new message.
  */
 export const WatchDecisionResponseSchema: GenMessage<WatchDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 17);
+  messageDesc(file_verdict_v1_decision, 18);
 
 /**
  * Request of DecisionService.WatchDecisions.
@@ -774,7 +854,7 @@ export type WatchDecisionsRequest = Message<"verdict.v1.WatchDecisionsRequest"> 
  * Use `create(WatchDecisionsRequestSchema)` to create a new message.
  */
 export const WatchDecisionsRequestSchema: GenMessage<WatchDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 18);
+  messageDesc(file_verdict_v1_decision, 19);
 
 /**
  * Response of DecisionService.WatchDecisions: one message per change.
@@ -795,7 +875,7 @@ export type WatchDecisionsResponse = Message<"verdict.v1.WatchDecisionsResponse"
  * Use `create(WatchDecisionsResponseSchema)` to create a new message.
  */
 export const WatchDecisionsResponseSchema: GenMessage<WatchDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 19);
+  messageDesc(file_verdict_v1_decision, 20);
 
 /**
  * The life of a decision token.
@@ -1116,6 +1196,58 @@ export enum CommandVerb {
  */
 export const CommandVerbSchema: GenEnum<CommandVerb> = /*@__PURE__*/
   enumDesc(file_verdict_v1_decision, 5);
+
+/**
+ * Why a model-written text should be shown as a warning, not as advice.
+ * Model text is untrusted: only the structured command is what will run.
+ *
+ * @generated from enum verdict.v1.TextWarning
+ */
+export enum TextWarning {
+  /**
+   * Never set.
+   *
+   * @generated from enum value: TEXT_WARNING_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The text mentions something that looks like a command line ("the
+   * model's text mentions a command that is not the proposal").
+   *
+   * @generated from enum value: TEXT_WARNING_MENTIONS_COMMAND = 1;
+   */
+  MENTIONS_COMMAND = 1,
+
+  /**
+   * The text contains a URL.
+   *
+   * @generated from enum value: TEXT_WARNING_MENTIONS_URL = 2;
+   */
+  MENTIONS_URL = 2,
+
+  /**
+   * Invisible or direction-changing Unicode characters (bidi controls,
+   * zero-width characters, line separators) were found and are shown as
+   * `<U+XXXX>`.
+   *
+   * @generated from enum value: TEXT_WARNING_HIDDEN_CHARACTERS = 3;
+   */
+  HIDDEN_CHARACTERS = 3,
+
+  /**
+   * The text was cut to its length bound.
+   *
+   * @generated from enum value: TEXT_WARNING_TRUNCATED = 4;
+   */
+  TRUNCATED = 4,
+}
+
+/**
+ * Describes the enum verdict.v1.TextWarning.
+ */
+export const TextWarningSchema: GenEnum<TextWarning> = /*@__PURE__*/
+  enumDesc(file_verdict_v1_decision, 6);
 
 /**
  * Issues, reads and moves decision tokens through their state machine.

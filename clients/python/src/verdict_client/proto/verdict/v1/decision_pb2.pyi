@@ -63,6 +63,14 @@ class CommandVerb(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMMAND_VERB_ROLLOUT_RESTART: _ClassVar[CommandVerb]
     COMMAND_VERB_ROLLOUT_UNDO: _ClassVar[CommandVerb]
     COMMAND_VERB_SCALE: _ClassVar[CommandVerb]
+
+class TextWarning(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEXT_WARNING_UNSPECIFIED: _ClassVar[TextWarning]
+    TEXT_WARNING_MENTIONS_COMMAND: _ClassVar[TextWarning]
+    TEXT_WARNING_MENTIONS_URL: _ClassVar[TextWarning]
+    TEXT_WARNING_HIDDEN_CHARACTERS: _ClassVar[TextWarning]
+    TEXT_WARNING_TRUNCATED: _ClassVar[TextWarning]
 DECISION_STATE_UNSPECIFIED: DecisionState
 DECISION_STATE_INIT: DecisionState
 DECISION_STATE_ANALYZING: DecisionState
@@ -97,6 +105,11 @@ COMMAND_VERB_UNSPECIFIED: CommandVerb
 COMMAND_VERB_ROLLOUT_RESTART: CommandVerb
 COMMAND_VERB_ROLLOUT_UNDO: CommandVerb
 COMMAND_VERB_SCALE: CommandVerb
+TEXT_WARNING_UNSPECIFIED: TextWarning
+TEXT_WARNING_MENTIONS_COMMAND: TextWarning
+TEXT_WARNING_MENTIONS_URL: TextWarning
+TEXT_WARNING_HIDDEN_CHARACTERS: TextWarning
+TEXT_WARNING_TRUNCATED: TextWarning
 
 class RemediationCommand(_message.Message):
     __slots__ = ("verb", "kind", "name", "namespace", "replicas")
@@ -113,17 +126,29 @@ class RemediationCommand(_message.Message):
     def __init__(self, verb: _Optional[_Union[CommandVerb, str]] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class DissentingOpinion(_message.Message):
-    __slots__ = ("agent", "kubectl", "reasoning")
+    __slots__ = ("agent", "kubectl", "reasoning", "text_warnings")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     KUBECTL_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
+    TEXT_WARNINGS_FIELD_NUMBER: _ClassVar[int]
     agent: str
     kubectl: str
     reasoning: str
-    def __init__(self, agent: _Optional[str] = ..., kubectl: _Optional[str] = ..., reasoning: _Optional[str] = ...) -> None: ...
+    text_warnings: _containers.RepeatedScalarFieldContainer[TextWarning]
+    def __init__(self, agent: _Optional[str] = ..., kubectl: _Optional[str] = ..., reasoning: _Optional[str] = ..., text_warnings: _Optional[_Iterable[_Union[TextWarning, str]]] = ...) -> None: ...
+
+class RefusedAgent(_message.Message):
+    __slots__ = ("agent", "reason", "detail")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    reason: FallbackReason
+    detail: str
+    def __init__(self, agent: _Optional[str] = ..., reason: _Optional[_Union[FallbackReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Proposal(_message.Message):
-    __slots__ = ("source", "provider", "model", "command", "kubectl", "description", "reasoning", "risk", "confidence", "matched_rule", "from_cache", "analysis_latency", "fallback_reason", "consensus_id", "consensus_score", "agent_count", "dissenting_opinions")
+    __slots__ = ("source", "provider", "model", "command", "kubectl", "description", "reasoning", "risk", "confidence", "matched_rule", "from_cache", "analysis_latency", "fallback_reason", "consensus_id", "consensus_score", "agent_count", "dissenting_opinions", "model_confidence", "text_warnings", "refused_agents", "policy_hash")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +166,10 @@ class Proposal(_message.Message):
     CONSENSUS_SCORE_FIELD_NUMBER: _ClassVar[int]
     AGENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     DISSENTING_OPINIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
     source: ProposalSource
     provider: str
     model: str
@@ -158,7 +187,11 @@ class Proposal(_message.Message):
     consensus_score: float
     agent_count: int
     dissenting_opinions: _containers.RepeatedCompositeFieldContainer[DissentingOpinion]
-    def __init__(self, source: _Optional[_Union[ProposalSource, str]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., command: _Optional[_Union[RemediationCommand, _Mapping]] = ..., kubectl: _Optional[str] = ..., description: _Optional[str] = ..., reasoning: _Optional[str] = ..., risk: _Optional[_Union[RiskLevel, str]] = ..., confidence: _Optional[float] = ..., matched_rule: _Optional[str] = ..., from_cache: _Optional[bool] = ..., analysis_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fallback_reason: _Optional[_Union[FallbackReason, str]] = ..., consensus_id: _Optional[str] = ..., consensus_score: _Optional[float] = ..., agent_count: _Optional[int] = ..., dissenting_opinions: _Optional[_Iterable[_Union[DissentingOpinion, _Mapping]]] = ...) -> None: ...
+    model_confidence: float
+    text_warnings: _containers.RepeatedScalarFieldContainer[TextWarning]
+    refused_agents: _containers.RepeatedCompositeFieldContainer[RefusedAgent]
+    policy_hash: str
+    def __init__(self, source: _Optional[_Union[ProposalSource, str]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., command: _Optional[_Union[RemediationCommand, _Mapping]] = ..., kubectl: _Optional[str] = ..., description: _Optional[str] = ..., reasoning: _Optional[str] = ..., risk: _Optional[_Union[RiskLevel, str]] = ..., confidence: _Optional[float] = ..., matched_rule: _Optional[str] = ..., from_cache: _Optional[bool] = ..., analysis_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fallback_reason: _Optional[_Union[FallbackReason, str]] = ..., consensus_id: _Optional[str] = ..., consensus_score: _Optional[float] = ..., agent_count: _Optional[int] = ..., dissenting_opinions: _Optional[_Iterable[_Union[DissentingOpinion, _Mapping]]] = ..., model_confidence: _Optional[float] = ..., text_warnings: _Optional[_Iterable[_Union[TextWarning, str]]] = ..., refused_agents: _Optional[_Iterable[_Union[RefusedAgent, _Mapping]]] = ..., policy_hash: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("token", "incident_id", "state", "proposal", "version", "created_at", "updated_at", "expires_at", "analysis_deadline", "error", "decided_by", "decided_at", "reason", "output", "mode", "completed_at")
