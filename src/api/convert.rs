@@ -166,8 +166,7 @@ fn string_map(
     field: &str,
     m: &std::collections::HashMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> =
-        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut out: BTreeMap<String, String> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     text::map(v, field, &mut out);
     if m.len() > limits::LABELS {
         v.add(field, format!("at most {} entries", limits::LABELS));
@@ -195,12 +194,7 @@ fn string_map(
 /// Parses one signal. Its times must be valid and in the alert window
 /// around `now` ([`timestamp::alert_time`]); its names are lines and its
 /// label and annotation values prose ([`text`]).
-pub fn signal_from(
-    v: &mut Violations,
-    field: &str,
-    s: &pb::Signal,
-    now: DateTime<Utc>,
-) -> Signal {
+pub fn signal_from(v: &mut Violations, field: &str, s: &pb::Signal, now: DateTime<Utc>) -> Signal {
     if s.alert_name.trim().is_empty() {
         v.add(format!("{field}.alert_name"), "is required");
     }

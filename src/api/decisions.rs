@@ -161,10 +161,7 @@ impl DecisionService for DecisionApi {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
-        let d = self
-            .decisions
-            .complete(&token, r.success, &output)
-            .await?;
+        let d = self.decisions.complete(&token, r.success, &output).await?;
         Ok(Response::new(pb::CompleteDecisionResponse {
             decision: self.render(&d),
         }))

@@ -30,9 +30,8 @@ impl IncidentService for IncidentApi {
         &self,
         req: Request<pb::CreateIncidentRequest>,
     ) -> Result<Response<pb::CreateIncidentResponse>, Status> {
-        let (new, request_id) =
-            convert::create_incident(req.get_ref(), self.ingestor.now())
-                .map_err(crate::manager::ManagerError::from)?;
+        let (new, request_id) = convert::create_incident(req.get_ref(), self.ingestor.now())
+            .map_err(crate::manager::ManagerError::from)?;
         let incident = self.incidents.create(new, request_id).await?;
         Ok(Response::new(pb::CreateIncidentResponse {
             incident: Some(convert::incident_to(&incident)),
@@ -43,9 +42,8 @@ impl IncidentService for IncidentApi {
         &self,
         req: Request<pb::IngestSignalsRequest>,
     ) -> Result<Response<pb::IngestSignalsResponse>, Status> {
-        let signals =
-            convert::ingest_signals(req.get_ref(), self.ingestor.now())
-                .map_err(crate::manager::ManagerError::from)?;
+        let signals = convert::ingest_signals(req.get_ref(), self.ingestor.now())
+            .map_err(crate::manager::ManagerError::from)?;
         let report = self.ingestor.ingest(signals).await?;
         Ok(Response::new(pb::IngestSignalsResponse {
             incidents: report

@@ -241,6 +241,10 @@ mod tests {
         assert_eq!(i.resolved_at, Some(t1), "RESOLVED again keeps it");
         i.set_status(IncidentStatus::Investigating, later(4));
         i.set_status(IncidentStatus::Resolved, later(5));
-        assert_eq!(i.resolved_at, Some(later(5)), "a reopened one resolves anew");
+        assert_eq!(
+            i.resolved_at,
+            Some(later(5)),
+            "a reopened one resolves anew"
+        );
     }
 }

@@ -124,10 +124,7 @@ mod tests {
 
     #[test]
     fn prose_keeps_newlines_and_tabs_only() {
-        assert!(matches!(
-            prose("ok\n\tfine"),
-            std::borrow::Cow::Borrowed(_)
-        ));
+        assert!(matches!(prose("ok\n\tfine"), std::borrow::Cow::Borrowed(_)));
         assert_eq!(
             prose("\u{1b}[2Jred\r\nline\u{202e}two\u{0}\t."),
             "[2Jred\nlinetwo\t."

@@ -103,9 +103,14 @@ impl Visitor<'_> for Rfc3339 {
         f.write_str("an RFC 3339 date and time")
     }
 
+    /// The strict parser first (the fast path, every time chrono wrote
+    /// for years 0 to 9999); chrono's own parser for what the strict one
+    /// refuses, such as `+10000-01-01T00:00:00Z` (years beyond RFC 3339
+    /// that chrono writes with a sign), so such a stored record still reads.
     fn visit_str<E: de::Error>(self, s: &str) -> Result<DateTime<Utc>, E> {
         DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
+            .or_else(|_| s.parse::<DateTime<Utc>>())
             .map_err(E::custom)
     }
 }
@@ -175,6 +180,20 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
         );
         assert!(serde_json::from_str::<T>(r#"{"at":"yesterday"}"#).is_err());
+    }
+
+    #[test]
+    fn reads_back_years_outside_the_proto_range() {
+        // Stored before requests were checked: reading must not fail.
+        for year in [0, -5, 10_000, 262_000] {
+            let at = Utc.with_ymd_and_hms(year, 3, 4, 5, 6, 7).unwrap();
+            let t = T {
+                at,
+                maybe: Some(at),
+            };
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<T>(&json).unwrap(), t, "{json}");
+        }
     }
 
     #[test]

@@ -136,12 +136,12 @@ impl Violations {
                     .take(NAMED)
                     .map(|v| v.field.as_str())
                     .collect();
-                let more = if self.len() > names.len() { ", ..." } else { "" };
-                format!(
-                    "{} invalid fields ({}{more})",
-                    self.len(),
-                    names.join(", ")
-                )
+                let more = if self.len() > names.len() {
+                    ", ..."
+                } else {
+                    ""
+                };
+                format!("{} invalid fields ({}{more})", self.len(), names.join(", "))
             }
         }
     }
@@ -154,10 +154,8 @@ impl Violations {
 
 impl IntoIterator for Violations {
     type Item = FieldViolation;
-    type IntoIter = std::iter::Chain<
-        std::vec::IntoIter<FieldViolation>,
-        std::option::IntoIter<FieldViolation>,
-    >;
+    type IntoIter =
+        std::iter::Chain<std::vec::IntoIter<FieldViolation>, std::option::IntoIter<FieldViolation>>;
 
     /// The same sequence as [`Violations::iter`].
     fn into_iter(self) -> Self::IntoIter {

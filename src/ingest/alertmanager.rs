@@ -319,7 +319,10 @@ fn time(
     let raw = raw.filter(|r| !r.is_empty())?;
     match DateTime::parse_from_rfc3339(raw) {
         Ok(t) if t.year() == 1 => None,
-        Ok(t) => v.check(field, timestamp::alert_time(t.with_timezone(&Utc), which, now)),
+        Ok(t) => v.check(
+            field,
+            timestamp::alert_time(t.with_timezone(&Utc), which, now),
+        ),
         Err(e) => {
             v.add(
                 field,
@@ -442,7 +445,10 @@ mod tests {
         let mut p: Payload = serde_json::from_str(SAMPLE).unwrap();
         let one = p.alerts.as_ref().unwrap()[0].clone();
         p.alerts = Some(vec![one; MAX_ALERTS + 1]);
-        assert_eq!(fields(validate(p, Violations::new(), Utc::now())), ["alerts"]);
+        assert_eq!(
+            fields(validate(p, Violations::new(), Utc::now())),
+            ["alerts"]
+        );
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
