@@ -89,7 +89,7 @@ async fn a_thousand_bad_signals_get_bounded_details_and_a_count_of_the_rest() {
     let header_bytes = e.details().len().div_ceil(3) * 4 + e.message().len();
     assert!(header_bytes < 6 * 1024, "{header_bytes} bytes of headers");
     assert!(
-        e.message().starts_with("3000 invalid fields"),
+        e.message().contains("3000 invalid fields"),
         "{}",
         e.message()
     );
