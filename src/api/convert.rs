@@ -4,6 +4,8 @@
 
 use crate::domain::incident::limits;
 use crate::domain::proposal::WorkloadKind;
+use crate::domain::text;
+use crate::domain::timestamp::{self, AlertTime};
 use crate::domain::{
     CommandVerb, Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId,
     IncidentStatus, K8sName, Proposal, ProposalSource, RemediationCommand, RequestId, RiskLevel,
@@ -15,7 +17,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// A time as a protobuf `Timestamp`. A time outside protobuf's range
+/// (stored before requests were checked) is clamped to it, so one bad
+/// record never breaks the JSON rendering of a whole listing.
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    let t = timestamp::clamp_to_proto(t);
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
@@ -26,8 +32,12 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
     t.map(ts)
 }
 
+/// A protobuf `Timestamp` as a time; `None` when it is not a valid one
+/// (nanos outside `0..1e9`, seconds outside years 1 to 9999).
 pub fn from_ts(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    if !(0..1_000_000_000).contains(&t.nanos) {
+    if !(0..1_000_000_000).contains(&t.nanos)
+        || !(timestamp::PROTO_MIN_SECONDS..=timestamp::PROTO_MAX_SECONDS).contains(&t.seconds)
+    {
         return None;
     }
     Utc.timestamp_opt(t.seconds, t.nanos as u32).single()
@@ -156,6 +166,8 @@ fn string_map(
     field: &str,
     m: &std::collections::HashMap<String, String>,
 ) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    text::map(v, field, &mut out);
     if m.len() > limits::LABELS {
         v.add(field, format!("at most {} entries", limits::LABELS));
     }
@@ -176,13 +188,19 @@ fn string_map(
             );
         }
     }
-    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    out
 }
 
-pub fn signal_from(v: &mut Violations, field: &str, s: &pb::Signal) -> Signal {
+/// Parses one signal. Its times must be valid and in the alert window
+/// around `now` ([`timestamp::alert_time`]); its names are lines and its
+/// label and annotation values prose ([`text`]).
+pub fn signal_from(v: &mut Violations, field: &str, s: &pb::Signal, now: DateTime<Utc>) -> Signal {
     if s.alert_name.trim().is_empty() {
         v.add(format!("{field}.alert_name"), "is required");
     }
+    text::line(v, &format!("{field}.alert_name"), &s.alert_name);
+    text::line(v, &format!("{field}.fingerprint"), &s.fingerprint);
+    text::line(v, &format!("{field}.generator_url"), &s.generator_url);
     v.max_len(
         &format!("{field}.alert_name"),
         &s.alert_name,
@@ -200,17 +218,22 @@ pub fn signal_from(v: &mut Violations, field: &str, s: &pb::Signal) -> Signal {
     );
     let labels = string_map(v, &format!("{field}.labels"), &s.labels);
     let annotations = string_map(v, &format!("{field}.annotations"), &s.annotations);
-    let mut time = |name: &str, t: &Option<prost_types::Timestamp>| {
-        t.as_ref().and_then(|t| {
-            let out = from_ts(t);
-            if out.is_none() {
-                v.add(format!("{field}.{name}"), "is not a valid timestamp");
-            }
-            out
-        })
+    let mut time = |name: &str, which: AlertTime, t: &Option<prost_types::Timestamp>| {
+        let t = t.as_ref()?;
+        let Some(at) = from_ts(t) else {
+            v.add(
+                format!("{field}.{name}"),
+                timestamp::TimeError::OutOfRange.to_string(),
+            );
+            return None;
+        };
+        v.check(
+            format!("{field}.{name}"),
+            timestamp::alert_time(at, which, now),
+        )
     };
-    let starts_at = time("starts_at", &s.starts_at);
-    let ends_at = time("ends_at", &s.ends_at);
+    let starts_at = time("starts_at", AlertTime::StartsAt, &s.starts_at);
+    let ends_at = time("ends_at", AlertTime::EndsAt, &s.ends_at);
     let status = match pb::SignalStatus::try_from(s.status) {
         Ok(pb::SignalStatus::Resolved) => SignalStatus::Resolved,
         Ok(_) => SignalStatus::Firing,
@@ -258,9 +281,11 @@ fn signal_to(s: &Signal) -> pb::Signal {
     }
 }
 
-/// Parses a `CreateIncidentRequest`, reporting every invalid field.
+/// Parses a `CreateIncidentRequest` received at `now`, reporting every
+/// invalid field.
 pub fn create_incident(
     req: &pb::CreateIncidentRequest,
+    now: DateTime<Utc>,
 ) -> Result<(NewIncident, Option<RequestId>), Violations> {
     let mut v = Violations::new();
     let request_id = if req.request_id.is_empty() {
@@ -281,6 +306,7 @@ pub fn create_incident(
         v.add("incident.title", "is required");
     }
     v.max_len("incident.title", &inc.title, limits::TITLE);
+    text::line(&mut v, "incident.title", &inc.title);
     let severity = match severity_from(inc.severity) {
         Some(s) => Some(s),
         None => {
@@ -304,7 +330,7 @@ pub fn create_incident(
         .iter()
         .take(limits::SIGNALS)
         .enumerate()
-        .map(|(i, s)| signal_from(&mut v, &format!("incident.signals[{i}]"), s))
+        .map(|(i, s)| signal_from(&mut v, &format!("incident.signals[{i}]"), s, now))
         .collect();
     if inc.affected_services.len() > limits::SERVICES {
         v.add(
@@ -345,9 +371,12 @@ pub fn create_incident(
     ))
 }
 
-/// Parses an `IngestSignalsRequest`: at most
+/// Parses an `IngestSignalsRequest` received at `now`: at most
 /// [`crate::ingest::ingestor::MAX_SIGNALS`] signals, each valid.
-pub fn ingest_signals(req: &pb::IngestSignalsRequest) -> Result<Vec<Signal>, Violations> {
+pub fn ingest_signals(
+    req: &pb::IngestSignalsRequest,
+    now: DateTime<Utc>,
+) -> Result<Vec<Signal>, Violations> {
     let mut v = Violations::new();
     let max = crate::ingest::ingestor::MAX_SIGNALS;
     if req.signals.len() > max {
@@ -361,7 +390,7 @@ pub fn ingest_signals(req: &pb::IngestSignalsRequest) -> Result<Vec<Signal>, Vio
         .signals
         .iter()
         .enumerate()
-        .map(|(i, s)| signal_from(&mut v, &format!("signals[{i}]"), s))
+        .map(|(i, s)| signal_from(&mut v, &format!("signals[{i}]"), s, now))
         .collect();
     v.into_result()?;
     Ok(signals)
@@ -550,12 +579,26 @@ pub fn decision_to(d: &Decision, now: DateTime<Utc>) -> pb::Decision {
     }
 }
 
-/// Checks an actor field (required, bounded).
+/// Checks an actor field (required, bounded, one line).
 pub fn actor(v: &mut Violations, raw: &str) {
     if raw.trim().is_empty() {
         v.add("actor", "is required");
     }
+    optional_actor(v, raw);
+}
+
+/// Checks an actor field that may be empty (bounded, one line).
+pub fn optional_actor(v: &mut Violations, raw: &str) {
     v.max_len("actor", raw, limits::ACTOR);
+    text::line(v, "actor", raw);
+}
+
+/// A prose field (note, reason, output): bounded to `max` bytes, and
+/// returned without control or invisible characters other than `\n` and
+/// `\t` ([`text::prose`]).
+pub fn prose(v: &mut Violations, field: &str, raw: &str, max: usize) -> String {
+    v.max_len(field, raw, max);
+    text::prose(raw).into_owned()
 }
 
 fn state_from(raw: i32) -> Option<DecisionState> {

@@ -135,14 +135,14 @@ impl DecisionService for DecisionApi {
         let mut v = Violations::new();
         let token = convert::token(&mut v, "token", &r.token);
         convert::actor(&mut v, &r.actor);
-        v.max_len("reason", &r.reason, limits::NOTE);
+        let reason = convert::prose(&mut v, "reason", &r.reason, limits::NOTE);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
         let d = self
             .decisions
-            .reject(&token, &r.actor, &r.reason, r.expected_version)
+            .reject(&token, &r.actor, &reason, r.expected_version)
             .await?;
         Ok(Response::new(pb::RejectDecisionResponse {
             decision: self.render(&d),
@@ -156,15 +156,12 @@ impl DecisionService for DecisionApi {
         let r = req.get_ref();
         let mut v = Violations::new();
         let token = convert::token(&mut v, "token", &r.token);
-        v.max_len("output", &r.output, limits::OUTPUT);
+        let output = convert::prose(&mut v, "output", &r.output, limits::OUTPUT);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
-        let d = self
-            .decisions
-            .complete(&token, r.success, &r.output)
-            .await?;
+        let d = self.decisions.complete(&token, r.success, &output).await?;
         Ok(Response::new(pb::CompleteDecisionResponse {
             decision: self.render(&d),
         }))

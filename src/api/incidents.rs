@@ -30,8 +30,8 @@ impl IncidentService for IncidentApi {
         &self,
         req: Request<pb::CreateIncidentRequest>,
     ) -> Result<Response<pb::CreateIncidentResponse>, Status> {
-        let (new, request_id) =
-            convert::create_incident(req.get_ref()).map_err(crate::manager::ManagerError::from)?;
+        let (new, request_id) = convert::create_incident(req.get_ref(), self.ingestor.now())
+            .map_err(crate::manager::ManagerError::from)?;
         let incident = self.incidents.create(new, request_id).await?;
         Ok(Response::new(pb::CreateIncidentResponse {
             incident: Some(convert::incident_to(&incident)),
@@ -42,8 +42,8 @@ impl IncidentService for IncidentApi {
         &self,
         req: Request<pb::IngestSignalsRequest>,
     ) -> Result<Response<pb::IngestSignalsResponse>, Status> {
-        let signals =
-            convert::ingest_signals(req.get_ref()).map_err(crate::manager::ManagerError::from)?;
+        let signals = convert::ingest_signals(req.get_ref(), self.ingestor.now())
+            .map_err(crate::manager::ManagerError::from)?;
         let report = self.ingestor.ingest(signals).await?;
         Ok(Response::new(pb::IngestSignalsResponse {
             incidents: report
@@ -94,8 +94,8 @@ impl IncidentService for IncidentApi {
                 "is required: OPEN, INVESTIGATING, RESOLVED or CLOSED",
             );
         }
-        v.max_len("actor", &r.actor, limits::ACTOR);
-        v.max_len("note", &r.note, limits::NOTE);
+        convert::optional_actor(&mut v, &r.actor);
+        let note = convert::prose(&mut v, "note", &r.note, limits::NOTE);
         v.clone()
             .into_result()
             .map_err(crate::manager::ManagerError::from)?;
@@ -104,7 +104,7 @@ impl IncidentService for IncidentApi {
         };
         let incident = self
             .incidents
-            .update_status(&id, status, &r.actor, &r.note)
+            .update_status(&id, status, &r.actor, &note)
             .await?;
         Ok(Response::new(pb::UpdateIncidentStatusResponse {
             incident: Some(convert::incident_to(&incident)),

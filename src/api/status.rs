@@ -13,7 +13,7 @@ impl From<ManagerError> for Status {
         match e {
             ManagerError::Invalid(v) => {
                 let mut details = ErrorDetails::new();
-                for f in v.0 {
+                for f in v {
                     details.add_bad_request_violation(f.field, f.description);
                 }
                 Status::with_error_details(Code::InvalidArgument, msg, details)

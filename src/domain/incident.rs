@@ -144,17 +144,17 @@ impl Incident {
             .unwrap_or_else(default_namespace)
     }
 
-    /// Applies a status change made at `now`, keeping `resolved_at` true to
-    /// the status: set when the incident becomes RESOLVED, cleared when it is
-    /// reopened, kept when a resolved incident is closed.
+    /// Applies a status change made at `now`. `resolved_at` is when the
+    /// incident last stopped being active: set when it first reaches
+    /// RESOLVED or CLOSED from OPEN or INVESTIGATING, never moved by going
+    /// back and forth between RESOLVED and CLOSED, cleared when it is
+    /// reopened. So each resolution is one setting of `resolved_at`, which
+    /// is exactly what the statistics count (`stats::record`): a reopened
+    /// incident resolved again is a new resolution, a closed one marked
+    /// RESOLVED again is not.
     pub fn set_status(&mut self, status: IncidentStatus, now: DateTime<Utc>) {
         match status {
-            IncidentStatus::Resolved => {
-                if self.status != IncidentStatus::Resolved || self.resolved_at.is_none() {
-                    self.resolved_at = Some(now);
-                }
-            }
-            IncidentStatus::Closed => {
+            IncidentStatus::Resolved | IncidentStatus::Closed => {
                 if self.resolved_at.is_none() {
                     self.resolved_at = Some(now);
                 }
@@ -226,5 +226,25 @@ mod tests {
         i.set_status(IncidentStatus::Open, t1);
         assert_eq!(i.resolved_at, None);
         assert_eq!(i.version, 4);
+    }
+
+    #[test]
+    fn resolved_at_never_moves_between_resolved_and_closed() {
+        let mut i = incident();
+        let t1 = Utc::now();
+        let later = |s| t1 + chrono::Duration::seconds(s);
+        i.set_status(IncidentStatus::Resolved, t1);
+        i.set_status(IncidentStatus::Closed, later(1));
+        i.set_status(IncidentStatus::Resolved, later(2));
+        assert_eq!(i.resolved_at, Some(t1), "CLOSED back to RESOLVED keeps it");
+        i.set_status(IncidentStatus::Resolved, later(3));
+        assert_eq!(i.resolved_at, Some(t1), "RESOLVED again keeps it");
+        i.set_status(IncidentStatus::Investigating, later(4));
+        i.set_status(IncidentStatus::Resolved, later(5));
+        assert_eq!(
+            i.resolved_at,
+            Some(later(5)),
+            "a reopened one resolves anew"
+        );
     }
 }

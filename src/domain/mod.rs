@@ -10,6 +10,7 @@ pub mod ids;
 pub mod incident;
 pub mod proposal;
 pub mod signature;
+pub mod text;
 pub mod timestamp;
 pub mod validation;
 

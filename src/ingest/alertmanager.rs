@@ -10,6 +10,8 @@
 
 use super::grouping::clip;
 use crate::domain::incident::limits;
+use crate::domain::text;
+use crate::domain::timestamp::{self, AlertTime};
 use crate::domain::{Signal, SignalStatus, Violations};
 use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
@@ -82,7 +84,8 @@ pub struct Notification {
 /// Parses a webhook body. Malformed JSON and wrong types are reported on
 /// the field where they occur (`body` for the document itself); every
 /// other problem is collected so the sender learns them all at once.
-pub fn parse(body: &[u8]) -> Result<Notification, Violations> {
+/// Alert times are checked against the window around `now`.
+pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Notification, Violations> {
     let mut v = Violations::new();
     let doc: serde_json::Value = match serde_json::from_slice(body) {
         Ok(doc) => doc,
@@ -118,11 +121,15 @@ pub fn parse(body: &[u8]) -> Result<Notification, Violations> {
             return Err(v);
         }
     };
-    validate(payload, v)
+    validate(payload, v, now)
 }
 
 /// Checks a decoded payload and converts its alerts.
-pub fn validate(p: Payload, mut v: Violations) -> Result<Notification, Violations> {
+pub fn validate(
+    p: Payload,
+    mut v: Violations,
+    now: DateTime<Utc>,
+) -> Result<Notification, Violations> {
     match p.version.as_deref() {
         None => v.add("version", "is required (\"4\")"),
         Some(VERSION) => {}
@@ -165,7 +172,7 @@ pub fn validate(p: Payload, mut v: Violations) -> Result<Notification, Violation
     let signals: Vec<Signal> = alerts
         .into_iter()
         .enumerate()
-        .map(|(i, a)| alert(&mut v, &format!("alerts[{i}]"), a))
+        .map(|(i, a)| alert(&mut v, &format!("alerts[{i}]"), a, now))
         .collect();
     v.into_result()?;
     Ok(Notification {
@@ -190,7 +197,9 @@ fn status(v: &mut Violations, field: &str, s: &str) -> SignalStatus {
     }
 }
 
-fn alert(v: &mut Violations, field: &str, a: Alert) -> Signal {
+/// One alert as a signal. Names are lines and label and annotation values
+/// prose, as over gRPC ([`text`]).
+fn alert(v: &mut Violations, field: &str, a: Alert, now: DateTime<Utc>) -> Signal {
     let status = match a.status.as_deref() {
         None => {
             v.add(format!("{field}.status"), "is required: firing or resolved");
@@ -206,7 +215,10 @@ fn alert(v: &mut Violations, field: &str, a: Alert) -> Signal {
         Some(l) => l,
     };
     let alert_name = labels.get("alertname").cloned().unwrap_or_default();
-    if alert_name.trim().is_empty() && !v.0.iter().any(|x| x.field == format!("{field}.labels")) {
+    text::line(v, &format!("{field}.labels.alertname"), &alert_name);
+    let mut labels = labels;
+    text::map(v, &format!("{field}.labels"), &mut labels);
+    if alert_name.trim().is_empty() && !v.has(&format!("{field}.labels")) {
         v.add(format!("{field}.labels.alertname"), "is required");
     }
     v.max_len(
@@ -216,6 +228,7 @@ fn alert(v: &mut Violations, field: &str, a: Alert) -> Signal {
     );
     bounded_map(v, &format!("{field}.labels"), &labels, true);
     let mut annotations = a.annotations.unwrap_or_default();
+    text::map(v, &format!("{field}.annotations"), &mut annotations);
     bounded_map(v, &format!("{field}.annotations"), &annotations, false);
     // Long descriptions are common and harmless: they are cut, not refused.
     for value in annotations.values_mut() {
@@ -225,15 +238,29 @@ fn alert(v: &mut Violations, field: &str, a: Alert) -> Signal {
             value.push('…');
         }
     }
-    let starts_at = time(v, &format!("{field}.startsAt"), a.starts_at.as_deref());
-    let ends_at = time(v, &format!("{field}.endsAt"), a.ends_at.as_deref());
+    let starts_at = time(
+        v,
+        &format!("{field}.startsAt"),
+        a.starts_at.as_deref(),
+        AlertTime::StartsAt,
+        now,
+    );
+    let ends_at = time(
+        v,
+        &format!("{field}.endsAt"),
+        a.ends_at.as_deref(),
+        AlertTime::EndsAt,
+        now,
+    );
     let generator_url = a.generator_url.unwrap_or_default();
+    text::line(v, &format!("{field}.generatorURL"), &generator_url);
     v.max_len(
         &format!("{field}.generatorURL"),
         &generator_url,
         limits::URL,
     );
     let fingerprint = a.fingerprint.unwrap_or_default();
+    text::line(v, &format!("{field}.fingerprint"), &fingerprint);
     v.max_len(
         &format!("{field}.fingerprint"),
         &fingerprint,
@@ -279,12 +306,23 @@ fn bounded_map(v: &mut Violations, field: &str, m: &BTreeMap<String, String>, va
     }
 }
 
-/// An RFC 3339 time; Alertmanager's zero time (year 1) means "unset".
-fn time(v: &mut Violations, field: &str, raw: Option<&str>) -> Option<DateTime<Utc>> {
+/// An RFC 3339 time in the alert window around `now`
+/// ([`timestamp::alert_time`]); Alertmanager's zero time (year 1) means
+/// "unset".
+fn time(
+    v: &mut Violations,
+    field: &str,
+    raw: Option<&str>,
+    which: AlertTime,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let raw = raw.filter(|r| !r.is_empty())?;
     match DateTime::parse_from_rfc3339(raw) {
-        Ok(t) if t.year() <= 1 => None,
-        Ok(t) => Some(t.with_timezone(&Utc)),
+        Ok(t) if t.year() == 1 => None,
+        Ok(t) => v.check(
+            field,
+            timestamp::alert_time(t.with_timezone(&Utc), which, now),
+        ),
         Err(e) => {
             v.add(
                 field,
@@ -324,9 +362,13 @@ mod tests {
       "truncatedAlerts": 0
     }"#;
 
+    /// Parses as the webhook does, now.
+    fn parse(body: &[u8]) -> Result<Notification, Violations> {
+        super::parse(body, Utc::now())
+    }
+
     fn fields(r: Result<Notification, Violations>) -> Vec<String> {
         r.expect_err("refused")
-            .0
             .into_iter()
             .map(|f| f.field)
             .collect()
@@ -403,7 +445,10 @@ mod tests {
         let mut p: Payload = serde_json::from_str(SAMPLE).unwrap();
         let one = p.alerts.as_ref().unwrap()[0].clone();
         p.alerts = Some(vec![one; MAX_ALERTS + 1]);
-        assert_eq!(fields(validate(p, Violations::new())), ["alerts"]);
+        assert_eq!(
+            fields(validate(p, Violations::new(), Utc::now())),
+            ["alerts"]
+        );
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {

@@ -4,6 +4,7 @@
 
 use super::settings::IngestConfig;
 use crate::domain::incident::limits;
+use crate::domain::text;
 use crate::domain::{GroupKey, K8sName, Severity, Signal};
 use std::collections::BTreeMap;
 
@@ -173,14 +174,21 @@ pub fn namespace_of(s: &Signal) -> Option<K8sName> {
 }
 
 /// An incident title for the alert: its `summary` annotation, else its
-/// name; bounded to the title limit.
+/// name; bounded to the title limit. A title is one line
+/// (`domain::text`), so the newlines and tabs an annotation may keep
+/// become spaces.
 pub fn title_of(s: &Signal) -> String {
     let summary = s
         .annotations
         .get(SUMMARY_ANNOTATION)
         .map(|v| v.trim())
         .filter(|v| !v.is_empty());
-    clip(summary.unwrap_or(&s.alert_name), limits::TITLE).to_string()
+    let line: String = summary
+        .unwrap_or(&s.alert_name)
+        .chars()
+        .map(|c| if text::is_unsafe(c) { ' ' } else { c })
+        .collect();
+    clip(line.trim(), limits::TITLE).to_string()
 }
 
 /// Appends `s` with its length in front, so that no two different lists
@@ -283,6 +291,9 @@ mod tests {
         assert_eq!(title_of(&s), "PodCrashLooping");
         s.annotations.insert("summary".into(), "é".repeat(200));
         assert!(title_of(&s).len() <= limits::TITLE);
+        s.annotations
+            .insert("summary".into(), "two\nlines\tand\u{1b}".into());
+        assert_eq!(title_of(&s), "two lines and");
         let f = Policy::fingerprint_of(&s);
         assert_eq!(f.len(), 16);
         assert_eq!(f, Policy::fingerprint_of(&s));

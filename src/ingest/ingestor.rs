@@ -109,6 +109,12 @@ impl Ingestor {
         }
     }
 
+    /// The server's time, by the clock ingestion runs on: requests check
+    /// their alert times against it before anything is ingested.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// Ingests validated signals (at most [`MAX_SIGNALS`]). Groups are
     /// independent: when one fails, those before it are stored and the
     /// error is returned; a retry of the whole batch is safe because

@@ -130,7 +130,7 @@ fn invalid(v: Violations) -> Response {
     error(
         StatusCode::BAD_REQUEST,
         format!("invalid Alertmanager payload: {}", v.summary()),
-        v.0,
+        v.into_iter().collect(),
     )
 }
 
@@ -214,7 +214,7 @@ async fn receive(State(hook): State<Arc<Webhook>>, req: Request) -> Response {
             );
         }
     };
-    let notification = match alertmanager::parse(&bytes) {
+    let notification = match alertmanager::parse(&bytes, hook.ingestor.now()) {
         Ok(n) => n,
         Err(v) => {
             tracing::info!(violations = %v, "webhook refused: invalid payload");

@@ -265,14 +265,19 @@ mod tests {
             ..Default::default()
         };
         let e = Window::resolve(&spec, now, DAYS_90).unwrap_err();
-        assert_eq!(e.0[0].field, "range.to");
+        assert_eq!(e.iter().next().unwrap().field, "range.to");
         let spec = RangeSpec {
             from: Some(now),
             last: Some(Duration::from_secs(60)),
             ..Default::default()
         };
         assert_eq!(
-            Window::resolve(&spec, now, DAYS_90).unwrap_err().0[0].field,
+            Window::resolve(&spec, now, DAYS_90)
+                .unwrap_err()
+                .iter()
+                .next()
+                .unwrap()
+                .field,
             "range.last"
         );
         let spec = RangeSpec {
@@ -280,7 +285,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            Window::resolve(&spec, now, DAYS_90).unwrap_err().0[0].field,
+            Window::resolve(&spec, now, DAYS_90)
+                .unwrap_err()
+                .iter()
+                .next()
+                .unwrap()
+                .field,
             "range.last"
         );
     }

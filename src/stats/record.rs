@@ -11,7 +11,10 @@
 //!   entered, and the gauge moves;
 //! - a resolution whenever `resolved_at` becomes set (RESOLVED, or CLOSED
 //!   without being resolved first), in the hour of `resolved_at`: its
-//!   resolution time `resolved_at − created_at` in the severity's sketch;
+//!   resolution time `resolved_at − created_at` in the severity's sketch.
+//!   `resolved_at` never moves while it is set (`Incident::set_status`),
+//!   so a CLOSED incident marked RESOLVED again is no new resolution, and
+//!   a reopened one (which clears it) resolved again is one;
 //! - a decision's events in the hour the decision was **issued** (its
 //!   `created_at`), so the rates of a range (approved / proposed, ...) are
 //!   about one cohort of decisions and never exceed 1.
@@ -239,6 +242,20 @@ mod tests {
         assert!(c.contains(&("2025-11-25T13".into(), "to:CLOSED".into(), 1)));
         // An unchanged status counts nothing.
         assert!(incident(Some(&new), &new).is_empty());
+        // Back from CLOSED to RESOLVED: a status change; the resolution
+        // and its time stay those of the first.
+        let mut again = closed.clone();
+        again.set_status(IncidentStatus::Resolved, t(14, 0));
+        assert_eq!(again.resolved_at, new.resolved_at);
+        let c = counts(&incident(Some(&closed), &again));
+        assert!(!c.iter().any(|(_, f, _)| f.starts_with("res:")), "{c:?}");
+        // Reopened, then resolved again: a second resolution, timed anew.
+        let mut reopened = again.clone();
+        reopened.set_status(IncidentStatus::Open, t(15, 0));
+        let mut twice = reopened.clone();
+        twice.set_status(IncidentStatus::Resolved, t(16, 5));
+        let c = counts(&incident(Some(&reopened), &twice));
+        assert!(c.contains(&("2025-11-25T16".into(), "res:ms:P1".into(), 21_600_000)));
     }
 
     fn proposal(source: ProposalSource, reason: Option<FallbackReason>) -> Proposal {
