@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod error_code;
 pub mod ingest;
 pub mod manager;
 pub mod middleware;

@@ -47,6 +47,19 @@ pub enum StoreError {
     Backend(String),
 }
 
+impl StoreError {
+    /// What kind of failure this is (see [`crate::error_code`]): an
+    /// unreachable store is worth retrying, anything else is a bug or
+    /// foreign data.
+    pub fn code(&self) -> crate::error_code::ErrorCode {
+        use crate::error_code::ErrorCode;
+        match self {
+            StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Corrupt { .. } | StoreError::Backend(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 /// The outcome of a compare-and-set.
 #[derive(Debug, PartialEq)]
 pub enum Cas<T> {

@@ -3,6 +3,7 @@
 use super::hub::{Filter, Hub, Subscription};
 use crate::clock::Clock;
 use crate::domain::{Decision, DecisionState, Token, Violations};
+use crate::error_code::ErrorCode;
 use crate::manager::{DecisionManager, ManagerError};
 use crate::store::{Store, StoreError};
 use futures::stream::BoxStream;
@@ -26,6 +27,18 @@ pub enum StreamEnd {
     Overflow(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl StreamEnd {
+    /// What kind of failure this is; the stream's final status derives
+    /// from it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StreamEnd::ShuttingDown(_) => ErrorCode::Unavailable,
+            StreamEnd::Overflow(_) => ErrorCode::ResourceExhausted,
+            StreamEnd::Store(e) => e.code(),
+        }
+    }
 }
 
 /// What a watch needs from the rest of the server.
