@@ -12,8 +12,8 @@ use super::grouping::{Group, Policy};
 use super::merge;
 use crate::clock::Clock;
 use crate::config::IngestConfig;
-use crate::domain::{DecisionMode, Incident, IncidentId, IncidentStatus, Signal, SignalStatus};
-use crate::manager::{DecisionManager, ManagerError};
+use crate::domain::{Incident, IncidentId, IncidentStatus, Signal, SignalStatus};
+use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::store::{Cas, Created, Store};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -309,11 +309,11 @@ impl Ingestor {
     async fn auto_decide(&self, id: &IncidentId) {
         match self
             .decisions
-            .get_or_create(id, DecisionMode::Auto, false, None, None)
+            .get_or_create(DecisionRequest::background(id.clone()))
             .await
         {
-            Ok((d, _)) => {
-                tracing::info!(incident = %id, token = %d.token, "decision started for new incident")
+            Ok(issued) => {
+                tracing::info!(incident = %id, token = %issued.decision.token, "decision started for new incident")
             }
             Err(ManagerError::ShuttingDown) => {}
             Err(e) => {

@@ -79,6 +79,44 @@ pub struct DecisionManager {
     finished: tokio::sync::watch::Sender<u64>,
 }
 
+/// A `get_or_create` call: which incident, which engine, and how long the
+/// caller is prepared to wait.
+#[derive(Debug, Clone)]
+pub struct DecisionRequest {
+    pub incident_id: IncidentId,
+    /// The engine asked for (AUTO is resolved by severity).
+    pub mode: DecisionMode,
+    /// Return only once the decision is past ANALYZING (else at once,
+    /// with the analysis running in the background).
+    pub wait: bool,
+    /// The analysis timeout asked for (the configured default if None;
+    /// capped at [`MAX_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+    /// The caller's own deadline (its `grpc-timeout`), if any.
+    pub call_deadline: Option<Instant>,
+}
+
+impl DecisionRequest {
+    /// Starts an AUTO decision in the background: the call returns at once.
+    pub fn background(incident_id: IncidentId) -> Self {
+        DecisionRequest {
+            incident_id,
+            mode: DecisionMode::Auto,
+            wait: false,
+            timeout: None,
+            call_deadline: None,
+        }
+    }
+}
+
+/// What `get_or_create` answered.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub decision: Decision,
+    /// Whether this call issued the token (false: an existing one).
+    pub created: bool,
+}
+
 /// What to do with an incident's current decision.
 enum Reuse {
     Return,
@@ -139,32 +177,27 @@ impl DecisionManager {
 
     /// Returns the incident's current decision or issues a new one (see
     /// [`Self::reuse`]). With `wait`, returns only once the decision is past
-    /// ANALYZING, and no later than `deadline`: at the deadline the expert
-    /// proposal is used. Returns whether this call issued the token.
+    /// ANALYZING, and no later than the deadline: at the deadline the expert
+    /// proposal is used.
     pub async fn get_or_create(
         self: &Arc<Self>,
-        incident_id: &IncidentId,
-        mode: DecisionMode,
-        wait: bool,
-        timeout: Option<Duration>,
-        call_deadline: Option<Instant>,
-    ) -> Result<(Decision, bool), ManagerError> {
+        req: DecisionRequest,
+    ) -> Result<Issued, ManagerError> {
         if self.shutdown.is_cancelled() {
             return Err(ManagerError::ShuttingDown);
         }
-        let timeout = timeout
-            .unwrap_or(self.settings.default_timeout)
-            .min(MAX_TIMEOUT);
-        let mut deadline = Instant::now() + timeout;
-        if let Some(cd) = call_deadline {
-            deadline = deadline.min(cd);
-        }
-        // Stop analysing a little early: writing READY and answering must
-        // also fit before the caller's deadline, even when many deadlines
-        // fall at once.
-        let deadline = deadline
-            .checked_sub(finish_reserve(timeout))
-            .unwrap_or(deadline);
+        let deadline = self.analysis_deadline(&req);
+        let DecisionRequest {
+            incident_id,
+            mode,
+            wait,
+            ..
+        } = req;
+        let incident_id = &incident_id;
+        let existing = |decision: Decision| Issued {
+            decision,
+            created: false,
+        };
         for _ in 0..CAS_ATTEMPTS {
             let (incident, current) = self.store.incident_and_current(incident_id).await?;
             let incident = incident
@@ -172,20 +205,20 @@ impl DecisionManager {
             let now = self.clock.now();
             if let Some(d) = &current {
                 match self.reuse(d, &incident, now) {
-                    Reuse::Return => return Ok((d.clone(), false)),
+                    Reuse::Return => return Ok(existing(d.clone())),
                     Reuse::Join => {
                         if abandoned(d, now) {
                             // Its replica died or stalled: finish it here.
                             let d = self
                                 .finish_with_expert(d.clone(), &incident, FallbackReason::Recovered)
                                 .await?;
-                            return Ok((d, false));
+                            return Ok(existing(d));
                         }
                         if !wait {
-                            return Ok((d.clone(), false));
+                            return Ok(existing(d.clone()));
                         }
                         let d = self.join(d.clone(), &incident, deadline).await?;
-                        return Ok((d, false));
+                        return Ok(existing(d));
                     }
                     Reuse::Replace => {}
                 }
@@ -210,12 +243,16 @@ impl DecisionManager {
             {
                 Cas::Written => {
                     tracing::info!(token = %fresh.token, incident = %incident_id, "decision analyzing");
-                    if wait {
-                        let d = self.analyze(fresh, incident, deadline).await?;
-                        return Ok((d, true));
-                    }
-                    self.spawn_analysis(fresh.clone(), incident, deadline);
-                    return Ok((fresh, true));
+                    let decision = if wait {
+                        self.analyze(fresh, incident, deadline).await?
+                    } else {
+                        self.spawn_analysis(fresh.clone(), incident, deadline);
+                        fresh
+                    };
+                    return Ok(Issued {
+                        decision,
+                        created: true,
+                    });
                 }
                 // Another caller (on any replica) issued a token first:
                 // re-read and treat it as the current one.
@@ -223,6 +260,24 @@ impl DecisionManager {
             }
         }
         Err(ManagerError::Contended(format!("incident {incident_id}")))
+    }
+
+    /// When the analysis must stop: the timeout asked for (or the default),
+    /// bounded by the caller's deadline, less a reserve, because writing
+    /// READY and answering must also fit before the caller's deadline, even
+    /// when many deadlines fall at once.
+    fn analysis_deadline(&self, req: &DecisionRequest) -> Instant {
+        let timeout = req
+            .timeout
+            .unwrap_or(self.settings.default_timeout)
+            .min(MAX_TIMEOUT);
+        let mut deadline = Instant::now() + timeout;
+        if let Some(cd) = req.call_deadline {
+            deadline = deadline.min(cd);
+        }
+        deadline
+            .checked_sub(finish_reserve(timeout))
+            .unwrap_or(deadline)
     }
 
     fn spawn_analysis(self: &Arc<Self>, d: Decision, incident: Incident, deadline: Instant) {
