@@ -163,9 +163,15 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     ));
 
     let hub = Hub::new(config.max_watchers);
-    let sink_hub = hub.clone();
+    let (sink_hub, sink_decisions) = (hub.clone(), decisions.clone());
     let feed = store
-        .follow_changes(Arc::new(move |d| sink_hub.publish(d)), shutdown.clone())
+        .follow_changes(
+            Arc::new(move |d| {
+                sink_decisions.observe(&d);
+                sink_hub.publish(d);
+            }),
+            shutdown.clone(),
+        )
         .await?;
     let feed_task = tokio::spawn(feed);
     let watch = WatchContext {

@@ -6,7 +6,8 @@
 //! expert engine answers when time is up.
 
 use super::ManagerError;
-use super::sweeper::abandoned;
+use super::sweeper::{RECOVERY_GRACE, abandoned};
+use super::waiters::Waiters;
 use crate::clock::Clock;
 use crate::domain::{
     Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Token,
@@ -25,14 +26,20 @@ use tokio_util::task::TaskTracker;
 /// ABORTED-style `Contended` (each retry re-reads, so this only trips under
 /// pathological contention).
 const CAS_ATTEMPTS: usize = 8;
-/// How often a caller waiting on an analysis owned by another replica
-/// re-reads the decision. Local analyses wake waiters at once.
-const JOIN_POLL: Duration = Duration::from_millis(20);
 /// Time kept back from a call's deadline to write READY and answer: a tenth
 /// of the timeout, at most 20 ms (measured: a burst of 100 simultaneous
 /// deadlines on a loaded 2-core machine needs about that).
 fn finish_reserve(timeout: Duration) -> Duration {
     (timeout / 10).min(Duration::from_millis(20))
+}
+
+/// How long until an ANALYZING decision counts as abandoned (see
+/// [`abandoned`]); zero when it already does.
+fn until_abandoned(d: &Decision, now: chrono::DateTime<chrono::Utc>) -> Duration {
+    let grace = chrono::Duration::from_std(RECOVERY_GRACE).unwrap_or(chrono::Duration::zero());
+    (d.analysis_deadline + grace - now)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// The longest analysis timeout a caller may ask for.
@@ -74,9 +81,9 @@ pub struct DecisionManager {
     /// Background analyses (calls without `wait`); drained on shutdown.
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    /// Bumped whenever this replica finishes an analysis, so local waiters
-    /// wake at once instead of at their next poll.
-    finished: tokio::sync::watch::Sender<u64>,
+    /// Callers joined to an analysis they do not own, woken by the change
+    /// feed ([`Self::observe`]) and by local finishes.
+    waiters: Waiters,
 }
 
 /// A `get_or_create` call: which incident, which engine, and how long the
@@ -141,7 +148,17 @@ impl DecisionManager {
             settings,
             tasks: TaskTracker::new(),
             shutdown,
-            finished: tokio::sync::watch::Sender::new(0),
+            waiters: Waiters::default(),
+        }
+    }
+
+    /// Hands the manager one change from the change feed (any replica's):
+    /// callers joined to that decision's analysis wake and re-read it. The
+    /// server calls this from the feed's sink; without it, a caller joined
+    /// to another replica's analysis waits until its deadline.
+    pub fn observe(&self, d: &Decision) {
+        if d.state != DecisionState::Analyzing {
+            self.waiters.wake(&d.token);
         }
     }
 
@@ -344,44 +361,53 @@ impl DecisionManager {
                 return Err(ManagerError::NotFound(format!("decision {}", d.token)));
             }
         };
-        self.finished.send_modify(|n| *n = n.wrapping_add(1));
+        // Local waiters need not wait for the feed to bring the change.
+        self.waiters.wake(&out.token);
         Ok(out)
     }
 
     /// Waits for an analysis owned by another call (maybe on another
     /// replica) until it leaves ANALYZING, finishing it with the expert
-    /// proposal at `deadline` (or at its own analysis deadline).
+    /// proposal at `deadline` (or once it is abandoned). Woken by the
+    /// decision's changes ([`Self::observe`]), never by polling: between
+    /// changes it sleeps until the earlier of the two.
     async fn join(
         &self,
         mut d: Decision,
         incident: &Incident,
         deadline: Instant,
     ) -> Result<Decision, ManagerError> {
-        let mut finished = self.finished.subscribe();
+        let waiting = self.waiters.register(&d.token);
+        // `d` was read before registering: re-read once so a change made
+        // in between is not missed.
+        let mut read = true;
         loop {
+            let changed = waiting.notify().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if read {
+                d = self.load(&d.token).await?;
+            }
+            read = true;
             if d.state != DecisionState::Analyzing {
                 return Ok(d);
             }
             let now = self.clock.now();
-            if Instant::now() >= deadline || abandoned(&d, now) {
-                let reason = if abandoned(&d, now) {
-                    FallbackReason::Recovered
-                } else {
-                    FallbackReason::Timeout
-                };
-                return self.finish_with_expert(d, incident, reason).await;
+            if abandoned(&d, now) {
+                return self
+                    .finish_with_expert(d, incident, FallbackReason::Recovered)
+                    .await;
             }
-            let poll = (Instant::now() + JOIN_POLL).min(deadline);
+            if Instant::now() >= deadline {
+                return self
+                    .finish_with_expert(d, incident, FallbackReason::Timeout)
+                    .await;
+            }
             tokio::select! {
-                _ = finished.changed() => {}
-                _ = tokio::time::sleep_until(poll) => {}
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline.min(Instant::now() + until_abandoned(&d, now))) => {}
                 _ = self.shutdown.cancelled() => return Err(ManagerError::ShuttingDown),
             }
-            d = self
-                .store
-                .get_decision(&d.token)
-                .await?
-                .ok_or_else(|| ManagerError::NotFound(format!("decision {}", d.token)))?;
         }
     }
 
@@ -522,5 +548,166 @@ impl DecisionManager {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::domain::{IncidentStatus, K8sName, Proposal, Severity};
+    use crate::store::{MemoryStore, Retention};
+    use tokio::sync::Notify;
+
+    /// An analyzer that answers (the expert's proposal, marked) only once
+    /// released: an analysis in flight for as long as a test needs.
+    struct Gated {
+        expert: ExpertEngine,
+        release: Arc<Notify>,
+    }
+
+    #[async_trait::async_trait]
+    impl Analyzer for Gated {
+        async fn analyze(&self, incident: &Incident, _: DecisionMode, _: Instant) -> Proposal {
+            self.release.notified().await;
+            let mut p = self.expert.propose(incident);
+            p.matched_rule = "gated".into();
+            p
+        }
+    }
+
+    fn manager(store: &Arc<dyn Store>, analyzer: Arc<dyn Analyzer>) -> Arc<DecisionManager> {
+        Arc::new(DecisionManager::new(
+            store.clone(),
+            Arc::new(ExpertEngine::builtin()),
+            analyzer,
+            Arc::new(SystemClock),
+            DecisionSettings {
+                token_ttl: Duration::from_secs(3600),
+                default_timeout: Duration::from_secs(60),
+                executor: ExecutorKind::External,
+                history_len: 10,
+            },
+            CancellationToken::new(),
+        ))
+    }
+
+    async fn incident(store: &Arc<dyn Store>) -> IncidentId {
+        let now = chrono::Utc::now();
+        let incident = Incident {
+            id: IncidentId::generate(),
+            title: "t".into(),
+            severity: Severity::P2,
+            status: IncidentStatus::Open,
+            signals: vec![],
+            affected_services: vec![K8sName::parse("web").unwrap()],
+            namespace: None,
+            created_at: now,
+            updated_at: now,
+            resolved_at: None,
+            version: 1,
+            status_actor: String::new(),
+            status_note: String::new(),
+        };
+        store
+            .create_incident(&incident, None, &crate::stats::StatDelta::default())
+            .await
+            .unwrap();
+        incident.id
+    }
+
+    /// Two replicas over one store: `owner` analyses (gated), `waiter`
+    /// joins, fed by the change feed as the server wires it.
+    async fn replicas() -> (
+        Arc<dyn Store>,
+        Arc<Notify>,
+        Arc<DecisionManager>,
+        Arc<DecisionManager>,
+    ) {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(Retention::default()));
+        let release = Arc::new(Notify::new());
+        let gated = Arc::new(Gated {
+            expert: ExpertEngine::builtin(),
+            release: release.clone(),
+        });
+        let owner = manager(&store, gated);
+        let waiter = manager(&store, Arc::new(ExpertEngine::builtin()));
+        let sink_waiter = waiter.clone();
+        let feed = store
+            .follow_changes(
+                Arc::new(move |d| sink_waiter.observe(&d)),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        tokio::spawn(feed);
+        (store, release, owner, waiter)
+    }
+
+    #[tokio::test]
+    async fn a_caller_joined_to_another_replicas_analysis_is_woken_by_the_change_feed() {
+        let (store, release, owner, waiter) = replicas().await;
+        let id = incident(&store).await;
+        let started = owner
+            .get_or_create(DecisionRequest::background(id.clone()))
+            .await
+            .unwrap();
+        assert!(started.created);
+        let join = tokio::spawn({
+            let waiter = waiter.clone();
+            async move {
+                waiter
+                    .get_or_create(DecisionRequest {
+                        wait: true,
+                        ..DecisionRequest::background(id)
+                    })
+                    .await
+            }
+        });
+        // Synchronise on the event: the waiter has registered.
+        while waiter.waiters.len() == 0 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        // Without the feed it would wait for its 60 s deadline.
+        let issued = tokio::time::timeout(Duration::from_secs(30), join)
+            .await
+            .expect("woken by the change, not by the deadline")
+            .unwrap()
+            .unwrap();
+        assert!(!issued.created);
+        assert_eq!(issued.decision.token, started.decision.token);
+        assert_eq!(issued.decision.state, DecisionState::Ready);
+        let p = issued.decision.proposal.unwrap();
+        assert_eq!(
+            p.matched_rule, "gated",
+            "the owner's answer, not a fallback"
+        );
+        assert_eq!(waiter.waiters.len(), 0, "the waiter unregistered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_joined_caller_still_answers_at_its_own_deadline() {
+        let (store, _release, owner, waiter) = replicas().await;
+        let id = incident(&store).await;
+        owner
+            .get_or_create(DecisionRequest::background(id.clone()))
+            .await
+            .unwrap();
+        let begun = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let issued = waiter
+            .get_or_create(DecisionRequest {
+                wait: true,
+                timeout: Some(timeout),
+                ..DecisionRequest::background(id)
+            })
+            .await
+            .unwrap();
+        assert!(begun.elapsed() <= timeout, "answered by the deadline");
+        assert_eq!(issued.decision.state, DecisionState::Ready);
+        let p = issued.decision.proposal.unwrap();
+        assert_eq!(p.fallback_reason, Some(FallbackReason::Timeout));
+        assert_eq!(waiter.waiters.len(), 0);
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod incidents;
 pub mod stats;
 pub mod sweeper;
+mod waiters;
 
 pub use decisions::{DecisionManager, DecisionRequest, DecisionSettings, ExecutorKind, Issued};
 pub use error::ManagerError;
