@@ -5,6 +5,7 @@
 //! (persistence) → `domain` (plain types, no I/O).
 
 pub mod api;
+pub mod background;
 pub mod bench;
 pub mod cli;
 pub mod clock;

@@ -21,6 +21,7 @@ use crate::store::Store;
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 pub use consensus::{ConsensusEngine, ConsensusSettings, Persona};
 pub use dual::DualEngine;
@@ -62,13 +63,14 @@ impl Engines {
         settings: &EngineSettings,
         expert: Arc<ExpertEngine>,
         store: Arc<dyn Store>,
+        tasks: TaskTracker,
     ) -> Result<Self, EngineError> {
         let policy = settings.policy();
         let llm = match &settings.llm {
             Some(s) => Some(llm::LlmProposer::new(llm::LlmClient::new(s)?, policy)),
             None => None,
         };
-        Ok(Self::with_llm(settings, expert, store, llm))
+        Ok(Self::with_llm(settings, expert, store, tasks, llm))
     }
 
     /// Builds the engines over a given LLM proposer (tests and benchmarks
@@ -77,11 +79,12 @@ impl Engines {
         settings: &EngineSettings,
         expert: Arc<ExpertEngine>,
         store: Arc<dyn Store>,
+        tasks: TaskTracker,
         llm: Option<llm::LlmProposer>,
     ) -> Self {
-        let cache = llm
-            .as_ref()
-            .and_then(|_| cache::ProposalCache::new(store, settings.cache_ttl, settings.policy()));
+        let cache = llm.as_ref().and_then(|_| {
+            cache::ProposalCache::new(store, settings.cache_ttl, settings.policy(), tasks)
+        });
         Engines {
             dual: DualEngine::new(Arc::clone(&expert), llm.clone(), cache.clone()),
             consensus: ConsensusEngine::new(expert, llm, cache, settings.consensus.clone()),
