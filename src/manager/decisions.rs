@@ -240,43 +240,58 @@ impl DecisionManager {
                     Reuse::Replace => {}
                 }
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let analysis_deadline =
-                now + chrono::Duration::from_std(remaining).unwrap_or(chrono::Duration::zero());
-            let ttl = chrono::Duration::from_std(self.settings.token_ttl)
-                .unwrap_or(chrono::Duration::hours(1));
-            // The decision records the engine actually used.
-            let mode = mode.resolve(incident.severity);
-            let mut fresh = Decision::start(incident_id.clone(), mode, now, ttl, analysis_deadline);
-            fresh.severity = Some(incident.severity);
-            match self
-                .store
-                .create_decision(
-                    current.as_ref().map(|d| &d.token),
-                    &fresh,
-                    &stats::decision(None, &fresh),
-                )
+            // Another caller (on any replica) may issue a token first:
+            // then re-read and treat it as the current one.
+            if let Some(issued) = self
+                .issue(incident, current.as_ref(), mode, wait, deadline)
                 .await?
             {
-                Cas::Written => {
-                    tracing::info!(token = %fresh.token, incident = %incident_id, "decision analyzing");
-                    let decision = if wait {
-                        self.analyze(fresh, incident, deadline).await?
-                    } else {
-                        self.spawn_analysis(fresh.clone(), incident, deadline);
-                        fresh
-                    };
-                    return Ok(Issued {
-                        decision,
-                        created: true,
-                    });
-                }
-                // Another caller (on any replica) issued a token first:
-                // re-read and treat it as the current one.
-                Cas::Conflict(_) => continue,
+                return Ok(issued);
             }
         }
         Err(ManagerError::Contended(format!("incident {incident_id}")))
+    }
+
+    /// Writes a new ANALYZING token for `incident`, if `current` is still
+    /// its current one, and runs the analysis: awaited with `wait`, else in
+    /// the background. None when another caller issued a token first.
+    async fn issue(
+        self: &Arc<Self>,
+        incident: Incident,
+        current: Option<&Decision>,
+        mode: DecisionMode,
+        wait: bool,
+        deadline: Instant,
+    ) -> Result<Option<Issued>, ManagerError> {
+        let now = self.clock.now();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let analysis_deadline =
+            now + chrono::Duration::from_std(remaining).unwrap_or(chrono::Duration::zero());
+        let ttl = chrono::Duration::from_std(self.settings.token_ttl)
+            .unwrap_or(chrono::Duration::hours(1));
+        // The decision records the engine actually used.
+        let mode = mode.resolve(incident.severity);
+        let mut fresh = Decision::start(incident.id.clone(), mode, now, ttl, analysis_deadline);
+        fresh.severity = Some(incident.severity);
+        let stats = stats::decision(None, &fresh);
+        let created = self
+            .store
+            .create_decision(current.map(|d| &d.token), &fresh, &stats)
+            .await?;
+        if created != Cas::Written {
+            return Ok(None);
+        }
+        tracing::info!(token = %fresh.token, incident = %incident.id, "decision analyzing");
+        let decision = if wait {
+            self.analyze(fresh, incident, deadline).await?
+        } else {
+            self.spawn_analysis(fresh.clone(), incident, deadline);
+            fresh
+        };
+        Ok(Some(Issued {
+            decision,
+            created: true,
+        }))
     }
 
     /// When the analysis must stop: the timeout asked for (or the default),

@@ -65,27 +65,7 @@ pub async fn watch_decision(
     token: Token,
     after_version: u64,
 ) -> Result<BoxStream<'static, Result<Decision, StreamEnd>>, ManagerError> {
-    let mut sub: Subscription = ctx
-        .hub
-        .subscribe(&token)
-        .map_err(|e| ManagerError::ResourceExhausted(e.to_string()))?;
-    let current = ctx.decisions.get(&token).await?;
-    if after_version > current.version {
-        let mut v = Violations::new();
-        v.add(
-            "after_version",
-            format!(
-                "is ahead of the decision, which is at version {}",
-                current.version
-            ),
-        );
-        return Err(v.into());
-    }
-    let initial = if after_version == 0 {
-        vec![current.clone()]
-    } else {
-        ctx.store.decision_versions(&token, after_version).await?
-    };
+    let (mut sub, current, initial) = start(&ctx, &token, after_version).await?;
     Ok(Box::pin(async_stream::stream! {
         let mut pos = Position { last: after_version, latest: current };
         for d in initial {
@@ -146,6 +126,38 @@ pub async fn watch_decision(
         }
         drop(sub);
     }))
+}
+
+/// Subscribes, then reads what the stream starts with: the decision now,
+/// and the versions to send first (the snapshot, or every version after
+/// `after_version`).
+async fn start(
+    ctx: &WatchContext,
+    token: &Token,
+    after_version: u64,
+) -> Result<(Subscription, Decision, Vec<Decision>), ManagerError> {
+    let sub: Subscription = ctx
+        .hub
+        .subscribe(token)
+        .map_err(|e| ManagerError::ResourceExhausted(e.to_string()))?;
+    let current = ctx.decisions.get(token).await?;
+    if after_version > current.version {
+        let mut v = Violations::new();
+        v.add(
+            "after_version",
+            format!(
+                "is ahead of the decision, which is at version {}",
+                current.version
+            ),
+        );
+        return Err(v.into());
+    }
+    let initial = if after_version == 0 {
+        vec![current.clone()]
+    } else {
+        ctx.store.decision_versions(token, after_version).await?
+    };
+    Ok((sub, current, initial))
 }
 
 /// Where a `WatchDecision` stream stands: the last version sent and the
