@@ -1,6 +1,9 @@
 //! Wiring: config in; store, engines and managers built; the gRPC services,
 //! health, reflection, gRPC-Web and the plain HTTP routes (the Alertmanager
-//! webhook) served on one port; graceful shutdown.
+//! webhook) served on one port under the edge stack (`server/edge.rs`:
+//! request ids, a span per request, the timeout backstop; where
+//! authentication and metrics plug in); background work owned by one
+//! [`Background`]; graceful shutdown.
 
 use crate::api::{DecisionApi, IncidentApi, StatsApi};
 use crate::background::Background;
@@ -77,7 +80,9 @@ impl Running {
         self.wait().await
     }
 
-    /// Waits until the server stops (after its shutdown token is cancelled).
+    /// Waits until the server stops (after its shutdown token is cancelled,
+    /// or a background task panicked). An error says why serving failed or
+    /// which background task panicked.
     pub async fn wait(self) -> anyhow::Result<()> {
         self.done.await.context("server task panicked")?
     }
