@@ -38,6 +38,11 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// Wraps every route of `app` in the edge stack.
 pub fn apply(app: axum::Router) -> axum::Router {
+    with_backstop(app, BACKSTOP)
+}
+
+/// The edge stack with a given backstop (tests use a short one).
+fn with_backstop(app: axum::Router, backstop: Duration) -> axum::Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     app.layer(
         ServiceBuilder::new()
@@ -45,7 +50,7 @@ pub fn apply(app: axum::Router) -> axum::Router {
             .layer(TraceLayer::new_for_http().make_span_with(span))
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(HandleErrorLayer::new(backstop_expired))
-            .timeout(BACKSTOP),
+            .timeout(backstop),
     )
 }
 
@@ -67,7 +72,7 @@ fn span<B>(req: &Request<B>) -> tracing::Span {
 /// The answer when the backstop fires (or the stack fails otherwise): a
 /// gRPC DEADLINE_EXCEEDED status for gRPC callers, 504 for plain HTTP.
 async fn backstop_expired(headers: http::HeaderMap, err: tower::BoxError) -> Response {
-    tracing::error!(error = %err, backstop = ?BACKSTOP, "request hit the server's timeout backstop");
+    tracing::error!(error = %err, "request hit the server's timeout backstop");
     let grpc = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -90,5 +95,83 @@ async fn backstop_expired(headers: http::HeaderMap, err: tower::BoxError) -> Res
             "the server's timeout backstop fired",
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use futures::StreamExt;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const SHORT: Duration = Duration::from_millis(100);
+
+    fn app() -> axum::Router {
+        let hang = || async {
+            std::future::pending::<()>().await;
+            "never"
+        };
+        // Answers its head at once, then streams for longer than the
+        // backstop, as a watch does.
+        let stream = || async {
+            let chunks = futures::stream::unfold(0u8, |n| async move {
+                (n < 3)
+                    .then_some(n)
+                    .map(|n| (Ok::<_, std::io::Error>(vec![b'a' + n]), n + 1))
+            })
+            .then(|c| async move {
+                tokio::time::sleep(SHORT).await;
+                c
+            });
+            Body::from_stream(chunks)
+        };
+        with_backstop(
+            axum::Router::new()
+                .route("/hang", axum::routing::post(hang))
+                .route("/stream", axum::routing::post(stream)),
+            SHORT,
+        )
+    }
+
+    fn post(path: &str, content_type: &str) -> Request<Body> {
+        Request::post(path)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backstop_answers_a_hung_request_in_its_protocol() {
+        let r = app()
+            .oneshot(post("/hang", "application/json"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(r.headers().contains_key(REQUEST_ID), "the id is echoed");
+
+        let r = app()
+            .oneshot(post("/hang", "application/grpc"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let code = tonic::Code::DeadlineExceeded as i32;
+        assert_eq!(
+            r.headers().get("grpc-status").and_then(|v| v.to_str().ok()),
+            Some(code.to_string().as_str())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backstop_never_cuts_a_stream_that_has_answered() {
+        let r = app()
+            .oneshot(post("/stream", "application/grpc"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // Three chunks, each after the backstop's whole duration.
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"abc");
     }
 }
