@@ -66,3 +66,84 @@ pub fn unimplemented(what: &str) -> Status {
         "{what} is declared in the API but not implemented yet in this version of verdict"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Token, Violations};
+    use crate::store::StoreError;
+    use tonic::Code;
+
+    /// Every `ManagerError`, with the gRPC code and the HTTP status it had
+    /// before the table existed: the table changes no answer.
+    fn cases() -> Vec<(ManagerError, Code, u16)> {
+        let token = Token::parse("DEC-00000000000A").unwrap();
+        let mut v = Violations::new();
+        v.add("incident_id", "is required");
+        vec![
+            (ManagerError::Invalid(v), Code::InvalidArgument, 400),
+            (ManagerError::NotFound("x".into()), Code::NotFound, 404),
+            (
+                ManagerError::AlreadyExists("x".into()),
+                Code::AlreadyExists,
+                409,
+            ),
+            (
+                TransitionError::StaleVersion {
+                    token,
+                    expected: 1,
+                    actual: 2,
+                }
+                .into(),
+                Code::FailedPrecondition,
+                409,
+            ),
+            (ManagerError::Contended("x".into()), Code::Aborted, 503),
+            (ManagerError::ShuttingDown, Code::Unavailable, 503),
+            (
+                ManagerError::ResourceExhausted("x".into()),
+                Code::ResourceExhausted,
+                429,
+            ),
+            (
+                StoreError::Unavailable("down".into()).into(),
+                Code::Unavailable,
+                503,
+            ),
+            (
+                StoreError::Backend("bug".into()).into(),
+                Code::Internal,
+                500,
+            ),
+            (
+                StoreError::Corrupt {
+                    key: "k".into(),
+                    detail: "d".into(),
+                }
+                .into(),
+                Code::Internal,
+                500,
+            ),
+        ]
+    }
+
+    #[test]
+    fn grpc_and_http_codes_derive_from_one_table() {
+        for (e, grpc, http) in cases() {
+            let what = format!("{e:?}");
+            assert_eq!(e.code().http().as_u16(), http, "{what}");
+            assert_eq!(Status::from(e).code(), grpc, "{what}");
+        }
+    }
+
+    #[test]
+    fn field_violations_travel_as_bad_request_details() {
+        let mut v = Violations::new();
+        v.add("incident_id", "is required");
+        let status = Status::from(ManagerError::Invalid(v));
+        let details = status.get_error_details();
+        let violations = &details.bad_request().expect("BadRequest").field_violations;
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].field, "incident_id");
+    }
+}
