@@ -119,13 +119,10 @@ impl RetryPolicy {
             } else {
                 0.0
             };
+            // Cannot fail on the values above; tower's default otherwise.
             ExponentialBackoffMaker::new(s.backoff, max, jitter, HasherRng::default())
-                .map(|mut m| m.make_backoff())
-                .unwrap_or_else(|_| {
-                    let mut m = ExponentialBackoffMaker::new(max, max, 0.0, HasherRng::default())
-                        .unwrap_or_default();
-                    m.make_backoff()
-                })
+                .unwrap_or_default()
+                .make_backoff()
         });
         backoff.next_backoff()
     }
