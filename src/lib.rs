@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod app;
+pub mod background;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod error_code;
 pub mod ingest;
 pub mod manager;
 pub mod middleware;

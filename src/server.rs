@@ -1,8 +1,12 @@
 //! Wiring: config in; store, engines and managers built; the gRPC services,
 //! health, reflection, gRPC-Web and the plain HTTP routes (the Alertmanager
-//! webhook) served on one port; graceful shutdown.
+//! webhook) served on one port under the edge stack (`server/edge.rs`:
+//! request ids, a span per request, the timeout backstop; where
+//! authentication and metrics plug in); background work owned by one
+//! [`Background`]; graceful shutdown.
 
 use crate::api::{DecisionApi, IncidentApi, StatsApi};
+use crate::background::Background;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::{Engines, ExpertEngine};
@@ -14,22 +18,31 @@ use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
 use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
+
+mod edge;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 
-/// The fully qualified names of verdict's services, as health reports them.
+/// The fully qualified names of verdict's services, as health reports them
+/// (taken from the generated servers, never typed by hand).
 pub const SERVICE_NAMES: [&str; 3] = [
-    "verdict.v1.IncidentService",
-    "verdict.v1.DecisionService",
-    "verdict.v1.StatsService",
+    <IncidentServiceServer<IncidentApi> as NamedService>::NAME,
+    <DecisionServiceServer<DecisionApi> as NamedService>::NAME,
+    <StatsServiceServer<StatsApi> as NamedService>::NAME,
 ];
+
+/// The least time background tasks get to stop after the drain (a sweep
+/// or a cache write in flight finishes its store call).
+const BACKGROUND_STOP: Duration = Duration::from_secs(2);
 
 /// How often health re-checks the store.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -73,7 +86,9 @@ impl Running {
         self.wait().await
     }
 
-    /// Waits until the server stops (after its shutdown token is cancelled).
+    /// Waits until the server stops (after its shutdown token is cancelled,
+    /// or a background task panicked). An error says why serving failed or
+    /// which background task panicked.
     pub async fn wait(self) -> anyhow::Result<()> {
         self.done.await.context("server task panicked")?
     }
@@ -110,12 +125,116 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let store = build_store(&config)?;
+    let shutdown = CancellationToken::new();
+    let background = Background::new(shutdown.clone());
+    let parts = build_parts(&config, overrides, &background)?;
+    start_background(&config, &parts, &background).await?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, false).await;
+    background.spawn(
+        "store health",
+        watch_store_health(parts.store.clone(), health.clone(), shutdown.clone()),
+    );
+    let app = routes(&config, &parts, health_service)?;
+    let router = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .concurrency_limit_per_connection(1024)
+        .add_routes(Routes::from(app));
+    // TCP_NODELAY on every accepted socket. tonic sets it only on listeners
+    // it binds itself; on a listener handed in (ours, bound early so the
+    // port is known) Nagle's algorithm stays on, and a response written in
+    // two segments then waits for the client's delayed ACK: 40 ms added to
+    // every RPC that awaits anything (BENCHMARKS.md, "before").
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stopping = Stopping {
+        health,
+        decisions: parts.decisions.clone(),
+        background,
+        grace: config.shutdown_grace,
+    };
+    let done = tokio::spawn(serve(router, incoming, stopping));
+    tracing::info!(%addr, store = if config.in_memory() { "memory" } else { "redis" }, "verdict listening");
+    Ok(Running {
+        addr,
+        hub: parts.hub,
+        shutdown,
+        done,
+    })
+}
+
+/// What a replica is made of, built from the config.
+struct Parts {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    incidents: Arc<IncidentManager>,
+    decisions: Arc<DecisionManager>,
+    stats: Arc<StatsManager>,
+    ingestor: Arc<Ingestor>,
+    hub: Arc<Hub>,
+    /// Stops streams and refuses new work; cancelled at shutdown.
+    shutdown: CancellationToken,
+    /// Read at build time: a missing webhook token must stop the start,
+    /// not surface later.
+    webhook_token: Option<crate::ingest::WebhookToken>,
+}
+
+/// Store, engines and managers.
+fn build_parts(
+    config: &Config,
+    overrides: Overrides,
+    background: &Background,
+) -> anyhow::Result<Parts> {
+    let store = build_store(config)?;
     let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let expert = Arc::new(match &config.rules_file {
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
         None => ExpertEngine::builtin(),
     });
+    let analyzer: Arc<dyn crate::engine::Analyzer> = match overrides.analyzer {
+        Some(a) => a,
+        None => build_engines(config, &expert, &store, background)?,
+    };
+    let webhook_token = config.ingest.webhook_token()?;
+    let decisions = Arc::new(DecisionManager::new(
+        store.clone(),
+        expert,
+        analyzer,
+        clock.clone(),
+        config.decision_settings(),
+        background.shutdown().clone(),
+    ));
+    let ingestor = Arc::new(Ingestor::new(
+        store.clone(),
+        decisions.clone(),
+        clock.clone(),
+        IngestSettings::from(&config.ingest),
+    ));
+    Ok(Parts {
+        incidents: Arc::new(IncidentManager::new(store.clone(), clock.clone())),
+        stats: Arc::new(StatsManager::new(
+            store.clone(),
+            clock.clone(),
+            config.stats_retention,
+        )),
+        hub: Hub::new(config.max_watchers),
+        shutdown: background.shutdown().clone(),
+        store,
+        clock,
+        decisions,
+        ingestor,
+        webhook_token,
+    })
+}
+
+/// The dual and consensus engines (with the LLM, when one is configured).
+fn build_engines(
+    config: &Config,
+    expert: &Arc<ExpertEngine>,
+    store: &Arc<dyn Store>,
+    background: &Background,
+) -> anyhow::Result<Arc<Engines>> {
     let engine_settings = config.engine_settings();
     match &engine_settings.llm {
         Some(llm) => tracing::info!(
@@ -129,74 +248,53 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
             tracing::info!("no LLM configured (--llm-base-url): the expert engine decides alone")
         }
     }
-    let engines = Arc::new(Engines::new(
+    Ok(Arc::new(Engines::new(
         &engine_settings,
         expert.clone(),
         store.clone(),
-    )?);
-    let shutdown = CancellationToken::new();
-    let incidents = Arc::new(IncidentManager::new(store.clone(), clock.clone()));
-    let stats = Arc::new(StatsManager::new(
-        store.clone(),
-        clock.clone(),
-        config.stats_retention,
-    ));
-    let analyzer: Arc<dyn crate::engine::Analyzer> = match overrides.analyzer {
-        Some(a) => a,
-        None => engines,
-    };
-    // Read first: a missing token must stop the start, not surface later.
-    let webhook_token = config.ingest.webhook_token()?;
-    let decisions = Arc::new(DecisionManager::new(
-        store.clone(),
-        expert.clone(),
-        analyzer,
-        clock.clone(),
-        config.decision_settings(),
-        shutdown.clone(),
-    ));
+        background.tracker(),
+    )?))
+}
 
-    let ingestor = Arc::new(Ingestor::new(
-        store.clone(),
-        decisions.clone(),
-        clock.clone(),
-        IngestSettings::from(&config.ingest),
-    ));
-
-    let hub = Hub::new(config.max_watchers);
-    let sink_hub = hub.clone();
-    let feed = store
-        .follow_changes(Arc::new(move |d| sink_hub.publish(d)), shutdown.clone())
-        .await?;
-    let feed_task = tokio::spawn(feed);
-    let watch = WatchContext {
-        hub: hub.clone(),
-        decisions: decisions.clone(),
-        store: store.clone(),
-        clock: clock.clone(),
-        shutdown: shutdown.clone(),
-    };
-    // Finishes decisions abandoned ANALYZING by a replica that died.
-    let sweeper = (!config.sweep_interval.is_zero()).then(|| {
-        tokio::spawn(
-            Sweeper::new(
-                decisions.clone(),
-                store.clone(),
-                clock.clone(),
-                config.sweep_interval,
-            )
-            .run(shutdown.clone()),
+/// The change-feed follower (feeding the watch hub and the decision
+/// manager's joined callers) and the recovery sweep, owned by `background`.
+async fn start_background(
+    config: &Config,
+    parts: &Parts,
+    background: &Background,
+) -> anyhow::Result<()> {
+    let (hub, decisions) = (parts.hub.clone(), parts.decisions.clone());
+    let feed = parts
+        .store
+        .follow_changes(
+            Arc::new(move |d| {
+                decisions.observe(&d);
+                hub.publish(d);
+            }),
+            background.shutdown().clone(),
         )
-    });
+        .await?;
+    background.spawn("change feed", feed);
+    // Finishes decisions abandoned ANALYZING by a replica that died.
+    if !config.sweep_interval.is_zero() {
+        let sweeper = Sweeper::new(
+            parts.decisions.clone(),
+            parts.store.clone(),
+            parts.clock.clone(),
+            config.sweep_interval,
+        );
+        background.spawn("recovery sweep", sweeper.run(background.shutdown().clone()));
+    }
+    Ok(())
+}
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, false).await;
-    let health_task = tokio::spawn(watch_store_health(
-        store.clone(),
-        health.clone(),
-        shutdown.clone(),
-    ));
-
+/// Every route on the one port, under the edge stack: the plain HTTP
+/// routes first, everything else gRPC (or gRPC-Web).
+fn routes(
+    config: &Config,
+    parts: &Parts,
+    health_service: HealthServer<impl Health>,
+) -> anyhow::Result<axum::Router> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -207,21 +305,31 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             )
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
+    let watch = WatchContext {
+        hub: parts.hub.clone(),
+        decisions: parts.decisions.clone(),
+        store: parts.store.clone(),
+        clock: parts.clock.clone(),
+        shutdown: parts.shutdown.clone(),
+    };
     let max = config.max_message_bytes;
     let grpc = Routes::new(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(
-            IncidentServiceServer::new(IncidentApi::new(incidents, ingestor.clone()))
-                .max_decoding_message_size(max),
+            IncidentServiceServer::new(IncidentApi::new(
+                parts.incidents.clone(),
+                parts.ingestor.clone(),
+            ))
+            .max_decoding_message_size(max),
         )
         .add_service(
             DecisionServiceServer::new(DecisionApi::new(watch)).max_decoding_message_size(max),
         )
-        .add_service(StatsServiceServer::new(StatsApi::new(stats)).max_decoding_message_size(max));
+        .add_service(
+            StatsServiceServer::new(StatsApi::new(parts.stats.clone()))
+                .max_decoding_message_size(max),
+        );
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.
     // CORS (when configured) answers browsers' preflights before gRPC-Web.
@@ -229,71 +337,69 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         .option_layer(cors_layer(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .service(grpc);
-    // Plain HTTP routes first; everything else is gRPC (or gRPC-Web).
     let app = crate::ingest::webhook::router(Webhook {
-        ingestor,
-        token: webhook_token,
+        ingestor: parts.ingestor.clone(),
+        token: parts.webhook_token.clone(),
         max_bytes: config.ingest.max_webhook_bytes,
     })
     .fallback_service(grpc);
-    let router = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .concurrency_limit_per_connection(1024)
-        .add_routes(Routes::from(app));
+    Ok(edge::apply(app))
+}
 
-    // TCP_NODELAY on every accepted socket. tonic sets it only on listeners
-    // it binds itself; on a listener handed in (ours, bound early so the
-    // port is known) Nagle's algorithm stays on, and a response written in
-    // two segments then waits for the client's delayed ACK: 40 ms added to
-    // every RPC that awaits anything (BENCHMARKS.md, "before").
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let grace = config.shutdown_grace;
-    let token = shutdown.clone();
+/// How a running server stops.
+struct Stopping {
+    health: HealthReporter,
+    decisions: Arc<DecisionManager>,
+    background: Background,
+    grace: Duration,
+}
+
+/// Serves until the shutdown token is cancelled (or serving fails), then
+/// stops in order: health NOT_SERVING (load balancers stop sending work),
+/// no new connections, in-flight RPCs and background analyses given
+/// `grace`, then the background tasks awaited.
+async fn serve(
+    router: tonic::transport::server::Router,
+    incoming: tonic::transport::server::TcpIncoming,
+    stopping: Stopping,
+) -> anyhow::Result<()> {
+    let token = stopping.background.shutdown().clone();
     // Stops accepting and starts the graceful drain; cancelled only after
     // health has flipped to NOT_SERVING.
     let stop_serving = CancellationToken::new();
-    let done = tokio::spawn(async move {
-        let serve =
-            router.serve_with_incoming_shutdown(incoming, stop_serving.clone().cancelled_owned());
-        tokio::pin!(serve);
-        let result = tokio::select! {
-            r = &mut serve => r.map_err(anyhow::Error::from),
-            _ = token.cancelled() => {
-                // Health flips first so load balancers stop sending work;
-                // then in-flight RPCs get `grace` to finish.
-                set_health(&health, false).await;
-                stop_serving.cancel();
-                let until = tokio::time::Instant::now() + grace;
-                let r = match tokio::time::timeout_at(until, &mut serve).await {
-                    Ok(r) => r.map_err(anyhow::Error::from),
-                    Err(_) => {
-                        tracing::warn!(?grace, "in-flight requests did not finish in time; closing");
-                        Ok(())
-                    }
-                };
-                decisions.drain(until.saturating_duration_since(tokio::time::Instant::now())).await;
-                r
-            }
-        };
-        // Also when serving failed on its own: stop the feed and streams.
-        token.cancel();
-        health_task.abort();
-        let _ = feed_task.await;
-        if let Some(sweeper) = sweeper {
-            sweeper.abort();
+    let serve =
+        router.serve_with_incoming_shutdown(incoming, stop_serving.clone().cancelled_owned());
+    tokio::pin!(serve);
+    let mut until = None;
+    let result = tokio::select! {
+        r = &mut serve => r.map_err(anyhow::Error::from),
+        _ = token.cancelled() => {
+            set_health(&stopping.health, false).await;
+            stop_serving.cancel();
+            let grace = stopping.grace;
+            let deadline = tokio::time::Instant::now() + grace;
+            until = Some(deadline);
+            let r = match tokio::time::timeout_at(deadline, &mut serve).await {
+                Ok(r) => r.map_err(anyhow::Error::from),
+                Err(_) => {
+                    tracing::warn!(?grace, "in-flight requests did not finish in time; closing");
+                    Ok(())
+                }
+            };
+            stopping.decisions.drain(remaining(deadline)).await;
+            r
         }
-        tracing::info!("server stopped");
-        result
-    });
-    tracing::info!(%addr, store = if config.in_memory() { "memory" } else { "redis" }, "verdict listening");
-    Ok(Running {
-        addr,
-        hub,
-        shutdown,
-        done,
-    })
+    };
+    // Also when serving failed on its own: stop the feed, sweeps, streams.
+    let bound = until.map_or(stopping.grace, remaining).max(BACKGROUND_STOP);
+    let background = stopping.background.stop(bound).await;
+    tracing::info!("server stopped");
+    result.and(background)
+}
+
+/// Time left until `deadline`.
+fn remaining(deadline: tokio::time::Instant) -> Duration {
+    deadline.saturating_duration_since(tokio::time::Instant::now())
 }
 
 /// CORS for gRPC-Web callers on other origins, when configured: the
@@ -330,6 +436,8 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
+/// Sets the server (`""`) and each of verdict's services, by their typed
+/// names, SERVING or NOT_SERVING.
 async fn set_health(health: &HealthReporter, serving: bool) {
     let status = if serving {
         ServingStatus::Serving
@@ -337,8 +445,24 @@ async fn set_health(health: &HealthReporter, serving: bool) {
         ServingStatus::NotServing
     };
     health.set_service_status("", status).await;
-    for name in SERVICE_NAMES {
-        health.set_service_status(name, status).await;
+    if serving {
+        health
+            .set_serving::<IncidentServiceServer<IncidentApi>>()
+            .await;
+        health
+            .set_serving::<DecisionServiceServer<DecisionApi>>()
+            .await;
+        health.set_serving::<StatsServiceServer<StatsApi>>().await;
+    } else {
+        health
+            .set_not_serving::<IncidentServiceServer<IncidentApi>>()
+            .await;
+        health
+            .set_not_serving::<DecisionServiceServer<DecisionApi>>()
+            .await;
+        health
+            .set_not_serving::<StatsServiceServer<StatsApi>>()
+            .await;
     }
 }
 

@@ -4,7 +4,7 @@ use super::{convert, deadline};
 use crate::clock::Clock;
 use crate::domain::Violations;
 use crate::domain::incident::limits;
-use crate::manager::{DecisionManager, ManagerError};
+use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::proto as pb;
 use crate::proto::decision_service_server::DecisionService;
 use crate::watch::WatchContext;
@@ -69,13 +69,19 @@ impl DecisionService for DecisionApi {
             (Some(id), true) => id,
             _ => return Err(invalid(v)),
         };
-        let (d, created) = self
+        let issued = self
             .decisions
-            .get_or_create(&id, mode, r.wait, timeout, call_deadline)
+            .get_or_create(DecisionRequest {
+                incident_id: id,
+                mode,
+                wait: r.wait,
+                timeout,
+                call_deadline,
+            })
             .await?;
         Ok(Response::new(pb::GetOrCreateDecisionResponse {
-            decision: self.render(&d),
-            created,
+            decision: self.render(&issued.decision),
+            created: issued.created,
         }))
     }
 

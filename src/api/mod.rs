@@ -1,6 +1,7 @@
 //! The gRPC surface: tonic service implementations and the conversions
 //! between protobuf and domain types. This is the only module that knows
-//! protobuf, and `status.rs` is the only place errors become `Status`.
+//! protobuf, and `status.rs` is the only place errors become `Status` (the
+//! code from each error's `code()`, see `error_code.rs`).
 
 pub mod convert;
 pub mod deadline;

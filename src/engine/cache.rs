@@ -21,18 +21,25 @@ pub struct ProposalCache {
     ttl: Duration,
     policy: Policy,
     /// Writes run in the background (the answer is not held back for
-    /// them); owned here so they are never detached.
+    /// them), on the server's tracker (`background.rs`), so they are never
+    /// detached and shutdown waits for them.
     writes: TaskTracker,
 }
 
 impl ProposalCache {
-    /// None when `ttl` is zero (caching off).
-    pub fn new(store: Arc<dyn Store>, ttl: Duration, policy: Policy) -> Option<Self> {
+    /// None when `ttl` is zero (caching off). Writes are spawned on
+    /// `writes`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        ttl: Duration,
+        policy: Policy,
+        writes: TaskTracker,
+    ) -> Option<Self> {
         (!ttl.is_zero()).then(|| ProposalCache {
             store,
             ttl,
             policy,
-            writes: TaskTracker::new(),
+            writes,
         })
     }
 
@@ -67,12 +74,5 @@ impl ProposalCache {
                 tracing::warn!(error = %e, "cannot cache the proposal");
             }
         });
-    }
-
-    /// Waits for the background writes started so far (tests).
-    pub async fn flush(&self) {
-        self.writes.close();
-        self.writes.wait().await;
-        self.writes.reopen();
     }
 }

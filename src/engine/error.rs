@@ -5,6 +5,7 @@
 //! records. Messages never carry the API key (it is never put into one).
 
 use crate::domain::FallbackReason;
+use crate::error_code::ErrorCode;
 use crate::middleware::{CircuitOpen, Elapsed, RetryHint, Retryable};
 use std::time::Duration;
 use thiserror::Error;
@@ -45,6 +46,24 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// What kind of failure this is. An engine error never reaches a caller
+    /// today (the expert answers instead); the code is what a future RPC
+    /// that surfaces it (e.g. an LLM health check) would report.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EngineError::Connect(_) | EngineError::CircuitOpen => ErrorCode::Unavailable,
+            EngineError::Timeout(_) => ErrorCode::Timeout,
+            EngineError::Status { status, .. } if *status == 429 || *status >= 500 => {
+                ErrorCode::Unavailable
+            }
+            EngineError::Status { .. }
+            | EngineError::Protocol(_)
+            | EngineError::Invalid(_)
+            | EngineError::Unsafe(_)
+            | EngineError::Setup(_) => ErrorCode::Internal,
+        }
+    }
+
     /// What the decision records when this error sends it to the expert.
     pub fn fallback_reason(&self) -> FallbackReason {
         match self {

@@ -23,6 +23,7 @@ use crate::store::Store;
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 pub use consensus::{ConsensusEngine, ConsensusSettings, Persona};
 pub use dual::DualEngine;
@@ -64,6 +65,7 @@ impl Engines {
         settings: &EngineSettings,
         expert: Arc<ExpertEngine>,
         store: Arc<dyn Store>,
+        tasks: TaskTracker,
     ) -> Result<Self, EngineError> {
         let llm = match &settings.llm {
             Some(s) => {
@@ -75,7 +77,7 @@ impl Engines {
             }
             None => None,
         };
-        Ok(Self::with_llm(settings, expert, store, llm))
+        Ok(Self::with_llm(settings, expert, store, tasks, llm))
     }
 
     /// Builds the engines over a given LLM proposer (tests and benchmarks
@@ -84,11 +86,12 @@ impl Engines {
         settings: &EngineSettings,
         expert: Arc<ExpertEngine>,
         store: Arc<dyn Store>,
+        tasks: TaskTracker,
         llm: Option<llm::LlmProposer>,
     ) -> Self {
-        let cache = llm
-            .as_ref()
-            .and_then(|l| cache::ProposalCache::new(store, settings.cache_ttl, l.policy().clone()));
+        let cache = llm.as_ref().and_then(|l| {
+            cache::ProposalCache::new(store, settings.cache_ttl, l.policy().clone(), tasks)
+        });
         Engines {
             dual: DualEngine::new(Arc::clone(&expert), llm.clone(), cache.clone()),
             consensus: ConsensusEngine::new(expert, llm, cache, settings.consensus.clone()),

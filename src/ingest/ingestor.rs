@@ -12,8 +12,8 @@ use super::grouping::{Group, Policy};
 use super::merge;
 use super::settings::IngestConfig;
 use crate::clock::Clock;
-use crate::domain::{DecisionMode, Incident, IncidentId, IncidentStatus, Signal, SignalStatus};
-use crate::manager::{DecisionManager, ManagerError};
+use crate::domain::{Incident, IncidentId, IncidentStatus, Signal, SignalStatus};
+use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::store::{Cas, Created, Store};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -86,6 +86,35 @@ pub struct Report {
     pub ignored: usize,
 }
 
+/// Where one group's chain of incidents stands during an `ingest_group`
+/// call.
+struct Chain<'g> {
+    group: &'g Group,
+    /// The group pointer as read: moved forward from here, never back.
+    pointer: Option<IncidentId>,
+    /// Where the chain continues from, and its incident (None when
+    /// missing).
+    last_id: Option<IncidentId>,
+    last: Option<Incident>,
+    /// Set when this call found the group's next incident already
+    /// created: by a racing call, or by one that died before starting its
+    /// decision. Starting it again is single-flight, so harmless.
+    joined_new: bool,
+}
+
+/// The outcome of one round of `ingest_group`.
+// A return value that lives for one match: boxing `Touched` would only add
+// an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// Finished: what happened to the group's incident (None: nothing
+    /// matched and nothing opened).
+    Done(Option<Touched>),
+    /// Progress was made (a lost race re-read, or the chain advanced);
+    /// go round again.
+    Again,
+}
+
 /// Turns alerts into incidents.
 pub struct Ingestor {
     store: Arc<dyn Store>,
@@ -146,152 +175,178 @@ impl Ingestor {
     }
 
     /// Folds one group's signals into its incident, opening one if the
-    /// group has no active incident and something fires.
+    /// group has no active incident and something fires. Each round either
+    /// finishes or makes progress (a lost compare-and-set re-read, or a step
+    /// along the group's chain).
     async fn ingest_group(
         &self,
         group: &Group,
         signals: &[Signal],
     ) -> Result<Option<Touched>, ManagerError> {
-        let policy = &self.settings.policy;
-        let pointer = self.store.group_incident(&group.key).await?;
-        // `last_id` is where the group's chain continues from; `last` its
-        // incident (None when it is missing).
-        let mut last_id = pointer.clone();
-        let mut last = match &pointer {
-            Some(id) => self.store.get_incident(id).await?,
-            None => None,
-        };
-        // Set when this call found the group's next incident already
-        // created: by a racing call, or by one that died before starting
-        // its decision. Starting it again is single-flight, so harmless.
-        let mut joined_new = false;
+        let mut chain = self.read_chain(group).await?;
         for _ in 0..MAX_ROUNDS {
-            let now = self.clock.now();
-            if let Some(current) = last.as_ref().filter(|i| i.status.is_active()) {
-                let mut next = current.clone();
-                let applied = merge::apply(policy, &mut next, signals);
-                let touched = |incident: Incident, auto_resolved| Touched {
-                    incident,
-                    group: group.label.clone(),
-                    opened: false,
-                    changed: applied.changed,
-                    auto_resolved,
-                    dropped: applied.dropped,
-                };
-                if !applied.changed {
-                    self.advance_pointer(group, pointer.as_ref(), &current.id)
-                        .await?;
-                    if joined_new && self.settings.auto_decide {
-                        self.auto_decide(&current.id).await;
-                    }
-                    return Ok(Some(touched(current.clone(), false)));
-                }
-                let auto_resolved = self.settings.auto_resolve && merge::all_resolved(&next);
-                if auto_resolved {
-                    // The normal status path: sets resolved_at, bumps the version.
-                    next.set_status(IncidentStatus::Resolved, now);
-                    next.status_actor = ACTOR.into();
-                    next.status_note = "every alert resolved".into();
-                } else {
-                    next.updated_at = now;
-                    next.version = current.version + 1;
-                }
-                match self
-                    .store
-                    .update_incident(
-                        current.version,
-                        &next,
-                        &crate::stats::record::incident(Some(current), &next),
-                    )
-                    .await?
-                {
-                    Cas::Written => {
-                        self.advance_pointer(group, pointer.as_ref(), &next.id)
-                            .await?;
-                        tracing::info!(
-                            incident = %next.id,
-                            group = ?group.label,
-                            signals = next.signals.len(),
-                            auto_resolved,
-                            "alerts merged into incident"
-                        );
-                        if applied.dropped > 0 {
-                            tracing::warn!(incident = %next.id, dropped = applied.dropped, "incident holds its maximum of alerts; new alerts dropped");
-                        }
-                        if joined_new && self.settings.auto_decide && next.status.is_active() {
-                            self.auto_decide(&next.id).await;
-                        }
-                        return Ok(Some(touched(next, auto_resolved)));
-                    }
-                    // Someone else changed it: apply again to what is stored.
-                    Cas::Conflict(stored) => {
-                        last = stored;
-                        continue;
-                    }
-                }
-            }
-
-            // No active incident: open one if anything new fires.
-            let fresh = merge::fresh(last.as_ref(), signals);
-            if !fresh.iter().any(|s| s.status == SignalStatus::Firing) {
-                if let Some(l) = &last {
-                    self.advance_pointer(group, pointer.as_ref(), &l.id).await?;
-                }
-                return Ok(last.map(|incident| Touched {
-                    incident,
-                    group: group.label.clone(),
-                    opened: false,
-                    changed: false,
-                    auto_resolved: false,
-                    dropped: 0,
-                }));
-            }
-            let id = group.key.incident_id_after(last_id.as_ref());
-            let (incident, applied) = merge::open(policy, id.clone(), &fresh, now);
-            match self
-                .store
-                .create_incident(
-                    &incident,
-                    None,
-                    &crate::stats::record::incident(None, &incident),
-                )
-                .await?
-            {
-                Created::New(incident) | Created::Replayed(incident) => {
-                    self.advance_pointer(group, pointer.as_ref(), &incident.id)
-                        .await?;
-                    tracing::info!(
-                        incident = %incident.id,
-                        group = ?group.label,
-                        severity = incident.severity.as_str(),
-                        signals = incident.signals.len(),
-                        "alerts opened an incident"
-                    );
-                    if self.settings.auto_decide {
-                        self.auto_decide(&incident.id).await;
-                    }
-                    return Ok(Some(Touched {
-                        incident,
-                        group: group.label.clone(),
-                        opened: true,
-                        changed: true,
-                        auto_resolved: false,
-                        dropped: applied.dropped,
-                    }));
-                }
-                // Another call (maybe on another replica) opened it first,
-                // or a crashed one did before recording it: join it.
-                Created::IdTaken => {
-                    last = self.store.get_incident(&id).await?;
-                    last_id = Some(id);
-                    joined_new = true;
-                }
+            let active = chain.last.clone().filter(|i| i.status.is_active());
+            let step = match active {
+                Some(current) => self.merge_into(&mut chain, current, signals).await?,
+                None => self.open_next(&mut chain, signals).await?,
+            };
+            if let Step::Done(touched) = step {
+                return Ok(touched);
             }
         }
         Err(ManagerError::Contended(format!(
             "alert group {}",
             group.label
         )))
+    }
+
+    /// The group's pointer and the incident it points at.
+    async fn read_chain<'g>(&self, group: &'g Group) -> Result<Chain<'g>, ManagerError> {
+        let pointer = self.store.group_incident(&group.key).await?;
+        let last = match &pointer {
+            Some(id) => self.store.get_incident(id).await?,
+            None => None,
+        };
+        Ok(Chain {
+            group,
+            last_id: pointer.clone(),
+            pointer,
+            last,
+            joined_new: false,
+        })
+    }
+
+    /// Merges the signals into `current`, the group's active incident, and
+    /// writes it with compare-and-set (resolving it when every alert is
+    /// resolved). Nothing is written when nothing changes.
+    async fn merge_into(
+        &self,
+        chain: &mut Chain<'_>,
+        current: Incident,
+        signals: &[Signal],
+    ) -> Result<Step, ManagerError> {
+        let group = chain.group;
+        let mut next = current.clone();
+        let applied = merge::apply(&self.settings.policy, &mut next, signals);
+        let touched = |incident: Incident, auto_resolved| Touched {
+            incident,
+            group: group.label.clone(),
+            opened: false,
+            changed: applied.changed,
+            auto_resolved,
+            dropped: applied.dropped,
+        };
+        if !applied.changed {
+            self.advance_pointer(group, chain.pointer.as_ref(), &current.id)
+                .await?;
+            if chain.joined_new && self.settings.auto_decide {
+                self.auto_decide(&current.id).await;
+            }
+            return Ok(Step::Done(Some(touched(current, false))));
+        }
+        let now = self.clock.now();
+        let auto_resolved = self.settings.auto_resolve && merge::all_resolved(&next);
+        if auto_resolved {
+            // The normal status path: sets resolved_at, bumps the version.
+            next.set_status(IncidentStatus::Resolved, now);
+            next.status_actor = ACTOR.into();
+            next.status_note = "every alert resolved".into();
+        } else {
+            next.updated_at = now;
+            next.version = current.version + 1;
+        }
+        let stats = crate::stats::record::incident(Some(&current), &next);
+        match self
+            .store
+            .update_incident(current.version, &next, &stats)
+            .await?
+        {
+            Cas::Written => {
+                self.advance_pointer(group, chain.pointer.as_ref(), &next.id)
+                    .await?;
+                tracing::info!(
+                    incident = %next.id,
+                    group = ?group.label,
+                    signals = next.signals.len(),
+                    auto_resolved,
+                    "alerts merged into incident"
+                );
+                if applied.dropped > 0 {
+                    tracing::warn!(incident = %next.id, dropped = applied.dropped, "incident holds its maximum of alerts; new alerts dropped");
+                }
+                if chain.joined_new && self.settings.auto_decide && next.status.is_active() {
+                    self.auto_decide(&next.id).await;
+                }
+                Ok(Step::Done(Some(touched(next, auto_resolved))))
+            }
+            // Someone else changed it: apply again to what is stored.
+            Cas::Conflict(stored) => {
+                chain.last = stored;
+                Ok(Step::Again)
+            }
+        }
+    }
+
+    /// The group has no active incident: opens the next one of its chain
+    /// if anything new fires (under the id every replica derives), or joins
+    /// it when another call created it first.
+    async fn open_next(
+        &self,
+        chain: &mut Chain<'_>,
+        signals: &[Signal],
+    ) -> Result<Step, ManagerError> {
+        let group = chain.group;
+        let fresh = merge::fresh(chain.last.as_ref(), signals);
+        if !fresh.iter().any(|s| s.status == SignalStatus::Firing) {
+            if let Some(l) = &chain.last {
+                self.advance_pointer(group, chain.pointer.as_ref(), &l.id)
+                    .await?;
+            }
+            return Ok(Step::Done(chain.last.take().map(|incident| Touched {
+                incident,
+                group: group.label.clone(),
+                opened: false,
+                changed: false,
+                auto_resolved: false,
+                dropped: 0,
+            })));
+        }
+        let id = group.key.incident_id_after(chain.last_id.as_ref());
+        let (incident, applied) =
+            merge::open(&self.settings.policy, id.clone(), &fresh, self.clock.now());
+        let stats = crate::stats::record::incident(None, &incident);
+        match self.store.create_incident(&incident, None, &stats).await? {
+            Created::New(incident) | Created::Replayed(incident) => {
+                self.advance_pointer(group, chain.pointer.as_ref(), &incident.id)
+                    .await?;
+                tracing::info!(
+                    incident = %incident.id,
+                    group = ?group.label,
+                    severity = incident.severity.as_str(),
+                    signals = incident.signals.len(),
+                    "alerts opened an incident"
+                );
+                if self.settings.auto_decide {
+                    self.auto_decide(&incident.id).await;
+                }
+                Ok(Step::Done(Some(Touched {
+                    incident,
+                    group: group.label.clone(),
+                    opened: true,
+                    changed: true,
+                    auto_resolved: false,
+                    dropped: applied.dropped,
+                })))
+            }
+            // Another call (maybe on another replica) opened it first,
+            // or a crashed one did before recording it: join it.
+            Created::IdTaken => {
+                chain.last = self.store.get_incident(&id).await?;
+                chain.last_id = Some(id);
+                chain.joined_new = true;
+                Ok(Step::Again)
+            }
+        }
     }
 
     /// Moves the group's pointer forward to `to` when it was read behind
@@ -315,11 +370,11 @@ impl Ingestor {
     async fn auto_decide(&self, id: &IncidentId) {
         match self
             .decisions
-            .get_or_create(id, DecisionMode::Auto, false, None, None)
+            .get_or_create(DecisionRequest::background(id.clone()))
             .await
         {
-            Ok((d, _)) => {
-                tracing::info!(incident = %id, token = %d.token, "decision started for new incident")
+            Ok(issued) => {
+                tracing::info!(incident = %id, token = %issued.decision.token, "decision started for new incident")
             }
             Err(ManagerError::ShuttingDown) => {}
             Err(e) => {

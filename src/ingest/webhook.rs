@@ -6,12 +6,16 @@
 //! body size (413), then the payload (400, every problem listed with its
 //! JSON path). Only a valid payload reaches the [`Ingestor`]. Alertmanager
 //! retries 5xx answers and gives up on 4xx ones, which is why a store
-//! outage answers 503 and a bad payload 400.
+//! outage answers 503 and a bad payload 400. Every refusal is a
+//! [`WebhookError`]; its HTTP status derives from its [`ErrorCode`], the
+//! table the gRPC statuses come from too.
 
 use super::alertmanager;
 use super::ingestor::{Ingestor, Report};
-use crate::domain::{FieldViolation, Violations};
+use crate::domain::Violations;
+use crate::error_code::ErrorCode;
 use crate::manager::ManagerError;
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -80,6 +84,48 @@ pub fn router(webhook: Webhook) -> axum::Router {
         .with_state(Arc::new(webhook))
 }
 
+/// Why a notification was refused. Each variant says its [`ErrorCode`]
+/// once; the HTTP status derives from it (`ErrorCode::http`).
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("a valid bearer token is required (Authorization: Bearer ...)")]
+    Unauthenticated,
+    #[error("the body must be JSON: Content-Type: application/json")]
+    NotJson,
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the body could not be read")]
+    Unreadable,
+    /// The payload (or the ingestor) found invalid fields.
+    #[error("invalid Alertmanager payload: {}", .0.summary())]
+    Invalid(Violations),
+    /// Ingestion failed (a store outage: Alertmanager retries).
+    #[error(transparent)]
+    Ingest(ManagerError),
+}
+
+impl WebhookError {
+    /// What kind of failure this is.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            WebhookError::Unauthenticated => ErrorCode::Unauthenticated,
+            WebhookError::NotJson => ErrorCode::UnsupportedMediaType,
+            WebhookError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            WebhookError::Unreadable | WebhookError::Invalid(_) => ErrorCode::BadRequest,
+            WebhookError::Ingest(e) => e.code(),
+        }
+    }
+}
+
+impl From<ManagerError> for WebhookError {
+    fn from(e: ManagerError) -> Self {
+        match e {
+            ManagerError::Invalid(v) => WebhookError::Invalid(v),
+            e => WebhookError::Ingest(e),
+        }
+    }
+}
+
 /// An error answer: `{"error": "...", "violations": [{"field", "description"}]}`.
 #[derive(Debug, Serialize)]
 struct ErrorBody {
@@ -93,22 +139,36 @@ struct ViolationBody {
     description: String,
 }
 
-fn error(
-    code: StatusCode,
-    message: impl Into<String>,
-    violations: Vec<FieldViolation>,
-) -> Response {
-    let body = ErrorBody {
-        error: message.into(),
-        violations: violations
-            .into_iter()
-            .map(|v| ViolationBody {
-                field: v.field,
-                description: v.description,
-            })
-            .collect(),
-    };
-    json(code, &body)
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        let code = self.code().http();
+        if code.is_server_error() {
+            tracing::warn!(error = %self, "webhook failed; Alertmanager will retry");
+        }
+        let message = self.to_string();
+        let violations = match self {
+            WebhookError::Invalid(v) => v.into_iter().collect(),
+            _ => vec![],
+        };
+        let body = ErrorBody {
+            error: message,
+            violations: violations
+                .into_iter()
+                .map(|v| ViolationBody {
+                    field: v.field,
+                    description: v.description,
+                })
+                .collect(),
+        };
+        let mut r = json(code, &body);
+        if code == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"verdict\""),
+            );
+        }
+        r
+    }
 }
 
 fn json<T: Serialize>(code: StatusCode, body: &T) -> Response {
@@ -124,14 +184,6 @@ fn json<T: Serialize>(code: StatusCode, body: &T) -> Response {
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
-}
-
-fn invalid(v: Violations) -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        format!("invalid Alertmanager payload: {}", v.summary()),
-        v.into_iter().collect(),
-    )
 }
 
 /// Whether the body is declared as JSON (`application/json`, optionally
@@ -158,69 +210,21 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn receive(State(hook): State<Arc<Webhook>>, req: Request) -> Response {
+    match accept(&hook, req).await {
+        Ok(report) => json(StatusCode::OK, &ReportBody::from(&report)),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The checks, cheapest first, then the ingestion.
+async fn accept(hook: &Webhook, req: Request) -> Result<Report, WebhookError> {
     let (parts, body) = req.into_parts();
-    if let Some(token) = &hook.token
-        && !token.admits(parts.headers.get(header::AUTHORIZATION))
-    {
-        tracing::warn!(
-            path = PATH,
-            "webhook refused: missing or wrong bearer token"
-        );
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required (Authorization: Bearer ...)",
-            vec![],
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"verdict\""),
-        );
-        return r;
-    }
-    if !is_json(&parts.headers) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON: Content-Type: application/json",
-            vec![],
-        );
-    }
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {} bytes", hook.max_bytes),
-            vec![],
-        )
-    };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > hook.max_bytes as u64) {
-        return too_large();
-    }
-    let bytes = match http_body_util::Limited::new(body, hook.max_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => {
-            tracing::debug!(error = %e, "webhook body could not be read");
-            return error(
-                StatusCode::BAD_REQUEST,
-                "the body could not be read",
-                vec![],
-            );
-        }
-    };
-    let notification = match alertmanager::parse(&bytes, hook.ingestor.now()) {
-        Ok(n) => n,
-        Err(v) => {
-            tracing::info!(violations = %v, "webhook refused: invalid payload");
-            return invalid(v);
-        }
-    };
+    check_headers(hook, &parts.headers)?;
+    let bytes = read_body(body, hook.max_bytes).await?;
+    let notification = alertmanager::parse(&bytes, hook.ingestor.now()).map_err(|v| {
+        tracing::info!(violations = %v, "webhook refused: invalid payload");
+        WebhookError::Invalid(v)
+    })?;
     if notification.truncated_alerts > 0 {
         tracing::warn!(
             receiver = %notification.receiver,
@@ -234,16 +238,47 @@ async fn receive(State(hook): State<Arc<Webhook>>, req: Request) -> Response {
         alerts = notification.signals.len(),
         "webhook received"
     );
-    match hook.ingestor.ingest(notification.signals).await {
-        Ok(report) => json(StatusCode::OK, &ReportBody::from(&report)),
-        Err(ManagerError::Invalid(v)) => invalid(v),
+    Ok(hook.ingestor.ingest(notification.signals).await?)
+}
+
+/// Token, content type and declared size: refused before a byte is read.
+fn check_headers(hook: &Webhook, headers: &HeaderMap) -> Result<(), WebhookError> {
+    if let Some(token) = &hook.token
+        && !token.admits(headers.get(header::AUTHORIZATION))
+    {
+        tracing::warn!(
+            path = PATH,
+            "webhook refused: missing or wrong bearer token"
+        );
+        return Err(WebhookError::Unauthenticated);
+    }
+    if !is_json(headers) {
+        return Err(WebhookError::NotJson);
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > hook.max_bytes as u64) {
+        return Err(WebhookError::TooLarge(hook.max_bytes));
+    }
+    Ok(())
+}
+
+/// The body, read only up to `max_bytes` (a lying `Content-Length` is
+/// caught here).
+async fn read_body(body: axum::body::Body, max_bytes: usize) -> Result<Bytes, WebhookError> {
+    match http_body_util::Limited::new(body, max_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(WebhookError::TooLarge(max_bytes))
+        }
         Err(e) => {
-            let code = StatusCode::from_u16(crate::api::status::http_status(&e))
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if code.is_server_error() {
-                tracing::warn!(error = %e, "webhook failed; Alertmanager will retry");
-            }
-            error(code, e.to_string(), vec![])
+            tracing::debug!(error = %e, "webhook body could not be read");
+            Err(WebhookError::Unreadable)
         }
     }
 }

@@ -6,7 +6,8 @@
 //! expert engine answers when time is up.
 
 use super::ManagerError;
-use super::sweeper::abandoned;
+use super::sweeper::{RECOVERY_GRACE, abandoned};
+use super::waiters::Waiters;
 use crate::clock::Clock;
 use crate::domain::{
     Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Token,
@@ -25,14 +26,20 @@ use tokio_util::task::TaskTracker;
 /// ABORTED-style `Contended` (each retry re-reads, so this only trips under
 /// pathological contention).
 const CAS_ATTEMPTS: usize = 8;
-/// How often a caller waiting on an analysis owned by another replica
-/// re-reads the decision. Local analyses wake waiters at once.
-const JOIN_POLL: Duration = Duration::from_millis(20);
 /// Time kept back from a call's deadline to write READY and answer: a tenth
 /// of the timeout, at most 20 ms (measured: a burst of 100 simultaneous
 /// deadlines on a loaded 2-core machine needs about that).
 fn finish_reserve(timeout: Duration) -> Duration {
     (timeout / 10).min(Duration::from_millis(20))
+}
+
+/// How long until an ANALYZING decision counts as abandoned (see
+/// [`abandoned`]); zero when it already does.
+fn until_abandoned(d: &Decision, now: chrono::DateTime<chrono::Utc>) -> Duration {
+    let grace = chrono::Duration::from_std(RECOVERY_GRACE).unwrap_or(chrono::Duration::zero());
+    (d.analysis_deadline + grace - now)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// The longest analysis timeout a caller may ask for.
@@ -113,9 +120,47 @@ pub struct DecisionManager {
     /// Background analyses (calls without `wait`); drained on shutdown.
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    /// Bumped whenever this replica finishes an analysis, so local waiters
-    /// wake at once instead of at their next poll.
-    finished: tokio::sync::watch::Sender<u64>,
+    /// Callers joined to an analysis they do not own, woken by the change
+    /// feed ([`Self::observe`]) and by local finishes.
+    waiters: Waiters,
+}
+
+/// A `get_or_create` call: which incident, which engine, and how long the
+/// caller is prepared to wait.
+#[derive(Debug, Clone)]
+pub struct DecisionRequest {
+    pub incident_id: IncidentId,
+    /// The engine asked for (AUTO is resolved by severity).
+    pub mode: DecisionMode,
+    /// Return only once the decision is past ANALYZING (else at once,
+    /// with the analysis running in the background).
+    pub wait: bool,
+    /// The analysis timeout asked for (the configured default if None;
+    /// capped at [`MAX_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+    /// The caller's own deadline (its `grpc-timeout`), if any.
+    pub call_deadline: Option<Instant>,
+}
+
+impl DecisionRequest {
+    /// Starts an AUTO decision in the background: the call returns at once.
+    pub fn background(incident_id: IncidentId) -> Self {
+        DecisionRequest {
+            incident_id,
+            mode: DecisionMode::Auto,
+            wait: false,
+            timeout: None,
+            call_deadline: None,
+        }
+    }
+}
+
+/// What `get_or_create` answered.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub decision: Decision,
+    /// Whether this call issued the token (false: an existing one).
+    pub created: bool,
 }
 
 /// What to do with an incident's current decision.
@@ -142,7 +187,17 @@ impl DecisionManager {
             settings,
             tasks: TaskTracker::new(),
             shutdown,
-            finished: tokio::sync::watch::Sender::new(0),
+            waiters: Waiters::default(),
+        }
+    }
+
+    /// Hands the manager one change from the change feed (any replica's):
+    /// callers joined to that decision's analysis wake and re-read it. The
+    /// server calls this from the feed's sink; without it, a caller joined
+    /// to another replica's analysis waits until its deadline.
+    pub fn observe(&self, d: &Decision) {
+        if d.state != DecisionState::Analyzing {
+            self.waiters.wake(&d.token);
         }
     }
 
@@ -178,32 +233,27 @@ impl DecisionManager {
 
     /// Returns the incident's current decision or issues a new one (see
     /// [`Self::reuse`]). With `wait`, returns only once the decision is past
-    /// ANALYZING, and no later than `deadline`: at the deadline the expert
-    /// proposal is used. Returns whether this call issued the token.
+    /// ANALYZING, and no later than the deadline: at the deadline the expert
+    /// proposal is used.
     pub async fn get_or_create(
         self: &Arc<Self>,
-        incident_id: &IncidentId,
-        mode: DecisionMode,
-        wait: bool,
-        timeout: Option<Duration>,
-        call_deadline: Option<Instant>,
-    ) -> Result<(Decision, bool), ManagerError> {
+        req: DecisionRequest,
+    ) -> Result<Issued, ManagerError> {
         if self.shutdown.is_cancelled() {
             return Err(ManagerError::ShuttingDown);
         }
-        let timeout = timeout
-            .unwrap_or(self.settings.default_timeout)
-            .min(MAX_TIMEOUT);
-        let mut deadline = Instant::now() + timeout;
-        if let Some(cd) = call_deadline {
-            deadline = deadline.min(cd);
-        }
-        // Stop analysing a little early: writing READY and answering must
-        // also fit before the caller's deadline, even when many deadlines
-        // fall at once.
-        let deadline = deadline
-            .checked_sub(finish_reserve(timeout))
-            .unwrap_or(deadline);
+        let deadline = self.analysis_deadline(&req);
+        let DecisionRequest {
+            incident_id,
+            mode,
+            wait,
+            ..
+        } = req;
+        let incident_id = &incident_id;
+        let existing = |decision: Decision| Issued {
+            decision,
+            created: false,
+        };
         for _ in 0..CAS_ATTEMPTS {
             let (incident, current) = self.store.incident_and_current(incident_id).await?;
             let incident = incident
@@ -211,57 +261,94 @@ impl DecisionManager {
             let now = self.clock.now();
             if let Some(d) = &current {
                 match self.reuse(d, &incident, now) {
-                    Reuse::Return => return Ok((d.clone(), false)),
+                    Reuse::Return => return Ok(existing(d.clone())),
                     Reuse::Join => {
                         if abandoned(d, now) {
                             // Its replica died or stalled: finish it here.
                             let d = self
                                 .finish_with_expert(d.clone(), &incident, FallbackReason::Recovered)
                                 .await?;
-                            return Ok((d, false));
+                            return Ok(existing(d));
                         }
                         if !wait {
-                            return Ok((d.clone(), false));
+                            return Ok(existing(d.clone()));
                         }
                         let d = self.join(d.clone(), &incident, deadline).await?;
-                        return Ok((d, false));
+                        return Ok(existing(d));
                     }
                     Reuse::Replace => {}
                 }
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let analysis_deadline =
-                now + chrono::Duration::from_std(remaining).unwrap_or(chrono::Duration::zero());
-            let ttl = chrono::Duration::from_std(self.settings.token_ttl)
-                .unwrap_or(chrono::Duration::hours(1));
-            // The decision records the engine actually used.
-            let mode = mode.resolve(incident.severity);
-            let mut fresh = Decision::start(incident_id.clone(), mode, now, ttl, analysis_deadline);
-            fresh.severity = Some(incident.severity);
-            match self
-                .store
-                .create_decision(
-                    current.as_ref().map(|d| &d.token),
-                    &fresh,
-                    &stats::decision(None, &fresh),
-                )
+            // Another caller (on any replica) may issue a token first:
+            // then re-read and treat it as the current one.
+            if let Some(issued) = self
+                .issue(incident, current.as_ref(), mode, wait, deadline)
                 .await?
             {
-                Cas::Written => {
-                    tracing::info!(token = %fresh.token, incident = %incident_id, "decision analyzing");
-                    if wait {
-                        let d = self.analyze(fresh, incident, deadline).await?;
-                        return Ok((d, true));
-                    }
-                    self.spawn_analysis(fresh.clone(), incident, deadline);
-                    return Ok((fresh, true));
-                }
-                // Another caller (on any replica) issued a token first:
-                // re-read and treat it as the current one.
-                Cas::Conflict(_) => continue,
+                return Ok(issued);
             }
         }
         Err(ManagerError::Contended(format!("incident {incident_id}")))
+    }
+
+    /// Writes a new ANALYZING token for `incident`, if `current` is still
+    /// its current one, and runs the analysis: awaited with `wait`, else in
+    /// the background. None when another caller issued a token first.
+    async fn issue(
+        self: &Arc<Self>,
+        incident: Incident,
+        current: Option<&Decision>,
+        mode: DecisionMode,
+        wait: bool,
+        deadline: Instant,
+    ) -> Result<Option<Issued>, ManagerError> {
+        let now = self.clock.now();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let analysis_deadline =
+            now + chrono::Duration::from_std(remaining).unwrap_or(chrono::Duration::zero());
+        let ttl = chrono::Duration::from_std(self.settings.token_ttl)
+            .unwrap_or(chrono::Duration::hours(1));
+        // The decision records the engine actually used.
+        let mode = mode.resolve(incident.severity);
+        let mut fresh = Decision::start(incident.id.clone(), mode, now, ttl, analysis_deadline);
+        fresh.severity = Some(incident.severity);
+        let stats = stats::decision(None, &fresh);
+        let created = self
+            .store
+            .create_decision(current.map(|d| &d.token), &fresh, &stats)
+            .await?;
+        if created != Cas::Written {
+            return Ok(None);
+        }
+        tracing::info!(token = %fresh.token, incident = %incident.id, "decision analyzing");
+        let decision = if wait {
+            self.analyze(fresh, incident, deadline).await?
+        } else {
+            self.spawn_analysis(fresh.clone(), incident, deadline);
+            fresh
+        };
+        Ok(Some(Issued {
+            decision,
+            created: true,
+        }))
+    }
+
+    /// When the analysis must stop: the timeout asked for (or the default),
+    /// bounded by the caller's deadline, less a reserve, because writing
+    /// READY and answering must also fit before the caller's deadline, even
+    /// when many deadlines fall at once.
+    fn analysis_deadline(&self, req: &DecisionRequest) -> Instant {
+        let timeout = req
+            .timeout
+            .unwrap_or(self.settings.default_timeout)
+            .min(MAX_TIMEOUT);
+        let mut deadline = Instant::now() + timeout;
+        if let Some(cd) = req.call_deadline {
+            deadline = deadline.min(cd);
+        }
+        deadline
+            .checked_sub(finish_reserve(timeout))
+            .unwrap_or(deadline)
     }
 
     fn spawn_analysis(self: &Arc<Self>, d: Decision, incident: Incident, deadline: Instant) {
@@ -328,44 +415,53 @@ impl DecisionManager {
                 return Err(ManagerError::NotFound(format!("decision {}", d.token)));
             }
         };
-        self.finished.send_modify(|n| *n = n.wrapping_add(1));
+        // Local waiters need not wait for the feed to bring the change.
+        self.waiters.wake(&out.token);
         Ok(out)
     }
 
     /// Waits for an analysis owned by another call (maybe on another
     /// replica) until it leaves ANALYZING, finishing it with the expert
-    /// proposal at `deadline` (or at its own analysis deadline).
+    /// proposal at `deadline` (or once it is abandoned). Woken by the
+    /// decision's changes ([`Self::observe`]), never by polling: between
+    /// changes it sleeps until the earlier of the two.
     async fn join(
         &self,
         mut d: Decision,
         incident: &Incident,
         deadline: Instant,
     ) -> Result<Decision, ManagerError> {
-        let mut finished = self.finished.subscribe();
+        let waiting = self.waiters.register(&d.token);
+        // `d` was read before registering: re-read once so a change made
+        // in between is not missed.
+        let mut read = true;
         loop {
+            let changed = waiting.notify().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if read {
+                d = self.load(&d.token).await?;
+            }
+            read = true;
             if d.state != DecisionState::Analyzing {
                 return Ok(d);
             }
             let now = self.clock.now();
-            if Instant::now() >= deadline || abandoned(&d, now) {
-                let reason = if abandoned(&d, now) {
-                    FallbackReason::Recovered
-                } else {
-                    FallbackReason::Timeout
-                };
-                return self.finish_with_expert(d, incident, reason).await;
+            if abandoned(&d, now) {
+                return self
+                    .finish_with_expert(d, incident, FallbackReason::Recovered)
+                    .await;
             }
-            let poll = (Instant::now() + JOIN_POLL).min(deadline);
+            if Instant::now() >= deadline {
+                return self
+                    .finish_with_expert(d, incident, FallbackReason::Timeout)
+                    .await;
+            }
             tokio::select! {
-                _ = finished.changed() => {}
-                _ = tokio::time::sleep_until(poll) => {}
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline.min(Instant::now() + until_abandoned(&d, now))) => {}
                 _ = self.shutdown.cancelled() => return Err(ManagerError::ShuttingDown),
             }
-            d = self
-                .store
-                .get_decision(&d.token)
-                .await?
-                .ok_or_else(|| ManagerError::NotFound(format!("decision {}", d.token)))?;
         }
     }
 
@@ -506,5 +602,166 @@ impl DecisionManager {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::domain::{IncidentStatus, K8sName, Proposal, Severity};
+    use crate::store::{MemoryStore, Retention};
+    use tokio::sync::Notify;
+
+    /// An analyzer that answers (the expert's proposal, marked) only once
+    /// released: an analysis in flight for as long as a test needs.
+    struct Gated {
+        expert: ExpertEngine,
+        release: Arc<Notify>,
+    }
+
+    #[async_trait::async_trait]
+    impl Analyzer for Gated {
+        async fn analyze(&self, incident: &Incident, _: DecisionMode, _: Instant) -> Proposal {
+            self.release.notified().await;
+            let mut p = self.expert.propose(incident);
+            p.matched_rule = "gated".into();
+            p
+        }
+    }
+
+    fn manager(store: &Arc<dyn Store>, analyzer: Arc<dyn Analyzer>) -> Arc<DecisionManager> {
+        Arc::new(DecisionManager::new(
+            store.clone(),
+            Arc::new(ExpertEngine::builtin()),
+            analyzer,
+            Arc::new(SystemClock),
+            DecisionSettings {
+                token_ttl: Duration::from_secs(3600),
+                default_timeout: Duration::from_secs(60),
+                executor: ExecutorKind::External,
+                history_len: 10,
+            },
+            CancellationToken::new(),
+        ))
+    }
+
+    async fn incident(store: &Arc<dyn Store>) -> IncidentId {
+        let now = chrono::Utc::now();
+        let incident = Incident {
+            id: IncidentId::generate(),
+            title: "t".into(),
+            severity: Severity::P2,
+            status: IncidentStatus::Open,
+            signals: vec![],
+            affected_services: vec![K8sName::parse("web").unwrap()],
+            namespace: None,
+            created_at: now,
+            updated_at: now,
+            resolved_at: None,
+            version: 1,
+            status_actor: String::new(),
+            status_note: String::new(),
+        };
+        store
+            .create_incident(&incident, None, &crate::stats::StatDelta::default())
+            .await
+            .unwrap();
+        incident.id
+    }
+
+    /// Two replicas over one store: `owner` analyses (gated), `waiter`
+    /// joins, fed by the change feed as the server wires it.
+    async fn replicas() -> (
+        Arc<dyn Store>,
+        Arc<Notify>,
+        Arc<DecisionManager>,
+        Arc<DecisionManager>,
+    ) {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(Retention::default()));
+        let release = Arc::new(Notify::new());
+        let gated = Arc::new(Gated {
+            expert: ExpertEngine::builtin(),
+            release: release.clone(),
+        });
+        let owner = manager(&store, gated);
+        let waiter = manager(&store, Arc::new(ExpertEngine::builtin()));
+        let sink_waiter = waiter.clone();
+        let feed = store
+            .follow_changes(
+                Arc::new(move |d| sink_waiter.observe(&d)),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        tokio::spawn(feed);
+        (store, release, owner, waiter)
+    }
+
+    #[tokio::test]
+    async fn a_caller_joined_to_another_replicas_analysis_is_woken_by_the_change_feed() {
+        let (store, release, owner, waiter) = replicas().await;
+        let id = incident(&store).await;
+        let started = owner
+            .get_or_create(DecisionRequest::background(id.clone()))
+            .await
+            .unwrap();
+        assert!(started.created);
+        let join = tokio::spawn({
+            let waiter = waiter.clone();
+            async move {
+                waiter
+                    .get_or_create(DecisionRequest {
+                        wait: true,
+                        ..DecisionRequest::background(id)
+                    })
+                    .await
+            }
+        });
+        // Synchronise on the event: the waiter has registered.
+        while waiter.waiters.len() == 0 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        // Without the feed it would wait for its 60 s deadline.
+        let issued = tokio::time::timeout(Duration::from_secs(30), join)
+            .await
+            .expect("woken by the change, not by the deadline")
+            .unwrap()
+            .unwrap();
+        assert!(!issued.created);
+        assert_eq!(issued.decision.token, started.decision.token);
+        assert_eq!(issued.decision.state, DecisionState::Ready);
+        let p = issued.decision.proposal.unwrap();
+        assert_eq!(
+            p.matched_rule, "gated",
+            "the owner's answer, not a fallback"
+        );
+        assert_eq!(waiter.waiters.len(), 0, "the waiter unregistered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_joined_caller_still_answers_at_its_own_deadline() {
+        let (store, _release, owner, waiter) = replicas().await;
+        let id = incident(&store).await;
+        owner
+            .get_or_create(DecisionRequest::background(id.clone()))
+            .await
+            .unwrap();
+        let begun = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let issued = waiter
+            .get_or_create(DecisionRequest {
+                wait: true,
+                timeout: Some(timeout),
+                ..DecisionRequest::background(id)
+            })
+            .await
+            .unwrap();
+        assert!(begun.elapsed() <= timeout, "answered by the deadline");
+        assert_eq!(issued.decision.state, DecisionState::Ready);
+        let p = issued.decision.proposal.unwrap();
+        assert_eq!(p.fallback_reason, Some(FallbackReason::Timeout));
+        assert_eq!(waiter.waiters.len(), 0);
     }
 }

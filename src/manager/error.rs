@@ -1,7 +1,9 @@
-//! The application layer's error type. Each variant says which gRPC code it
-//! is; the mapping to `tonic::Status` happens once, in `api/status.rs`.
+//! The application layer's error type. Each variant says which
+//! [`ErrorCode`] it is ([`ManagerError::code`]); `api/status.rs` turns that
+//! into a `tonic::Status` and the webhook into an HTTP status.
 
 use crate::domain::{TransitionError, Violations};
+use crate::error_code::ErrorCode;
 use crate::store::StoreError;
 use thiserror::Error;
 
@@ -32,5 +34,21 @@ pub enum ManagerError {
 impl From<Violations> for ManagerError {
     fn from(v: Violations) -> Self {
         ManagerError::Invalid(v)
+    }
+}
+
+impl ManagerError {
+    /// What kind of failure this is; gRPC and HTTP codes derive from it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ManagerError::Invalid(_) => ErrorCode::BadRequest,
+            ManagerError::NotFound(_) => ErrorCode::NotFound,
+            ManagerError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            ManagerError::Transition(_) => ErrorCode::FailedPrecondition,
+            ManagerError::Contended(_) => ErrorCode::Aborted,
+            ManagerError::ShuttingDown => ErrorCode::Unavailable,
+            ManagerError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            ManagerError::Store(e) => e.code(),
+        }
     }
 }

@@ -7,8 +7,9 @@ pub mod error;
 pub mod incidents;
 pub mod stats;
 pub mod sweeper;
+mod waiters;
 
-pub use decisions::{DecisionManager, DecisionSettings, ExecutorKind};
+pub use decisions::{DecisionManager, DecisionRequest, DecisionSettings, ExecutorKind, Issued};
 pub use error::ManagerError;
 pub use incidents::{IncidentFilter, IncidentManager, NewIncident};
 pub use stats::StatsManager;

@@ -6,11 +6,19 @@
 //! when it is short enough to matter, at most `max_retries` per call, and
 //! every retry is withdrawn from a shared [`TpsBudget`] so a struggling
 //! backend sees at most a fixed share of extra load, never a retry storm.
+//!
+//! Without a `Retry-After`, the wait is tower's jittered exponential
+//! backoff (`ExponentialBackoffMaker`): `backoff`, doubling per retry up to
+//! `max_backoff`, plus a random share of up to `jitter` times that, drawn
+//! from a fresh generator per call, so calls that failed together do not
+//! come back together.
 
 use std::sync::Arc;
 use std::time::Duration;
 use tower::retry::Policy;
+use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use tower::retry::budget::{Budget, TpsBudget};
+use tower::util::rng::HasherRng;
 
 /// What an error says about retrying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +47,11 @@ pub struct RetrySettings {
     pub min_per_sec: u32,
     /// The first backoff; each further retry waits twice as long.
     pub backoff: Duration,
+    /// The longest backoff, jitter included.
+    pub max_backoff: Duration,
+    /// The random share added to each backoff: up to `jitter` times it
+    /// (0 turns jitter off; 1 waits between one and two times the backoff).
+    pub jitter: f64,
     /// A `Retry-After` longer than this is not waited for: the error is
     /// returned (the caller's deadline would pass first anyway).
     pub max_retry_after: Duration,
@@ -51,6 +64,8 @@ impl Default for RetrySettings {
             budget_ratio: 0.2,
             min_per_sec: 1,
             backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            jitter: 1.0,
             max_retry_after: Duration::from_secs(5),
         }
     }
@@ -63,7 +78,9 @@ pub struct RetryPolicy {
     budget: Arc<TpsBudget>,
     settings: RetrySettings,
     retries_left: u32,
-    next_backoff: Duration,
+    /// This call's backoff, made at its first retry (a fresh generator for
+    /// each call: tower clones the generator with the maker).
+    backoff: Option<ExponentialBackoff>,
     deposited: bool,
 }
 
@@ -85,9 +102,29 @@ impl RetryPolicy {
             )),
             settings,
             retries_left: settings.max_retries,
-            next_backoff: settings.backoff,
+            backoff: None,
             deposited: false,
         }
+    }
+
+    /// The next jittered exponential backoff of this call.
+    fn next_backoff(&mut self) -> tokio::time::Sleep {
+        let s = &self.settings;
+        let backoff = self.backoff.get_or_insert_with(|| {
+            // tower refuses a zero maximum, a maximum below the minimum and
+            // a jitter outside 0..=100: normalised here, not trusted.
+            let max = s.max_backoff.max(s.backoff).max(Duration::from_millis(1));
+            let jitter = if s.jitter.is_finite() {
+                s.jitter.clamp(0.0, 100.0)
+            } else {
+                0.0
+            };
+            // Cannot fail on the values above; tower's default otherwise.
+            ExponentialBackoffMaker::new(s.backoff, max, jitter, HasherRng::default())
+                .unwrap_or_default()
+                .make_backoff()
+        });
+        backoff.next_backoff()
     }
 }
 
@@ -102,18 +139,20 @@ impl<Req: Clone, Res, E: Retryable> Policy<Req, Res, E> for RetryPolicy {
             self.budget.deposit();
         }
         let err = result.as_ref().err()?;
-        let wait = match err.retry_hint() {
+        let retry_after = match err.retry_hint() {
             RetryHint::Never => return None,
-            RetryHint::Backoff => self.next_backoff,
-            RetryHint::After(d) if d <= self.settings.max_retry_after => d,
+            RetryHint::Backoff => None,
+            RetryHint::After(d) if d <= self.settings.max_retry_after => Some(d),
             RetryHint::After(_) => return None,
         };
         if self.retries_left == 0 || !self.budget.withdraw() {
             return None;
         }
         self.retries_left -= 1;
-        self.next_backoff = self.next_backoff.saturating_mul(2);
-        Some(tokio::time::sleep(wait))
+        Some(match retry_after {
+            Some(d) => tokio::time::sleep(d),
+            None => self.next_backoff(),
+        })
     }
 
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
@@ -192,12 +231,55 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn transient_errors_are_retried_with_backoff() {
+    async fn transient_errors_are_retried_with_exponential_backoff() {
         let (svc, calls) = scripted(vec![Err(E::Down), Err(E::Down)]);
         let started = tokio::time::Instant::now();
-        assert_eq!(layer(2).layer(svc).oneshot(5).await, Ok(5));
+        let exact = RetryLayer::new(RetrySettings {
+            max_retries: 2,
+            jitter: 0.0,
+            ..RetrySettings::default()
+        });
+        assert_eq!(exact.layer(svc).oneshot(5).await, Ok(5));
         assert_eq!(*calls.lock().unwrap(), 3);
         assert_eq!(started.elapsed(), Duration::from_millis(100 + 200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_adds_up_to_the_backoff_again_and_differs_between_calls() {
+        let mut waits = std::collections::HashSet::new();
+        for _ in 0..10 {
+            let (svc, _) = scripted(vec![Err(E::Down), Err(E::Down)]);
+            let started = tokio::time::Instant::now();
+            assert_eq!(layer(2).layer(svc).oneshot(5).await, Ok(5));
+            let waited = started.elapsed();
+            assert!(waited >= Duration::from_millis(300), "{waited:?}");
+            assert!(waited <= Duration::from_millis(600), "{waited:?}");
+            waits.insert(waited);
+        }
+        assert!(waits.len() > 1, "calls that failed together spread out");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_is_capped() {
+        let (svc, _) = scripted(vec![Err(E::Down); 4]);
+        let started = tokio::time::Instant::now();
+        let capped = RetryLayer::new(RetrySettings {
+            max_retries: 4,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(250),
+            ..RetrySettings::default()
+        });
+        assert_eq!(capped.layer(svc).oneshot(5).await, Ok(5));
+        // 100..200, 200..250, then 250 and 250.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(100 + 200 + 250 + 250),
+            "{waited:?}"
+        );
+        assert!(
+            waited <= Duration::from_millis(200 + 250 + 250 + 250),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

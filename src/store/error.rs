@@ -64,6 +64,19 @@ impl StoreError {
             source: source.into(),
         }
     }
+
+    /// What kind of failure this is (see [`crate::error_code`]): an
+    /// unreachable or recovering store is worth retrying; a bad URL is a
+    /// setting to fix; anything else is a bug or foreign data.
+    pub fn code(&self) -> crate::error_code::ErrorCode {
+        use crate::error_code::ErrorCode;
+        match self {
+            StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Corrupt { .. } | StoreError::Backend(_) | StoreError::InvalidUrl(_) => {
+                ErrorCode::Internal
+            }
+        }
+    }
 }
 
 /// Sorts a Redis error by [`is_transient`]: the one place that decides.

@@ -21,6 +21,15 @@ pub enum WatchError {
     TooMany(usize),
 }
 
+impl WatchError {
+    /// What kind of failure this is (a full replica: retry later).
+    pub fn code(&self) -> crate::error_code::ErrorCode {
+        match self {
+            WatchError::TooMany(_) => crate::error_code::ErrorCode::ResourceExhausted,
+        }
+    }
+}
+
 /// Which changes a `WatchDecisions` watcher wants.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

@@ -3,6 +3,7 @@
 use super::hub::{Filter, Hub, Subscription};
 use crate::clock::Clock;
 use crate::domain::{Decision, DecisionState, Token, Violations};
+use crate::error_code::ErrorCode;
 use crate::manager::{DecisionManager, ManagerError};
 use crate::store::{Store, StoreError};
 use futures::stream::BoxStream;
@@ -26,6 +27,18 @@ pub enum StreamEnd {
     Overflow(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl StreamEnd {
+    /// What kind of failure this is; the stream's final status derives
+    /// from it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StreamEnd::ShuttingDown(_) => ErrorCode::Unavailable,
+            StreamEnd::Overflow(_) => ErrorCode::ResourceExhausted,
+            StreamEnd::Store(e) => e.code(),
+        }
+    }
 }
 
 /// What a watch needs from the rest of the server.
@@ -52,11 +65,82 @@ pub async fn watch_decision(
     token: Token,
     after_version: u64,
 ) -> Result<BoxStream<'static, Result<Decision, StreamEnd>>, ManagerError> {
-    let mut sub: Subscription = ctx
+    let (mut sub, current, initial) = start(&ctx, &token, after_version).await?;
+    Ok(Box::pin(async_stream::stream! {
+        let mut pos = Position { last: after_version, latest: current };
+        for d in initial {
+            if let Some(d) = pos.advance(d) {
+                yield Ok(d);
+            }
+        }
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.tick().await;
+        while !pos.finished(&*ctx.clock) {
+            let analyzing = pos.latest.state == DecisionState::Analyzing;
+            let wake_in = pos.wake_in(&*ctx.clock);
+            let catch_up = match next_wake(&ctx, &mut sub, &mut resync, wake_in).await {
+                Wake::Shutdown => {
+                    yield Err(StreamEnd::ShuttingDown(pos.last));
+                    break;
+                }
+                Wake::Closed => break,
+                Wake::Change(d) if d.version <= pos.last => false,
+                Wake::Change(d) if d.version == pos.last + 1 => {
+                    if let Some(d) = pos.advance((*d).clone()) {
+                        yield Ok(d);
+                    }
+                    false
+                }
+                // A gap, a full buffer or the periodic resync.
+                Wake::Change(_) | Wake::CatchUp => true,
+                Wake::Timer if analyzing => {
+                    // Finishes an abandoned analysis (or reads the result);
+                    // the change then arrives as usual.
+                    if let Err(e) = ctx.decisions.get(&token).await {
+                        tracing::warn!(%token, error = %e, "watch could not recover an analysis");
+                    }
+                    true
+                }
+                Wake::Timer => {
+                    // Expired: one last message, rendered EXPIRED.
+                    yield Ok(pos.latest.clone());
+                    break;
+                }
+            };
+            if catch_up {
+                sub.lagged.store(false, Ordering::Release);
+                match ctx.store.decision_versions(&token, pos.last).await {
+                    Ok(missed) => {
+                        for d in missed {
+                            if let Some(d) = pos.advance(d) {
+                                yield Ok(d);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        yield Err(StreamEnd::Store(e));
+                        break;
+                    }
+                }
+            }
+        }
+        drop(sub);
+    }))
+}
+
+/// Subscribes, then reads what the stream starts with: the decision now,
+/// and the versions to send first (the snapshot, or every version after
+/// `after_version`).
+async fn start(
+    ctx: &WatchContext,
+    token: &Token,
+    after_version: u64,
+) -> Result<(Subscription, Decision, Vec<Decision>), ManagerError> {
+    let sub: Subscription = ctx
         .hub
-        .subscribe(&token)
+        .subscribe(token)
         .map_err(|e| ManagerError::ResourceExhausted(e.to_string()))?;
-    let current = ctx.decisions.get(&token).await?;
+    let current = ctx.decisions.get(token).await?;
     if after_version > current.version {
         let mut v = Violations::new();
         v.add(
@@ -71,86 +155,74 @@ pub async fn watch_decision(
     let initial = if after_version == 0 {
         vec![current.clone()]
     } else {
-        ctx.store.decision_versions(&token, after_version).await?
+        ctx.store.decision_versions(token, after_version).await?
     };
-    Ok(Box::pin(async_stream::stream! {
-        let mut last = after_version;
-        let mut latest = current;
-        for d in initial {
-            if d.version > last {
-                last = d.version;
-                latest = d.clone();
-                yield Ok(d);
-            }
+    Ok((sub, current, initial))
+}
+
+/// Where a `WatchDecision` stream stands: the last version sent and the
+/// decision as of it.
+struct Position {
+    last: u64,
+    latest: Decision,
+}
+
+impl Position {
+    /// `d` when it is newer than anything sent (and now the latest);
+    /// None for a duplicate.
+    fn advance(&mut self, d: Decision) -> Option<Decision> {
+        (d.version > self.last).then(|| {
+            self.last = d.version;
+            self.latest = d.clone();
+            d
+        })
+    }
+
+    /// Nothing more will change: a terminal state, or expired.
+    fn finished(&self, clock: &dyn Clock) -> bool {
+        self.latest.state.is_terminal() || self.latest.is_expired(clock.now())
+    }
+
+    /// When to wake without a change: at expiry (READY and earlier), or at
+    /// the analysis deadline to finish an abandoned analysis.
+    fn wake_in(&self, clock: &dyn Clock) -> Duration {
+        let expiry = until(clock, self.latest.expires_at);
+        if self.latest.state == DecisionState::Analyzing {
+            expiry.min(until(clock, self.latest.analysis_deadline) + Duration::from_millis(5))
+        } else {
+            expiry
         }
-        let mut resync = tokio::time::interval(RESYNC);
-        resync.tick().await;
-        loop {
-            if latest.state.is_terminal() || latest.is_expired(ctx.clock.now()) {
-                break;
-            }
-            // Wake at expiry (READY and earlier), or at the analysis
-            // deadline to finish an abandoned analysis.
-            let mut wake_in = until(&*ctx.clock, latest.expires_at);
-            let analyzing = latest.state == DecisionState::Analyzing;
-            if analyzing {
-                wake_in = wake_in.min(until(&*ctx.clock, latest.analysis_deadline) + Duration::from_millis(5));
-            }
-            let mut catch_up = false;
-            tokio::select! {
-                biased;
-                _ = ctx.shutdown.cancelled() => {
-                    yield Err(StreamEnd::ShuttingDown(last));
-                    break;
-                }
-                ev = sub.rx.recv() => match ev {
-                    Some(d) if d.version <= last => {}
-                    Some(d) if d.version == last + 1 => {
-                        last = d.version;
-                        latest = (*d).clone();
-                        yield Ok(latest.clone());
-                    }
-                    Some(_) => catch_up = true,
-                    None => break,
-                },
-                _ = sub.wake.notified() => catch_up = true,
-                _ = resync.tick() => catch_up = true,
-                _ = tokio::time::sleep(wake_in) => {
-                    if analyzing {
-                        // Finishes an abandoned analysis (or reads the
-                        // result); the change then arrives as usual.
-                        if let Err(e) = ctx.decisions.get(&token).await {
-                            tracing::warn!(%token, error = %e, "watch could not recover an analysis");
-                        }
-                        catch_up = true;
-                    } else {
-                        // Expired: one last message, rendered EXPIRED.
-                        yield Ok(latest.clone());
-                        break;
-                    }
-                }
-            }
-            if catch_up {
-                sub.lagged.store(false, Ordering::Release);
-                match ctx.store.decision_versions(&token, last).await {
-                    Ok(missed) => {
-                        for d in missed {
-                            if d.version > last {
-                                last = d.version;
-                                latest = d.clone();
-                                yield Ok(d);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        yield Err(StreamEnd::Store(e));
-                        break;
-                    }
-                }
-            }
-        }
-        drop(sub);
-    }))
+    }
+}
+
+/// What woke a `WatchDecision` stream.
+enum Wake {
+    Shutdown,
+    Change(Arc<Decision>),
+    /// The hub dropped the subscription.
+    Closed,
+    /// Re-read from the store: the buffer overflowed, or the resync tick.
+    CatchUp,
+    /// `wake_in` passed without a change.
+    Timer,
+}
+
+/// Waits for the next thing a `WatchDecision` stream must act on;
+/// shutdown first.
+async fn next_wake(
+    ctx: &WatchContext,
+    sub: &mut Subscription,
+    resync: &mut tokio::time::Interval,
+    wake_in: Duration,
+) -> Wake {
+    tokio::select! {
+        biased;
+        _ = ctx.shutdown.cancelled() => Wake::Shutdown,
+        ev = sub.rx.recv() => ev.map_or(Wake::Closed, Wake::Change),
+        _ = sub.wake.notified() => Wake::CatchUp,
+        _ = resync.tick() => Wake::CatchUp,
+        _ = tokio::time::sleep(wake_in) => Wake::Timer,
+    }
 }
 
 /// `WatchDecisions`: every change matching `filter`, as it happens, for as

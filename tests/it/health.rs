@@ -81,3 +81,31 @@ async fn graceful_shutdown_stops_the_server() {
         "nothing listens after shutdown"
     );
 }
+
+/// The edge stack gives every request an id: the caller's `x-request-id`
+/// is kept and echoed, a request without one gets a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_carries_a_request_id() {
+    let s = TestServer::start(config(None)).await;
+    let mut health = HealthClient::new(s.channel.clone());
+    let check = || HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut req = tonic::Request::new(check());
+    req.metadata_mut()
+        .insert("x-request-id", "req-42".parse().unwrap());
+    let r = health.check(req).await.unwrap();
+    assert_eq!(
+        r.metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-42")
+    );
+    let r = health.check(check()).await.unwrap();
+    let generated = r
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("an id is generated");
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+}

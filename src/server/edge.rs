@@ -1,0 +1,177 @@
+//! The edge stack: cross-cutting behaviour applied once, to every request
+//! the server answers (gRPC, gRPC-Web and the plain HTTP routes), as
+//! tower layers stacked with `ServiceBuilder` (the shape of tonic's
+//! `examples/src/tower/server.rs`). Handlers stay free of it.
+//!
+//! Outside in:
+//! 1. **Request id**: the caller's `x-request-id` (metadata, for gRPC) is
+//!    kept; a request without one gets a fresh UUID. The response echoes it.
+//! 2. **Tracing**: one span per request carrying that id, the method and
+//!    the path, so every log line of an RPC can be found from the id.
+//! 3. **Timeout backstop** ([`BACKSTOP`]): bounds how long a request waits
+//!    for its *response head*, above the longest legal RPC deadline, so it
+//!    only ever catches a bug (a handler that hangs). A streaming RPC
+//!    (`WatchDecision`, `WatchDecisions`) answers its head at once and
+//!    streams its body afterwards, so the backstop never cuts a watch.
+//!
+//! **This is where authentication and metrics plug in next**: an auth
+//! layer (bearer token or mTLS identity → caller) goes after the tracing
+//! span, so refusals are logged with their request id; a metrics layer
+//! (request count, latency by method and code) goes beside tracing. Both
+//! then apply to every route without touching a handler.
+
+use axum::error_handling::HandleErrorLayer;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// The timeout backstop: the longest analysis a caller may ask for
+/// (`manager::decisions::MAX_TIMEOUT`) plus a margin to write and answer.
+pub const BACKSTOP: Duration =
+    Duration::from_secs(crate::manager::decisions::MAX_TIMEOUT.as_secs() + 60);
+
+/// The request-id header (and gRPC metadata key).
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Wraps every route of `app` in the edge stack.
+pub fn apply(app: axum::Router) -> axum::Router {
+    with_backstop(app, BACKSTOP)
+}
+
+/// The edge stack with a given backstop (tests use a short one).
+fn with_backstop(app: axum::Router, backstop: Duration) -> axum::Router {
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    app.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(span))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(HandleErrorLayer::new(backstop_expired))
+            .timeout(backstop),
+    )
+}
+
+/// The span of one request.
+fn span<B>(req: &Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    )
+}
+
+/// The answer when the backstop fires (or the stack fails otherwise): a
+/// gRPC DEADLINE_EXCEEDED status for gRPC callers, 504 for plain HTTP.
+async fn backstop_expired(headers: http::HeaderMap, err: tower::BoxError) -> Response {
+    tracing::error!(error = %err, "request hit the server's timeout backstop");
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        let status = tonic::Status::deadline_exceeded("the server's timeout backstop fired");
+        let mut r = status.into_http::<axum::body::Body>();
+        // gRPC-Web callers read the status from headers too.
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            headers
+                .get(http::header::CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("application/grpc")),
+        );
+        r.into_response()
+    } else {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the server's timeout backstop fired",
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use futures::StreamExt;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const SHORT: Duration = Duration::from_millis(100);
+
+    fn app() -> axum::Router {
+        let hang = || async {
+            std::future::pending::<()>().await;
+            "never"
+        };
+        // Answers its head at once, then streams for longer than the
+        // backstop, as a watch does.
+        let stream = || async {
+            let chunks = futures::stream::unfold(0u8, |n| async move {
+                (n < 3)
+                    .then_some(n)
+                    .map(|n| (Ok::<_, std::io::Error>(vec![b'a' + n]), n + 1))
+            })
+            .then(|c| async move {
+                tokio::time::sleep(SHORT).await;
+                c
+            });
+            Body::from_stream(chunks)
+        };
+        with_backstop(
+            axum::Router::new()
+                .route("/hang", axum::routing::post(hang))
+                .route("/stream", axum::routing::post(stream)),
+            SHORT,
+        )
+    }
+
+    fn post(path: &str, content_type: &str) -> Request<Body> {
+        Request::post(path)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backstop_answers_a_hung_request_in_its_protocol() {
+        let r = app()
+            .oneshot(post("/hang", "application/json"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(r.headers().contains_key(REQUEST_ID), "the id is echoed");
+
+        let r = app()
+            .oneshot(post("/hang", "application/grpc"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let code = tonic::Code::DeadlineExceeded as i32;
+        assert_eq!(
+            r.headers().get("grpc-status").and_then(|v| v.to_str().ok()),
+            Some(code.to_string().as_str())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backstop_never_cuts_a_stream_that_has_answered() {
+        let r = app()
+            .oneshot(post("/stream", "application/grpc"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // Three chunks, each after the backstop's whole duration.
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"abc");
+    }
+}
