@@ -21,19 +21,39 @@ use std::path::{Path, PathBuf};
 /// (checked by `architecture_md_shows_the_same_layers`).
 const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &[]),
+    ("error_code", &[]),
+    ("background", &[]),
     ("clock", &[]),
     ("middleware", &[]),
     ("proto", &[]),
     ("stats", &["domain"]),
-    ("store", &["domain", "stats", "clock"]),
-    ("engine", &["domain", "middleware", "store"]),
-    ("manager", &["domain", "engine", "store", "stats", "clock"]),
-    ("watch", &["domain", "manager", "store", "clock"]),
-    ("ingest", &["domain", "manager", "stats", "store", "clock"]),
+    ("store", &["domain", "error_code", "stats", "clock"]),
+    ("engine", &["domain", "error_code", "middleware", "store"]),
+    (
+        "manager",
+        &["domain", "error_code", "engine", "store", "stats", "clock"],
+    ),
+    (
+        "watch",
+        &["domain", "error_code", "manager", "store", "clock"],
+    ),
+    (
+        "ingest",
+        &["domain", "error_code", "manager", "stats", "store", "clock"],
+    ),
     (
         "api",
         &[
-            "domain", "clock", "stats", "store", "engine", "manager", "watch", "ingest", "proto",
+            "domain",
+            "error_code",
+            "clock",
+            "stats",
+            "store",
+            "engine",
+            "manager",
+            "watch",
+            "ingest",
+            "proto",
         ],
     ),
     (
@@ -54,6 +74,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         "server",
         &[
             "domain",
+            "error_code",
+            "background",
             "clock",
             "middleware",
             "proto",
@@ -97,7 +119,15 @@ const CRATES: &[(&[&str], &[&str])] = &[
             "prost_types",
             "prost_reflect",
         ],
-        &["api", "server", "proto", "client", "cli", "bench"],
+        &[
+            "api",
+            "server",
+            "proto",
+            "client",
+            "cli",
+            "bench",
+            "error_code",
+        ],
     ),
     // Only the engines speak HTTP (to an LLM, from `engine/llm/`).
     (&["reqwest"], &["engine"]),
