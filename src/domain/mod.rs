@@ -8,6 +8,7 @@ pub mod display;
 pub mod group;
 pub mod ids;
 pub mod incident;
+pub mod principal;
 pub mod proposal;
 pub mod signature;
 pub mod text;
@@ -19,6 +20,7 @@ pub use display::{DisplayText, TextWarning};
 pub use group::GroupKey;
 pub use ids::{IncidentId, K8sName, RequestId, Token};
 pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};
+pub use principal::{AuthMethod, Principal, Role};
 pub use proposal::{
     CommandVerb, FallbackReason, Proposal, ProposalSource, RemediationCommand, RiskLevel,
 };
