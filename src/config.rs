@@ -129,6 +129,17 @@ pub struct ServeArgs {
     )]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cors_origins: Vec<String>,
+    /// Serve the web dashboard at `/` on the listen address; `--no-ui`
+    /// (or VERDICT_UI_ENABLED=false) leaves it out.
+    #[arg(
+        long = "no-ui",
+        env = "VERDICT_UI_ENABLED",
+        value_name = "BOOL",
+        num_args = 0,
+        default_missing_value = "false",
+        action = clap::ArgAction::Set
+    )]
+    pub ui_enabled: Option<bool>,
     /// Log format.
     #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -301,6 +312,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_watchers: usize,
     pub cors_origins: Vec<String>,
+    pub ui_enabled: bool,
     pub log_format: LogFormat,
     pub llm_base_url: Option<String>,
     pub llm_model: String,
@@ -355,6 +367,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             max_watchers: 20_000,
             cors_origins: Vec::new(),
+            ui_enabled: true,
             log_format: LogFormat::Text,
             llm_base_url: None,
             llm_model: "gpt-4o-mini".into(),

@@ -1,6 +1,6 @@
 //! Wiring: config in; store, engines and managers built; the gRPC services,
 //! health, reflection, gRPC-Web and the plain HTTP routes (the Alertmanager
-//! webhook) served on one port under the edge stack (`server/edge.rs`:
+//! webhook, the dashboard at `/`) served on one port under the edge stack (`server/edge.rs`:
 //! request ids, a span per request, the timeout backstop; where
 //! authentication and metrics plug in); background work owned by one
 //! [`Background`]; graceful shutdown.
@@ -20,6 +20,7 @@ use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
 mod edge;
+mod ui;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -343,6 +344,12 @@ fn routes(
         max_bytes: config.ingest.max_webhook_bytes,
     })
     .fallback_service(grpc);
+    // The dashboard's few GET routes, unless turned off (`--no-ui`).
+    let app = if config.ui_enabled {
+        app.merge(ui::router())
+    } else {
+        app
+    };
     Ok(edge::apply(app))
 }
 

@@ -1,0 +1,173 @@
+/**
+ * The live model behind the board: every open incident and its current
+ * decision, kept up to date from `WatchDecisions` without polling.
+ *
+ * Resuming without losing or repeating a change. `WatchDecisions` does not
+ * replay changes made while a client was away, so on every (re)connect the
+ * model first opens the stream and waits for its response head (the server
+ * answers it once the watcher is registered), and only then reads a fresh
+ * snapshot (`ListIncidents`, `ListDecisions`). A change made before the
+ * watcher existed is in the snapshot; one made after reaches the stream;
+ * one made in between may arrive through both, and every decision is kept
+ * by version (a version at or below the one held is dropped), which is
+ * `after_version`'s rule applied per token. While the stream is down the
+ * status says "disconnected" and reconnects back off up to 5 s.
+ */
+import type { Transport } from "@connectrpc/connect";
+import {
+  DecisionService,
+  IncidentStatus,
+  TERMINAL_STATES,
+  VerdictClient,
+  type Decision,
+  type Incident,
+} from "@verdict/client";
+import { ms } from "./format.js";
+
+export type Status = "connecting" | "live" | "disconnected";
+
+/** What the board shows per incident. */
+export interface Entry {
+  incident: Incident;
+  decision?: Decision;
+}
+
+/** Listeners of the model. */
+export interface Listener {
+  /** The whole model was (re)loaded. */
+  reset(): void;
+  /** One incident (or its decision) changed, appeared or went away. */
+  changed(incidentId: string): void;
+  status(s: Status): void;
+}
+
+/** Parallel `ListDecisions` calls while loading (a browser opens at most 6 HTTP/1.1 connections per origin; one carries the stream). */
+const LOAD_CONCURRENCY = 4;
+
+const isOpen = (i: Incident) => i.status === IncidentStatus.OPEN || i.status === IncidentStatus.INVESTIGATING;
+
+/** Whether `next` should replace `held` as an incident's current decision. */
+export function newer(held: Decision | undefined, next: Decision): boolean {
+  if (!held) return true;
+  if (held.token === next.token) return next.version > held.version;
+  return ms(next.createdAt) >= ms(held.createdAt);
+}
+
+export class Live {
+  readonly entries = new Map<string, Entry>();
+  status: Status = "connecting";
+  /** Milliseconds the last snapshot took to load (incidents, then decisions). */
+  lastLoad = { incidentsMs: 0, decisionsMs: 0 };
+  private listeners = new Set<Listener>();
+  /** Incidents asked for after a change named one not held (asked once each). */
+  private fetching = new Set<string>();
+
+  constructor(
+    readonly client: VerdictClient,
+    private readonly transport: Transport,
+    private readonly headers: Record<string, string>,
+  ) {}
+
+  listen(l: Listener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  private emit(f: (l: Listener) => void): void {
+    for (const l of this.listeners) f(l);
+  }
+
+  private setStatus(s: Status): void {
+    this.status = s;
+    this.emit((l) => l.status(s));
+  }
+
+  /** Runs until `signal` aborts: connect, resync, follow, reconnect. */
+  async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      const abort = new AbortController();
+      const stop = () => abort.abort();
+      signal.addEventListener("abort", stop, { once: true });
+      try {
+        const response = await this.transport.stream(
+          DecisionService.method.watchDecisions,
+          abort.signal,
+          undefined,
+          this.headers,
+          (async function* () {
+            yield {};
+          })(),
+        );
+        await this.resync(abort.signal);
+        failures = 0;
+        this.setStatus("live");
+        for await (const message of response.message) {
+          if (message.decision) this.apply(message.decision);
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        console.warn("verdict: the live stream dropped", e);
+      } finally {
+        signal.removeEventListener("abort", stop);
+        abort.abort();
+      }
+      if (signal.aborted) return;
+      this.setStatus("disconnected");
+      failures += 1;
+      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(failures, 6))));
+    }
+  }
+
+  /** Reads every open incident and its current decision. */
+  private async resync(signal: AbortSignal): Promise<void> {
+    const started = performance.now();
+    const open: Incident[] = [];
+    for (const status of [IncidentStatus.OPEN, IncidentStatus.INVESTIGATING]) {
+      for await (const i of this.client.iterIncidents({ status, pageSize: 500 }, { signal })) open.push(i);
+    }
+    const before = this.entries;
+    const fresh = new Map<string, Entry>();
+    for (const incident of open) fresh.set(incident.id, { incident, decision: before.get(incident.id)?.decision });
+    this.entries.clear();
+    for (const [k, v] of fresh) this.entries.set(k, v);
+    const listed = performance.now();
+    this.lastLoad.incidentsMs = listed - started;
+    this.emit((l) => l.reset());
+    const queue = [...open];
+    const worker = async () => {
+      for (let i = queue.shift(); i; i = queue.shift()) {
+        const decisions = await this.client.listDecisions(i.id, { signal });
+        if (decisions[0]) this.apply(decisions[0]);
+      }
+    };
+    await Promise.all(Array.from({ length: LOAD_CONCURRENCY }, worker));
+    this.lastLoad.decisionsMs = performance.now() - listed;
+  }
+
+  /** Takes one decision change (from the stream or a snapshot). */
+  apply(d: Decision): void {
+    const entry = this.entries.get(d.incidentId);
+    if (!entry) {
+      // A decision of an incident not held: a new incident (or one resolved
+      // meanwhile, which `getIncident` tells).
+      if (!TERMINAL_STATES.has(d.state) && !this.fetching.has(d.incidentId)) {
+        this.fetching.add(d.incidentId);
+        void this.client
+          .getIncident(d.incidentId)
+          .then((incident) => {
+            if (!isOpen(incident)) return;
+            const held = this.entries.get(incident.id);
+            this.entries.set(incident.id, { incident, decision: held?.decision });
+            this.apply(d);
+          })
+          .catch((e) => console.warn("verdict: cannot read incident", d.incidentId, e))
+          .finally(() => this.fetching.delete(d.incidentId));
+      }
+      return;
+    }
+    if (!newer(entry.decision, d)) return;
+    entry.decision = d;
+    this.emit((l) => l.changed(d.incidentId));
+  }
+}
