@@ -59,8 +59,12 @@ export class Live {
   /** Milliseconds the last snapshot took to load (incidents, then decisions). */
   lastLoad = { incidentsMs: 0, decisionsMs: 0 };
   private listeners = new Set<Listener>();
-  /** Incidents asked for after a change named one not held (asked once each). */
-  private fetching = new Set<string>();
+  /**
+   * Incidents asked for after a change named one not held, with the newest
+   * change seen for each meanwhile (applied once the incident is read, so
+   * a change arriving during the read is not lost).
+   */
+  private fetching = new Map<string, Decision>();
 
   constructor(
     readonly client: VerdictClient,
@@ -151,19 +155,26 @@ export class Live {
     if (!entry) {
       // A decision of an incident not held: a new incident (or one resolved
       // meanwhile, which `getIncident` tells).
-      if (!TERMINAL_STATES.has(d.state) && !this.fetching.has(d.incidentId)) {
-        this.fetching.add(d.incidentId);
-        void this.client
-          .getIncident(d.incidentId)
-          .then((incident) => {
-            if (!isOpen(incident)) return;
-            const held = this.entries.get(incident.id);
-            this.entries.set(incident.id, { incident, decision: held?.decision });
-            this.apply(d);
-          })
-          .catch((e) => console.warn("verdict: cannot read incident", d.incidentId, e))
-          .finally(() => this.fetching.delete(d.incidentId));
+      const waiting = this.fetching.get(d.incidentId);
+      if (waiting) {
+        if (newer(waiting, d)) this.fetching.set(d.incidentId, d);
+        return;
       }
+      if (TERMINAL_STATES.has(d.state)) return;
+      this.fetching.set(d.incidentId, d);
+      void this.client
+        .getIncident(d.incidentId)
+        .then((incident) => {
+          if (!isOpen(incident)) return;
+          const held = this.entries.get(incident.id);
+          this.entries.set(incident.id, { incident, decision: held?.decision });
+        })
+        .catch((e) => console.warn("verdict: cannot read incident", d.incidentId, e))
+        .finally(() => {
+          const newest = this.fetching.get(d.incidentId);
+          this.fetching.delete(d.incidentId);
+          if (newest && this.entries.has(d.incidentId)) this.apply(newest);
+        });
       return;
     }
     if (!newer(entry.decision, d)) return;
