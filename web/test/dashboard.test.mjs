@@ -222,22 +222,36 @@ test("after a server restart the board reconnects and resumes", async () => {
 test(`measured: render of ${BULK} open incidents and change-to-DOM latency`, { timeout: 600_000 }, async () => {
   const made = [];
   let next = 0;
+  // The machine is shared; a busy moment may answer UNAVAILABLE (the Redis
+  // pool's wait): such a call is simply made again (both are idempotent
+  // here: a fixed id and getOrCreate).
+  const retry = async (call) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (e) {
+        if (e.code !== 14 || attempt >= 5) throw e;
+      }
+    }
+  };
   const worker = async () => {
     while (next < BULK) {
       const n = next++;
-      const incident = await api.createIncident({
-        id: uniqueId("INC-BULK"),
+      const id = uniqueId("INC-BULK");
+      const incident = await retry(() => api.createIncident({
+        id,
+        requestId: id,
         title: `Bulk incident ${n}`,
         severity: ["P0", "P1", "P2", "P3", "P4"][n % 5],
         affectedServices: [`svc-${n % 40}`],
         namespace: `ns-${n % 7}`,
         signals: [{ alertName: "PodCrashLooping", labels: { pod: `svc-${n % 40}-${n}` } }],
-      });
-      const { decision } = await api.getOrCreateDecision(incident.id, { wait: true, analysisTimeoutMs: 10_000 });
+      }));
+      const { decision } = await retry(() => api.getOrCreateDecision(incident.id, { wait: true, analysisTimeoutMs: 10_000 }));
       made.push({ incident, decision });
     }
   };
-  await Promise.all(Array.from({ length: 16 }, worker));
+  await Promise.all(Array.from({ length: 6 }, worker));
   const open = (await api.getIncidentSummary({})).open;
 
   const started = Date.now();
