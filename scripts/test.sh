@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test of verdict on a fresh machine: installs what is
-# missing (redis-server; the clients' pinned Python and npm tools, buf among
-# them), then fmt, the generated clients' freshness, buf lint and breaking,
-# clippy, the Rust test suite, and the Python and TypeScript client suites
-# against the real `verdict serve` (and real Redis servers on private ports).
+# missing (redis-server, Debian's chromium; the clients' and the dashboard's
+# pinned Python and npm tools, buf and playwright-core among them), then fmt,
+# the generated clients' and the dashboard bundle's freshness, buf lint and
+# breaking, clippy, the Rust test suite, the dashboard in a real browser, and
+# the Python and TypeScript client suites against the real `verdict serve`
+# (and real Redis servers on private ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,9 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# The dashboard's browser tests drive Debian's Chromium (Playwright's own
+# browser download is not available everywhere); CHROMIUM overrides the path.
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -44,6 +49,11 @@ if [ -n "$stale" ]; then
   echo "the committed client code is stale: run scripts/gen-clients.sh and commit the result" >&2
   exit 1
 fi
+
+# The dashboard's bundle (web/dist, embedded in the binary) is committed
+# like the generated clients: rebuilt in memory and compared.
+log "dashboard: npm ci and the committed bundle's freshness (web/)"
+(cd web && npm ci --no-audit --no-fund --loglevel=error && node build.mjs --check)
 
 source scripts/client-tools.sh
 log "buf lint"
@@ -94,6 +104,10 @@ if [ "$rc" -eq 5 ]; then
 elif [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
+
+log "dashboard: tsc, then Playwright in Chromium against verdict serve with Redis (web/test)"
+(cd clients/typescript && npm run build --silent)
+(cd web && npm test --silent)
 
 log "TypeScript client: tsc and node --test (gRPC and gRPC-Web)"
 printf '(%ss so far)\n' "$((SECONDS - started))"

@@ -1061,4 +1061,22 @@ instructions = "Think about the database."
         assert_eq!(c.llm_breaker_cooldown, Duration::from_millis(1500));
         assert_eq!(c.cors_origins, vec!["https://a.example".to_string()]);
     }
+    /// `--no-ui` turns the dashboard off; without it the file's (or the
+    /// default) value stands, and `VERDICT_UI_ENABLED=false` also works.
+    #[test]
+    fn no_ui_turns_the_dashboard_off() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let parse = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("verdict").chain(argv.iter().copied()))
+                .expect("parses");
+            Config::load(&cli.serve).expect("loads")
+        };
+        assert!(parse(&["--dev"]).ui_enabled);
+        assert!(!parse(&["--dev", "--no-ui"]).ui_enabled);
+    }
 }

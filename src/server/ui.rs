@@ -29,7 +29,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// The dashboard's routes, to merge before the gRPC fallback.
 pub fn router() -> axum::Router {
     axum::Router::new()
-        .route("/", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
         .route(
             "/assets/app.js",
             get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),

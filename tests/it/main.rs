@@ -25,4 +25,5 @@ mod lookup_cost;
 mod recovery;
 mod stats;
 mod store_conformance;
+mod ui;
 mod watch;
