@@ -23,6 +23,11 @@ const common = {
   // node_modules, installed by its `npm ci`; the UI adds no runtime package.
   nodePaths: [join(client, "node_modules")],
   alias: { "@verdict/client": join(client, "src", "index.ts") },
+  // tsconfig.json's `paths` are for tsc's type checking only: followed by
+  // esbuild they would resolve packages by their CommonJS `main` and bundle
+  // protobuf-es and Connect twice (ESM for the client, CJS for the UI).
+  tsconfigRaw: { compilerOptions: {} },
+  platform: "browser",
 };
 const js = await build({ ...common, entryPoints: [join(here, "src", "main.ts")], format: "esm", outfile: "dist/app.js" });
 const css = await build({ ...common, entryPoints: [join(here, "src", "app.css")], outfile: "dist/app.css" });

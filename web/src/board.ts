@@ -10,26 +10,9 @@ import { DecisionState, Severity, type Decision } from "@verdict/client";
 import { h, typing } from "./dom.js";
 import { ms, severityName, span, stateName } from "./format.js";
 import type { Entry, Live, Listener, Status } from "./live.js";
+import { before, boardOrder } from "./order.js";
+export { boardOrder };
 import type { Actions } from "./actions.js";
-
-/** Severity rank: P0 first, unknown last. */
-const rank = (s: Severity) => (s === Severity.UNSPECIFIED ? 99 : s);
-
-/** Sort key: most severe, then newest. */
-function before(a: Entry, b: Entry): boolean {
-  const ra = rank(a.incident.severity);
-  const rb = rank(b.incident.severity);
-  if (ra !== rb) return ra < rb;
-  const ta = ms(a.incident.createdAt);
-  const tb = ms(b.incident.createdAt);
-  if (ta !== tb) return ta > tb;
-  return a.incident.id < b.incident.id;
-}
-
-/** Every held incident id in board order (for `j`/`k` in the decision view). */
-export function boardOrder(live: Live): string[] {
-  return [...live.entries.values()].sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0)).map((e) => e.incident.id);
-}
 
 /** The row's badge text (and its class). */
 export function badge(d: Decision | undefined): HTMLElement {
@@ -292,6 +275,12 @@ export class Board implements Listener {
     return this.order.filter((id) => !this.rows.get(id)?.hidden);
   }
 
+  /** Whether the keyboard focus is on the focused incident's row. */
+  private onRow(): boolean {
+    const row = this.rows.get(this.focused);
+    return !!row && document.activeElement === row;
+  }
+
   /** Handles the board's keys; true when the key was used. */
   key(e: KeyboardEvent): boolean {
     if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return false;
@@ -306,10 +295,14 @@ export class Board implements Listener {
         return true;
       }
       case "Enter":
-        if (this.focused) this.open(this.focused);
+        // Only on a row: Enter elsewhere (a link, a button) keeps its meaning.
+        if (!this.onRow()) return false;
+        this.open(this.focused);
         return true;
       case "y":
       case "n": {
+        // Only the decision a person has visibly focused, never a default.
+        if (!this.onRow()) return false;
         const d = this.live.entries.get(this.focused)?.decision;
         if (!d) return true;
         void (e.key === "y" ? this.actions.approve(d) : this.actions.reject(d));

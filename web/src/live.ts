@@ -23,6 +23,7 @@ import {
   type Incident,
 } from "@verdict/client";
 import { ms } from "./format.js";
+import { boardOrder } from "./order.js";
 
 export type Status = "connecting" | "live" | "disconnected";
 
@@ -103,9 +104,12 @@ export class Live {
             yield {};
           })(),
         );
-        await this.resync(abort.signal);
+        // Live once the incidents are in; their decisions keep arriving
+        // while the stream is followed (each kept by version either way).
+        const decisions = await this.resync(abort.signal);
         failures = 0;
         this.setStatus("live");
+        void decisions;
         for await (const message of response.message) {
           if (message.decision) this.apply(message.decision);
         }
@@ -123,8 +127,11 @@ export class Live {
     }
   }
 
-  /** Reads every open incident and its current decision. */
-  private async resync(signal: AbortSignal): Promise<void> {
+  /**
+   * Reads every open incident, then (in the background, the returned
+   * promise) each one's current decision.
+   */
+  private async resync(signal: AbortSignal): Promise<Promise<void>> {
     const started = performance.now();
     const open: Incident[] = [];
     for (const status of [IncidentStatus.OPEN, IncidentStatus.INVESTIGATING]) {
@@ -138,15 +145,23 @@ export class Live {
     const listed = performance.now();
     this.lastLoad.incidentsMs = listed - started;
     this.emit((l) => l.reset());
-    const queue = [...open];
+    // Decisions are read in board order, so the top of the board fills first.
+    const queue = boardOrder(this);
     const worker = async () => {
-      for (let i = queue.shift(); i; i = queue.shift()) {
-        const decisions = await this.client.listDecisions(i.id, { signal });
-        if (decisions[0]) this.apply(decisions[0]);
+      for (let id = queue.shift(); id && !signal.aborted; id = queue.shift()) {
+        try {
+          const decisions = await this.client.listDecisions(id, { signal });
+          if (decisions[0]) this.apply(decisions[0]);
+        } catch (e) {
+          // One incident's history unreadable (or the connection going, which
+          // the stream notices too): its row waits for its next change.
+          if (!signal.aborted) console.warn("verdict: cannot list decisions of", id, e);
+        }
       }
     };
-    await Promise.all(Array.from({ length: LOAD_CONCURRENCY }, worker));
-    this.lastLoad.decisionsMs = performance.now() - listed;
+    return Promise.all(Array.from({ length: LOAD_CONCURRENCY }, worker)).then(() => {
+      this.lastLoad.decisionsMs = performance.now() - listed;
+    });
   }
 
   /** Takes one decision change (from the stream or a snapshot). */

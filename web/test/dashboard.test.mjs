@@ -203,6 +203,30 @@ test("the statistics page shows the numbers the API returns", async () => {
   await shot(page, "dashboard-stats");
 });
 
+test("readable on a phone-sized screen, and every control is labelled", async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  contexts.push(context);
+  const page = await context.newPage();
+  await page.goto(`${server.baseUrl}/`);
+  await page.fill("#actor", "grace");
+  await page.click("button[type=submit]");
+  await page.waitForSelector(".conn.live");
+  const { incident } = await readyIncident({ title: "Phone check", service: "mobile-api" });
+  await page.waitForSelector(row(incident.id, "READY"));
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok((await overflow()) <= 0, "the board fits the width");
+  const unlabelled = () =>
+    page.evaluate(() => [
+      ...[...document.querySelectorAll("input, select, textarea")].filter((e) => e.labels.length === 0).map((e) => e.id || e.outerHTML),
+      ...[...document.querySelectorAll("button")].filter((b) => !b.textContent.trim() && !b.getAttribute("aria-label")).map((b) => b.outerHTML),
+    ]);
+  assert.deepEqual(await unlabelled(), [], "board controls have labels");
+  await page.tap(row(incident.id));
+  await page.waitForSelector("#approve:not([disabled])");
+  assert.ok((await overflow()) <= 0, "the decision fits the width");
+  assert.deepEqual(await unlabelled(), [], "decision controls have labels");
+});
+
 test("after a server restart the board reconnects and resumes", async () => {
   const page = await openBoard();
   const x = await readyIncident({ title: "Before the restart", service: "billing" });
