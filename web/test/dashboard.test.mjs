@@ -132,6 +132,29 @@ test("approving by button reaches EXECUTING in this page and in a second context
   assert.equal(after.version, decision.version + 1n);
 });
 
+test("filters and search narrow the board", async () => {
+  const page = await openBoard();
+  const a = await readyIncident({ severity: "P4", title: "Filter probe: ledger disk 91 %", service: "ledger" });
+  const b = await readyIncident({ severity: "P3", title: "Filter probe: mailer queue", service: "mailer" });
+  await page.waitForSelector(row(a.incident.id, "READY"));
+  await page.waitForSelector(row(b.incident.id, "READY"));
+  const shown = (id) => page.isVisible(row(id));
+  await page.fill("#f-search", "ledger disk");
+  assert.ok(await shown(a.incident.id));
+  assert.ok(!(await shown(b.incident.id)), "search hides the other");
+  await page.fill("#f-search", "filter probe");
+  await page.selectOption("#f-severity", { label: "P3" });
+  assert.ok(!(await shown(a.incident.id)), "P4 hidden by the P3 filter");
+  assert.ok(await shown(b.incident.id));
+  await page.selectOption("#f-severity", "");
+  await page.selectOption("#f-state", "EXECUTING");
+  assert.ok(!(await shown(a.incident.id)) && !(await shown(b.incident.id)), "neither is EXECUTING");
+  await page.selectOption("#f-state", "READY");
+  await page.selectOption("#f-namespace", "shop");
+  assert.ok((await shown(a.incident.id)) && (await shown(b.incident.id)));
+  assert.match(await page.textContent(".count"), /of \d+ open incidents shown/);
+});
+
 test("y approves and j/k move between decisions on the board", async () => {
   const page = await openBoard();
   const { incident, decision } = await readyIncident({ severity: "P0", title: "Checkout down in eu-west", service: "checkout" });
