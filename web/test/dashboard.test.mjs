@@ -170,6 +170,32 @@ test("y approves and j/k move between decisions on the board", async () => {
   assert.equal((await api.getDecision(decision.token)).state, 4, "EXECUTING");
 });
 
+test("a CRITICAL approval asks for confirmation; y in the decision view", async () => {
+  const page = await openBoard("heidi");
+  const incident = await api.createIncident({
+    id: uniqueId("INC-UI"),
+    title: "Checkout 5xx after deploy",
+    severity: "P1",
+    affectedServices: ["checkout"],
+    namespace: "shop",
+    signals: [{ alertName: "HighErrorRate", labels: { service: "checkout" } }],
+  });
+  const { decision } = await api.getOrCreateDecision(incident.id, { wait: true, analysisTimeoutMs: 10_000 });
+  assert.equal(decision.proposal.risk, RiskLevel.CRITICAL, "the expert rule high_error_rate");
+  await page.goto(`${server.baseUrl}/#/incident/${incident.id}`);
+  await page.waitForSelector("#approve:not([disabled])");
+  await page.keyboard.press("y");
+  await page.waitForSelector("dialog[open]");
+  assert.match(await page.textContent("dialog[open]"), /rollout undo/);
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("dialog:not([open])", { state: "attached" });
+  assert.equal((await api.getDecision(decision.token)).state, 3, "still READY after cancelling");
+  await page.keyboard.press("y");
+  await page.click("dialog[open] button[type=submit]");
+  await page.waitForSelector("#proposal .s-executing");
+  assert.equal((await api.getDecision(decision.token)).decidedBy, "heidi");
+});
+
 test("n asks for a reason, then rejects", async () => {
   const page = await openBoard("carol");
   const { incident, decision } = await readyIncident({ severity: "P1", title: "Inventory sync stuck", service: "inventory" });
