@@ -66,6 +66,8 @@ export class Live {
    * a change arriving during the read is not lost).
    */
   private fetching = new Map<string, Decision>();
+  /** Failed reads of an incident so far (retried with a growing delay, then left to the next resync). */
+  private failedReads = new Map<string, number>();
 
   constructor(
     readonly client: VerdictClient,
@@ -106,7 +108,7 @@ export class Live {
         );
         // Live once the incidents are in; their decisions keep arriving
         // while the stream is followed (each kept by version either way).
-        const decisions = await this.resync(abort.signal);
+        const { decisions } = await this.resync(abort.signal);
         failures = 0;
         this.setStatus("live");
         void decisions;
@@ -128,10 +130,11 @@ export class Live {
   }
 
   /**
-   * Reads every open incident, then (in the background, the returned
-   * promise) each one's current decision.
+   * Reads every open incident, then (in the background: `decisions`, in
+   * an object because an async function would otherwise wait for it) each
+   * one's current decision.
    */
-  private async resync(signal: AbortSignal): Promise<Promise<void>> {
+  private async resync(signal: AbortSignal): Promise<{ decisions: Promise<void> }> {
     const started = performance.now();
     const open: Incident[] = [];
     for (const status of [IncidentStatus.OPEN, IncidentStatus.INVESTIGATING]) {
@@ -159,9 +162,10 @@ export class Live {
         }
       }
     };
-    return Promise.all(Array.from({ length: LOAD_CONCURRENCY }, worker)).then(() => {
+    const decisions = Promise.all(Array.from({ length: LOAD_CONCURRENCY }, worker)).then(() => {
       this.lastLoad.decisionsMs = performance.now() - listed;
     });
+    return { decisions };
   }
 
   /** Takes one decision change (from the stream or a snapshot). */
@@ -177,18 +181,29 @@ export class Live {
       }
       if (TERMINAL_STATES.has(d.state)) return;
       this.fetching.set(d.incidentId, d);
+      const id = d.incidentId;
       void this.client
-        .getIncident(d.incidentId)
+        .getIncident(id)
         .then((incident) => {
+          this.failedReads.delete(id);
           if (!isOpen(incident)) return;
           const held = this.entries.get(incident.id);
           this.entries.set(incident.id, { incident, decision: held?.decision });
         })
-        .catch((e) => console.warn("verdict: cannot read incident", d.incidentId, e))
-        .finally(() => {
-          const newest = this.fetching.get(d.incidentId);
-          this.fetching.delete(d.incidentId);
-          if (newest && this.entries.has(d.incidentId)) this.apply(newest);
+        .catch((e) => {
+          // A busy server (UNAVAILABLE): read it again shortly rather than
+          // lose the incident until the next reconnect.
+          const failures = (this.failedReads.get(id) ?? 0) + 1;
+          this.failedReads.set(id, failures);
+          console.warn("verdict: cannot read incident", id, e);
+          return failures <= 5 ? failures : undefined;
+        })
+        .then((retry) => {
+          const newest = this.fetching.get(id);
+          this.fetching.delete(id);
+          if (!newest) return;
+          if (this.entries.has(id)) this.apply(newest);
+          else if (typeof retry === "number") setTimeout(() => this.apply(newest), 250 * 2 ** retry);
         });
       return;
     }
