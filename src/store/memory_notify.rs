@@ -1,0 +1,227 @@
+//! The chat notifier's records in memory ([`NotifyStore`] for
+//! [`MemoryStore`]): the same semantics as `redis/notify.rs`, one mutex.
+
+use super::MemoryStore;
+use super::notify::{Claim, NotifyStore};
+use super::{StoreError, keys};
+use crate::domain::Token;
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The notifier's state in memory.
+#[derive(Default)]
+pub(super) struct NotifyState {
+    /// (due ms, token) and each token's due ms.
+    due: BTreeSet<(i64, Token)>,
+    due_at: HashMap<Token, i64>,
+    attempts: HashMap<Token, u32>,
+    counts: BTreeMap<String, i64>,
+    /// Cards, buttons, leases and offsets by their Redis key, with expiry.
+    values: HashMap<String, (String, Option<Instant>)>,
+}
+
+impl NotifyState {
+    fn set_due(&mut self, token: &Token, ms: i64) {
+        if let Some(old) = self.due_at.insert(token.clone(), ms) {
+            self.due.remove(&(old, token.clone()));
+        }
+        self.due.insert((ms, token.clone()));
+    }
+
+    fn remove(&mut self, token: &Token) {
+        if let Some(old) = self.due_at.remove(token) {
+            self.due.remove(&(old, token.clone()));
+        }
+        self.attempts.remove(token);
+    }
+
+    fn get(&mut self, key: &str) -> Option<String> {
+        match self.values.get(key) {
+            Some((_, Some(until))) if *until <= Instant::now() => {
+                self.values.remove(key);
+                None
+            }
+            Some((v, _)) => Some(v.clone()),
+            None => None,
+        }
+    }
+
+    fn set(&mut self, key: String, value: String, ttl: Option<Duration>) {
+        self.values
+            .insert(key, (value, ttl.map(|t| Instant::now() + t)));
+    }
+
+    /// Whether `claim` still holds its job (no push since).
+    fn holds(&self, claim: &Claim) -> bool {
+        self.due_at.get(&claim.token) == Some(&claim.score)
+    }
+}
+
+impl MemoryStore {
+    fn notify_state(&self) -> std::sync::MutexGuard<'_, NotifyState> {
+        // Every mutation completes under the guard.
+        self.notify.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl NotifyStore for MemoryStore {
+    async fn outbox_push(&self, token: &Token, due: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut g = self.notify_state();
+        let ms = due.timestamp_millis();
+        if g.due_at.get(token).is_none_or(|&old| ms < old) {
+            g.set_due(token, ms);
+        }
+        Ok(())
+    }
+
+    async fn outbox_claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let mut g = self.notify_state();
+        let Some((ms, token)) = g.due.first().cloned() else {
+            return Ok(None);
+        };
+        if ms > now.timestamp_millis() {
+            return Ok(None);
+        }
+        let score = now.timestamp_millis() + lease.as_millis().max(1) as i64;
+        g.set_due(&token, score);
+        Ok(Some(Claim { token, score }))
+    }
+
+    async fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let g = self.notify_state();
+        Ok(g.due
+            .first()
+            .and_then(|(ms, _)| Utc.timestamp_millis_opt(*ms).single()))
+    }
+
+    async fn outbox_done(&self, claim: &Claim) -> Result<(), StoreError> {
+        let mut g = self.notify_state();
+        if g.holds(claim) {
+            g.remove(&claim.token);
+        }
+        Ok(())
+    }
+
+    async fn outbox_defer(&self, claim: &Claim, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut g = self.notify_state();
+        if g.holds(claim) {
+            g.set_due(&claim.token, at.timestamp_millis());
+        }
+        Ok(())
+    }
+
+    async fn outbox_failed(
+        &self,
+        claim: &Claim,
+        at: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.notify_state();
+        if !g.holds(claim) {
+            return Ok(false);
+        }
+        let n = {
+            let n = g.attempts.entry(claim.token.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if n >= max_attempts.max(1) {
+            g.remove(&claim.token);
+            *g.counts.entry("dead".into()).or_default() += 1;
+            return Ok(true);
+        }
+        g.set_due(&claim.token, at.timestamp_millis());
+        Ok(false)
+    }
+
+    async fn card(&self, token: &Token) -> Result<Option<String>, StoreError> {
+        Ok(self.notify_state().get(&keys::notify_card(token)))
+    }
+
+    async fn save_card(&self, token: &Token, json: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.notify_state()
+            .set(keys::notify_card(token), json.to_owned(), Some(ttl));
+        Ok(())
+    }
+
+    async fn put_button(&self, id: &str, json: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.notify_state()
+            .set(keys::notify_button(id), json.to_owned(), Some(ttl));
+        Ok(())
+    }
+
+    async fn button(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.notify_state().get(&keys::notify_button(id)))
+    }
+
+    async fn take_button(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut g = self.notify_state();
+        let key = keys::notify_button(id);
+        let v = g.get(&key);
+        g.values.remove(&key);
+        Ok(v)
+    }
+
+    async fn lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut g = self.notify_state();
+        let key = keys::notify_lease(name);
+        match g.get(&key) {
+            Some(cur) if cur != owner => Ok(false),
+            _ => {
+                g.set(key, owner.to_owned(), Some(ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let mut g = self.notify_state();
+        let key = keys::notify_lease(name);
+        if g.get(&key).as_deref() == Some(owner) {
+            g.values.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn update_offset(&self, name: &str) -> Result<i64, StoreError> {
+        let mut g = self.notify_state();
+        Ok(g.get(&keys::notify_offset(name))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    async fn claim_update(&self, name: &str, owner: &str, id: i64) -> Result<bool, StoreError> {
+        let mut g = self.notify_state();
+        if g.get(&keys::notify_lease(name)).as_deref() != Some(owner) {
+            return Ok(false);
+        }
+        let key = keys::notify_offset(name);
+        let off: i64 = g.get(&key).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if id < off {
+            return Ok(false);
+        }
+        g.set(key, (id + 1).to_string(), None);
+        Ok(true)
+    }
+
+    async fn count(&self, field: &str, by: i64) -> Result<(), StoreError> {
+        *self
+            .notify_state()
+            .counts
+            .entry(field.to_owned())
+            .or_default() += by;
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        Ok(self.notify_state().counts.clone())
+    }
+}
