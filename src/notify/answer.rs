@@ -84,7 +84,11 @@ impl Notifier {
             match updates {
                 Ok(updates) => {
                     for u in updates {
-                        match self.store.claim_update(POLLER, &self.owner, u.update_id).await {
+                        match self
+                            .store
+                            .claim_update(POLLER, &self.owner, u.update_id)
+                            .await
+                        {
                             Ok(true) => self.handle(u).await,
                             // Lease lost or already handled: stop this batch.
                             Ok(false) => break,
@@ -171,7 +175,11 @@ impl Notifier {
         }
         let subject = principal.subject.as_str();
         let result = match button.answer {
-            Answer::Approve => self.decisions.approve(&token, subject, button.version).await,
+            Answer::Approve => {
+                self.decisions
+                    .approve(&token, subject, button.version)
+                    .await
+            }
             Answer::Reject => {
                 self.decisions
                     .reject(&token, subject, "rejected from chat", button.version)
@@ -207,7 +215,12 @@ impl Notifier {
 
     /// Makes the card due for an edit now.
     async fn refresh(&self, token: &Token) {
-        if self.store.outbox_push(token, self.clock.now()).await.is_ok() {
+        if self
+            .store
+            .outbox_push(token, self.clock.now())
+            .await
+            .is_ok()
+        {
             self.wake.notify_one();
         }
     }

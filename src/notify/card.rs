@@ -70,7 +70,11 @@ pub fn answerable(d: &Decision, now: DateTime<Utc>) -> bool {
 /// The card's text for `d` of `incident` at `now`.
 pub fn render(incident: &Incident, d: &Decision, now: DateTime<Utc>) -> String {
     let mut out = Vec::new();
-    out.push(format!("🚨 {} — {}", incident.severity.as_str(), incident.title));
+    out.push(format!(
+        "🚨 {} — {}",
+        incident.severity.as_str(),
+        incident.title
+    ));
     let services: Vec<&str> = incident
         .affected_services
         .iter()

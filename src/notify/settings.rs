@@ -210,9 +210,9 @@ impl NotifySettings {
 
 /// Parses `P3=2m` (one `notify_after` entry).
 pub fn parse_after(entry: &str) -> anyhow::Result<(Severity, Duration)> {
-    let (sev, dur) = entry
-        .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("notify_after entry {entry:?} must be SEVERITY=DURATION, e.g. P3=2m"))?;
+    let (sev, dur) = entry.split_once('=').ok_or_else(|| {
+        anyhow::anyhow!("notify_after entry {entry:?} must be SEVERITY=DURATION, e.g. P3=2m")
+    })?;
     let sev = Severity::ALL
         .into_iter()
         .find(|s| s.as_str() == sev.trim())

@@ -122,13 +122,22 @@ impl Telegram {
             return Err(ChatError::RetryAfter(Duration::from_secs(after)));
         }
         if status.is_server_error() || status.as_u16() == 408 {
-            return Err(ChatError::Unavailable(format!("{method}: {status} {description}")));
+            return Err(ChatError::Unavailable(format!(
+                "{method}: {status} {description}"
+            )));
         }
-        Err(ChatError::Refused(format!("{method}: {status} {description}")))
+        Err(ChatError::Refused(format!(
+            "{method}: {status} {description}"
+        )))
     }
 
     /// Sends a card; the new message's id.
-    pub async fn send(&self, chat: i64, text: &str, keyboard: Option<Value>) -> Result<i64, ChatError> {
+    pub async fn send(
+        &self,
+        chat: i64,
+        text: &str,
+        keyboard: Option<Value>,
+    ) -> Result<i64, ChatError> {
         let mut body = json!({ "chat_id": chat, "text": text });
         if let Some(k) = keyboard {
             body["reply_markup"] = k;

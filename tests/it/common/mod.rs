@@ -186,7 +186,7 @@ impl TestServer {
             config,
             Overrides {
                 clock,
-                analyzer: None,
+                ..Overrides::default()
             },
         )
         .await
