@@ -198,11 +198,8 @@ impl Notifier {
                 self.store.count("sent", 1).await?;
             }
         }
-        if !keep {
-            for old in std::mem::take(&mut record.buttons) {
-                self.store.take_button(&old).await?;
-            }
-        }
+        // Replaced buttons are left to expire: bound to an older version,
+        // a press on one answers that the decision changed.
         record.buttons = ids.map(|(a, r)| vec![a, r]).unwrap_or_default();
         record.version = d.version;
         record.expired = expired;

@@ -9,6 +9,7 @@
 
 mod commandstats;
 pub mod fake_llm;
+pub mod fake_telegram;
 mod incident;
 mod process;
 mod wait;
