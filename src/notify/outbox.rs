@@ -100,7 +100,7 @@ impl Notifier {
                 tracing::info!(%token, ?after, "chat API rate limit; waiting as told");
                 let _ = self.store.count("rate_limited", 1).await;
                 let at = self.clock.now() + chrono(after);
-                self.store.outbox_defer(&claim, at).await
+                self.store.outbox_retry(&claim, at).await
             }
             Err(e) => {
                 tracing::warn!(%token, error = %e, "card not delivered; will retry");

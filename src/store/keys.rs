@@ -117,6 +117,8 @@ pub const STATS_SCRATCH: &str = "verdict:stats:tmp:svc";
 // | key                                  | type   | holds                                  |
 // |--------------------------------------|--------|----------------------------------------|
 // | `verdict:notify:{outbox}:due`        | zset   | tokens whose card is due for sending or editing, scored by due ms (a claimed job: its lease end) |
+// | `verdict:notify:{outbox}:claims`     | hash   | token → claim score of jobs being worked |
+// | `verdict:notify:{outbox}:pending`    | hash   | token → due ms of a push made while its job was claimed |
 // | `verdict:notify:{outbox}:attempts`   | hash   | failed attempts per token               |
 // | `verdict:notify:{outbox}:counts`     | hash   | notifier counters (sent, edited, failed, dead, self_resolved, …) |
 // | `verdict:notify:card:DEC-…`          | string | the card record (chats, message ids, version shown) JSON (token TTL + a day) |
@@ -126,6 +128,10 @@ pub const STATS_SCRATCH: &str = "verdict:stats:tmp:svc";
 
 /// The notifier's outbox (see `store/notify.rs`).
 pub const NOTIFY_OUTBOX: &str = "verdict:notify:{outbox}:due";
+/// Claims of outbox jobs being worked: token → claim score.
+pub const NOTIFY_CLAIMS: &str = "verdict:notify:{outbox}:claims";
+/// Pushes made while a job was claimed: token → due ms.
+pub const NOTIFY_PENDING: &str = "verdict:notify:{outbox}:pending";
 /// Failed attempts per outbox job.
 pub const NOTIFY_ATTEMPTS: &str = "verdict:notify:{outbox}:attempts";
 /// The notifier's counters.

@@ -17,6 +17,9 @@ pub(super) struct NotifyState {
     /// (due ms, token) and each token's due ms.
     due: BTreeSet<(i64, Token)>,
     due_at: HashMap<Token, i64>,
+    /// Live claims (token → claim score) and pushes made during them.
+    claims: HashMap<Token, i64>,
+    pending: HashMap<Token, i64>,
     attempts: HashMap<Token, u32>,
     counts: BTreeMap<String, i64>,
     /// Cards, buttons, leases and offsets by their Redis key, with expiry.
@@ -54,10 +57,53 @@ impl NotifyState {
             .insert(key, (value, ttl.map(|t| Instant::now() + t)));
     }
 
-    /// Whether `claim` still holds its job (no push since).
-    fn holds(&self, claim: &Claim) -> bool {
-        self.due_at.get(&claim.token) == Some(&claim.score)
+    /// Settles `claim` as `notify_settle.lua` does; true when it went dead.
+    fn settle(&mut self, claim: &Claim, how: Settle, at: i64, max_attempts: u32) -> bool {
+        let t = &claim.token;
+        if self.claims.get(t) != Some(&claim.score) {
+            return false;
+        }
+        self.claims.remove(t);
+        let pending = self.pending.remove(t);
+        let next = match how {
+            Settle::Done => {
+                self.attempts.remove(t);
+                match pending {
+                    Some(p) => p,
+                    None => {
+                        self.remove(t);
+                        return false;
+                    }
+                }
+            }
+            Settle::Defer => {
+                self.attempts.remove(t);
+                pending.map_or(at, |p| p.min(at))
+            }
+            Settle::Retry => at,
+            Settle::Failed => {
+                let n = self.attempts.entry(t.clone()).or_default();
+                *n += 1;
+                if *n >= max_attempts.max(1) {
+                    self.remove(t);
+                    *self.counts.entry("dead".into()).or_default() += 1;
+                    return true;
+                }
+                at
+            }
+        };
+        self.set_due(t, next);
+        false
     }
+}
+
+/// How a claim settles (see `redis/lua/notify_settle.lua`).
+#[derive(Clone, Copy)]
+enum Settle {
+    Done,
+    Defer,
+    Retry,
+    Failed,
 }
 
 impl MemoryStore {
@@ -69,10 +115,13 @@ impl MemoryStore {
 
 #[async_trait]
 impl NotifyStore for MemoryStore {
-    async fn outbox_push(&self, token: &Token, due: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn outbox_push(&self, token: &Token, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut g = self.notify_state();
-        let ms = due.timestamp_millis();
-        if g.due_at.get(token).is_none_or(|&old| ms < old) {
+        let ms = now.timestamp_millis();
+        if g.claims.get(token).is_some_and(|&c| c > ms) {
+            let p = g.pending.entry(token.clone()).or_insert(ms);
+            *p = (*p).min(ms);
+        } else if g.due_at.get(token).is_none_or(|&old| ms < old) {
             g.set_due(token, ms);
         }
         Ok(())
@@ -92,6 +141,8 @@ impl NotifyStore for MemoryStore {
         }
         let score = now.timestamp_millis() + lease.as_millis().max(1) as i64;
         g.set_due(&token, score);
+        g.claims.insert(token.clone(), score);
+        g.pending.remove(&token);
         Ok(Some(Claim { token, score }))
     }
 
@@ -103,18 +154,19 @@ impl NotifyStore for MemoryStore {
     }
 
     async fn outbox_done(&self, claim: &Claim) -> Result<(), StoreError> {
-        let mut g = self.notify_state();
-        if g.holds(claim) {
-            g.remove(&claim.token);
-        }
+        self.notify_state().settle(claim, Settle::Done, 0, 0);
         Ok(())
     }
 
     async fn outbox_defer(&self, claim: &Claim, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut g = self.notify_state();
-        if g.holds(claim) {
-            g.set_due(&claim.token, at.timestamp_millis());
-        }
+        self.notify_state()
+            .settle(claim, Settle::Defer, at.timestamp_millis(), 0);
+        Ok(())
+    }
+
+    async fn outbox_retry(&self, claim: &Claim, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.notify_state()
+            .settle(claim, Settle::Retry, at.timestamp_millis(), 0);
         Ok(())
     }
 
@@ -124,22 +176,9 @@ impl NotifyStore for MemoryStore {
         at: DateTime<Utc>,
         max_attempts: u32,
     ) -> Result<bool, StoreError> {
-        let mut g = self.notify_state();
-        if !g.holds(claim) {
-            return Ok(false);
-        }
-        let n = {
-            let n = g.attempts.entry(claim.token.clone()).or_default();
-            *n += 1;
-            *n
-        };
-        if n >= max_attempts.max(1) {
-            g.remove(&claim.token);
-            *g.counts.entry("dead".into()).or_default() += 1;
-            return Ok(true);
-        }
-        g.set_due(&claim.token, at.timestamp_millis());
-        Ok(false)
+        Ok(self
+            .notify_state()
+            .settle(claim, Settle::Failed, at.timestamp_millis(), max_attempts))
     }
 
     async fn card(&self, token: &Token) -> Result<Option<String>, StoreError> {

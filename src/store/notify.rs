@@ -4,14 +4,14 @@
 //!
 //! The outbox is a sorted set of tokens scored by when they are due. A
 //! change to a decision pushes its token (`ZADD LT`: an earlier due time
-//! wins, so a change always brings a pending job forward). A worker on any
-//! replica claims the earliest due token by moving its score to the end of
-//! a lease (the job stays in the set, so a worker that dies mid-send loses
-//! nothing: the job is due again when the lease ends). Finishing, deferring
-//! or failing a job is a compare on that claimed score: if a new change was
-//! pushed meanwhile, the score moved and the job stays due, so the change is
-//! never lost. One token is one job however often it changes: the worker
-//! reads the decision as it is now and brings the card up to date.
+//! wins). A worker on any replica claims the earliest due token by moving
+//! its score to the end of a lease and recording the claim; the job stays
+//! in the set, so a worker that dies mid-send loses nothing: the job is due
+//! again when the lease ends. While a claim is live, a push does not touch
+//! the score (a second worker would take the job and send a second card);
+//! it is remembered as pending and applied when the claim settles, so no
+//! change is lost. One token is one job however often it changes: the
+//! worker reads the decision as it is now and brings the card up to date.
 //!
 //! Cards and buttons are the notifier's own records, kept as opaque JSON:
 //! the store knows their keys and lifetimes, not their shape.
@@ -35,8 +35,9 @@ pub struct Claim {
 /// read-modify-writes are one script each.
 #[async_trait]
 pub trait NotifyStore: Send + Sync {
-    /// Makes the token's job due at `due`, or earlier if it already was.
-    async fn outbox_push(&self, token: &Token, due: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Makes the token's job due `now` (after the live claim, if one is
+    /// being worked).
+    async fn outbox_push(&self, token: &Token, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Claims the earliest job due at `now`, for `lease`.
     async fn outbox_claim(
@@ -48,12 +49,17 @@ pub trait NotifyStore: Send + Sync {
     /// When the earliest job (claimed or not) is due.
     async fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// Removes a finished job, unless it was pushed again since the claim.
+    /// Removes a finished job, unless it was pushed again during the claim.
     async fn outbox_done(&self, claim: &Claim) -> Result<(), StoreError>;
 
     /// Makes a claimed job due again at `at` without counting an attempt
-    /// (the grace period, a card waiting for its token's expiry).
+    /// (the grace period, a card waiting for its token's expiry), or at
+    /// once if it was pushed during the claim.
     async fn outbox_defer(&self, claim: &Claim, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Makes a claimed job due again at `at` exactly, without counting an
+    /// attempt (a rate limit: even a newer change waits).
+    async fn outbox_retry(&self, claim: &Claim, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Counts a failed attempt: the job is due again at `at`, or, after
     /// `max_attempts`, dropped and counted as dead (returns true).

@@ -111,7 +111,10 @@ async fn one_card_per_ready_across_two_replicas() {
     assert_eq!(sent[0].token, BOT_TOKEN);
     assert_eq!(sent[0].body["chat_id"], CHAT);
     let text = sent[0].body["text"].as_str().unwrap_or_default();
-    assert!(text.contains(&d.token) && text.contains("kubectl"), "{text}");
+    assert!(
+        text.contains(&d.token) && text.contains("kubectl"),
+        "{text}"
+    );
     assert!(!text.contains(BOT_TOKEN));
 
     // A later change is edited in; by then both replicas have seen READY.
@@ -151,7 +154,10 @@ async fn approve_by_button_acts_as_the_mapped_user_once() {
         .until("the card shows the approval", |c| {
             c.iter().any(|c| {
                 c.method == "editMessageText"
-                    && c.body["text"].as_str().unwrap_or("").contains("APPROVED by alice")
+                    && c.body["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("APPROVED by alice")
             })
         })
         .await;
@@ -201,7 +207,11 @@ async fn users_not_allowed_change_nothing() {
     let answer = tg.answer_to(&q).await;
     assert!(answer.contains("not belong to this chat"), "{answer}");
     let now = get(&s, &d.token).await;
-    assert_eq!((now.state, now.version), (d.state, d.version), "nothing changed");
+    assert_eq!(
+        (now.state, now.version),
+        (d.state, d.version),
+        "nothing changed"
+    );
 
     // The refused presses did not use the button up.
     let q = tg.press(ALICE, CHAT, 1, &approve);
@@ -411,5 +421,10 @@ async fn the_grace_period_pages_nobody_for_an_incident_that_resolves_itself() {
     .await;
     let sent: Vec<_> = calls.iter().filter(|c| c.method == "sendMessage").collect();
     assert_eq!(sent.len(), 1);
-    assert!(sent[0].body["text"].as_str().unwrap_or("").contains(&d.token));
+    assert!(
+        sent[0].body["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&d.token)
+    );
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/notify_push.lua")));
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/notify_claim.lua")));
 static SETTLE: LazyLock<Script> =
@@ -40,6 +41,8 @@ impl RedisStore {
             .run(async |c| {
                 SETTLE
                     .key(keys::NOTIFY_OUTBOX)
+                    .key(keys::NOTIFY_CLAIMS)
+                    .key(keys::NOTIFY_PENDING)
                     .key(keys::NOTIFY_ATTEMPTS)
                     .key(keys::NOTIFY_COUNTS)
                     .arg(claim.token.as_str())
@@ -57,17 +60,20 @@ impl RedisStore {
 
 #[async_trait]
 impl NotifyStore for RedisStore {
-    async fn outbox_push(&self, token: &Token, due: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn outbox_push(&self, token: &Token, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let ms = now.timestamp_millis();
         self.run(async |c| {
-            redis::cmd("ZADD")
-                .arg(keys::NOTIFY_OUTBOX)
-                .arg("LT")
-                .arg(due.timestamp_millis())
+            PUSH.key(keys::NOTIFY_OUTBOX)
+                .key(keys::NOTIFY_CLAIMS)
+                .key(keys::NOTIFY_PENDING)
                 .arg(token.as_str())
-                .query_async::<()>(c)
+                .arg(ms)
+                .arg(ms)
+                .invoke_async::<i64>(c)
                 .await
         })
         .await
+        .map(|_| ())
     }
 
     async fn outbox_claim(
@@ -80,6 +86,8 @@ impl NotifyStore for RedisStore {
             .run(async |c| {
                 CLAIM
                     .key(keys::NOTIFY_OUTBOX)
+                    .key(keys::NOTIFY_CLAIMS)
+                    .key(keys::NOTIFY_PENDING)
                     .arg(now.timestamp_millis())
                     .arg(score)
                     .invoke_async(c)
@@ -118,6 +126,10 @@ impl NotifyStore for RedisStore {
 
     async fn outbox_defer(&self, claim: &Claim, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.settle(claim, "defer", at, 0).await.map(|_| ())
+    }
+
+    async fn outbox_retry(&self, claim: &Claim, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.settle(claim, "retry", at, 0).await.map(|_| ())
     }
 
     async fn outbox_failed(

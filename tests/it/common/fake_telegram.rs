@@ -137,9 +137,8 @@ impl FakeTelegram {
     pub async fn answer_to(&self, id: &str) -> String {
         let calls = self
             .until(&format!("answerCallbackQuery({id})"), |c| {
-                c.iter().any(|c| {
-                    c.method == "answerCallbackQuery" && c.body["callback_query_id"] == id
-                })
+                c.iter()
+                    .any(|c| c.method == "answerCallbackQuery" && c.body["callback_query_id"] == id)
             })
             .await;
         calls
