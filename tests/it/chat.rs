@@ -428,3 +428,60 @@ async fn the_grace_period_pages_nobody_for_an_incident_that_resolves_itself() {
             .contains(&d.token)
     );
 }
+
+#[tokio::test]
+async fn the_webhook_checks_its_secret_token() {
+    let redis = RedisServer::start();
+    let tg = FakeTelegram::start().await;
+    let mut c = config(&redis, &tg);
+    c.notify_telegram_updates = verdict::notify::Updates::Webhook;
+    let notify = c
+        .notify_settings_with(
+            Some(Secret::new(BOT_TOKEN)),
+            Some(Secret::new("hook-secret")),
+        )
+        .expect("notify settings");
+    let mut s = TestServer::start_overridden(
+        c,
+        Overrides {
+            notify: Some(notify),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let d = common::decide(&mut s, &id).await;
+    let (approve, _) = first_card(&tg).await;
+    let update = serde_json::json!({
+        "update_id": 1,
+        "callback_query": {
+            "id": "cb-hook",
+            "from": { "id": ALICE },
+            "message": { "message_id": 1, "chat": { "id": CHAT } },
+            "data": approve,
+        }
+    });
+    let url = format!("{}/api/v1/telegram", s.http_base());
+    let http = reqwest::Client::new();
+    for secret in [None, Some("wrong"), Some("hook-secret-but-longer")] {
+        let mut req = http.post(&url).body(update.to_string());
+        if let Some(v) = secret {
+            req = req.header("X-Telegram-Bot-Api-Secret-Token", v);
+        }
+        let status = req.send().await.expect("webhook answers").status();
+        assert_eq!(status.as_u16(), 401, "{secret:?}");
+    }
+    assert_eq!(get(&s, &d.token).await.version, d.version, "nothing changed");
+    assert!(tg.calls_of("getUpdates").is_empty(), "no polling with a webhook");
+    let status = http
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "hook-secret")
+        .body(update.to_string())
+        .send()
+        .await
+        .expect("webhook answers")
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    assert!(tg.answer_to("cb-hook").await.contains("EXECUTING"));
+    assert_eq!(get(&s, &d.token).await.decided_by, "alice");
+}
