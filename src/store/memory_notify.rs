@@ -264,3 +264,57 @@ impl NotifyStore for MemoryStore {
         Ok(self.notify_state().counts.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Retention;
+
+    #[tokio::test]
+    async fn a_push_during_a_claim_waits_for_it_and_is_not_lost() {
+        let s = MemoryStore::new(Retention::default());
+        let t = Token::parse("DEC-00000000000A").unwrap();
+        let now = Utc::now();
+        let lease = Duration::from_secs(30);
+        s.outbox_push(&t, now).await.unwrap();
+        let claim = s.outbox_claim(now, lease).await.unwrap().expect("due");
+        // Pushed again while claimed: no second worker can take it.
+        s.outbox_push(&t, now).await.unwrap();
+        assert_eq!(s.outbox_claim(now, lease).await.unwrap(), None);
+        // Settled as done, the push made meanwhile makes it due again.
+        s.outbox_done(&claim).await.unwrap();
+        let again = s
+            .outbox_claim(now, lease)
+            .await
+            .unwrap()
+            .expect("due again");
+        s.outbox_done(&again).await.unwrap();
+        assert_eq!(s.outbox_next_due().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_claim_is_taken_over_and_settles_nothing() {
+        let s = MemoryStore::new(Retention::default());
+        let t = Token::parse("DEC-00000000000B").unwrap();
+        let now = Utc::now();
+        let lease = Duration::from_secs(30);
+        s.outbox_push(&t, now).await.unwrap();
+        let dead = s.outbox_claim(now, lease).await.unwrap().expect("due");
+        let later = now + chrono::Duration::seconds(31);
+        let live = s
+            .outbox_claim(later, lease)
+            .await
+            .unwrap()
+            .expect("lease lapsed");
+        s.outbox_done(&dead).await.unwrap();
+        assert!(
+            s.outbox_next_due().await.unwrap().is_some(),
+            "still owned by the live claim"
+        );
+        assert!(
+            s.outbox_failed(&live, later, 1).await.unwrap(),
+            "one attempt allowed"
+        );
+        assert_eq!(s.counts().await.unwrap().get("dead"), Some(&1));
+    }
+}

@@ -471,8 +471,15 @@ async fn the_webhook_checks_its_secret_token() {
         let status = req.send().await.expect("webhook answers").status();
         assert_eq!(status.as_u16(), 401, "{secret:?}");
     }
-    assert_eq!(get(&s, &d.token).await.version, d.version, "nothing changed");
-    assert!(tg.calls_of("getUpdates").is_empty(), "no polling with a webhook");
+    assert_eq!(
+        get(&s, &d.token).await.version,
+        d.version,
+        "nothing changed"
+    );
+    assert!(
+        tg.calls_of("getUpdates").is_empty(),
+        "no polling with a webhook"
+    );
     let status = http
         .post(&url)
         .header("X-Telegram-Bot-Api-Secret-Token", "hook-secret")
