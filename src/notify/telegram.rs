@@ -13,6 +13,9 @@ use std::time::Duration;
 
 /// Timeout of one ordinary call (the long poll adds its own wait).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least time between two messages sent or edited by this replica:
+/// Telegram allows about 30 a second per bot; 25 leaves room for answers.
+const MESSAGE_SPACING: Duration = Duration::from_millis(40);
 
 /// Why a chat API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,8 @@ pub struct Telegram {
     http: reqwest::Client,
     api_url: String,
     token: Secret,
+    /// When the next message may go (shared by clones: one bot, one pace).
+    next_message: std::sync::Arc<tokio::sync::Mutex<tokio::time::Instant>>,
 }
 
 /// A button press, as `getUpdates` and the webhook deliver it.
@@ -86,7 +91,15 @@ impl Telegram {
                 .build()?,
             api_url: api_url.trim_end_matches('/').to_owned(),
             token,
+            next_message: std::sync::Arc::new(tokio::sync::Mutex::new(tokio::time::Instant::now())),
         })
+    }
+
+    /// Waits for this replica's turn to send or edit a message.
+    async fn pace(&self) {
+        let mut next = self.next_message.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = tokio::time::Instant::now() + MESSAGE_SPACING;
     }
 
     /// Calls `method` with `body`; the `result` on success.
@@ -142,6 +155,7 @@ impl Telegram {
         if let Some(k) = keyboard {
             body["reply_markup"] = k;
         }
+        self.pace().await;
         let result = self.call("sendMessage", body, CALL_TIMEOUT).await?;
         result["message_id"]
             .as_i64()
@@ -163,6 +177,7 @@ impl Telegram {
             "text": text,
             "reply_markup": keyboard.unwrap_or_else(|| json!({ "inline_keyboard": [] })),
         });
+        self.pace().await;
         match self.call("editMessageText", body, CALL_TIMEOUT).await {
             Err(ChatError::Refused(m)) if m.contains("message is not modified") => Ok(()),
             other => other.map(|_| ()),
