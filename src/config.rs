@@ -1067,6 +1067,25 @@ instructions = "Think about the database."
     /// `verdict serve --help`, `Config::default()` and the README's table
     /// name the same settings, with the same flag, variable and default.
     #[test]
+    fn telegram_needs_its_token_and_is_off_without_a_chat() {
+        let mut c = Config::default();
+        let off = c.notify_settings_with(None, None).unwrap();
+        assert!(!off.enabled(), "no chat, no route: Telegram off");
+        c.notify_telegram_chat = Some(-100);
+        let err = c.notify_settings_with(None, None).unwrap_err().to_string();
+        assert!(err.contains("VERDICT_TELEGRAM_BOT_TOKEN"), "{err}");
+        let on = c
+            .notify_settings_with(Some(crate::notify::Secret::new("t")), None)
+            .unwrap();
+        assert!(
+            on.enabled() && on.users.is_empty(),
+            "on, and nobody may answer"
+        );
+        c.notify_after = vec!["P9=1m".into()];
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn help_defaults_and_readme_agree() {
         use std::collections::BTreeMap;
         let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
