@@ -36,6 +36,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 pub use crate::ingest::IngestConfig;
+use crate::notify::{ChatUser, NotifySettings, Route, Secret, TelegramSettings, Updates};
 
 /// Statistics are kept at least a day (day buckets must outlive their day)
 /// and at most a year (bounds the buckets an "all time" query reads).
@@ -272,6 +273,79 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_SWEEP_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Option<Duration>,
+    // ---- chat notifications (Telegram) ----
+    /// Telegram Bot API base URL (a self-hosted Bot API server, or a fake
+    /// in tests).
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_TELEGRAM_API_URL",
+        value_name = "URL",
+        help_heading = "Chat notifications"
+    )]
+    pub notify_telegram_api_url: Option<String>,
+    /// Name of the environment variable holding the bot token (never a
+    /// flag, never logged).
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_TELEGRAM_TOKEN_ENV",
+        value_name = "VAR",
+        help_heading = "Chat notifications"
+    )]
+    pub notify_telegram_token_env: Option<String>,
+    /// Chat id that gets the card of every incident no `notify_routes`
+    /// entry matches. Telegram is on when this or a route is set.
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_TELEGRAM_CHAT",
+        value_name = "CHAT_ID",
+        allow_negative_numbers = true,
+        help_heading = "Chat notifications"
+    )]
+    pub notify_telegram_chat: Option<i64>,
+    /// How button presses arrive: `poll` (getUpdates, one replica at a
+    /// time) or `webhook` (POST /api/v1/telegram with the secret token).
+    #[arg(long, env = "VERDICT_NOTIFY_TELEGRAM_UPDATES", value_name = "MODE", value_parser = updates_parser(), help_heading = "Chat notifications")]
+    pub notify_telegram_updates: Option<Updates>,
+    /// Name of the environment variable holding the webhook's secret token.
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_TELEGRAM_WEBHOOK_SECRET_ENV",
+        value_name = "VAR",
+        help_heading = "Chat notifications"
+    )]
+    pub notify_telegram_webhook_secret_env: Option<String>,
+    /// getUpdates long-poll timeout (1s to 50s).
+    #[arg(long, env = "VERDICT_NOTIFY_POLL_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Chat notifications")]
+    #[serde(with = "humantime_serde")]
+    pub notify_poll_timeout: Option<Duration>,
+    /// How long a card waits after READY, per severity, comma-separated
+    /// (e.g. P3=2m,P4=5m); an incident that resolves itself meanwhile pages
+    /// nobody.
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_AFTER",
+        value_name = "SEVERITY=DURATION",
+        value_delimiter = ',',
+        help_heading = "Chat notifications"
+    )]
+    pub notify_after: Option<Vec<String>>,
+    /// How long a replica holds a card job before another may take it over.
+    #[arg(long, env = "VERDICT_NOTIFY_LEASE", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Chat notifications")]
+    #[serde(with = "humantime_serde")]
+    pub notify_lease: Option<Duration>,
+    /// Wait before retrying a card the chat API failed (a 429's
+    /// retry_after wins).
+    #[arg(long, env = "VERDICT_NOTIFY_RETRY_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Chat notifications")]
+    #[serde(with = "humantime_serde")]
+    pub notify_retry_interval: Option<Duration>,
+    /// Failed attempts after which a card is given up (counted as dead).
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_MAX_ATTEMPTS",
+        value_name = "N",
+        help_heading = "Chat notifications"
+    )]
+    pub notify_max_attempts: Option<u32>,
     #[command(flatten)]
     pub ingest: IngestArgs,
 }
@@ -338,6 +412,25 @@ pub struct Config {
     pub min_replicas: u32,
     #[serde(with = "duration")]
     pub sweep_interval: Duration,
+    pub notify_telegram_api_url: String,
+    pub notify_telegram_token_env: String,
+    pub notify_telegram_chat: Option<i64>,
+    pub notify_telegram_updates: Updates,
+    pub notify_telegram_webhook_secret_env: String,
+    #[serde(with = "duration")]
+    pub notify_poll_timeout: Duration,
+    pub notify_after: Vec<String>,
+    #[serde(with = "duration")]
+    pub notify_lease: Duration,
+    #[serde(with = "duration")]
+    pub notify_retry_interval: Duration,
+    pub notify_max_attempts: u32,
+    /// TOML only: `[[notify_routes]]` with `telegram_chat` and any of
+    /// `namespace`, `service`, `severity`; the first match wins.
+    pub notify_routes: Vec<Route>,
+    /// TOML only: `[[notify_users]]` with `telegram_id`, `subject`, `roles`.
+    /// Nobody else can answer a card.
+    pub notify_users: Vec<ChatUser>,
     /// Alert ingestion (`[ingest]` in the TOML file), owned by `ingest`.
     pub ingest: IngestConfig,
 }
@@ -387,6 +480,18 @@ impl Default for Config {
             consensus_personas: default_personas(),
             min_replicas: 1,
             sweep_interval: Duration::from_secs(5),
+            notify_telegram_api_url: "https://api.telegram.org".into(),
+            notify_telegram_token_env: "VERDICT_TELEGRAM_BOT_TOKEN".into(),
+            notify_telegram_chat: None,
+            notify_telegram_updates: Updates::Poll,
+            notify_telegram_webhook_secret_env: "VERDICT_TELEGRAM_WEBHOOK_SECRET".into(),
+            notify_poll_timeout: Duration::from_secs(25),
+            notify_after: vec!["P3=2m".into(), "P4=5m".into()],
+            notify_lease: Duration::from_secs(30),
+            notify_retry_interval: Duration::from_secs(5),
+            notify_max_attempts: 10,
+            notify_routes: Vec::new(),
+            notify_users: Vec::new(),
             ingest: IngestConfig::default(),
         }
     }
@@ -454,7 +559,60 @@ impl Config {
             self.sweep_interval <= Duration::from_secs(3600),
             "sweep_interval must be at most 1h"
         );
-        self.ingest.validate()
+        self.ingest.validate()?;
+        self.notify_settings_with(Some(Secret::new("-")), Some(Secret::new("-")))?
+            .validate()
+    }
+
+    /// The chat notifier's settings. Reads the bot token and webhook secret
+    /// from the variables named by their `…_env` settings, so call it once,
+    /// at startup. Telegram is on when a default chat or a route is set;
+    /// then a missing token is an error.
+    pub fn notify_settings(&self) -> anyhow::Result<NotifySettings> {
+        self.notify_settings_with(
+            Secret::from_env(&self.notify_telegram_token_env),
+            Secret::from_env(&self.notify_telegram_webhook_secret_env),
+        )
+    }
+
+    /// [`Self::notify_settings`] with the secrets given.
+    pub fn notify_settings_with(
+        &self,
+        token: Option<Secret>,
+        webhook_secret: Option<Secret>,
+    ) -> anyhow::Result<NotifySettings> {
+        let wanted = self.notify_telegram_chat.is_some() || !self.notify_routes.is_empty();
+        let telegram = if wanted {
+            let token = token.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "Telegram cards are configured but {} is unset or empty (the bot token)",
+                    self.notify_telegram_token_env
+                )
+            })?;
+            Some(TelegramSettings {
+                api_url: self.notify_telegram_api_url.clone(),
+                token,
+                default_chat: self.notify_telegram_chat,
+                updates: self.notify_telegram_updates,
+                poll_timeout: self.notify_poll_timeout,
+                webhook_secret,
+            })
+        } else {
+            None
+        };
+        Ok(NotifySettings {
+            telegram,
+            routes: self.notify_routes.clone(),
+            users: self.notify_users.clone(),
+            notify_after: self
+                .notify_after
+                .iter()
+                .map(|e| crate::notify::settings::parse_after(e))
+                .collect::<anyhow::Result<_>>()?,
+            lease: self.notify_lease,
+            max_attempts: self.notify_max_attempts,
+            retry_interval: self.notify_retry_interval,
+        })
     }
 
     /// What the engine settings cannot see: the name of the key's variable,
@@ -669,6 +827,15 @@ fn executor_parser() -> impl clap::builder::TypedValueParser<Value = ExecutorKin
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(ExecutorKind::ALL.map(ExecutorKind::as_str))
         .try_map(|s| s.parse::<ExecutorKind>())
+}
+
+/// `--notify-telegram-updates`: `poll` or `webhook`.
+fn updates_parser() -> impl clap::builder::TypedValueParser<Value = Updates> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["poll", "webhook"]).map(|s| match s.as_str() {
+        "webhook" => Updates::Webhook,
+        _ => Updates::Poll,
+    })
 }
 
 /// Flags of the alert ingestion (`IngestSignals` and the Alertmanager
@@ -913,6 +1080,25 @@ instructions = "Think about the database."
     /// `verdict serve --help`, `Config::default()` and the README's table
     /// name the same settings, with the same flag, variable and default.
     #[test]
+    fn telegram_needs_its_token_and_is_off_without_a_chat() {
+        let mut c = Config::default();
+        let off = c.notify_settings_with(None, None).unwrap();
+        assert!(!off.enabled(), "no chat, no route: Telegram off");
+        c.notify_telegram_chat = Some(-100);
+        let err = c.notify_settings_with(None, None).unwrap_err().to_string();
+        assert!(err.contains("VERDICT_TELEGRAM_BOT_TOKEN"), "{err}");
+        let on = c
+            .notify_settings_with(Some(crate::notify::Secret::new("t")), None)
+            .unwrap();
+        assert!(
+            on.enabled() && on.users.is_empty(),
+            "on, and nobody may answer"
+        );
+        c.notify_after = vec!["P9=1m".into()];
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn help_defaults_and_readme_agree() {
         use std::collections::BTreeMap;
         let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
@@ -933,7 +1119,7 @@ instructions = "Think about the database."
                 .map(|f| (format!("ingest.{f}"), *f)),
         );
         assert!(settings.len() > 40, "the probe found the fields");
-        let file_only = ["consensus_personas"];
+        let file_only = ["consensus_personas", "notify_routes", "notify_users"];
 
         let readme = include_str!("../README.md");
         let section = readme
@@ -974,6 +1160,10 @@ instructions = "Think about the database."
             let default = default_of(id);
             if file_only.contains(id) {
                 assert_eq!((row[1].as_str(), row[2].as_str()), ("—", "—"), "{key}");
+                if *id != "consensus_personas" {
+                    assert_eq!(row[3], "none", "{key}");
+                    continue;
+                }
                 let names: Vec<String> = default_personas()
                     .iter()
                     .map(|p| format!("`{}`", p.name))

@@ -21,6 +21,7 @@ pub mod error_code;
 pub mod ingest;
 pub mod manager;
 pub mod middleware;
+pub mod notify;
 pub mod proto;
 pub mod server;
 pub mod stats;

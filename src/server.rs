@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::engine::{Engines, ExpertEngine};
 use crate::ingest::{IngestSettings, Ingestor, Webhook};
 use crate::manager::{DecisionManager, IncidentManager, StatsManager, Sweeper};
+use crate::notify::Notifier;
 
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
@@ -54,6 +55,9 @@ pub struct Overrides {
     pub clock: Option<Arc<dyn Clock>>,
     /// Replaces the analyzer (the expert engine by default).
     pub analyzer: Option<Arc<dyn crate::engine::Analyzer>>,
+    /// Replaces the chat notifier's settings (read from the config and
+    /// the environment by default): tests give the bot token directly.
+    pub notify: Option<crate::notify::NotifySettings>,
 }
 
 /// A running server. Dropping it does not stop it; call [`Running::shutdown`].
@@ -179,6 +183,8 @@ struct Parts {
     /// Read at build time: a missing webhook token must stop the start,
     /// not surface later.
     webhook_token: Option<crate::ingest::WebhookToken>,
+    /// The chat notifier, when a chat is configured.
+    notifier: Option<Arc<Notifier>>,
 }
 
 /// Store, engines and managers.
@@ -206,6 +212,20 @@ fn build_parts(
         config.decision_settings(),
         background.shutdown().clone(),
     ));
+    let notify = match overrides.notify {
+        Some(n) => n,
+        None => config.notify_settings()?,
+    };
+    let notifier = if notify.enabled() {
+        Some(Notifier::new(
+            store.clone(),
+            decisions.clone(),
+            clock.clone(),
+            notify,
+        )?)
+    } else {
+        None
+    };
     let ingestor = Arc::new(Ingestor::new(
         store.clone(),
         decisions.clone(),
@@ -226,6 +246,7 @@ fn build_parts(
         decisions,
         ingestor,
         webhook_token,
+        notifier,
     })
 }
 
@@ -265,17 +286,29 @@ async fn start_background(
     background: &Background,
 ) -> anyhow::Result<()> {
     let (hub, decisions) = (parts.hub.clone(), parts.decisions.clone());
+    let notifier = parts.notifier.clone();
     let feed = parts
         .store
         .follow_changes(
             Arc::new(move |d| {
                 decisions.observe(&d);
+                if let Some(n) = &notifier {
+                    n.observe(&d);
+                }
                 hub.publish(d);
             }),
             background.shutdown().clone(),
         )
         .await?;
     background.spawn("change feed", feed);
+    if let Some(n) = &parts.notifier {
+        let stop = background.shutdown();
+        background.spawn("chat card queue", n.clone().run_pusher(stop.clone()));
+        background.spawn("chat card outbox", n.clone().run_outbox(stop.clone()));
+        if n.polls_telegram() {
+            background.spawn("telegram poller", n.clone().run_poller(stop.clone()));
+        }
+    }
     // Finishes decisions abandoned ANALYZING by a replica that died.
     if !config.sweep_interval.is_zero() {
         let sweeper = Sweeper::new(
@@ -342,15 +375,18 @@ fn routes(
         ingestor: parts.ingestor.clone(),
         token: parts.webhook_token.clone(),
         max_bytes: config.ingest.max_webhook_bytes,
-    })
-    .fallback_service(grpc);
+    });
+    let app = match &parts.notifier {
+        Some(n) => app.merge(crate::notify::webhook_router(n.clone())),
+        None => app,
+    };
     // The dashboard's few GET routes, unless turned off (`--no-ui`).
     let app = if config.ui_enabled {
         app.merge(ui::router())
     } else {
         app
     };
-    Ok(edge::apply(app))
+    Ok(edge::apply(app.fallback_service(grpc)))
 }
 
 /// How a running server stops.

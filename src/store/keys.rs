@@ -111,3 +111,48 @@ pub const STATS_STATUS: &str = "verdict:stats:status";
 /// Scratch key of `lua/top_services.lua` (created and deleted inside one
 /// script, so never seen by anyone else).
 pub const STATS_SCRATCH: &str = "verdict:stats:tmp:svc";
+
+// ---- the chat notifier (`store/notify.rs`) ----------------------------
+//
+// | key                                  | type   | holds                                  |
+// |--------------------------------------|--------|----------------------------------------|
+// | `verdict:notify:{outbox}:due`        | zset   | tokens whose card is due for sending or editing, scored by due ms (a claimed job: its lease end) |
+// | `verdict:notify:{outbox}:claims`     | hash   | token → claim score of jobs being worked |
+// | `verdict:notify:{outbox}:pending`    | hash   | token → due ms of a push made while its job was claimed |
+// | `verdict:notify:{outbox}:attempts`   | hash   | failed attempts per token               |
+// | `verdict:notify:{outbox}:counts`     | hash   | notifier counters (sent, edited, failed, dead, self_resolved, …) |
+// | `verdict:notify:card:DEC-…`          | string | the card record (chats, message ids, version shown) JSON (token TTL + a day) |
+// | `verdict:notify:btn:ID`              | string | what an opaque button id means (token, version, answer, chat, message), until the token expires; GETDEL on use |
+// | `verdict:notify:{NAME}:lease`        | string | the owner of poller NAME's lease (PX)   |
+// | `verdict:notify:{NAME}:offset`       | string | poller NAME's next update id            |
+
+/// The notifier's outbox (see `store/notify.rs`).
+pub const NOTIFY_OUTBOX: &str = "verdict:notify:{outbox}:due";
+/// Claims of outbox jobs being worked: token → claim score.
+pub const NOTIFY_CLAIMS: &str = "verdict:notify:{outbox}:claims";
+/// Pushes made while a job was claimed: token → due ms.
+pub const NOTIFY_PENDING: &str = "verdict:notify:{outbox}:pending";
+/// Failed attempts per outbox job.
+pub const NOTIFY_ATTEMPTS: &str = "verdict:notify:{outbox}:attempts";
+/// The notifier's counters.
+pub const NOTIFY_COUNTS: &str = "verdict:notify:{outbox}:counts";
+
+/// A decision's chat card record.
+pub fn notify_card(token: &Token) -> String {
+    format!("verdict:notify:card:{token}")
+}
+
+/// What an opaque chat button id means.
+pub fn notify_button(id: &str) -> String {
+    format!("verdict:notify:btn:{id}")
+}
+
+/// The lease of poller `name` (one poller across replicas).
+pub fn notify_lease(name: &str) -> String {
+    format!("verdict:notify:{{{name}}}:lease")
+}
+
+/// The next update id of poller `name` (same slot as its lease).
+pub fn notify_offset(name: &str) -> String {
+    format!("verdict:notify:{{{name}}}:offset")
+}

@@ -159,6 +159,8 @@ pub struct MemoryStore {
     next_sink: std::sync::atomic::AtomicU64,
     /// Separate from `inner`: the cache is independent of the records.
     cache: Mutex<LruCache<String, CacheEntry>>,
+    /// The chat notifier's records (`memory_notify.rs`).
+    pub(super) notify: Mutex<super::memory_notify::NotifyState>,
 }
 
 impl MemoryStore {
@@ -171,6 +173,7 @@ impl MemoryStore {
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
             )),
+            notify: Mutex::default(),
         }
     }
 

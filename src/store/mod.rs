@@ -14,6 +14,8 @@
 mod error;
 pub mod keys;
 pub mod memory;
+mod memory_notify;
+pub mod notify;
 pub mod redis;
 
 use crate::domain::{
@@ -32,6 +34,7 @@ pub type ChangeSink = Arc<dyn Fn(Decision) + Send + Sync>;
 
 pub use self::error::{BoxError, Outage, StoreError};
 pub use self::memory::MemoryStore;
+pub use self::notify::{Claim, NotifyStore};
 pub use self::redis::RedisStore;
 
 /// The outcome of a compare-and-set.
@@ -65,7 +68,7 @@ pub struct ListCursor {
 
 /// Storage for incidents and decisions.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: notify::NotifyStore + Send + Sync + 'static {
     /// Checks that the backend answers (for health).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -42,6 +42,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["domain", "error_code", "manager", "stats", "store", "clock"],
     ),
     (
+        "notify",
+        &["domain", "error_code", "manager", "store", "clock"],
+    ),
+    (
         "api",
         &[
             "domain",
@@ -68,6 +72,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "manager",
             "watch",
             "ingest",
+            "notify",
         ],
     ),
     (
@@ -85,6 +90,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "manager",
             "watch",
             "ingest",
+            "notify",
             "api",
             "config",
         ],
@@ -129,8 +135,10 @@ const CRATES: &[(&[&str], &[&str])] = &[
             "error_code",
         ],
     ),
-    // Only the engines speak HTTP (to an LLM, from `engine/llm/`).
-    (&["reqwest"], &["engine"]),
+    // Only the engines (to an LLM, from `engine/llm/`) and the chat
+    // notifier (to the Telegram Bot API and Slack's Web API) speak HTTP as
+    // clients.
+    (&["reqwest"], &["engine", "notify"]),
     // Command-line parsing belongs to the command line; `config` maps the
     // flags of `serve` onto settings.
     (&["clap"], &["app", "cli", "bench", "config"]),

@@ -11,6 +11,7 @@ mod architecture;
 mod bad_input;
 #[cfg(feature = "bench")]
 mod bench_smoke;
+mod chat;
 mod cors;
 mod decisions;
 mod hardening_input;

@@ -91,8 +91,8 @@ async fn a_watcher_on_one_replica_sees_every_change_made_on_another_in_order() {
     let b = TestServer::start_overridden(
         config(Some(&redis)),
         Overrides {
-            clock: None,
             analyzer: Some(Arc::new(Gated(gate.clone()))),
+            ..Overrides::default()
         },
     )
     .await;

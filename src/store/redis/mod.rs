@@ -12,6 +12,7 @@
 //! comes from [`super::keys`].
 
 mod feed;
+mod notify;
 mod pool;
 mod scripts;
 mod seed;

@@ -9,6 +9,7 @@
 
 mod commandstats;
 pub mod fake_llm;
+pub mod fake_telegram;
 mod incident;
 mod process;
 mod wait;
@@ -186,7 +187,7 @@ impl TestServer {
             config,
             Overrides {
                 clock,
-                analyzer: None,
+                ..Overrides::default()
             },
         )
         .await

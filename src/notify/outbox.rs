@@ -1,0 +1,253 @@
+//! The outbox worker: claims a decision's job, brings its cards up to date
+//! (send when it becomes READY, edit on every change, mark expired), and
+//! settles the job. See `store/notify.rs` for why one job per token, claimed
+//! under a lease, gives one card per READY across replicas and survives a
+//! replica dying mid-send.
+
+use super::Notifier;
+use super::card::{self, Button, CardRecord, Sent, answerable};
+use super::telegram::{ChatError, keyboard};
+use crate::domain::{Decision, DecisionState, Token};
+use crate::store::{Claim, StoreError};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long card records are kept: long enough for any execution to end.
+const CARD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest wait between outbox checks (another replica's expired lease, a
+/// manual clock).
+const IDLE: Duration = Duration::from_secs(1);
+
+/// What to do with a job after a pass.
+enum Next {
+    Done,
+    /// Due again at this time (grace period, token expiry); not a failure.
+    At(DateTime<Utc>),
+}
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Notifier {
+    /// Moves queued changes into the outbox (due now) and wakes the worker.
+    pub async fn run_pusher(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut rx) = self.queued.lock().await.take() else {
+            return;
+        };
+        loop {
+            let token = tokio::select! {
+                t = rx.recv() => match t { Some(t) => t, None => return },
+                _ = shutdown.cancelled() => return,
+            };
+            match self.store.outbox_push(&token, self.clock.now()).await {
+                Ok(()) => self.wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(%token, error = %e, "cannot queue a card update");
+                }
+            }
+        }
+    }
+
+    /// Claims and works due jobs until shutdown.
+    pub async fn run_outbox(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let now = self.clock.now();
+            match self.store.outbox_claim(now, self.settings.lease).await {
+                Ok(Some(claim)) => self.work(claim).await,
+                Ok(None) => {
+                    let wait = match self.store.outbox_next_due().await {
+                        Ok(Some(due)) => (due - now).to_std().unwrap_or(Duration::ZERO).min(IDLE),
+                        _ => IDLE,
+                    };
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notifier outbox unreachable");
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass over a claimed job, then its settlement.
+    async fn work(&self, claim: Claim) {
+        let token = claim.token.clone();
+        let settled = match self.sync(&token).await {
+            Ok(Next::Done) => self.store.outbox_done(&claim).await,
+            Ok(Next::At(at)) => self.store.outbox_defer(&claim, at).await,
+            Err(Failure::Chat(ChatError::RetryAfter(after))) => {
+                // Rate limited: honour Telegram's retry_after; not a failure
+                // of the card.
+                tracing::info!(%token, ?after, "chat API rate limit; waiting as told");
+                let _ = self.store.count("rate_limited", 1).await;
+                let at = self.clock.now() + chrono(after);
+                self.store.outbox_retry(&claim, at).await
+            }
+            Err(e) => {
+                tracing::warn!(%token, error = %e, "card not delivered; will retry");
+                let _ = self.store.count("failed", 1).await;
+                let at = self.clock.now() + chrono(self.settings.retry_interval);
+                match self
+                    .store
+                    .outbox_failed(&claim, at, self.settings.max_attempts)
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::error!(%token, attempts = self.settings.max_attempts, "card given up (dead letter)");
+                        Ok(())
+                    }
+                    other => other.map(|_| ()),
+                }
+            }
+        };
+        if let Err(e) = settled {
+            // The lease ends and the job is due again: nothing is lost.
+            tracing::warn!(%token, error = %e, "cannot settle a card job");
+        }
+    }
+
+    /// Brings `token`'s cards up to date with the decision as it is now.
+    async fn sync(&self, token: &Token) -> Result<Next, Failure> {
+        let Some(tg) = &self.telegram else {
+            return Ok(Next::Done);
+        };
+        let Some(d) = self.store.get_decision(token).await? else {
+            return Ok(Next::Done);
+        };
+        let now = self.clock.now();
+        let record: Option<CardRecord> = self
+            .store
+            .card(token)
+            .await?
+            .and_then(|j| serde_json::from_str(&j).ok());
+        let open = answerable(&d, now);
+        if record.is_none() && !open {
+            // Decided, failed or expired before anyone was paged.
+            return Ok(Next::Done);
+        }
+        let Some(incident) = self.store.get_incident(&d.incident_id).await? else {
+            return Ok(Next::Done);
+        };
+        if record.is_none() {
+            let due = d.updated_at + chrono(self.settings.grace(d.severity));
+            if now < due {
+                return Ok(Next::At(due));
+            }
+            if !incident.status.is_active() {
+                tracing::info!(%token, incident = %incident.id, "incident resolved itself before its card was due; nobody paged");
+                self.store.count("self_resolved", 1).await?;
+                return Ok(Next::Done);
+            }
+        }
+        let mut record = record.unwrap_or_default();
+        let expired = d.state == DecisionState::Ready && d.is_expired(now);
+        let targets = self.settings.telegram_chats(&incident);
+        let missing: Vec<i64> = targets
+            .iter()
+            .copied()
+            .filter(|c| !record.sent.iter().any(|s| s.chat == *c))
+            .collect();
+        let current = record.version == d.version && record.expired == expired;
+        if current && (missing.is_empty() || !open) {
+            return Ok(self.after(&d, now));
+        }
+        let text = card::render(&incident, &d, now);
+        // Buttons still right for this version are kept (only new chats
+        // are being added); otherwise a fresh pair replaces them.
+        let keep = current && record.buttons.len() == 2;
+        let ids = match (open, keep) {
+            (false, _) => None,
+            (true, true) => Some((record.buttons[0].clone(), record.buttons[1].clone())),
+            (true, false) => Some(self.new_buttons(&d, &targets, now).await?),
+        };
+        let kb = || ids.as_ref().map(|(a, r)| keyboard(a, r));
+        if !current {
+            for s in &record.sent {
+                tg.edit(s.chat, s.message, &text, kb()).await?;
+            }
+            if !record.sent.is_empty() {
+                self.store.count("edited", 1).await?;
+            }
+        }
+        if open {
+            for chat in missing {
+                let message = tg.send(chat, &text, kb()).await?;
+                record.sent.push(Sent { chat, message });
+                // Saved at once: a retry after a later failure does not
+                // send this chat a second card.
+                self.save(token, &record).await?;
+                self.store.count("sent", 1).await?;
+            }
+        }
+        // Replaced buttons are left to expire: bound to an older version,
+        // a press on one answers that the decision changed.
+        record.buttons = ids.map(|(a, r)| vec![a, r]).unwrap_or_default();
+        record.version = d.version;
+        record.expired = expired;
+        self.save(token, &record).await?;
+        Ok(self.after(&d, now))
+    }
+
+    /// An open card is looked at again when its token expires.
+    fn after(&self, d: &Decision, now: DateTime<Utc>) -> Next {
+        if answerable(d, now) {
+            Next::At(d.expires_at)
+        } else {
+            Next::Done
+        }
+    }
+
+    async fn save(&self, token: &Token, record: &CardRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).unwrap_or_default();
+        self.store.save_card(token, &json, CARD_TTL).await
+    }
+
+    /// A fresh approve/reject pair bound to `d`'s version, valid until the
+    /// token expires.
+    async fn new_buttons(
+        &self,
+        d: &Decision,
+        chats: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<(String, String), StoreError> {
+        let ttl = (d.expires_at - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(1));
+        let mut ids = Vec::with_capacity(2);
+        for answer in [card::Answer::Approve, card::Answer::Reject] {
+            let id = card::new_button_id();
+            let b = Button {
+                token: d.token.as_str().to_owned(),
+                version: d.version,
+                answer,
+                chats: chats.to_vec(),
+            };
+            let json = serde_json::to_string(&b).unwrap_or_default();
+            self.store.put_button(&id, &json, ttl).await?;
+            ids.push(id);
+        }
+        let reject = ids.pop().unwrap_or_default();
+        let approve = ids.pop().unwrap_or_default();
+        Ok((approve, reject))
+    }
+}
