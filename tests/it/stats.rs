@@ -538,10 +538,16 @@ async fn two_replicas_writing_at_once_give_exact_counts() {
     for batch in all.chunks(20) {
         let mut calls = JoinSet::new();
         for id in batch {
+            // Both callers decide before either approves: a caller that
+            // came after the other's completion would rightly be given a
+            // new token (COMPLETED while the incident is still open), and
+            // the race this test is about would not happen.
+            let decided = Arc::new(tokio::sync::Barrier::new(replicas.len()));
             for s in replicas {
                 let mut d = s.decisions.clone();
                 let mut inc = s.incidents.clone();
                 let id = id.clone();
+                let decided = decided.clone();
                 calls.spawn(async move {
                     let dec = d
                         .get_or_create_decision(GetOrCreateDecisionRequest {
@@ -554,6 +560,7 @@ async fn two_replicas_writing_at_once_give_exact_counts() {
                         .into_inner()
                         .decision
                         .expect("decision");
+                    decided.wait().await;
                     let approved = d
                         .approve_decision(ApproveDecisionRequest {
                             token: dec.token.clone(),
