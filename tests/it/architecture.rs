@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("middleware", &[]),
     ("proto", &[]),
     ("stats", &["domain"]),
+    ("auth", &["domain", "error_code"]),
     ("store", &["domain", "error_code", "stats", "clock"]),
     ("engine", &["domain", "error_code", "middleware", "store"]),
     (
@@ -68,6 +69,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "manager",
             "watch",
             "ingest",
+            "auth",
         ],
     ),
     (
@@ -87,6 +89,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "ingest",
             "api",
             "config",
+            "auth",
         ],
     ),
     ("client", &["proto"]),
@@ -97,7 +100,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "client", "proto", "server", "config", "store", "stats", "engine", "domain",
         ],
     ),
-    ("app", &["cli", "bench", "config"]),
+    ("app", &["cli", "bench", "config", "auth"]),
 ];
 
 /// External crates that carry an invariant, and the only places (module,
