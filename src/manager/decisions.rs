@@ -11,8 +11,8 @@ use super::sweeper::{RECOVERY_GRACE, abandoned};
 use super::waiters::Waiters;
 use crate::clock::Clock;
 use crate::domain::{
-    Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Principal, Token,
-    TransitionError,
+    AuthMethod, Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId,
+    Principal, Token, TransitionError,
 };
 use crate::engine::{Analyzer, ExpertEngine};
 use crate::stats::record as stats;
@@ -576,12 +576,14 @@ impl DecisionManager {
         for _ in 0..CAS_ATTEMPTS {
             let cur = self.load(token).await?;
             let policy = self.approval_policy();
-            let next = cur.approve(
-                who,
-                policy.required(&cur),
-                expected_version,
-                self.clock.now(),
-            )?;
+            // Four-eyes needs principals that are who they say: without
+            // authentication any caller could claim two names, so one
+            // anonymous approval executes, as before authentication.
+            let required = match who.method {
+                AuthMethod::Anonymous => 1,
+                _ => policy.required(&cur),
+            };
+            let next = cur.approve(who, required, expected_version, self.clock.now())?;
             // Eligibility after the state checks: a decided decision says
             // so, whoever asks.
             policy
