@@ -16,6 +16,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args).await,
         Command::Client(command) => verdict::cli::run(&cli.global, command).await,
+        Command::Token(command) => command.run(cli.global.json),
         // `bench` opens its own connections (several, or to a server it
         // spawns), so it gets the address rather than a channel.
         #[cfg(feature = "bench")]

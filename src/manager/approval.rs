@@ -40,8 +40,7 @@ fn any_risk() -> RiskLevel {
 
 impl ApprovalRule {
     fn names(&self, who: &Principal) -> bool {
-        self.subjects.iter().any(|s| *s == who.subject)
-            || self.roles.iter().any(|r| who.roles.contains(r))
+        self.subjects.contains(&who.subject) || self.roles.iter().any(|r| who.roles.contains(r))
     }
 
     fn covers(&self, namespace: &str, risk: RiskLevel) -> bool {
