@@ -61,11 +61,51 @@ pub struct Overrides {
 pub struct Running {
     pub addr: SocketAddr,
     hub: Arc<Hub>,
+    reloader: Reloader,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// Applies a reloaded configuration's authentication and approval policy
+/// to a running server, without a restart.
+#[derive(Clone)]
+pub struct Reloader {
+    auth: Arc<Authenticator>,
+    decisions: Arc<DecisionManager>,
+}
+
+impl Reloader {
+    /// Swaps in `config`'s credentials and approval policy, or keeps the
+    /// old ones and says why: a configuration that does not check, or one
+    /// that would turn authentication off (every caller an anonymous
+    /// admin — that takes a restart, where the start rules apply).
+    pub fn reload(&self, config: &Config) -> anyhow::Result<()> {
+        let settings = config.auth_settings();
+        anyhow::ensure!(
+            settings.enabled() || !self.auth.enabled(),
+            "the new configuration has no credentials; a reload cannot turn authentication off (restart for that)"
+        );
+        let policy = config.approval_policy();
+        policy.validate()?;
+        if settings.enabled() {
+            self.auth.reload(&settings).map_err(anyhow::Error::msg)?;
+        }
+        self.decisions.set_approval_policy(policy);
+        tracing::info!(
+            tokens = settings.tokens.len(),
+            rules = config.approval_rules.len(),
+            "authentication and approval policy reloaded"
+        );
+        Ok(())
+    }
+}
+
 impl Running {
+    /// What reloads this server's authentication and approval policy.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// The token that stops the server when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -176,6 +216,10 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         "store health",
         watch_store_health(parts.store.clone(), health.clone(), shutdown.clone()),
     );
+    let reloader = Reloader {
+        auth: auth.clone(),
+        decisions: parts.decisions.clone(),
+    };
     let app = routes(&config, &parts, health_service, auth)?;
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
@@ -200,6 +244,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     Ok(Running {
         addr,
         hub: parts.hub,
+        reloader,
         shutdown,
         done,
     })

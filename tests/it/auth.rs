@@ -514,3 +514,41 @@ async fn without_authentication_only_loopback_starts_unless_allowed() {
     };
     assert!(verdict::server::build_auth(&with).unwrap().enabled());
 }
+
+#[tokio::test]
+async fn a_reload_adds_and_revokes_tokens_without_a_restart() {
+    let p = Principals::new(&[("vera", Role::Viewer), ("neo", Role::Viewer)]);
+    let only = |subject: &str| Config {
+        auth_tokens: p
+            .entries
+            .iter()
+            .filter(|e| e.subject == subject)
+            .cloned()
+            .collect(),
+        ..common::config(None)
+    };
+    let s = TestServer::start(only("vera")).await;
+    let reloader = s.running.as_ref().unwrap().reloader();
+    let code = async |who: &'static str| {
+        let req = as_(&p, Some(who), pb::ListIncidentsRequest::default());
+        match s.incidents.clone().list_incidents(req).await {
+            Ok(_) => Code::Ok,
+            Err(e) => e.code(),
+        }
+    };
+    assert_eq!(code("vera").await, Code::Ok);
+    assert_eq!(code("neo").await, Code::Unauthenticated);
+
+    reloader.reload(&only("neo")).unwrap();
+    assert_eq!(code("neo").await, Code::Ok, "added");
+    assert_eq!(code("vera").await, Code::Unauthenticated, "revoked");
+
+    // A configuration that does not check, or that would turn
+    // authentication off, keeps the one in force.
+    let mut broken = only("vera");
+    broken.auth_tokens[0].sha256 = "not-a-digest".into();
+    assert!(reloader.reload(&broken).is_err());
+    assert!(reloader.reload(&common::config(None)).is_err());
+    assert_eq!(code("neo").await, Code::Ok);
+    assert_eq!(code("vera").await, Code::Unauthenticated);
+}
