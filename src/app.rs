@@ -73,12 +73,7 @@ impl TokenCommand {
     /// `json`).
     pub fn run(self, json: bool) -> anyhow::Result<()> {
         let TokenCommand::Create(args) = self;
-        let roles = args
-            .roles
-            .iter()
-            .map(|r| r.parse::<crate::domain::Role>())
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?;
+        let roles = crate::auth::token::parse_roles(&args.roles).map_err(anyhow::Error::msg)?;
         let (token, entry) =
             crate::auth::token::generate(&args.subject, roles).map_err(anyhow::Error::msg)?;
         #[derive(serde::Serialize)]

@@ -115,6 +115,12 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Roles by name (`verdict token create --role …`); the error names the
+/// unknown one.
+pub fn parse_roles(names: &[String]) -> Result<BTreeSet<Role>, String> {
+    names.iter().map(|r| r.parse::<Role>()).collect()
+}
+
 /// A new random token (256 bits from the system's CSPRNG) and the config
 /// entry that admits it. The token is shown once; only its digest is kept.
 pub fn generate(subject: &str, roles: BTreeSet<Role>) -> Result<(String, TokenEntry), String> {
