@@ -30,6 +30,10 @@ pub enum Command {
     Serve(Box<crate::config::ServeArgs>),
     #[command(flatten)]
     Client(ClientCommand),
+    /// Make credentials for the server's configuration (offline; talks to
+    /// no server).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Load-test a server: requests/s, latency percentiles and errors per
     /// scenario, each throughput also as a ratio to Health/Check measured
     /// in the same run (see BENCHMARKS.md).
@@ -39,6 +43,61 @@ pub enum Command {
     /// data is seeded straight into that Redis, so use a throwaway one.
     #[cfg(feature = "bench")]
     Bench(Box<crate::bench::BenchArgs>),
+}
+
+/// `verdict token …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random bearer token once, and the `[[auth_tokens]]`
+    /// entry (its SHA-256, never the token) to paste into the server's
+    /// config file; then reload the server (SIGHUP) or restart it.
+    ///
+    /// Example: verdict token create --subject alice --role approver
+    Create(TokenCreateArgs),
+}
+
+/// `verdict token create`.
+#[derive(Debug, clap::Args)]
+pub struct TokenCreateArgs {
+    /// Who will present the token (recorded as the approver, in logs).
+    #[arg(long)]
+    pub subject: String,
+    /// A role the token grants (repeatable): viewer, operator, approver,
+    /// admin, executor.
+    #[arg(long = "role", required = true, value_parser = clap::value_parser!(String))]
+    pub roles: Vec<String>,
+}
+
+impl TokenCommand {
+    /// Runs the command: the token and the entry on stdout (JSON with
+    /// `json`).
+    pub fn run(self, json: bool) -> anyhow::Result<()> {
+        let TokenCommand::Create(args) = self;
+        let roles = crate::auth::token::parse_roles(&args.roles).map_err(anyhow::Error::msg)?;
+        let (token, entry) =
+            crate::auth::token::generate(&args.subject, roles).map_err(anyhow::Error::msg)?;
+        #[derive(serde::Serialize)]
+        struct File<'a> {
+            auth_tokens: [&'a crate::auth::TokenEntry; 1],
+        }
+        if json {
+            let out = serde_json::json!({ "token": token, "entry": entry });
+            println!("{out}");
+            return Ok(());
+        }
+        let toml = toml::to_string(&File {
+            auth_tokens: [&entry],
+        })?;
+        println!(
+            "token for {} (shown once; hand it over as a secret):",
+            entry.subject
+        );
+        println!("{token}");
+        println!();
+        println!("add to the server's config file, then reload it (kill -HUP) or restart:");
+        print!("{toml}");
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -55,6 +114,17 @@ mod tests {
     fn every_command_parses_at_the_top_level() {
         let cli = Cli::try_parse_from(["verdict", "serve", "--dev"]).unwrap();
         assert!(matches!(cli.command, Command::Serve(_)));
+        let cli = Cli::try_parse_from([
+            "verdict",
+            "token",
+            "create",
+            "--subject",
+            "a",
+            "--role",
+            "viewer",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Token(_)));
         let cli = Cli::try_parse_from(["verdict", "--json", "incident", "list"]).unwrap();
         assert!(cli.global.json);
         assert!(matches!(

@@ -20,12 +20,13 @@
 //! each checks its own settings ([`Config::validate`] only adds the checks
 //! that span modules).
 
-use crate::domain::Severity;
+use crate::auth::{AuthSettings, Authenticator, TokenEntry};
+use crate::domain::{RiskLevel, Severity};
 use crate::engine::EngineSettings;
 use crate::engine::consensus::{ConsensusSettings, Persona, default_personas, validate_personas};
 use crate::engine::llm::{ApiKey, LlmSettings};
 use crate::engine::settings::provider_from_url;
-use crate::manager::{DecisionSettings, ExecutorKind};
+use crate::manager::{ApprovalPolicy, ApprovalRule, DecisionSettings, ExecutorKind};
 use crate::middleware::retry::RetrySettings;
 use crate::store::Retention;
 use anyhow::Context;
@@ -346,8 +347,55 @@ pub struct ServeArgs {
         help_heading = "Chat notifications"
     )]
     pub notify_max_attempts: Option<u32>,
+
+    // ---- who decides: authentication, approval policy ----
+    /// Start without authentication on an address other than loopback
+    /// (every caller is then an anonymous admin). Without any credential
+    /// configured (`[[auth_tokens]]`), `serve` refuses such an address.
+    #[arg(
+        long,
+        env = "VERDICT_ALLOW_UNAUTHENTICATED",
+        help_heading = "Authentication"
+    )]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unauthenticated: bool,
+    /// Let anyone use gRPC reflection (default: any authenticated
+    /// principal).
+    #[arg(
+        long,
+        env = "VERDICT_AUTH_REFLECTION_OPEN",
+        help_heading = "Authentication"
+    )]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_reflection_open: bool,
+    /// Proposals at this risk or above need two distinct approvers
+    /// (low, medium, high, critical).
+    #[arg(long, env = "VERDICT_APPROVAL_FOUR_EYES_RISK", value_name = "RISK", value_parser = risk_parser(), help_heading = "Authentication")]
+    pub approval_four_eyes_risk: Option<RiskLevel>,
+    /// Decisions of incidents at this severity or worse need two distinct
+    /// approvers (P0…P4).
+    #[arg(long, env = "VERDICT_APPROVAL_FOUR_EYES_SEVERITY", value_name = "SEVERITY", value_parser = severity_parser(), help_heading = "Authentication")]
+    pub approval_four_eyes_severity: Option<Severity>,
     #[command(flatten)]
     pub ingest: IngestArgs,
+}
+
+/// Risk levels by name, in any case (`high`, `High`).
+fn risk_parser() -> impl clap::builder::TypedValueParser<Value = RiskLevel> {
+    |s: &str| {
+        RiskLevel::parse(s)
+            .ok_or_else(|| format!("{s:?} is not a risk: low, medium, high or critical"))
+    }
+}
+
+fn severity_parser() -> impl clap::builder::TypedValueParser<Value = Severity> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Severity::ALL.map(Severity::as_str)).try_map(|s| {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown severity {s}"))
+    })
 }
 
 /// How logs are written.
@@ -431,6 +479,16 @@ pub struct Config {
     /// TOML only: `[[notify_users]]` with `telegram_id`, `subject`, `roles`.
     /// Nobody else can answer a card.
     pub notify_users: Vec<ChatUser>,
+    pub allow_unauthenticated: bool,
+    pub auth_reflection_open: bool,
+    /// TOML only: `[[auth_tokens]]` with `subject`, `roles` and `sha256`
+    /// (of the token; `verdict token create` prints an entry).
+    pub auth_tokens: Vec<TokenEntry>,
+    pub approval_four_eyes_risk: RiskLevel,
+    pub approval_four_eyes_severity: Severity,
+    /// TOML only: `[[approval_rules]]` with `subjects` or `roles`, and
+    /// optional `namespaces` and `max_risk`.
+    pub approval_rules: Vec<ApprovalRule>,
     /// Alert ingestion (`[ingest]` in the TOML file), owned by `ingest`.
     pub ingest: IngestConfig,
 }
@@ -492,6 +550,12 @@ impl Default for Config {
             notify_max_attempts: 10,
             notify_routes: Vec::new(),
             notify_users: Vec::new(),
+            allow_unauthenticated: false,
+            auth_reflection_open: false,
+            auth_tokens: Vec::new(),
+            approval_four_eyes_risk: ApprovalPolicy::default().four_eyes_risk,
+            approval_four_eyes_severity: ApprovalPolicy::default().four_eyes_severity,
+            approval_rules: Vec::new(),
             ingest: IngestConfig::default(),
         }
     }
@@ -532,6 +596,8 @@ impl Config {
             self.redis_pool_size >= 1,
             "redis_pool_size must be at least 1"
         );
+        Authenticator::new(&self.auth_settings()).map_err(anyhow::Error::msg)?;
+        self.approval_policy().validate()?;
         self.decision_settings().validate()?;
         ensure!(self.max_watchers >= 1, "max_watchers must be at least 1");
         ensure!(
@@ -705,6 +771,26 @@ impl Config {
             },
             breaker_threshold: self.llm_breaker_threshold,
             breaker_cooldown: self.llm_breaker_cooldown,
+        }
+    }
+
+    /// The authentication settings (the webhook's own token is known to
+    /// exist or not; its value stays with the webhook).
+    pub fn auth_settings(&self) -> AuthSettings {
+        AuthSettings {
+            tokens: self.auth_tokens.clone(),
+            reflection_open: self.auth_reflection_open,
+            webhook_token: self.ingest.webhook_token_env.is_some(),
+            optional: false,
+        }
+    }
+
+    /// The approval policy.
+    pub fn approval_policy(&self) -> ApprovalPolicy {
+        ApprovalPolicy {
+            rules: self.approval_rules.clone(),
+            four_eyes_risk: self.approval_four_eyes_risk,
+            four_eyes_severity: self.approval_four_eyes_severity,
         }
     }
 
@@ -1119,7 +1205,13 @@ instructions = "Think about the database."
                 .map(|f| (format!("ingest.{f}"), *f)),
         );
         assert!(settings.len() > 40, "the probe found the fields");
-        let file_only = ["consensus_personas", "notify_routes", "notify_users"];
+        let file_only = [
+            "consensus_personas",
+            "notify_routes",
+            "notify_users",
+            "auth_tokens",
+            "approval_rules",
+        ];
 
         let readme = include_str!("../README.md");
         let section = readme

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     BadRequest,
     /// No (valid) credentials.
     Unauthenticated,
+    /// Known credentials without the role (or approval right) a call needs.
+    PermissionDenied,
     /// The body is not in a format the route accepts.
     UnsupportedMediaType,
     /// The request body is larger than the route accepts.
@@ -53,6 +55,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest | ErrorCode::UnsupportedMediaType => Code::InvalidArgument,
             ErrorCode::Unauthenticated => Code::Unauthenticated,
+            ErrorCode::PermissionDenied => Code::PermissionDenied,
             ErrorCode::PayloadTooLarge | ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::NotFound => Code::NotFound,
             ErrorCode::AlreadyExists => Code::AlreadyExists,
@@ -69,6 +72,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -85,9 +89,10 @@ impl ErrorCode {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 12] = [
+    const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,

@@ -16,6 +16,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args).await,
         Command::Client(command) => verdict::cli::run(&cli.global, command).await,
+        Command::Token(command) => command.run(cli.global.json),
         // `bench` opens its own connections (several, or to a server it
         // spawns), so it gets the address rather than a channel.
         #[cfg(feature = "bench")]
@@ -36,6 +37,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     init_tracing(config.log_format)?;
     let running = verdict::server::start(config, Default::default()).await?;
     let stop = running.shutdown_token();
+    let reloader = running.reloader();
     // `Running::shutdown` is cancel-then-wait; `wait` is what lets us also
     // notice a server that stops by itself, so the two are done by hand.
     let stopped = running.wait();
@@ -43,10 +45,66 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         result = &mut stopped => return result.context("the server stopped unexpectedly"),
         () = verdict::server::termination_signal() => {}
+        () = reload_on_change(args, &reloader) => {}
     }
     tracing::info!("termination signal received; shutting down");
     stop.cancel();
     stopped.await
+}
+
+/// How often the config file's modification time is compared.
+const RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the authentication and approval policy on SIGHUP and when the
+/// config file changes (its modification time, compared every
+/// [`RELOAD_CHECK`]); a file that does not load keeps the configuration in
+/// force and logs why. Never returns.
+async fn reload_on_change(args: &ServeArgs, reloader: &verdict::server::Reloader) {
+    let modified = || {
+        args.config
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    };
+    let mut seen = modified();
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(RELOAD_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hup.as_mut() {
+                // A closed signal stream (no driver) never fires again.
+                Some(h) => {
+                    if h.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        let why = tokio::select! {
+            () = signalled => "SIGHUP",
+            _ = tick.tick() => {
+                let now = modified();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "config file changed"
+            }
+        };
+        match Config::load(args).and_then(|c| reloader.reload(&c)) {
+            Ok(()) => tracing::info!(trigger = why, "configuration reloaded"),
+            Err(e) => tracing::error!(
+                trigger = why,
+                error = format!("{e:#}"),
+                "configuration NOT reloaded; the previous one stays in force"
+            ),
+        }
+    }
 }
 
 /// Logs to stdout as text or JSON lines; the filter comes from `RUST_LOG`

@@ -6,9 +6,11 @@
 //! [`Background`]; graceful shutdown.
 
 use crate::api::{DecisionApi, IncidentApi, StatsApi};
+use crate::auth::Authenticator;
 use crate::background::Background;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::domain::Role;
 use crate::engine::{Engines, ExpertEngine};
 use crate::ingest::{IngestSettings, Ingestor, Webhook};
 use crate::manager::{DecisionManager, IncidentManager, StatsManager, Sweeper};
@@ -64,11 +66,51 @@ pub struct Overrides {
 pub struct Running {
     pub addr: SocketAddr,
     hub: Arc<Hub>,
+    reloader: Reloader,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// Applies a reloaded configuration's authentication and approval policy
+/// to a running server, without a restart.
+#[derive(Clone)]
+pub struct Reloader {
+    auth: Arc<Authenticator>,
+    decisions: Arc<DecisionManager>,
+}
+
+impl Reloader {
+    /// Swaps in `config`'s credentials and approval policy, or keeps the
+    /// old ones and says why: a configuration that does not check, or one
+    /// that would turn authentication off (every caller an anonymous
+    /// admin — that takes a restart, where the start rules apply).
+    pub fn reload(&self, config: &Config) -> anyhow::Result<()> {
+        let settings = config.auth_settings();
+        anyhow::ensure!(
+            settings.enabled() || !self.auth.enabled(),
+            "the new configuration has no credentials; a reload cannot turn authentication off (restart for that)"
+        );
+        let policy = config.approval_policy();
+        policy.validate()?;
+        if settings.enabled() {
+            self.auth.reload(&settings).map_err(anyhow::Error::msg)?;
+        }
+        self.decisions.set_approval_policy(policy);
+        tracing::info!(
+            tokens = settings.tokens.len(),
+            rules = config.approval_rules.len(),
+            "authentication and approval policy reloaded"
+        );
+        Ok(())
+    }
+}
+
 impl Running {
+    /// What reloads this server's authentication and approval policy.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// The token that stops the server when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -124,8 +166,47 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// The authenticator, after the secure-by-default rules: without any
+/// credential, loopback starts with a loud warning and any other address
+/// only with `--allow-unauthenticated`; `--dev` adds a fresh admin token
+/// (printed once) that is accepted beside anonymous callers.
+pub fn build_auth(config: &Config) -> anyhow::Result<Arc<Authenticator>> {
+    let mut settings = config.auth_settings();
+    if settings.enabled() {
+        let auth = Authenticator::new(&settings).map_err(anyhow::Error::msg)?;
+        tracing::info!(tokens = settings.tokens.len(), "authentication on");
+        return Ok(Arc::new(auth));
+    }
+    let ip = config.listen.ip();
+    anyhow::ensure!(
+        ip.is_loopback() || config.allow_unauthenticated,
+        "no authentication is configured and {ip} is not a loopback address: every caller would be an anonymous admin. \
+         Configure [[auth_tokens]] (verdict token create), listen on 127.0.0.1, or pass --allow-unauthenticated"
+    );
+    tracing::warn!(
+        "=== NO AUTHENTICATION CONFIGURED: every caller is an anonymous ADMIN (may approve anything); configure [[auth_tokens]] before exposing verdict ==="
+    );
+    if config.dev {
+        let (token, entry) =
+            crate::auth::token::generate("dev-admin", [Role::Admin].into_iter().collect())
+                .map_err(anyhow::Error::msg)?;
+        settings.tokens.push(entry);
+        settings.optional = true;
+        // Printed, never logged: it is the one place the token appears.
+        eprintln!("verdict --dev: admin token (this run only): {token}");
+        eprintln!(
+            "  try: VERDICT_TOKEN={token} verdict --addr http://{} incident list",
+            config.listen
+        );
+    }
+    Ok(Arc::new(
+        Authenticator::new(&settings).map_err(anyhow::Error::msg)?,
+    ))
+}
+
 /// Binds `config.listen` and starts serving in the background.
 pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Running> {
+    let auth = build_auth(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -140,7 +221,11 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         "store health",
         watch_store_health(parts.store.clone(), health.clone(), shutdown.clone()),
     );
-    let app = routes(&config, &parts, health_service)?;
+    let reloader = Reloader {
+        auth: auth.clone(),
+        decisions: parts.decisions.clone(),
+    };
+    let app = routes(&config, &parts, health_service, auth)?;
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -164,6 +249,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     Ok(Running {
         addr,
         hub: parts.hub,
+        reloader,
         shutdown,
         done,
     })
@@ -226,6 +312,7 @@ fn build_parts(
     } else {
         None
     };
+    decisions.set_approval_policy(config.approval_policy());
     let ingestor = Arc::new(Ingestor::new(
         store.clone(),
         decisions.clone(),
@@ -328,6 +415,7 @@ fn routes(
     config: &Config,
     parts: &Parts,
     health_service: HealthServer<impl Health>,
+    auth: Arc<Authenticator>,
 ) -> anyhow::Result<axum::Router> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -386,7 +474,7 @@ fn routes(
     } else {
         app
     };
-    Ok(edge::apply(app.fallback_service(grpc)))
+    Ok(edge::apply(app.fallback_service(grpc), auth))
 }
 
 /// How a running server stops.

@@ -576,6 +576,20 @@ pub fn decision_to(d: &Decision, now: DateTime<Utc>) -> pb::Decision {
         output: d.output.clone(),
         mode: mode_to(d.mode) as i32,
         completed_at: opt_ts(d.completed_at),
+        decided_by_method: d
+            .decided_by_method
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default(),
+        approvals: d
+            .approvals
+            .iter()
+            .map(|a| pb::Approval {
+                subject: a.subject.clone(),
+                method: a.method.as_str().to_owned(),
+                approved_at: Some(ts(a.at)),
+            })
+            .collect(),
+        approvals_required: d.approvals_required,
     }
 }
 

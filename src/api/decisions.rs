@@ -2,8 +2,8 @@
 
 use super::{convert, deadline};
 use crate::clock::Clock;
-use crate::domain::Violations;
 use crate::domain::incident::limits;
+use crate::domain::{AuthMethod, Principal, Violations};
 use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::proto as pb;
 use crate::proto::decision_service_server::DecisionService;
@@ -35,6 +35,26 @@ impl DecisionApi {
 
 fn invalid(v: Violations) -> Status {
     ManagerError::Invalid(v).into()
+}
+
+/// Who approves or rejects: the authenticated principal, whatever `actor`
+/// says (it is ignored, and a differing one logged). Only with
+/// authentication off is the request's `actor` recorded (required then),
+/// as the subject of the anonymous principal.
+fn decider(ext: &http::Extensions, v: &mut Violations, actor: &str) -> Principal {
+    let principal = Principal::of(ext);
+    if principal.method != AuthMethod::Anonymous {
+        convert::optional_actor(v, actor);
+        if !actor.is_empty() && actor != principal.subject {
+            tracing::warn!(actor, subject = %principal.subject, "request's actor ignored: the authenticated principal is recorded");
+        }
+        return principal;
+    }
+    convert::actor(v, actor);
+    Principal {
+        subject: actor.to_owned(),
+        ..principal
+    }
 }
 
 type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -119,14 +139,14 @@ impl DecisionService for DecisionApi {
         let r = req.get_ref();
         let mut v = Violations::new();
         let token = convert::token(&mut v, "token", &r.token);
-        convert::actor(&mut v, &r.actor);
+        let who = decider(req.extensions(), &mut v, &r.actor);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
         let d = self
             .decisions
-            .approve(&token, &r.actor, r.expected_version)
+            .approve(&token, &who, r.expected_version)
             .await?;
         Ok(Response::new(pb::ApproveDecisionResponse {
             decision: self.render(&d),
@@ -140,7 +160,7 @@ impl DecisionService for DecisionApi {
         let r = req.get_ref();
         let mut v = Violations::new();
         let token = convert::token(&mut v, "token", &r.token);
-        convert::actor(&mut v, &r.actor);
+        let who = decider(req.extensions(), &mut v, &r.actor);
         let reason = convert::prose(&mut v, "reason", &r.reason, limits::NOTE);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
@@ -148,7 +168,7 @@ impl DecisionService for DecisionApi {
         };
         let d = self
             .decisions
-            .reject(&token, &r.actor, &reason, r.expected_version)
+            .reject(&token, &who, &reason, r.expected_version)
             .await?;
         Ok(Response::new(pb::RejectDecisionResponse {
             decision: self.render(&d),

@@ -41,6 +41,9 @@ impl From<ManagerError> for Status {
                     TransitionError::NotAllowed { token, .. } => ("STATE", token.to_string()),
                     TransitionError::Expired { token, .. } => ("EXPIRED", token.to_string()),
                     TransitionError::StaleVersion { token, .. } => ("VERSION", token.to_string()),
+                    TransitionError::AlreadyApproved { token, .. } => {
+                        ("APPROVER", token.to_string())
+                    }
                 };
                 Some(ErrorDetails::with_precondition_failure_violation(
                     kind,

@@ -20,6 +20,7 @@ pub use error::report;
 
 use crate::client::connect;
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
 
 /// Deadline of every RPC that does not wait for anything on the server.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +41,17 @@ pub struct GlobalArgs {
     /// Print the response as canonical proto3 JSON (for scripts and jq).
     #[arg(long, global = true, help_heading = "Client options")]
     pub json: bool,
+    /// Bearer token sent with every call (`verdict token create` makes
+    /// one; `serve --dev` prints one).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Client options",
+        env = "VERDICT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 /// The client subcommands: each is one or a few RPCs against `--addr`.
@@ -69,8 +81,25 @@ pub enum ClientCommand {
     Stats(stats::StatsCommand),
 }
 
+/// The `authorization` value of every request of this process, set once
+/// by [`run`] before the first call. A process-wide value rather than a
+/// parameter because every request of every subcommand is built by
+/// [`request`] / [`stream_request`], and a CLI process talks as one
+/// principal.
+static AUTHORIZATION: std::sync::OnceLock<MetadataValue<Ascii>> = std::sync::OnceLock::new();
+
 /// Runs one client subcommand to completion, printing its result on stdout.
 pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<()> {
+    if let Some(token) = global
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("--token / VERDICT_TOKEN must be printable ASCII"))?;
+        let _ = AUTHORIZATION.set(value);
+    }
     let addr = &global.addr;
     match command {
         ClientCommand::Incident(cmd) => incident::run(connect(addr).await?, global, cmd).await,
@@ -82,10 +111,21 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<
     }
 }
 
-/// Wraps `msg` in a request with a deadline (sent as `grpc-timeout`).
+/// Wraps `msg` in a request with a deadline (sent as `grpc-timeout`) and
+/// the credentials.
 fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
+    let mut req = stream_request(msg);
     req.set_timeout(timeout);
+    req
+}
+
+/// Wraps `msg` in a request with the credentials and no deadline (watch
+/// streams run until stopped).
+fn stream_request<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(v) = AUTHORIZATION.get() {
+        req.metadata_mut().insert("authorization", v.clone());
+    }
     req
 }
 

@@ -127,10 +127,10 @@ async fn follow_one(
 ) -> anyhow::Result<()> {
     let token = args.token.clone().unwrap_or_default();
     let mut stream = client
-        .watch_decision(pb::WatchDecisionRequest {
+        .watch_decision(super::stream_request(pb::WatchDecisionRequest {
             token,
             after_version: *after,
-        })
+        }))
         .await?
         .into_inner();
     while let Some(msg) = stream.message().await? {
@@ -150,10 +150,10 @@ async fn follow_all(
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
     let mut stream = client
-        .watch_decisions(pb::WatchDecisionsRequest {
+        .watch_decisions(super::stream_request(pb::WatchDecisionsRequest {
             incident_id: args.incident.clone().unwrap_or_default(),
             ..Default::default()
-        })
+        }))
         .await?
         .into_inner();
     while let Some(msg) = stream.message().await? {

@@ -5,6 +5,7 @@
 
 use super::ids::{IncidentId, Token};
 use super::incident::Severity;
+use super::principal::{AuthMethod, Principal};
 use super::proposal::Proposal;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -97,6 +98,22 @@ pub enum TransitionError {
         expected: u64,
         actual: u64,
     },
+    /// Four-eyes: the same principal cannot give two of the approvals.
+    #[error(
+        "{subject} has already approved decision {token}; a second, different approver is needed"
+    )]
+    AlreadyApproved { token: Token, subject: String },
+}
+
+/// One approval given to a decision: who, how they authenticated, when.
+/// A decision that needs two approvers records the first one here and
+/// stays READY (SPEC "Who decides": no extra state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub subject: String,
+    pub method: AuthMethod,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
+    pub at: DateTime<Utc>,
 }
 
 /// A decision token as stored.
@@ -131,6 +148,18 @@ pub struct Decision {
     /// The incident's severity when the token was issued (for watch filters).
     #[serde(default)]
     pub severity: Option<super::Severity>,
+    /// How `decided_by` authenticated (None on records from before
+    /// authentication, and until someone decides).
+    #[serde(default)]
+    pub decided_by_method: Option<AuthMethod>,
+    /// The approvals given so far, in order. "Awaiting a second approval"
+    /// is READY with `0 < approvals.len() < approvals_required`.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// How many distinct approvers the approval policy asks for (0 until
+    /// the first approval or rejection fixes it; then 1 or 2).
+    #[serde(default)]
+    pub approvals_required: u32,
 }
 
 impl Decision {
@@ -162,6 +191,9 @@ impl Decision {
             output: String::new(),
             completed_at: None,
             severity: None,
+            decided_by_method: None,
+            approvals: Vec::new(),
+            approvals_required: 0,
         }
     }
 
@@ -210,6 +242,58 @@ impl Decision {
         d.version += 1;
         d.updated_at = now;
         Ok(d)
+    }
+
+    /// Records `who`'s approval: the next version, READY with the approval
+    /// recorded while fewer than `required` distinct principals have
+    /// approved, EXECUTING (decided by `who`) with the last one. The same
+    /// subject never counts twice. `required` is raised, never lowered, by
+    /// what an earlier approval fixed.
+    pub fn approve(
+        &self,
+        who: &Principal,
+        required: u32,
+        expected_version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, TransitionError> {
+        // Checks version, state and expiry exactly as the move would.
+        let executing = self.transition(DecisionState::Executing, expected_version, now)?;
+        if self.approvals.iter().any(|a| a.subject == who.subject) {
+            return Err(TransitionError::AlreadyApproved {
+                token: self.token.clone(),
+                subject: who.subject.clone(),
+            });
+        }
+        let required = required.max(self.approvals_required).max(1);
+        let mut next = if self.approvals.len() + 1 >= required as usize {
+            let mut d = executing;
+            d.decided_by = who.subject.clone();
+            d.decided_by_method = Some(who.method);
+            d.decided_at = Some(now);
+            d
+        } else {
+            let mut d = self.clone();
+            d.version += 1;
+            d.updated_at = now;
+            d
+        };
+        next.approvals_required = required;
+        next.approvals.push(Approval {
+            subject: who.subject.clone(),
+            method: who.method,
+            at: now,
+        });
+        Ok(next)
+    }
+
+    /// Approvals still missing before the decision executes (0 once it
+    /// left READY).
+    pub fn approvals_missing(&self) -> u32 {
+        if self.state != DecisionState::Ready {
+            return 0;
+        }
+        let given = u32::try_from(self.approvals.len()).unwrap_or(u32::MAX);
+        self.approvals_required.max(1).saturating_sub(given)
     }
 }
 
@@ -273,6 +357,46 @@ mod tests {
             r.transition(Completed, 0, now),
             Err(TransitionError::NotAllowed { .. })
         ));
+    }
+
+    fn person(subject: &str) -> Principal {
+        Principal {
+            subject: subject.into(),
+            method: AuthMethod::StaticToken,
+            roles: Default::default(),
+        }
+    }
+
+    #[test]
+    fn two_distinct_approvers_move_a_four_eyes_decision() {
+        let now = Utc::now();
+        let d = decision(now).transition(Ready, 0, now).unwrap();
+        let first = d.approve(&person("alice"), 2, 0, now).unwrap();
+        assert_eq!((first.state, first.version), (Ready, 3));
+        assert_eq!(first.approvals_missing(), 1);
+        assert!(first.decided_by.is_empty());
+        assert!(matches!(
+            first.approve(&person("alice"), 2, 0, now),
+            Err(TransitionError::AlreadyApproved { .. })
+        ));
+        assert!(matches!(
+            first.approve(&person("bob"), 2, 2, now),
+            Err(TransitionError::StaleVersion { .. })
+        ));
+        // A lowered requirement does not undo what the first one fixed.
+        let second = first.approve(&person("bob"), 1, 3, now).unwrap();
+        assert_eq!(second.state, Executing);
+        assert_eq!(second.decided_by, "bob");
+        assert_eq!(second.decided_by_method, Some(AuthMethod::StaticToken));
+        let who: Vec<&str> = second
+            .approvals
+            .iter()
+            .map(|a| a.subject.as_str())
+            .collect();
+        assert_eq!(who, ["alice", "bob"]);
+        assert_eq!(second.approvals_missing(), 0);
+        let single = d.approve(&person("carol"), 1, 0, now).unwrap();
+        assert_eq!((single.state, single.approvals_required), (Executing, 1));
     }
 
     #[test]

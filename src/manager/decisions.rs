@@ -6,17 +6,18 @@
 //! expert engine answers when time is up.
 
 use super::ManagerError;
+use super::approval::ApprovalPolicy;
 use super::sweeper::{RECOVERY_GRACE, abandoned};
 use super::waiters::Waiters;
 use crate::clock::Clock;
 use crate::domain::{
-    Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Token,
-    TransitionError,
+    AuthMethod, Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId,
+    Principal, Token, TransitionError,
 };
 use crate::engine::{Analyzer, ExpertEngine};
 use crate::stats::record as stats;
 use crate::store::{Cas, Store};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -123,6 +124,9 @@ pub struct DecisionManager {
     /// Callers joined to an analysis they do not own, woken by the change
     /// feed ([`Self::observe`]) and by local finishes.
     waiters: Waiters,
+    /// Who may decide what, and when two approvers are needed; swapped
+    /// whole on reload.
+    approval: RwLock<Arc<ApprovalPolicy>>,
 }
 
 /// A `get_or_create` call: which incident, which engine, and how long the
@@ -188,6 +192,7 @@ impl DecisionManager {
             tasks: TaskTracker::new(),
             shutdown,
             waiters: Waiters::default(),
+            approval: RwLock::new(Arc::new(ApprovalPolicy::default())),
         }
     }
 
@@ -536,20 +541,63 @@ impl DecisionManager {
         Err(ManagerError::Contended(format!("decision {token}")))
     }
 
-    /// READY → EXECUTING, then the executor runs (dry-run completes at once).
+    /// Replaces the approval policy (hot reload); applies from the next
+    /// compare-and-set attempt on.
+    pub fn set_approval_policy(&self, policy: ApprovalPolicy) {
+        let policy = Arc::new(policy);
+        match self.approval.write() {
+            Ok(mut p) => *p = policy,
+            Err(poisoned) => *poisoned.into_inner() = policy,
+        }
+    }
+
+    fn approval_policy(&self) -> Arc<ApprovalPolicy> {
+        match self.approval.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// `who` approves. The approval policy decides whether `who` may, and
+    /// how many distinct approvers the decision needs: with one, READY →
+    /// EXECUTING and the executor runs (dry-run completes at once); with
+    /// two, the first approval is recorded on the decision, which stays
+    /// READY (watchers see it), and the second moves it. Each step is one
+    /// version compare-and-set, so concurrent approvers on any replicas
+    /// each either land on the version they read or retry on the next: the
+    /// decision executes exactly once and every approval is recorded.
     pub async fn approve(
         &self,
         token: &Token,
-        actor: &str,
+        who: &Principal,
         expected_version: u64,
     ) -> Result<Decision, ManagerError> {
-        let now = self.clock.now();
-        let d = self
-            .transition(token, expected_version, DecisionState::Executing, |d| {
-                d.decided_by = actor.to_owned();
-                d.decided_at = Some(now);
-            })
-            .await?;
+        let mut d = None;
+        for _ in 0..CAS_ATTEMPTS {
+            let cur = self.load(token).await?;
+            let policy = self.approval_policy();
+            // Four-eyes needs principals that are who they say: without
+            // authentication any caller could claim two names, so one
+            // anonymous approval executes, as before authentication.
+            let required = match who.method {
+                AuthMethod::Anonymous => 1,
+                _ => policy.required(&cur),
+            };
+            let next = cur.approve(who, required, expected_version, self.clock.now())?;
+            // Eligibility after the state checks: a decided decision says
+            // so, whoever asks.
+            policy
+                .may_decide(who, &cur)
+                .map_err(ManagerError::NotAllowed)?;
+            if self.write(&cur, &next, expected_version).await? {
+                d = Some(next);
+                break;
+            }
+        }
+        let d = d.ok_or_else(|| ManagerError::Contended(format!("decision {token}")))?;
+        if d.state != DecisionState::Executing {
+            return Ok(d);
+        }
         match self.settings.executor {
             ExecutorKind::External => Ok(d),
             ExecutorKind::DryRun => {
@@ -564,21 +612,63 @@ impl DecisionManager {
         }
     }
 
-    /// READY → REJECTED.
+    /// One compare-and-set of `next` over `cur`: true when written, false
+    /// when another writer won and the caller should re-read; a lost race
+    /// against an `expected_version` is reported as stale.
+    async fn write(
+        &self,
+        cur: &Decision,
+        next: &Decision,
+        expected_version: u64,
+    ) -> Result<bool, ManagerError> {
+        let stats = stats::decision(Some(cur), next);
+        match self
+            .store
+            .update_decision(cur.version, next, &stats)
+            .await?
+        {
+            Cas::Written => {
+                tracing::info!(token = %next.token, state = next.state.as_str(), version = next.version, approvals = next.approvals.len(), "decision changed");
+                Ok(true)
+            }
+            Cas::Conflict(Some(now)) if expected_version != 0 => {
+                Err(TransitionError::StaleVersion {
+                    token: next.token.clone(),
+                    expected: expected_version,
+                    actual: now.version,
+                }
+                .into())
+            }
+            Cas::Conflict(_) => Ok(false),
+        }
+    }
+
+    /// READY → REJECTED by `who`, if the approval policy lets `who` decide
+    /// it: one eligible rejection ends a decision, also one awaiting its
+    /// second approval.
     pub async fn reject(
         &self,
         token: &Token,
-        actor: &str,
+        who: &Principal,
         reason: &str,
         expected_version: u64,
     ) -> Result<Decision, ManagerError> {
         let now = self.clock.now();
-        self.transition(token, expected_version, DecisionState::Rejected, |d| {
-            d.decided_by = actor.to_owned();
-            d.decided_at = Some(now);
-            d.reason = reason.to_owned();
-        })
-        .await
+        for _ in 0..CAS_ATTEMPTS {
+            let cur = self.load(token).await?;
+            let mut next = cur.transition(DecisionState::Rejected, expected_version, now)?;
+            self.approval_policy()
+                .may_decide(who, &cur)
+                .map_err(ManagerError::NotAllowed)?;
+            next.decided_by = who.subject.clone();
+            next.decided_by_method = Some(who.method);
+            next.decided_at = Some(now);
+            next.reason = reason.to_owned();
+            if self.write(&cur, &next, expected_version).await? {
+                return Ok(next);
+            }
+        }
+        Err(ManagerError::Contended(format!("decision {token}")))
     }
 
     /// EXECUTING → COMPLETED (success) or ERROR.

@@ -22,6 +22,10 @@ pub enum ManagerError {
     /// Kept losing compare-and-set races; the caller may retry.
     #[error("{0} is changing concurrently; retry")]
     Contended(String),
+    /// The approval policy does not let this principal decide this
+    /// decision (namespace, risk, or not an approver at all).
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     /// A bounded resource (watchers, buffers) is full.
@@ -46,6 +50,7 @@ impl ManagerError {
             ManagerError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             ManagerError::Transition(_) => ErrorCode::FailedPrecondition,
             ManagerError::Contended(_) => ErrorCode::Aborted,
+            ManagerError::NotAllowed(_) => ErrorCode::PermissionDenied,
             ManagerError::ShuttingDown => ErrorCode::Unavailable,
             ManagerError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             ManagerError::Store(e) => e.code(),

@@ -11,7 +11,7 @@
 use super::Notifier;
 use super::card::{Answer, Button, answerable};
 use super::telegram::{ChatError, Update};
-use crate::domain::{Role, Token};
+use crate::domain::{DecisionState, Role, Token};
 use crate::manager::ManagerError;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -177,20 +177,29 @@ impl Notifier {
         let result = match button.answer {
             Answer::Approve => {
                 self.decisions
-                    .approve(&token, subject, button.version)
+                    .approve(&token, &principal, button.version)
                     .await
             }
             Answer::Reject => {
                 self.decisions
-                    .reject(&token, subject, "rejected from chat", button.version)
+                    .reject(&token, &principal, "rejected from chat", button.version)
                     .await
             }
         };
         match result {
             Ok(d) => {
                 tracing::info!(%token, subject, answer = ?button.answer, "decision answered from chat");
-                format!("Done: the decision is now {}.", d.state.as_str())
+                if d.state == DecisionState::Ready && !d.approvals.is_empty() {
+                    format!(
+                        "Your approval is recorded ({} of {}); another approver is needed.",
+                        d.approvals.len(),
+                        d.approvals_required
+                    )
+                } else {
+                    format!("Done: the decision is now {}.", d.state.as_str())
+                }
             }
+            Err(ManagerError::NotAllowed(why)) => format!("⛔ Not allowed: {why}"),
             Err(ManagerError::Transition(_)) => {
                 self.refresh(&token).await;
                 "⚠️ The decision changed before your answer; the card shows its current state."

@@ -8,21 +8,30 @@
 //!    kept; a request without one gets a fresh UUID. The response echoes it.
 //! 2. **Tracing**: one span per request carrying that id, the method and
 //!    the path, so every log line of an RPC can be found from the id.
-//! 3. **Timeout backstop** ([`BACKSTOP`]): bounds how long a request waits
+//! 3. **Authentication and authorization** ([`authorize`]): the
+//!    credentials become a [`Principal`] (`auth::Authenticator`), the
+//!    route's entry in the one role table (`auth::table`) is checked, and
+//!    the principal is put in the request's extensions, where handlers read
+//!    it with `Principal::of`. A refusal answers here — UNAUTHENTICATED /
+//!    401 or PERMISSION_DENIED / 403 — so no handler runs and nothing is
+//!    stored. It sits inside the span, so every refusal is logged with its
+//!    request id.
+//! 4. **Timeout backstop** ([`BACKSTOP`]): bounds how long a request waits
 //!    for its *response head*, above the longest legal RPC deadline, so it
 //!    only ever catches a bug (a handler that hangs). A streaming RPC
 //!    (`WatchDecision`, `WatchDecisions`) answers its head at once and
 //!    streams its body afterwards, so the backstop never cuts a watch.
 //!
-//! **This is where authentication and metrics plug in next**: an auth
-//! layer (bearer token or mTLS identity → caller) goes after the tracing
-//! span, so refusals are logged with their request id; a metrics layer
-//! (request count, latency by method and code) goes beside tracing. Both
-//! then apply to every route without touching a handler.
+//! A metrics layer (request count, latency by method and code) goes beside
+//! tracing and then applies to every route without touching a handler.
 
+use crate::auth::{AuthError, Authenticator, Presented};
+use crate::domain::Principal;
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, Request, StatusCode};
+use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -37,21 +46,91 @@ pub const BACKSTOP: Duration =
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// Wraps every route of `app` in the edge stack.
-pub fn apply(app: axum::Router) -> axum::Router {
-    with_backstop(app, BACKSTOP)
+pub fn apply(app: axum::Router, auth: Arc<Authenticator>) -> axum::Router {
+    with_backstop(app, auth, BACKSTOP)
 }
 
 /// The edge stack with a given backstop (tests use a short one).
-fn with_backstop(app: axum::Router, backstop: Duration) -> axum::Router {
+fn with_backstop(app: axum::Router, auth: Arc<Authenticator>, backstop: Duration) -> axum::Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     app.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(span))
             .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(axum::middleware::from_fn_with_state(auth, authorize))
             .layer(HandleErrorLayer::new(backstop_expired))
             .timeout(backstop),
     )
+}
+
+/// Authentication, then authorization by the role table; the principal
+/// goes into the request's extensions. Browsers' CORS preflights carry no
+/// credentials and reach no handler, so they pass.
+async fn authorize(
+    State(auth): State<Arc<Authenticator>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == http::Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let presented = Presented {
+        authorization: req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    };
+    match auth.check(req.uri().path(), presented) {
+        Ok(Some(principal)) => {
+            tracing::debug!(subject = %principal.subject, method = %principal.method, "authenticated");
+            req.extensions_mut().insert::<Principal>(principal);
+            next.run(req).await
+        }
+        Ok(None) => next.run(req).await,
+        Err(e) => refuse(req.headers(), &e),
+    }
+}
+
+/// A refusal in the caller's protocol: a gRPC status (headers only, which
+/// gRPC-Web reads too) or a plain HTTP 401/403.
+fn refuse(headers: &http::HeaderMap, e: &AuthError) -> Response {
+    tracing::warn!(reason = %e, "request refused by the edge");
+    let code = e.code();
+    if is_grpc(headers) {
+        let status = tonic::Status::new(code.grpc(), e.to_string());
+        return grpc_response(headers, status);
+    }
+    let mut r = (code.http(), e.to_string()).into_response();
+    if code.http() == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"verdict\""),
+        );
+    }
+    r
+}
+
+/// Whether the request is gRPC or gRPC-Web.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// `status` as a trailers-only gRPC answer with the request's content type
+/// (gRPC-Web callers read the status from headers too).
+fn grpc_response(headers: &http::HeaderMap, status: tonic::Status) -> Response {
+    let mut r = status.into_http::<axum::body::Body>();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        headers
+            .get(http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/grpc")),
+    );
+    r.into_response()
 }
 
 /// The span of one request.
@@ -73,22 +152,9 @@ fn span<B>(req: &Request<B>) -> tracing::Span {
 /// gRPC DEADLINE_EXCEEDED status for gRPC callers, 504 for plain HTTP.
 async fn backstop_expired(headers: http::HeaderMap, err: tower::BoxError) -> Response {
     tracing::error!(error = %err, "request hit the server's timeout backstop");
-    let grpc = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if grpc {
+    if is_grpc(&headers) {
         let status = tonic::Status::deadline_exceeded("the server's timeout backstop fired");
-        let mut r = status.into_http::<axum::body::Body>();
-        // gRPC-Web callers read the status from headers too.
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            headers
-                .get(http::header::CONTENT_TYPE)
-                .cloned()
-                .unwrap_or(HeaderValue::from_static("application/grpc")),
-        );
-        r.into_response()
+        grpc_response(&headers, status)
     } else {
         (
             StatusCode::GATEWAY_TIMEOUT,
@@ -131,6 +197,7 @@ mod tests {
             axum::Router::new()
                 .route("/hang", axum::routing::post(hang))
                 .route("/stream", axum::routing::post(stream)),
+            Arc::new(Authenticator::new(&Default::default()).unwrap()),
             SHORT,
         )
     }

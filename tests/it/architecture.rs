@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("middleware", &[]),
     ("proto", &[]),
     ("stats", &["domain"]),
+    ("auth", &["domain", "error_code"]),
     ("store", &["domain", "error_code", "stats", "clock"]),
     ("engine", &["domain", "error_code", "middleware", "store"]),
     (
@@ -73,6 +74,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "watch",
             "ingest",
             "notify",
+            "auth",
         ],
     ),
     (
@@ -93,6 +95,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "notify",
             "api",
             "config",
+            "auth",
         ],
     ),
     ("client", &["proto"]),
@@ -103,7 +106,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "client", "proto", "server", "config", "store", "stats", "engine", "domain",
         ],
     ),
-    ("app", &["cli", "bench", "config"]),
+    ("app", &["cli", "bench", "config", "auth"]),
 ];
 
 /// External crates that carry an invariant, and the only places (module,

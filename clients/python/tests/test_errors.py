@@ -126,3 +126,24 @@ def test_every_code_maps_to_its_class(stub_address: str, code: grpc.StatusCode) 
     assert caught.value.status is not None and caught.value.status.message == "stub"
     if isinstance(caught.value, InvalidArgument):
         assert caught.value.field_violations == [FieldViolation("id", "bad")]
+
+
+def test_a_token_is_sent_with_every_call(server: Server) -> None:
+    # A `--dev` server checks a presented token (and lets calls without one
+    # through as anonymous); a server without authentication ignores it.
+    if server.redis is not None:
+        pytest.skip("only the --dev server checks tokens")
+    asked: list[int] = []
+
+    def provider() -> str:
+        asked.append(1)
+        return "vdt_not-a-token"
+
+    for token in ("vdt_not-a-token", provider):
+        with Client(server.address, deadline=10.0, token=token) as c:
+            with pytest.raises(errors.Unauthenticated) as caught:
+                c.list_incidents()
+            assert "not valid" in str(caught.value)
+    assert asked, "the provider was asked"
+    with Client(server.address, deadline=10.0) as c:
+        c.list_incidents()

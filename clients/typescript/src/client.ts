@@ -47,8 +47,14 @@ export interface CallOptions {
 export interface ClientOptions {
   /** Default deadline of every unary call in milliseconds (default: none). */
   timeoutMs?: number;
-  /** Headers sent with every call (for example `authorization`). */
+  /** Headers sent with every call. */
   headers?: Record<string, string>;
+  /**
+   * Bearer token sent as `authorization: Bearer …` with every call (also
+   * over gRPC-Web from a browser): a string, or a provider asked before
+   * each call (e.g. one that refreshes an OIDC token).
+   */
+  token?: string | (() => string | Promise<string>);
 }
 
 /** A severity as the enum (`Severity.P2`) or its name (`"P2"`, `"SEVERITY_P2"`, any case). */
@@ -198,12 +204,20 @@ export class VerdictClient {
     this.options = options;
   }
 
+  /** The headers of one call: `headers` plus the bearer token, if any. */
+  private async headers(): Promise<Record<string, string> | undefined> {
+    const t = this.options.token;
+    const token = typeof t === "function" ? await t() : t;
+    if (!token) return this.options.headers;
+    return { ...this.options.headers, authorization: `Bearer ${token}` };
+  }
+
   private async call<T>(run: (opts: { timeoutMs?: number; signal?: AbortSignal; headers?: Record<string, string> }) => Promise<T>, opts: CallOptions = {}): Promise<T> {
     try {
       return await run({
         timeoutMs: opts.timeoutMs ?? this.options.timeoutMs,
         signal: opts.signal,
-        headers: this.options.headers,
+        headers: await this.headers(),
       });
     } catch (e) {
       throw toVerdictError(e);
@@ -378,7 +392,7 @@ export class VerdictClient {
       try {
         const stream = this.decisions.watchDecision(
           { token, afterVersion: last ?? 0n },
-          { signal: abort.signal, headers: this.options.headers },
+          { signal: abort.signal, headers: await this.headers() },
         );
         for await (const message of stream) {
           const decision = message.decision!;
@@ -429,7 +443,7 @@ export class VerdictClient {
       args.signal?.addEventListener("abort", onAbort, { once: true });
       let error: VerdictError;
       try {
-        const stream = this.decisions.watchDecisions(request, { signal: abort.signal, headers: this.options.headers });
+        const stream = this.decisions.watchDecisions(request, { signal: abort.signal, headers: await this.headers() });
         for await (const message of stream) {
           reconnect.progressed();
           const decision = message.decision!;

@@ -10,6 +10,7 @@ import {
   FailedPrecondition,
   InvalidArgument,
   NotFound,
+  Unauthenticated,
   Unavailable,
   VerdictError,
 } from "../src/index.js";
@@ -28,6 +29,24 @@ describe("errors", () => {
 
   for (const protocol of ["grpc", "grpc-web"] as Protocol[]) {
     describe(`over ${protocol}`, () => {
+      test("a token (or a token provider) is sent with every call", async () => {
+        // A `--dev` server checks a presented token; calls without one are
+        // anonymous.
+        let asked = 0;
+        const provider = () => {
+          asked += 1;
+          return "vdt_not-a-token";
+        };
+        for (const token of ["vdt_not-a-token", provider]) {
+          const verdict = server.client(protocol, { timeoutMs: 10_000, token });
+          const error = await verdict.listIncidents().then(() => assert.fail("accepted"), (e: unknown) => e);
+          assert.ok(error instanceof Unauthenticated, String(error));
+          assert.match(error.message, /not valid/);
+        }
+        assert.ok(asked > 0, "the provider was asked");
+        await server.client(protocol).listIncidents();
+      });
+
       test("INVALID_ARGUMENT carries the field violations", async () => {
         const verdict = server.client(protocol);
         const error = await verdict

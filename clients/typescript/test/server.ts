@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectNode } from "../src/node.js";
 import { connectWeb } from "../src/web.js";
-import { Code, type VerdictClient } from "../src/index.js";
+import { Code, type ClientOptions, type VerdictClient } from "../src/index.js";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../../../..");
 const BIN = process.env.VERDICT_BIN ?? join(ROOT, "target", "debug", "verdict");
@@ -73,7 +73,7 @@ export class Server {
   }
 
   /** A client of this server over `protocol`. */
-  client(protocol: Protocol, options: { timeoutMs?: number } = { timeoutMs: 30_000 }): VerdictClient {
+  client(protocol: Protocol, options: ClientOptions = { timeoutMs: 30_000 }): VerdictClient {
     return protocol === "grpc" ? connectNode(this.baseUrl, options) : connectWeb(this.baseUrl, options);
   }
 

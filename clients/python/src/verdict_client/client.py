@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -64,7 +64,10 @@ class Client:
 
     ``deadline`` is the default per-call deadline in seconds (None: none);
     every method also takes its own ``deadline=``. ``metadata`` is sent
-    with every call (for example an ``authorization`` header).
+    with every call. ``token`` is the bearer token sent as
+    ``authorization: Bearer …`` with every call: a string, or a callable
+    asked before each call (a token provider that refreshes, e.g. an OIDC
+    token). Over TLS, pass ``credentials=grpc.ssl_channel_credentials(...)``.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Client:
         channel: grpc.Channel | None = None,
         deadline: float | None = None,
         metadata: Metadata = (),
+        token: str | Callable[[], str] | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         if channel is None:
@@ -86,9 +90,17 @@ class Client:
         self._channel = channel
         self._deadline = deadline
         self._metadata = tuple(metadata)
+        self._token = token
         self._incidents = igrpc.IncidentServiceStub(channel)
         self._decisions = dgrpc.DecisionServiceStub(channel)
         self._stats = sgrpc.StatsServiceStub(channel)
+
+    def _call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata of one call: ``metadata`` plus the bearer token."""
+        token = self._token() if callable(self._token) else self._token
+        if not token:
+            return self._metadata
+        return (*self._metadata, ("authorization", f"Bearer {token}"))
 
     def close(self) -> None:
         """Closes the channel; calls in flight are cancelled."""
@@ -107,7 +119,7 @@ class Client:
             return method(
                 request,
                 timeout=self._deadline if deadline is None else deadline,
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
             )
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
@@ -304,7 +316,7 @@ class Client:
         reconnect = Reconnect(max_retries)
         while True:
             request = dpb.WatchDecisionRequest(token=token, after_version=last or 0)
-            call = self._decisions.WatchDecision(request, metadata=self._metadata)
+            call = self._decisions.WatchDecision(request, metadata=self._call_metadata())
             try:
                 for message in call:
                     decision = message.decision
@@ -342,7 +354,7 @@ class Client:
         seen = SeenVersions()
         reconnect = Reconnect(max_retries)
         while True:
-            call = self._decisions.WatchDecisions(request, metadata=self._metadata)
+            call = self._decisions.WatchDecisions(request, metadata=self._call_metadata())
             try:
                 for message in call:
                     reconnect.progressed()

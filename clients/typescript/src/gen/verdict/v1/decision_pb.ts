@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file verdict/v1/decision.proto.
  */
 export const file_verdict_v1_decision: GenFile = /*@__PURE__*/
-  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2UipQQKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAikwEKGkdldE9yQ3JlYXRlRGVjaXNpb25SZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEiYKBG1vZGUYAiABKA4yGC52ZXJkaWN0LnYxLkRlY2lzaW9uTW9kZRIMCgR3YWl0GAMgASgIEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVgobR2V0T3JDcmVhdGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbhIPCgdjcmVhdGVkGAIgASgIIiMKEkdldERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCSI9ChNHZXREZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiIrChRMaXN0RGVjaXNpb25zUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCSJAChVMaXN0RGVjaXNpb25zUmVzcG9uc2USJwoJZGVjaXNpb25zGAEgAygLMhQudmVyZGljdC52MS5EZWNpc2lvbiJQChZBcHByb3ZlRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg0KBWFjdG9yGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKAQiQQoXQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIl8KFVJlamVjdERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoBCJAChZSZWplY3REZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJJChdDb21wbGV0ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEg4KBm91dHB1dBgDIAEoCSJCChhDb21wbGV0ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIjwKFFdhdGNoRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhUKDWFmdGVyX3ZlcnNpb24YAiABKAQiPwoVV2F0Y2hEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJ+ChVXYXRjaERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkSKAoFc3RhdGUYAiABKA4yGS52ZXJkaWN0LnYxLkRlY2lzaW9uU3RhdGUSJgoIc2V2ZXJpdHkYAyABKA4yFC52ZXJkaWN0LnYxLlNldmVyaXR5IkAKFldhdGNoRGVjaXNpb25zUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uKo8CCg1EZWNpc2lvblN0YXRlEh4KGkRFQ0lTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTREVDSVNJT05fU1RBVEVfSU5JVBABEhwKGERFQ0lTSU9OX1NUQVRFX0FOQUxZWklORxACEhgKFERFQ0lTSU9OX1NUQVRFX1JFQURZEAMSHAoYREVDSVNJT05fU1RBVEVfRVhFQ1VUSU5HEAQSHAoYREVDSVNJT05fU1RBVEVfQ09NUExFVEVEEAUSGAoUREVDSVNJT05fU1RBVEVfRVJST1IQBhIbChdERUNJU0lPTl9TVEFURV9SRUpFQ1RFRBAHEhoKFkRFQ0lTSU9OX1NUQVRFX0VYUElSRUQQCCp6CgxEZWNpc2lvbk1vZGUSHQoZREVDSVNJT05fTU9ERV9VTlNQRUNJRklFRBAAEhYKEkRFQ0lTSU9OX01PREVfQVVUTxABEhYKEkRFQ0lTSU9OX01PREVfRFVBTBACEhsKF0RFQ0lTSU9OX01PREVfQ09OU0VOU1VTEAMqhQEKDlByb3Bvc2FsU291cmNlEh8KG1BST1BPU0FMX1NPVVJDRV9VTlNQRUNJRklFRBAAEhoKFlBST1BPU0FMX1NPVVJDRV9FWFBFUlQQARIXChNQUk9QT1NBTF9TT1VSQ0VfTExNEAISHQoZUFJPUE9TQUxfU09VUkNFX0NPTlNFTlNVUxADKocCCg5GYWxsYmFja1JlYXNvbhIfChtGQUxMQkFDS19SRUFTT05fVU5TUEVDSUZJRUQQABIbChdGQUxMQkFDS19SRUFTT05fVElNRU9VVBABEhkKFUZBTExCQUNLX1JFQVNPTl9FUlJPUhACEhsKF0ZBTExCQUNLX1JFQVNPTl9JTlZBTElEEAMSGgoWRkFMTEJBQ0tfUkVBU09OX1VOU0FGRRAEEiAKHEZBTExCQUNLX1JFQVNPTl9DSVJDVUlUX09QRU4QBRIiCh5GQUxMQkFDS19SRUFTT05fTk9UX0NPTkZJR1VSRUQQBhIdChlGQUxMQkFDS19SRUFTT05fUkVDT1ZFUkVEEAcqgAEKCVJpc2tMZXZlbBIaChZSSVNLX0xFVkVMX1VOU1BFQ0lGSUVEEAASEgoOUklTS19MRVZFTF9MT1cQARIVChFSSVNLX0xFVkVMX01FRElVTRACEhMKD1JJU0tfTEVWRUxfSElHSBADEhcKE1JJU0tfTEVWRUxfQ1JJVElDQUwQBCqEAQoLQ29tbWFuZFZlcmISHAoYQ09NTUFORF9WRVJCX1VOU1BFQ0lGSUVEEAASIAocQ09NTUFORF9WRVJCX1JPTExPVVRfUkVTVEFSVBABEh0KGUNPTU1BTkRfVkVSQl9ST0xMT1VUX1VORE8QAhIWChJDT01NQU5EX1ZFUkJfU0NBTEUQAyqtAQoLVGV4dFdhcm5pbmcSHAoYVEVYVF9XQVJOSU5HX1VOU1BFQ0lGSUVEEAASIQodVEVYVF9XQVJOSU5HX01FTlRJT05TX0NPTU1BTkQQARIdChlURVhUX1dBUk5JTkdfTUVOVElPTlNfVVJMEAISIgoeVEVYVF9XQVJOSU5HX0hJRERFTl9DSEFSQUNURVJTEAMSGgoWVEVYVF9XQVJOSU5HX1RSVU5DQVRFRBAEMuYFCg9EZWNpc2lvblNlcnZpY2USZgoTR2V0T3JDcmVhdGVEZWNpc2lvbhImLnZlcmRpY3QudjEuR2V0T3JDcmVhdGVEZWNpc2lvblJlcXVlc3QaJy52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRJOCgtHZXREZWNpc2lvbhIeLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXF1ZXN0Gh8udmVyZGljdC52MS5HZXREZWNpc2lvblJlc3BvbnNlElQKDUxpc3REZWNpc2lvbnMSIC52ZXJkaWN0LnYxLkxpc3REZWNpc2lvbnNSZXF1ZXN0GiEudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVzcG9uc2USWgoPQXBwcm92ZURlY2lzaW9uEiIudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXF1ZXN0GiMudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXNwb25zZRJXCg5SZWplY3REZWNpc2lvbhIhLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXF1ZXN0GiIudmVyZGljdC52MS5SZWplY3REZWNpc2lvblJlc3BvbnNlEl0KEENvbXBsZXRlRGVjaXNpb24SIy52ZXJkaWN0LnYxLkNvbXBsZXRlRGVjaXNpb25SZXF1ZXN0GiQudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVzcG9uc2USVgoNV2F0Y2hEZWNpc2lvbhIgLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvblJlcXVlc3QaIS52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXNwb25zZTABElkKDldhdGNoRGVjaXNpb25zEiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1JlcXVlc3QaIi52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
+  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2UihQUKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRZGVjaWRlZF9ieV9tZXRob2QYESABKAkSJwoJYXBwcm92YWxzGBIgAygLMhQudmVyZGljdC52MS5BcHByb3ZhbBIaChJhcHByb3ZhbHNfcmVxdWlyZWQYEyABKA0iXAoIQXBwcm92YWwSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRob2QYAiABKAkSLwoLYXBwcm92ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpMBChpHZXRPckNyZWF0ZURlY2lzaW9uUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCRImCgRtb2RlGAIgASgOMhgudmVyZGljdC52MS5EZWNpc2lvbk1vZGUSDAoEd2FpdBgDIAEoCBIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKG0dldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24SDwoHY3JlYXRlZBgCIAEoCCIjChJHZXREZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkiPQoTR2V0RGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iKwoUTGlzdERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkiQAoVTGlzdERlY2lzaW9uc1Jlc3BvbnNlEicKCWRlY2lzaW9ucxgBIAMoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iUAoWQXBwcm92ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAMgASgEIkEKF0FwcHJvdmVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJfChVSZWplY3REZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YBCABKAQiQAoWUmVqZWN0RGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iSQoXQ29tcGxldGVEZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSDwoHc3VjY2VzcxgCIAEoCBIOCgZvdXRwdXQYAyABKAkiQgoYQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiI8ChRXYXRjaERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIVCg1hZnRlcl92ZXJzaW9uGAIgASgEIj8KFVdhdGNoRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24ifgoVV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEigKBXN0YXRlGAIgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHNldmVyaXR5GAMgASgOMhQudmVyZGljdC52MS5TZXZlcml0eSJAChZXYXRjaERlY2lzaW9uc1Jlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiqPAgoNRGVjaXNpb25TdGF0ZRIeChpERUNJU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0RFQ0lTSU9OX1NUQVRFX0lOSVQQARIcChhERUNJU0lPTl9TVEFURV9BTkFMWVpJTkcQAhIYChRERUNJU0lPTl9TVEFURV9SRUFEWRADEhwKGERFQ0lTSU9OX1NUQVRFX0VYRUNVVElORxAEEhwKGERFQ0lTSU9OX1NUQVRFX0NPTVBMRVRFRBAFEhgKFERFQ0lTSU9OX1NUQVRFX0VSUk9SEAYSGwoXREVDSVNJT05fU1RBVEVfUkVKRUNURUQQBxIaChZERUNJU0lPTl9TVEFURV9FWFBJUkVEEAgqegoMRGVjaXNpb25Nb2RlEh0KGURFQ0lTSU9OX01PREVfVU5TUEVDSUZJRUQQABIWChJERUNJU0lPTl9NT0RFX0FVVE8QARIWChJERUNJU0lPTl9NT0RFX0RVQUwQAhIbChdERUNJU0lPTl9NT0RFX0NPTlNFTlNVUxADKoUBCg5Qcm9wb3NhbFNvdXJjZRIfChtQUk9QT1NBTF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIaChZQUk9QT1NBTF9TT1VSQ0VfRVhQRVJUEAESFwoTUFJPUE9TQUxfU09VUkNFX0xMTRACEh0KGVBST1BPU0FMX1NPVVJDRV9DT05TRU5TVVMQAyqHAgoORmFsbGJhY2tSZWFzb24SHwobRkFMTEJBQ0tfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXRkFMTEJBQ0tfUkVBU09OX1RJTUVPVVQQARIZChVGQUxMQkFDS19SRUFTT05fRVJST1IQAhIbChdGQUxMQkFDS19SRUFTT05fSU5WQUxJRBADEhoKFkZBTExCQUNLX1JFQVNPTl9VTlNBRkUQBBIgChxGQUxMQkFDS19SRUFTT05fQ0lSQ1VJVF9PUEVOEAUSIgoeRkFMTEJBQ0tfUkVBU09OX05PVF9DT05GSUdVUkVEEAYSHQoZRkFMTEJBQ0tfUkVBU09OX1JFQ09WRVJFRBAHKoABCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhIKDlJJU0tfTEVWRUxfTE9XEAESFQoRUklTS19MRVZFTF9NRURJVU0QAhITCg9SSVNLX0xFVkVMX0hJR0gQAxIXChNSSVNLX0xFVkVMX0NSSVRJQ0FMEAQqhAEKC0NvbW1hbmRWZXJiEhwKGENPTU1BTkRfVkVSQl9VTlNQRUNJRklFRBAAEiAKHENPTU1BTkRfVkVSQl9ST0xMT1VUX1JFU1RBUlQQARIdChlDT01NQU5EX1ZFUkJfUk9MTE9VVF9VTkRPEAISFgoSQ09NTUFORF9WRVJCX1NDQUxFEAMqrQEKC1RleHRXYXJuaW5nEhwKGFRFWFRfV0FSTklOR19VTlNQRUNJRklFRBAAEiEKHVRFWFRfV0FSTklOR19NRU5USU9OU19DT01NQU5EEAESHQoZVEVYVF9XQVJOSU5HX01FTlRJT05TX1VSTBACEiIKHlRFWFRfV0FSTklOR19ISURERU5fQ0hBUkFDVEVSUxADEhoKFlRFWFRfV0FSTklOR19UUlVOQ0FURUQQBDLmBQoPRGVjaXNpb25TZXJ2aWNlEmYKE0dldE9yQ3JlYXRlRGVjaXNpb24SJi52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXF1ZXN0GicudmVyZGljdC52MS5HZXRPckNyZWF0ZURlY2lzaW9uUmVzcG9uc2USTgoLR2V0RGVjaXNpb24SHi52ZXJkaWN0LnYxLkdldERlY2lzaW9uUmVxdWVzdBofLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXNwb25zZRJUCg1MaXN0RGVjaXNpb25zEiAudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVxdWVzdBohLnZlcmRpY3QudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlEloKD0FwcHJvdmVEZWNpc2lvbhIiLnZlcmRpY3QudjEuQXBwcm92ZURlY2lzaW9uUmVxdWVzdBojLnZlcmRpY3QudjEuQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USVwoOUmVqZWN0RGVjaXNpb24SIS52ZXJkaWN0LnYxLlJlamVjdERlY2lzaW9uUmVxdWVzdBoiLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXNwb25zZRJdChBDb21wbGV0ZURlY2lzaW9uEiMudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVxdWVzdBokLnZlcmRpY3QudjEuQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlElYKDVdhdGNoRGVjaXNpb24SIC52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXF1ZXN0GiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uUmVzcG9uc2UwARJZCg5XYXRjaERlY2lzaW9ucxIhLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0GiIudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
 
 /**
  * A remediation in structured form. The kubectl line is rendered from this,
@@ -433,6 +433,31 @@ export type Decision = Message<"verdict.v1.Decision"> & {
    * @generated from field: google.protobuf.Timestamp completed_at = 16;
    */
   completedAt?: Timestamp | undefined;
+
+  /**
+   * How `decided_by` authenticated: `static_token`, `jwt`, `mtls`, `chat`,
+   * `anonymous` (authentication off), `system`; empty until decided.
+   *
+   * @generated from field: string decided_by_method = 17;
+   */
+  decidedByMethod: string;
+
+  /**
+   * The approvals given so far, in order. A decision that needs two
+   * approvers stays READY after the first; it is awaiting its second
+   * approval while 0 < len(approvals) < approvals_required.
+   *
+   * @generated from field: repeated verdict.v1.Approval approvals = 18;
+   */
+  approvals: Approval[];
+
+  /**
+   * Distinct approvers the approval policy requires (1 or 2); 0 until the
+   * first approval fixes it.
+   *
+   * @generated from field: uint32 approvals_required = 19;
+   */
+  approvalsRequired: number;
 };
 
 /**
@@ -441,6 +466,42 @@ export type Decision = Message<"verdict.v1.Decision"> & {
  */
 export const DecisionSchema: GenMessage<Decision> = /*@__PURE__*/
   messageDesc(file_verdict_v1_decision, 4);
+
+/**
+ * One approval recorded on a decision.
+ *
+ * @generated from message verdict.v1.Approval
+ */
+export type Approval = Message<"verdict.v1.Approval"> & {
+  /**
+   * The authenticated principal that approved (never a request field when
+   * authentication is on).
+   *
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * How it authenticated (see Decision.decided_by_method).
+   *
+   * @generated from field: string method = 2;
+   */
+  method: string;
+
+  /**
+   * When it approved.
+   *
+   * @generated from field: google.protobuf.Timestamp approved_at = 3;
+   */
+  approvedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message verdict.v1.Approval.
+ * Use `create(ApprovalSchema)` to create a new message.
+ */
+export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
+  messageDesc(file_verdict_v1_decision, 5);
 
 /**
  * Request of DecisionService.GetOrCreateDecision.
@@ -483,7 +544,7 @@ export type GetOrCreateDecisionRequest = Message<"verdict.v1.GetOrCreateDecision
  * Use `create(GetOrCreateDecisionRequestSchema)` to create a new message.
  */
 export const GetOrCreateDecisionRequestSchema: GenMessage<GetOrCreateDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 5);
+  messageDesc(file_verdict_v1_decision, 6);
 
 /**
  * Response of DecisionService.GetOrCreateDecision.
@@ -511,7 +572,7 @@ export type GetOrCreateDecisionResponse = Message<"verdict.v1.GetOrCreateDecisio
  * Use `create(GetOrCreateDecisionResponseSchema)` to create a new message.
  */
 export const GetOrCreateDecisionResponseSchema: GenMessage<GetOrCreateDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 6);
+  messageDesc(file_verdict_v1_decision, 7);
 
 /**
  * Request of DecisionService.GetDecision.
@@ -532,7 +593,7 @@ export type GetDecisionRequest = Message<"verdict.v1.GetDecisionRequest"> & {
  * Use `create(GetDecisionRequestSchema)` to create a new message.
  */
 export const GetDecisionRequestSchema: GenMessage<GetDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 7);
+  messageDesc(file_verdict_v1_decision, 8);
 
 /**
  * Response of DecisionService.GetDecision.
@@ -553,7 +614,7 @@ export type GetDecisionResponse = Message<"verdict.v1.GetDecisionResponse"> & {
  * Use `create(GetDecisionResponseSchema)` to create a new message.
  */
 export const GetDecisionResponseSchema: GenMessage<GetDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 8);
+  messageDesc(file_verdict_v1_decision, 9);
 
 /**
  * Request of DecisionService.ListDecisions.
@@ -574,7 +635,7 @@ export type ListDecisionsRequest = Message<"verdict.v1.ListDecisionsRequest"> & 
  * Use `create(ListDecisionsRequestSchema)` to create a new message.
  */
 export const ListDecisionsRequestSchema: GenMessage<ListDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 9);
+  messageDesc(file_verdict_v1_decision, 10);
 
 /**
  * Response of DecisionService.ListDecisions.
@@ -595,7 +656,7 @@ export type ListDecisionsResponse = Message<"verdict.v1.ListDecisionsResponse"> 
  * Use `create(ListDecisionsResponseSchema)` to create a new message.
  */
 export const ListDecisionsResponseSchema: GenMessage<ListDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 10);
+  messageDesc(file_verdict_v1_decision, 11);
 
 /**
  * Request of DecisionService.ApproveDecision.
@@ -611,7 +672,9 @@ export type ApproveDecisionRequest = Message<"verdict.v1.ApproveDecisionRequest"
   token: string;
 
   /**
-   * Who approves (required, at most 128 bytes).
+   * Who approves (at most 128 bytes). Required only while authentication is
+   * off; with authentication on it is ignored and the authenticated
+   * principal is recorded.
    *
    * @generated from field: string actor = 2;
    */
@@ -630,7 +693,7 @@ export type ApproveDecisionRequest = Message<"verdict.v1.ApproveDecisionRequest"
  * Use `create(ApproveDecisionRequestSchema)` to create a new message.
  */
 export const ApproveDecisionRequestSchema: GenMessage<ApproveDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 11);
+  messageDesc(file_verdict_v1_decision, 12);
 
 /**
  * Response of DecisionService.ApproveDecision.
@@ -639,7 +702,8 @@ export const ApproveDecisionRequestSchema: GenMessage<ApproveDecisionRequest> = 
  */
 export type ApproveDecisionResponse = Message<"verdict.v1.ApproveDecisionResponse"> & {
   /**
-   * The decision, EXECUTING (or already finished by a synchronous executor).
+   * The decision: EXECUTING (or already finished by a synchronous executor),
+   * or still READY with this approval recorded when a second is required.
    *
    * @generated from field: verdict.v1.Decision decision = 1;
    */
@@ -651,7 +715,7 @@ export type ApproveDecisionResponse = Message<"verdict.v1.ApproveDecisionRespons
  * Use `create(ApproveDecisionResponseSchema)` to create a new message.
  */
 export const ApproveDecisionResponseSchema: GenMessage<ApproveDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 12);
+  messageDesc(file_verdict_v1_decision, 13);
 
 /**
  * Request of DecisionService.RejectDecision.
@@ -667,7 +731,9 @@ export type RejectDecisionRequest = Message<"verdict.v1.RejectDecisionRequest"> 
   token: string;
 
   /**
-   * Who rejects (required, at most 128 bytes).
+   * Who rejects (at most 128 bytes). Required only while authentication is
+   * off; with authentication on it is ignored and the authenticated
+   * principal is recorded.
    *
    * @generated from field: string actor = 2;
    */
@@ -693,7 +759,7 @@ export type RejectDecisionRequest = Message<"verdict.v1.RejectDecisionRequest"> 
  * Use `create(RejectDecisionRequestSchema)` to create a new message.
  */
 export const RejectDecisionRequestSchema: GenMessage<RejectDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 13);
+  messageDesc(file_verdict_v1_decision, 14);
 
 /**
  * Response of DecisionService.RejectDecision.
@@ -714,7 +780,7 @@ export type RejectDecisionResponse = Message<"verdict.v1.RejectDecisionResponse"
  * Use `create(RejectDecisionResponseSchema)` to create a new message.
  */
 export const RejectDecisionResponseSchema: GenMessage<RejectDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 14);
+  messageDesc(file_verdict_v1_decision, 15);
 
 /**
  * Request of DecisionService.CompleteDecision.
@@ -749,7 +815,7 @@ export type CompleteDecisionRequest = Message<"verdict.v1.CompleteDecisionReques
  * Use `create(CompleteDecisionRequestSchema)` to create a new message.
  */
 export const CompleteDecisionRequestSchema: GenMessage<CompleteDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 15);
+  messageDesc(file_verdict_v1_decision, 16);
 
 /**
  * Response of DecisionService.CompleteDecision.
@@ -770,7 +836,7 @@ export type CompleteDecisionResponse = Message<"verdict.v1.CompleteDecisionRespo
  * Use `create(CompleteDecisionResponseSchema)` to create a new message.
  */
 export const CompleteDecisionResponseSchema: GenMessage<CompleteDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 16);
+  messageDesc(file_verdict_v1_decision, 17);
 
 /**
  * Request of DecisionService.WatchDecision.
@@ -798,7 +864,7 @@ export type WatchDecisionRequest = Message<"verdict.v1.WatchDecisionRequest"> & 
  * Use `create(WatchDecisionRequestSchema)` to create a new message.
  */
 export const WatchDecisionRequestSchema: GenMessage<WatchDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 17);
+  messageDesc(file_verdict_v1_decision, 18);
 
 /**
  * Response of DecisionService.WatchDecision: one message per change.
@@ -819,7 +885,7 @@ export type WatchDecisionResponse = Message<"verdict.v1.WatchDecisionResponse"> 
  * Use `create(WatchDecisionResponseSchema)` to create a new message.
  */
 export const WatchDecisionResponseSchema: GenMessage<WatchDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 18);
+  messageDesc(file_verdict_v1_decision, 19);
 
 /**
  * Request of DecisionService.WatchDecisions.
@@ -854,7 +920,7 @@ export type WatchDecisionsRequest = Message<"verdict.v1.WatchDecisionsRequest"> 
  * Use `create(WatchDecisionsRequestSchema)` to create a new message.
  */
 export const WatchDecisionsRequestSchema: GenMessage<WatchDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 19);
+  messageDesc(file_verdict_v1_decision, 20);
 
 /**
  * Response of DecisionService.WatchDecisions: one message per change.
@@ -875,7 +941,7 @@ export type WatchDecisionsResponse = Message<"verdict.v1.WatchDecisionsResponse"
  * Use `create(WatchDecisionsResponseSchema)` to create a new message.
  */
 export const WatchDecisionsResponseSchema: GenMessage<WatchDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 20);
+  messageDesc(file_verdict_v1_decision, 21);
 
 /**
  * The life of a decision token.
@@ -1289,7 +1355,11 @@ export const DecisionService: GenService<{
     output: typeof ListDecisionsResponseSchema;
   },
   /**
-   * READY -> EXECUTING; the configured executor then runs the command.
+   * READY -> EXECUTING; the configured executor then runs the command. A
+   * decision that needs two approvers (approval policy) records the first
+   * approval and stays READY; the second, by a different principal, moves it.
+   * Needs the approver role; the approval policy may narrow who decides what
+   * (PERMISSION_DENIED).
    *
    * @generated from rpc verdict.v1.DecisionService.ApproveDecision
    */

@@ -106,7 +106,11 @@ class DecisionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApproveDecision(self, request, context):
-        """READY -> EXECUTING; the configured executor then runs the command.
+        """READY -> EXECUTING; the configured executor then runs the command. A
+        decision that needs two approvers (approval policy) records the first
+        approval and stays READY; the second, by a different principal, moves it.
+        Needs the approver role; the approval policy may narrow who decides what
+        (PERMISSION_DENIED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,7 +44,12 @@ class DecisionServiceStub:
     ListDecisions: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ListDecisionsRequest, _decision_pb2.ListDecisionsResponse]
     """Returns an incident's decisions, newest first (history outlives the token TTL)."""
     ApproveDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ApproveDecisionRequest, _decision_pb2.ApproveDecisionResponse]
-    """READY -> EXECUTING; the configured executor then runs the command."""
+    """READY -> EXECUTING; the configured executor then runs the command. A
+    decision that needs two approvers (approval policy) records the first
+    approval and stays READY; the second, by a different principal, moves it.
+    Needs the approver role; the approval policy may narrow who decides what
+    (PERMISSION_DENIED).
+    """
     RejectDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.RejectDecisionRequest, _decision_pb2.RejectDecisionResponse]
     """READY -> REJECTED."""
     CompleteDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.CompleteDecisionRequest, _decision_pb2.CompleteDecisionResponse]
@@ -78,7 +83,12 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     ListDecisions: _aio.UnaryUnaryMultiCallable[_decision_pb2.ListDecisionsRequest, _decision_pb2.ListDecisionsResponse]  # type: ignore[assignment]
     """Returns an incident's decisions, newest first (history outlives the token TTL)."""
     ApproveDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.ApproveDecisionRequest, _decision_pb2.ApproveDecisionResponse]  # type: ignore[assignment]
-    """READY -> EXECUTING; the configured executor then runs the command."""
+    """READY -> EXECUTING; the configured executor then runs the command. A
+    decision that needs two approvers (approval policy) records the first
+    approval and stays READY; the second, by a different principal, moves it.
+    Needs the approver role; the approval policy may narrow who decides what
+    (PERMISSION_DENIED).
+    """
     RejectDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.RejectDecisionRequest, _decision_pb2.RejectDecisionResponse]  # type: ignore[assignment]
     """READY -> REJECTED."""
     CompleteDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.CompleteDecisionRequest, _decision_pb2.CompleteDecisionResponse]  # type: ignore[assignment]
@@ -133,7 +143,12 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _decision_pb2.ApproveDecisionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_decision_pb2.ApproveDecisionResponse, _abc.Awaitable[_decision_pb2.ApproveDecisionResponse]]:
-        """READY -> EXECUTING; the configured executor then runs the command."""
+        """READY -> EXECUTING; the configured executor then runs the command. A
+        decision that needs two approvers (approval policy) records the first
+        approval and stays READY; the second, by a different principal, moves it.
+        Needs the approver role; the approval policy may narrow who decides what
+        (PERMISSION_DENIED).
+        """
 
     @_abc_1.abstractmethod
     def RejectDecision(
