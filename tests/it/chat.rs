@@ -21,7 +21,11 @@ const CHAT: i64 = -1_001_234_567_890;
 const ALICE: i64 = 5_000_000_000;
 const VICTOR: i64 = 7;
 const STRANGER: i64 = 99;
+const BOB: i64 = 6_000_000_001;
 
+/// The default approval policy applies: the tests answer a restart
+/// (PodCrashLooping, MEDIUM risk: one approval) except
+/// `four_eyes_through_two_chat_users` (a HIGH-risk rollback: two).
 fn config(redis: &RedisServer, tg: &FakeTelegram) -> Config {
     let mut c = common::config(Some(redis));
     c.notify_telegram_api_url = tg.url();
@@ -33,6 +37,11 @@ fn config(redis: &RedisServer, tg: &FakeTelegram) -> Config {
         ChatUser {
             telegram_id: ALICE,
             subject: "alice".into(),
+            roles: [Role::Approver].into_iter().collect(),
+        },
+        ChatUser {
+            telegram_id: BOB,
+            subject: "bob".into(),
             roles: [Role::Approver].into_iter().collect(),
         },
         ChatUser {
@@ -102,7 +111,7 @@ async fn one_card_per_ready_across_two_replicas() {
     let tg = FakeTelegram::start().await;
     let mut a = replica(config(&redis, &tg), None).await;
     let mut b = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut a, "HighErrorRate").await;
+    let id = common::create_incident(&mut a, "PodCrashLooping").await;
     let d = common::decide(&mut b, &id).await;
     let (approve, reject) = first_card(&tg).await;
     assert_eq!(approve.len(), 64);
@@ -139,7 +148,7 @@ async fn approve_by_button_acts_as_the_mapped_user_once() {
     let redis = RedisServer::start();
     let tg = FakeTelegram::start().await;
     let mut s = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     let d = common::decide(&mut s, &id).await;
     let (approve, _) = first_card(&tg).await;
 
@@ -177,7 +186,7 @@ async fn reject_by_button() {
     let redis = RedisServer::start();
     let tg = FakeTelegram::start().await;
     let mut s = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     let d = common::decide(&mut s, &id).await;
     let (_, reject) = first_card(&tg).await;
     let q = tg.press(ALICE, CHAT, 1, &reject);
@@ -193,7 +202,7 @@ async fn users_not_allowed_change_nothing() {
     let redis = RedisServer::start();
     let tg = FakeTelegram::start().await;
     let mut s = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     let d = common::decide(&mut s, &id).await;
     let (approve, _) = first_card(&tg).await;
 
@@ -226,7 +235,7 @@ async fn no_user_mapping_means_nobody_approves_from_chat() {
     let mut c = config(&redis, &tg);
     c.notify_users = Vec::new();
     let mut s = replica(c, None).await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     let d = common::decide(&mut s, &id).await;
     let (approve, _) = first_card(&tg).await;
     let q = tg.press(ALICE, CHAT, 1, &approve);
@@ -239,7 +248,7 @@ async fn a_stale_card_says_the_decision_changed() {
     let redis = RedisServer::start();
     let tg = FakeTelegram::start().await;
     let mut s = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     let d = common::decide(&mut s, &id).await;
     let (approve, _) = first_card(&tg).await;
     s.decisions
@@ -268,7 +277,7 @@ async fn the_card_is_edited_on_each_change() {
     let redis = RedisServer::start();
     let tg = FakeTelegram::start().await;
     let mut s = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     let d = common::decide(&mut s, &id).await;
     first_card(&tg).await;
     s.decisions
@@ -313,7 +322,7 @@ async fn a_429_retry_after_is_honoured() {
         }),
     );
     let mut s = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     common::decide(&mut s, &id).await;
     let calls = tg
         .until("the card is sent after the 429", |c| {
@@ -338,7 +347,7 @@ async fn a_chat_api_down_delays_only_its_card() {
         );
     }
     let mut s = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     // The decision is READY whatever the chat API does.
     let d = common::decide(&mut s, &id).await;
     assert_eq!(d.state, proto::DecisionState::Ready as i32);
@@ -359,7 +368,7 @@ async fn the_poller_lease_moves_without_handling_an_update_twice() {
     tg.until("A polls", |c| c.iter().any(|c| c.method == "getUpdates"))
         .await;
     let b = replica(config(&redis, &tg), None).await;
-    let id = common::create_incident(&mut a, "HighErrorRate").await;
+    let id = common::create_incident(&mut a, "PodCrashLooping").await;
     let d = common::decide(&mut a, &id).await;
     let (approve, _) = first_card(&tg).await;
     let q1 = tg.press(STRANGER, CHAT, 1, &approve);
@@ -402,7 +411,7 @@ async fn the_grace_period_pages_nobody_for_an_incident_that_resolves_itself() {
         })
         .await
         .expect("resolve");
-    let loud = common::create_incident(&mut s, "HighErrorRate").await;
+    let loud = common::create_incident(&mut s, "PodCrashLooping").await;
     let d = common::decide(&mut s, &loud).await;
     let mut events = redis.key_events("verdict:notify:{outbox}:counts").await;
     clock.advance(chrono::Duration::minutes(3));
@@ -449,7 +458,7 @@ async fn the_webhook_checks_its_secret_token() {
         },
     )
     .await;
-    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
     let d = common::decide(&mut s, &id).await;
     let (approve, _) = first_card(&tg).await;
     let update = serde_json::json!({
@@ -491,4 +500,44 @@ async fn the_webhook_checks_its_secret_token() {
     assert_eq!(status.as_u16(), 200);
     assert!(tg.answer_to("cb-hook").await.contains("EXECUTING"));
     assert_eq!(get(&s, &d.token).await.decided_by, "alice");
+}
+
+/// A HIGH-risk proposal (a rollback) needs two distinct approvers: the
+/// first press is recorded and the card is re-issued with fresh buttons
+/// for the new version; a second approver's press executes it.
+#[tokio::test]
+async fn four_eyes_through_two_chat_users() {
+    let redis = RedisServer::start();
+    let tg = FakeTelegram::start().await;
+    let mut s = replica(config(&redis, &tg), None).await;
+    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let d = common::decide(&mut s, &id).await;
+    let (approve, _) = first_card(&tg).await;
+
+    let first = tg.answer_to(&tg.press(ALICE, CHAT, 1, &approve)).await;
+    assert!(first.contains("1 of 2"), "{first}");
+    let now = get(&s, &d.token).await;
+    assert_eq!(now.state, proto::DecisionState::Ready as i32);
+    assert_eq!(now.approvals.len(), 1);
+
+    let calls = tg
+        .until("the card is re-issued with buttons", |c| {
+            c.iter()
+                .any(|c| c.method == "editMessageText" && buttons(c).is_some())
+        })
+        .await;
+    let (again, _) = calls
+        .iter()
+        .rev()
+        .filter(|c| c.method == "editMessageText")
+        .find_map(buttons)
+        .expect("fresh buttons");
+    assert_ne!(again, approve, "buttons are bound to a version");
+
+    let second = tg.answer_to(&tg.press(BOB, CHAT, 1, &again)).await;
+    assert!(second.contains("EXECUTING"), "{second}");
+    let now = get(&s, &d.token).await;
+    assert_eq!(now.state, proto::DecisionState::Executing as i32);
+    let who: Vec<&str> = now.approvals.iter().map(|a| a.subject.as_str()).collect();
+    assert_eq!(who, ["alice", "bob"]);
 }
