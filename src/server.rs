@@ -10,8 +10,10 @@ use crate::background::Background;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::engine::{Engines, ExpertEngine};
+use crate::executor::Executor;
+use crate::executor::kubernetes::KubernetesExecutor;
 use crate::ingest::{IngestSettings, Ingestor, Webhook};
-use crate::manager::{DecisionManager, IncidentManager, StatsManager, Sweeper};
+use crate::manager::{DecisionManager, ExecutorKind, IncidentManager, StatsManager, Sweeper};
 
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
@@ -127,7 +129,8 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let background = Background::new(shutdown.clone());
-    let parts = build_parts(&config, overrides, &background)?;
+    let executor = build_executor(&config).await?;
+    let parts = build_parts(&config, overrides, executor, &background)?;
     start_background(&config, &parts, &background).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
@@ -180,10 +183,25 @@ struct Parts {
     webhook_token: Option<crate::ingest::WebhookToken>,
 }
 
+/// The executor of the configured kind, if it runs commands here. The
+/// cluster is not contacted until a command runs, so a replica starts while
+/// the API server is away.
+async fn build_executor(config: &Config) -> anyhow::Result<Option<Arc<dyn Executor>>> {
+    Ok(match config.executor {
+        ExecutorKind::External | ExecutorKind::DryRun => None,
+        ExecutorKind::Kubernetes => Some(Arc::new(
+            KubernetesExecutor::connect(config.executor_settings())
+                .await
+                .context("cannot configure the kubernetes executor")?,
+        )),
+    })
+}
+
 /// Store, engines and managers.
 fn build_parts(
     config: &Config,
     overrides: Overrides,
+    executor: Option<Arc<dyn Executor>>,
     background: &Background,
 ) -> anyhow::Result<Parts> {
     let store = build_store(config)?;
@@ -197,14 +215,18 @@ fn build_parts(
         None => build_engines(config, &expert, &store, background)?,
     };
     let webhook_token = config.ingest.webhook_token()?;
-    let decisions = Arc::new(DecisionManager::new(
+    let mut decisions = DecisionManager::new(
         store.clone(),
         expert,
         analyzer,
         clock.clone(),
         config.decision_settings(),
         background.shutdown().clone(),
-    ));
+    );
+    if let Some(executor) = executor {
+        decisions = decisions.with_executor(executor, config.executor_lease_ttl);
+    }
+    let decisions = Arc::new(decisions);
     let ingestor = Arc::new(Ingestor::new(
         store.clone(),
         decisions.clone(),

@@ -55,17 +55,25 @@ pub enum ExecutorKind {
     /// Nothing runs; the decision completes at once with the command that
     /// would have run.
     DryRun,
+    /// The Kubernetes API runs the command (`executor::kubernetes`), under
+    /// an execution lease so exactly one replica runs it.
+    Kubernetes,
 }
 
 impl ExecutorKind {
     /// Every kind, for the settings' list of possible values.
-    pub const ALL: [ExecutorKind; 2] = [ExecutorKind::External, ExecutorKind::DryRun];
+    pub const ALL: [ExecutorKind; 3] = [
+        ExecutorKind::External,
+        ExecutorKind::DryRun,
+        ExecutorKind::Kubernetes,
+    ];
 
     /// The name used in settings (the same as its serde name).
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutorKind::External => "external",
             ExecutorKind::DryRun => "dry-run",
+            ExecutorKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -77,7 +85,7 @@ impl std::str::FromStr for ExecutorKind {
         ExecutorKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("{s:?} is not an executor: external or dry-run"))
+            .ok_or_else(|| format!("{s:?} is not an executor: external, dry-run or kubernetes"))
     }
 }
 
@@ -112,17 +120,20 @@ impl DecisionSettings {
 
 /// Issues decision tokens and moves them through their states.
 pub struct DecisionManager {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     expert: Arc<ExpertEngine>,
     analyzer: Arc<dyn Analyzer>,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     settings: DecisionSettings,
     /// Background analyses (calls without `wait`); drained on shutdown.
-    tasks: TaskTracker,
+    pub(super) tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Callers joined to an analysis they do not own, woken by the change
     /// feed ([`Self::observe`]) and by local finishes.
     waiters: Waiters,
+    /// What runs approved commands (kinds that run them here); None: the
+    /// decision waits for an external executor or completes at once.
+    pub(super) execution: Option<super::execution::Execution>,
 }
 
 /// A `get_or_create` call: which incident, which engine, and how long the
@@ -188,7 +199,19 @@ impl DecisionManager {
             tasks: TaskTracker::new(),
             shutdown,
             waiters: Waiters::default(),
+            execution: None,
         }
+    }
+
+    /// Gives the manager an executor: approved decisions run through it,
+    /// under an execution lease of `lease_ttl`.
+    pub fn with_executor(
+        mut self,
+        executor: Arc<dyn crate::executor::Executor>,
+        lease_ttl: Duration,
+    ) -> Self {
+        self.execution = Some(super::execution::Execution::new(executor, lease_ttl));
+        self
     }
 
     /// Hands the manager one change from the change feed (any replica's):
@@ -482,7 +505,7 @@ impl DecisionManager {
         Ok(d)
     }
 
-    async fn load(&self, token: &Token) -> Result<Decision, ManagerError> {
+    pub(super) async fn load(&self, token: &Token) -> Result<Decision, ManagerError> {
         self.store
             .get_decision(token)
             .await?
@@ -538,7 +561,7 @@ impl DecisionManager {
 
     /// READY → EXECUTING, then the executor runs (dry-run completes at once).
     pub async fn approve(
-        &self,
+        self: &Arc<Self>,
         token: &Token,
         actor: &str,
         expected_version: u64,
@@ -552,6 +575,10 @@ impl DecisionManager {
             .await?;
         match self.settings.executor {
             ExecutorKind::External => Ok(d),
+            ExecutorKind::Kubernetes => {
+                self.spawn_execution(&d);
+                Ok(d)
+            }
             ExecutorKind::DryRun => {
                 let line = d
                     .proposal

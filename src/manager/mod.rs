@@ -4,6 +4,7 @@
 
 pub mod decisions;
 pub mod error;
+pub mod execution;
 pub mod incidents;
 pub mod stats;
 pub mod sweeper;

@@ -1,0 +1,185 @@
+//! Running an approved decision exactly once, whatever the number of
+//! replicas.
+//!
+//! The replica whose approval won the READY → EXECUTING compare-and-set
+//! starts the execution at once; the store entered the decision in its
+//! EXECUTING index in that same write. Each attempt takes the decision's
+//! execution lease under an owner id of its own (replica id + attempt), so
+//! two attempts never run at once, even on one replica; it renews the lease
+//! every third of its length while the command runs, and completes the
+//! decision (COMPLETED or ERROR, through the usual compare-and-set) before
+//! giving the lease up.
+//!
+//! A replica that dies mid-execution leaves its index entry with a lease
+//! that runs out. Every replica's periodic sweep ([`super::sweeper`]) finds
+//! such entries without scanning and takes the lease over. It does not
+//! repeat the command blindly: executors derive every write from the
+//! [`Run`] (the restart annotation is the approval time), so sending it
+//! again converges on the state the first attempt may already have reached
+//! and changes nothing if it had.
+
+use super::{DecisionManager, ManagerError};
+use crate::domain::{Decision, DecisionState, Token};
+use crate::executor::{Executor, Run};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Overdue executions taken over per sweep at most.
+const BATCH: usize = 64;
+
+/// The executor of a manager and the lease it runs under.
+pub struct Execution {
+    executor: Arc<dyn Executor>,
+    /// This replica's id; each attempt appends its own.
+    replica: String,
+    lease_ttl: Duration,
+}
+
+impl Execution {
+    pub fn new(executor: Arc<dyn Executor>, lease_ttl: Duration) -> Self {
+        Execution {
+            executor,
+            replica: format!("replica-{}", uuid::Uuid::new_v4().simple()),
+            lease_ttl,
+        }
+    }
+}
+
+/// The run of a decision: everything an executor writes derives from it,
+/// so a second attempt sends identical requests.
+pub fn run_of(d: &Decision) -> Run {
+    Run {
+        stamp: d.decided_at.unwrap_or(d.updated_at),
+    }
+}
+
+impl DecisionManager {
+    /// Starts `d` (just written EXECUTING by this replica) in the
+    /// background, if this manager has an executor.
+    pub(super) fn spawn_execution(self: &Arc<Self>, d: &Decision) {
+        if self.execution.is_none() {
+            return;
+        }
+        let this = Arc::clone(self);
+        let token = d.token.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = this.execute(&token).await {
+                tracing::warn!(%token, error = %e, "execution failed to finish; another replica takes it over after the lease");
+            }
+        });
+    }
+
+    /// Takes over executions whose owner's lease ran out (or that nobody
+    /// started); returns how many were found. Each runs in the background.
+    pub async fn resume_executions(self: &Arc<Self>) -> Result<usize, ManagerError> {
+        if self.execution.is_none() {
+            return Ok(0);
+        }
+        let tokens = self
+            .store
+            .overdue_executions(self.clock.now(), BATCH)
+            .await?;
+        for token in &tokens {
+            let this = Arc::clone(self);
+            let token = token.clone();
+            self.tasks.spawn(async move {
+                if let Err(e) = this.execute(&token).await {
+                    tracing::warn!(%token, error = %e, "taking over an execution failed");
+                }
+            });
+        }
+        Ok(tokens.len())
+    }
+
+    /// One attempt: lease, run, complete, release. Does nothing when
+    /// another attempt holds the lease.
+    async fn execute(self: &Arc<Self>, token: &Token) -> Result<(), ManagerError> {
+        let Some(ex) = self.execution.as_ref() else {
+            return Ok(());
+        };
+        let owner = format!("{}/{}", ex.replica, uuid::Uuid::new_v4().simple());
+        let leased = self
+            .store
+            .take_lease(token, &owner, ex.lease_ttl, self.clock.now())
+            .await?;
+        if !leased {
+            return Ok(());
+        }
+        let result = self.execute_leased(ex, token, &owner).await;
+        self.store.release_lease(token, &owner).await?;
+        result
+    }
+
+    async fn execute_leased(
+        &self,
+        ex: &Execution,
+        token: &Token,
+        owner: &str,
+    ) -> Result<(), ManagerError> {
+        let d = match self.load(token).await {
+            Ok(d) => d,
+            Err(ManagerError::NotFound(_)) => {
+                self.store.forget_execution(token).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if d.state != DecisionState::Executing {
+            // Finished by an earlier attempt; the finishing write removed
+            // the entry, and this clears one left by anything else.
+            self.store.forget_execution(token).await?;
+            return Ok(());
+        }
+        let Some(command) = d.proposal.as_ref().map(|p| p.command.clone()) else {
+            self.complete(token, false, "no command to run").await?;
+            return Ok(());
+        };
+        let run = run_of(&d);
+        tracing::info!(%token, command = %command.render(), "executing");
+        let outcome = tokio::select! {
+            r = ex.executor.execute(&command, &run) => Some(r),
+            () = self.keep_lease(ex, token, owner) => None,
+        };
+        match outcome {
+            Some(Ok(o)) => {
+                self.complete(token, true, &o.summary).await?;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%token, error = %e, "command failed");
+                self.complete(token, false, &e.to_string()).await?;
+            }
+            None => {
+                // Lost the lease (a pause longer than the lease): another
+                // attempt owns the execution now and finishes it.
+                tracing::warn!(%token, "execution lease lost; leaving the decision to its new owner");
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews the lease every third of its length; returns only when it
+    /// could not (another attempt holds it, or the store failed twice in a
+    /// row with the lease about to run out).
+    async fn keep_lease(&self, ex: &Execution, token: &Token, owner: &str) {
+        let every = ex.lease_ttl / 3;
+        let mut failures = 0;
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .take_lease(token, owner, ex.lease_ttl, self.clock.now())
+                .await
+            {
+                Ok(true) => failures = 0,
+                Ok(false) => return,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(%token, error = %e, "cannot renew the execution lease");
+                    if failures >= 2 {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
