@@ -95,11 +95,13 @@ impl KubernetesExecutor {
                 match command.kind {
                     WorkloadKind::Deployment => {
                         let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-                        self.call(&target, api.patch_scale(name, &pp, &patch)).await?;
+                        self.call(&target, api.patch_scale(name, &pp, &patch))
+                            .await?;
                     }
                     WorkloadKind::StatefulSet => {
                         let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
-                        self.call(&target, api.patch_scale(name, &pp, &patch)).await?;
+                        self.call(&target, api.patch_scale(name, &pp, &patch))
+                            .await?;
                     }
                 }
                 "scaled"
@@ -155,9 +157,7 @@ impl KubernetesExecutor {
 /// The strategic-merge patch of `kubectl rollout restart`, with the run's
 /// stamp (RFC 3339, seconds, as kubectl formats `time.Now()`).
 pub fn restart_patch(run: &Run) -> serde_json::Value {
-    let stamp = run
-        .stamp
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let stamp = run.stamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     serde_json::json!({
         "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } }
     })

@@ -70,16 +70,11 @@ pub enum ExecError {
 pub trait Executor: Send + Sync + 'static {
     /// Checks the command against the cluster without changing anything
     /// (a server-side dry run of the exact request).
-    async fn check(&self, command: &RemediationCommand, run: &Run)
-    -> Result<Outcome, ExecError>;
+    async fn check(&self, command: &RemediationCommand, run: &Run) -> Result<Outcome, ExecError>;
 
     /// Runs the command. Safe to call again with the same `run` after a
     /// failure mid-way: the second call converges on the same state.
-    async fn execute(
-        &self,
-        command: &RemediationCommand,
-        run: &Run,
-    ) -> Result<Outcome, ExecError>;
+    async fn execute(&self, command: &RemediationCommand, run: &Run) -> Result<Outcome, ExecError>;
 }
 
 /// Settings of the executors and their lease.
@@ -121,10 +116,7 @@ impl ExecutorSettings {
             self.lease_ttl >= Duration::from_millis(300),
             "executor_lease_ttl must be at least 300ms"
         );
-        anyhow::ensure!(
-            !self.timeout.is_zero(),
-            "executor_timeout must be positive"
-        );
+        anyhow::ensure!(!self.timeout.is_zero(), "executor_timeout must be positive");
         Ok(())
     }
 }

@@ -489,7 +489,10 @@ impl Store for MemoryStore {
 
     async fn release_lease(&self, token: &Token, owner: &str) -> Result<(), StoreError> {
         let mut g = self.lock();
-        if g.leases.get(token).is_some_and(|(holder, _)| holder == owner) {
+        if g.leases
+            .get(token)
+            .is_some_and(|(holder, _)| holder == owner)
+        {
             g.leases.remove(token);
         }
         Ok(())

@@ -29,9 +29,18 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("stats", &["domain"]),
     ("store", &["domain", "error_code", "stats", "clock"]),
     ("engine", &["domain", "error_code", "middleware", "store"]),
+    ("executor", &["domain"]),
     (
         "manager",
-        &["domain", "error_code", "engine", "store", "stats", "clock"],
+        &[
+            "domain",
+            "error_code",
+            "engine",
+            "executor",
+            "store",
+            "stats",
+            "clock",
+        ],
     ),
     (
         "watch",
@@ -65,6 +74,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "stats",
             "store",
             "engine",
+            "executor",
             "manager",
             "watch",
             "ingest",
@@ -82,6 +92,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "stats",
             "store",
             "engine",
+            "executor",
             "manager",
             "watch",
             "ingest",
@@ -131,6 +142,8 @@ const CRATES: &[(&[&str], &[&str])] = &[
     ),
     // Only the engines speak HTTP (to an LLM, from `engine/llm/`).
     (&["reqwest"], &["engine"]),
+    // Only the executor speaks to a Kubernetes cluster.
+    (&["kube", "k8s_openapi"], &["executor"]),
     // Command-line parsing belongs to the command line; `config` maps the
     // flags of `serve` onto settings.
     (&["clap"], &["app", "cli", "bench", "config"]),
