@@ -80,9 +80,11 @@ impl KubernetesExecutor {
             return Err(ExecError::NamespaceNotAllowed(ns.to_owned()));
         }
         let target = target(command);
-        let mut pp = PatchParams::default();
-        pp.field_manager = Some(FIELD_MANAGER.to_owned());
-        pp.dry_run = dry_run;
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            dry_run,
+            ..PatchParams::default()
+        };
         let done = match command.verb {
             CommandVerb::RolloutRestart => {
                 self.restart(command, run, &pp, &target).await?;

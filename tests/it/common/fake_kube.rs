@@ -224,14 +224,14 @@ fn write(
     key: (String, String, String),
     patch: &Value,
     dry: bool,
-) -> Result<Value, Option<Response>> {
+) -> Result<Value, Option<Box<Response>>> {
     let mut w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
     let Some(old) = w.objects.get(&key).cloned() else {
-        return Err(Some(status(
+        return Err(Some(Box::new(status(
             StatusCode::NOT_FOUND,
             "NotFound",
             format!("{}.apps \"{}\" not found", key.0, key.2),
-        )));
+        ))));
     };
     let mut new = old.clone();
     merge_patch(&mut new, patch);
@@ -278,11 +278,11 @@ fn admit(
     })
 }
 
-async fn answer(shared: &Shared, r: Result<Value, Option<Response>>) -> Response {
+async fn answer(shared: &Shared, r: Result<Value, Option<Box<Response>>>) -> Response {
     shared.events.send_modify(|n| *n += 1);
     match r {
         Ok(v) => axum::Json(v).into_response(),
-        Err(Some(resp)) => resp,
+        Err(Some(resp)) => *resp,
         Err(None) => std::future::pending().await,
     }
 }
@@ -297,7 +297,7 @@ async fn object(
     let query = query.unwrap_or_default();
     let path = format!("/{ns}/{plural}/{name}");
     if let Some(denied) = admit(&shared, &method, path, &query, &ns) {
-        return answer(&shared, Err(Some(denied))).await;
+        return answer(&shared, Err(Some(Box::new(denied)))).await;
     }
     let key = (plural, ns, name);
     let r = if method == Method::PATCH {
@@ -306,11 +306,11 @@ async fn object(
     } else {
         let w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
         w.objects.get(&key).cloned().ok_or_else(|| {
-            Some(status(
+            Some(Box::new(status(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 format!("{}.apps \"{}\" not found", key.0, key.2),
-            ))
+            )))
         })
     };
     answer(&shared, r).await
@@ -338,7 +338,7 @@ async fn scale(
     let query = query.unwrap_or_default();
     let path = format!("/{ns}/{plural}/{name}/scale");
     if let Some(denied) = admit(&shared, &method, path, &query, &ns) {
-        return answer(&shared, Err(Some(denied))).await;
+        return answer(&shared, Err(Some(Box::new(denied)))).await;
     }
     let key = (plural, ns, name);
     let r = if method == Method::PATCH {
@@ -355,11 +355,11 @@ async fn scale(
     } else {
         let w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
         w.objects.get(&key).map(as_scale).ok_or_else(|| {
-            Some(status(
+            Some(Box::new(status(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 format!("{}.apps \"{}\" not found", key.0, key.2),
-            ))
+            )))
         })
     };
     answer(&shared, r).await
