@@ -297,6 +297,13 @@ async fn start_background(
         )
         .await?;
     background.spawn("change feed", feed);
+    // Dry-runs the commands of decisions this replica makes READY.
+    if let Some(worker) = parts
+        .decisions
+        .preflight_worker(background.shutdown().clone())
+    {
+        background.spawn("dry-run worker", worker);
+    }
     // Finishes decisions abandoned ANALYZING by a replica that died.
     if !config.sweep_interval.is_zero() {
         let sweeper = Sweeper::new(

@@ -576,6 +576,11 @@ pub fn decision_to(d: &Decision, now: DateTime<Utc>) -> pb::Decision {
         output: d.output.clone(),
         mode: mode_to(d.mode) as i32,
         completed_at: opt_ts(d.completed_at),
+        dry_run: d.preflight.as_ref().map(|p| pb::DryRunResult {
+            would_succeed: p.ok,
+            summary: p.summary.clone(),
+            checked_at: Some(ts(p.checked_at)),
+        }),
     }
 }
 

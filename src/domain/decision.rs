@@ -99,6 +99,20 @@ pub enum TransitionError {
     },
 }
 
+/// The server-side dry run (`dryRun=All`) of a READY decision's command:
+/// checked before a person sees the buttons. A failed one makes the
+/// decision unapprovable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preflight {
+    /// Whether the cluster would accept the command as it stands.
+    pub ok: bool,
+    /// What the cluster said: "would succeed: …", "… not found",
+    /// "forbidden by RBAC: …", "refused: … is paused …".
+    pub summary: String,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
+    pub checked_at: DateTime<Utc>,
+}
+
 /// A decision token as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -131,6 +145,10 @@ pub struct Decision {
     /// The incident's severity when the token was issued (for watch filters).
     #[serde(default)]
     pub severity: Option<super::Severity>,
+    /// The dry run of the command, once it ran (executors that run
+    /// commands here); None before, and with `external`/`dry-run`.
+    #[serde(default)]
+    pub preflight: Option<Preflight>,
 }
 
 impl Decision {
@@ -162,6 +180,7 @@ impl Decision {
             output: String::new(),
             completed_at: None,
             severity: None,
+            preflight: None,
         }
     }
 

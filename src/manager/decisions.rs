@@ -431,6 +431,7 @@ impl DecisionManager {
         let out = match self.store.update_decision(d.version, &next, &stats).await? {
             Cas::Written => {
                 tracing::info!(token = %next.token, "decision ready");
+                self.queue_preflight(&next);
                 next
             }
             Cas::Conflict(Some(current)) => current,
@@ -566,6 +567,10 @@ impl DecisionManager {
         actor: &str,
         expected_version: u64,
     ) -> Result<Decision, ManagerError> {
+        // A failed dry run refuses the approval. (A dry run recorded
+        // between this read and the compare-and-set does not: the
+        // execution then fails the same way, recorded as ERROR.)
+        self.ensure_approvable(token).await?;
         let now = self.clock.now();
         let d = self
             .transition(token, expected_version, DecisionState::Executing, |d| {

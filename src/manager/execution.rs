@@ -19,13 +19,22 @@
 //! and changes nothing if it had.
 
 use super::{DecisionManager, ManagerError};
+use crate::domain::Preflight;
 use crate::domain::{Decision, DecisionState, Token};
 use crate::executor::{Executor, Run};
-use std::sync::Arc;
+use crate::stats::StatDelta;
+use crate::store::Cas;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Overdue executions taken over per sweep at most.
 const BATCH: usize = 64;
+
+/// READY decisions waiting for their dry run, per replica. When full, a
+/// decision goes unchecked (its execution still fails the same way).
+const PREFLIGHT_QUEUE: usize = 256;
 
 /// The executor of a manager and the lease it runs under.
 pub struct Execution {
@@ -33,14 +42,21 @@ pub struct Execution {
     /// This replica's id; each attempt appends its own.
     replica: String,
     lease_ttl: Duration,
+    /// Decisions this replica wrote READY, for the dry-run worker.
+    preflight_tx: mpsc::Sender<Token>,
+    /// Taken once by [`DecisionManager::preflight_worker`].
+    preflight_rx: Mutex<Option<mpsc::Receiver<Token>>>,
 }
 
 impl Execution {
     pub fn new(executor: Arc<dyn Executor>, lease_ttl: Duration) -> Self {
+        let (preflight_tx, rx) = mpsc::channel(PREFLIGHT_QUEUE);
         Execution {
             executor,
             replica: format!("replica-{}", uuid::Uuid::new_v4().simple()),
             lease_ttl,
+            preflight_tx,
+            preflight_rx: Mutex::new(Some(rx)),
         }
     }
 }
@@ -54,6 +70,102 @@ pub fn run_of(d: &Decision) -> Run {
 }
 
 impl DecisionManager {
+    /// Queues the dry run of a decision this replica just wrote READY (the
+    /// replica that finished the analysis checks it, so it is checked once).
+    pub(super) fn queue_preflight(&self, d: &Decision) {
+        if let Some(ex) = &self.execution
+            && d.state == DecisionState::Ready
+            && ex.preflight_tx.try_send(d.token.clone()).is_err()
+        {
+            tracing::warn!(token = %d.token, "dry-run queue full; the decision is approvable unchecked");
+        }
+    }
+
+    /// Refuses the approval of a decision whose dry run failed.
+    pub(super) async fn ensure_approvable(&self, token: &Token) -> Result<(), ManagerError> {
+        if self.execution.is_none() {
+            return Ok(());
+        }
+        match self.load(token).await?.preflight {
+            Some(p) if !p.ok => Err(ManagerError::Unapprovable(p.summary)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The background work that dry-runs the commands of READY decisions
+    /// and records each result on its decision, until `shutdown`. None
+    /// without an executor, or when already taken.
+    pub fn preflight_worker(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let ex = self.execution.as_ref()?;
+        let mut rx = ex
+            .preflight_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        let this = Arc::clone(self);
+        Some(async move {
+            loop {
+                let token = tokio::select! {
+                    t = rx.recv() => match t { Some(t) => t, None => return },
+                    () = shutdown.cancelled() => return,
+                };
+                if let Err(e) = this.preflight(&token).await {
+                    tracing::warn!(%token, error = %e, "cannot record the dry run");
+                }
+            }
+        })
+    }
+
+    /// Dry-runs one READY decision's command and records the result with a
+    /// compare-and-set (the decision stays READY; its version moves).
+    async fn preflight(&self, token: &Token) -> Result<(), ManagerError> {
+        let Some(ex) = self.execution.as_ref() else {
+            return Ok(());
+        };
+        let d = self.load(token).await?;
+        let Some(command) = d.proposal.as_ref().map(|p| p.command.clone()) else {
+            return Ok(());
+        };
+        if d.state != DecisionState::Ready {
+            return Ok(());
+        }
+        let run = Run {
+            stamp: self.clock.now(),
+        };
+        let result = ex.executor.check(&command, &run).await;
+        let preflight = Preflight {
+            ok: result.is_ok(),
+            summary: match result {
+                Ok(o) => o.summary,
+                Err(e) => e.to_string(),
+            },
+            checked_at: self.clock.now(),
+        };
+        tracing::info!(%token, ok = preflight.ok, summary = %preflight.summary, "dry run");
+        for _ in 0..8 {
+            let cur = self.load(token).await?;
+            if cur.state != DecisionState::Ready || cur.preflight.is_some() {
+                return Ok(());
+            }
+            let mut next = cur.clone();
+            next.version += 1;
+            next.updated_at = self.clock.now();
+            next.preflight = Some(preflight.clone());
+            match self
+                .store
+                .update_decision(cur.version, &next, &StatDelta::none())
+                .await?
+            {
+                Cas::Written => return Ok(()),
+                Cas::Conflict(_) => continue,
+            }
+        }
+        Err(ManagerError::Contended(format!("decision {token}")))
+    }
+
     /// Starts `d` (just written EXECUTING by this replica) in the
     /// background, if this manager has an executor.
     pub(super) fn spawn_execution(self: &Arc<Self>, d: &Decision) {

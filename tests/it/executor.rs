@@ -41,6 +41,45 @@ async fn incident(s: &mut TestServer, alert: &str) -> String {
         .id
 }
 
+/// Issues the incident's decision and waits (on the watch stream) until
+/// its dry run is recorded.
+async fn decide_checked(s: &mut TestServer, id: &str) -> verdict::proto::Decision {
+    let d = decide(s, id).await;
+    let mut stream = s
+        .decisions
+        .watch_decision(WatchDecisionRequest {
+            token: d.token.clone(),
+            after_version: 0,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    within(WAIT, "the dry run is recorded", async {
+        loop {
+            let d = stream
+                .message()
+                .await
+                .expect("stream")
+                .expect("open")
+                .decision
+                .expect("decision");
+            if d.dry_run.is_some() {
+                return d;
+            }
+        }
+    })
+    .await
+}
+
+/// Real (not dry-run) requests the fake saw, as `METHOD path`.
+fn real_requests(fake: &FakeKube) -> Vec<String> {
+    fake.seen()
+        .into_iter()
+        .filter(|r| !r.query.contains("dryRun"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
 /// Approves and waits (on the watch stream) until the decision leaves
 /// EXECUTING; returns it.
 async fn approve_and_finish(
@@ -101,11 +140,16 @@ async fn an_approved_restart_patches_the_template_like_kubectl_once() {
     fake.add_deployment("shop", "checkout", 2, false);
     let mut s = TestServer::start(kube_config(&fake, None)).await;
     let id = incident(&mut s, "PodCrashLooping").await;
-    let d = decide(&mut s, &id).await;
+    let d = decide_checked(&mut s, &id).await;
     assert_eq!(
         kubectl(&d),
         "kubectl rollout restart deployment/checkout -n shop"
     );
+    let dry = d.dry_run.clone().expect("dry run");
+    assert!(dry.would_succeed, "{dry:?}");
+    assert!(dry.summary.starts_with("would succeed"), "{dry:?}");
+    assert_eq!(fake.writes(), 0, "the dry run persisted nothing");
+    let before = real_requests(&fake).len();
 
     let done = approve_and_finish(&mut s.decisions, &d.token).await;
     assert_eq!(done.state, DecisionState::Completed as i32, "{done:?}");
@@ -117,8 +161,14 @@ async fn an_approved_restart_patches_the_template_like_kubectl_once() {
     assert_eq!(obj["metadata"]["generation"], 2, "one new rollout");
     assert!(restarted_at(&fake, "checkout").is_some());
     // kubectl's requests: read (paused?), then the strategic-merge patch.
-    let methods: Vec<String> = fake.seen().into_iter().map(|r| r.method).collect();
-    assert_eq!(methods, ["GET", "PATCH"]);
+    assert_eq!(
+        real_requests(&fake)[before..],
+        [
+            "GET /shop/deployments/checkout",
+            "PATCH /shop/deployments/checkout"
+        ],
+        "after the dry run's requests"
+    );
     s.stop().await;
 }
 
@@ -128,11 +178,12 @@ async fn an_approved_scale_patches_the_scale_subresource() {
     fake.add_deployment("shop", "checkout", 1, false);
     let mut s = TestServer::start(kube_config(&fake, None)).await;
     let id = incident(&mut s, "HighLatency").await;
-    let d = decide(&mut s, &id).await;
+    let d = decide_checked(&mut s, &id).await;
     assert_eq!(
         kubectl(&d),
         "kubectl scale deployment/checkout --replicas=3 -n shop"
     );
+    assert!(d.dry_run.as_ref().is_some_and(|r| r.would_succeed));
 
     let done = approve_and_finish(&mut s.decisions, &d.token).await;
     assert_eq!(done.state, DecisionState::Completed as i32, "{done:?}");
@@ -140,26 +191,45 @@ async fn an_approved_scale_patches_the_scale_subresource() {
         .object("deployments", "shop", "checkout")
         .expect("object");
     assert_eq!(obj["spec"]["replicas"], 3);
-    let seen = fake.seen();
-    assert_eq!(seen.len(), 1);
     assert_eq!(
-        (seen[0].method.as_str(), seen[0].path.as_str()),
-        ("PATCH", "/shop/deployments/checkout/scale")
+        real_requests(&fake),
+        ["PATCH /shop/deployments/checkout/scale"]
     );
     s.stop().await;
 }
 
+async fn approval_refused(s: &mut TestServer, token: &str) -> tonic::Status {
+    s.decisions
+        .approve_decision(ApproveDecisionRequest {
+            token: token.into(),
+            actor: "alice".into(),
+            expected_version: 0,
+        })
+        .await
+        .expect_err("not approvable")
+}
+
 #[tokio::test]
-async fn a_paused_deployment_is_not_restarted() {
+async fn a_paused_deployment_fails_its_dry_run_and_cannot_be_approved() {
     let fake = FakeKube::start().await;
     fake.add_deployment("shop", "checkout", 2, true);
     let mut s = TestServer::start(kube_config(&fake, None)).await;
     let id = incident(&mut s, "PodCrashLooping").await;
-    let d = decide(&mut s, &id).await;
-    let done = approve_and_finish(&mut s.decisions, &d.token).await;
-    assert_eq!(done.state, DecisionState::Error as i32);
-    assert!(done.output.contains("paused"), "{}", done.output);
+    let d = decide_checked(&mut s, &id).await;
+    let dry = d.dry_run.clone().expect("dry run");
+    assert!(!dry.would_succeed);
+    assert!(dry.summary.contains("paused"), "{dry:?}");
+
+    let refused = approval_refused(&mut s, &d.token).await;
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("paused"), "{refused:?}");
     assert_eq!(fake.writes(), 0);
+    let now = common::history(&s, &id).await;
+    assert_eq!(
+        now[0].state,
+        DecisionState::Ready as i32,
+        "still READY, unchanged"
+    );
     s.stop().await;
 }
 
@@ -173,10 +243,12 @@ async fn a_namespace_outside_the_allowlist_is_never_contacted() {
     };
     let mut s = TestServer::start(config).await;
     let id = incident(&mut s, "PodCrashLooping").await;
-    let d = decide(&mut s, &id).await;
-    let done = approve_and_finish(&mut s.decisions, &d.token).await;
-    assert_eq!(done.state, DecisionState::Error as i32);
-    assert!(done.output.contains("allowlist"), "{}", done.output);
+    let d = decide_checked(&mut s, &id).await;
+    let dry = d.dry_run.clone().expect("dry run");
+    assert!(!dry.would_succeed);
+    assert!(dry.summary.contains("allowlist"), "{dry:?}");
+    let refused = approval_refused(&mut s, &d.token).await;
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert!(fake.seen().is_empty(), "nothing was sent to the cluster");
     s.stop().await;
 }
@@ -404,10 +476,9 @@ async fn a_replica_killed_mid_execution_is_taken_over_without_a_second_rollout()
         stamp,
         "the same annotation value"
     );
-    let patches = fake
-        .seen()
-        .into_iter()
-        .filter(|r| r.method == "PATCH")
+    let patches = real_requests(&fake)
+        .iter()
+        .filter(|r| r.starts_with("PATCH"))
         .count();
     assert_eq!(patches, 2, "A's patch and B's identical one");
     // The EXECUTING index is empty again.
