@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file verdict/v1/decision.proto.
  */
 export const file_verdict_v1_decision: GenFile = /*@__PURE__*/
-  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2UipQQKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAikwEKGkdldE9yQ3JlYXRlRGVjaXNpb25SZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEiYKBG1vZGUYAiABKA4yGC52ZXJkaWN0LnYxLkRlY2lzaW9uTW9kZRIMCgR3YWl0GAMgASgIEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVgobR2V0T3JDcmVhdGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbhIPCgdjcmVhdGVkGAIgASgIIiMKEkdldERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCSI9ChNHZXREZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiIrChRMaXN0RGVjaXNpb25zUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCSJAChVMaXN0RGVjaXNpb25zUmVzcG9uc2USJwoJZGVjaXNpb25zGAEgAygLMhQudmVyZGljdC52MS5EZWNpc2lvbiJQChZBcHByb3ZlRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg0KBWFjdG9yGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKAQiQQoXQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIl8KFVJlamVjdERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoBCJAChZSZWplY3REZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJJChdDb21wbGV0ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEg4KBm91dHB1dBgDIAEoCSJCChhDb21wbGV0ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIjwKFFdhdGNoRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhUKDWFmdGVyX3ZlcnNpb24YAiABKAQiPwoVV2F0Y2hEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJ+ChVXYXRjaERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkSKAoFc3RhdGUYAiABKA4yGS52ZXJkaWN0LnYxLkRlY2lzaW9uU3RhdGUSJgoIc2V2ZXJpdHkYAyABKA4yFC52ZXJkaWN0LnYxLlNldmVyaXR5IkAKFldhdGNoRGVjaXNpb25zUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uKo8CCg1EZWNpc2lvblN0YXRlEh4KGkRFQ0lTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTREVDSVNJT05fU1RBVEVfSU5JVBABEhwKGERFQ0lTSU9OX1NUQVRFX0FOQUxZWklORxACEhgKFERFQ0lTSU9OX1NUQVRFX1JFQURZEAMSHAoYREVDSVNJT05fU1RBVEVfRVhFQ1VUSU5HEAQSHAoYREVDSVNJT05fU1RBVEVfQ09NUExFVEVEEAUSGAoUREVDSVNJT05fU1RBVEVfRVJST1IQBhIbChdERUNJU0lPTl9TVEFURV9SRUpFQ1RFRBAHEhoKFkRFQ0lTSU9OX1NUQVRFX0VYUElSRUQQCCp6CgxEZWNpc2lvbk1vZGUSHQoZREVDSVNJT05fTU9ERV9VTlNQRUNJRklFRBAAEhYKEkRFQ0lTSU9OX01PREVfQVVUTxABEhYKEkRFQ0lTSU9OX01PREVfRFVBTBACEhsKF0RFQ0lTSU9OX01PREVfQ09OU0VOU1VTEAMqhQEKDlByb3Bvc2FsU291cmNlEh8KG1BST1BPU0FMX1NPVVJDRV9VTlNQRUNJRklFRBAAEhoKFlBST1BPU0FMX1NPVVJDRV9FWFBFUlQQARIXChNQUk9QT1NBTF9TT1VSQ0VfTExNEAISHQoZUFJPUE9TQUxfU09VUkNFX0NPTlNFTlNVUxADKocCCg5GYWxsYmFja1JlYXNvbhIfChtGQUxMQkFDS19SRUFTT05fVU5TUEVDSUZJRUQQABIbChdGQUxMQkFDS19SRUFTT05fVElNRU9VVBABEhkKFUZBTExCQUNLX1JFQVNPTl9FUlJPUhACEhsKF0ZBTExCQUNLX1JFQVNPTl9JTlZBTElEEAMSGgoWRkFMTEJBQ0tfUkVBU09OX1VOU0FGRRAEEiAKHEZBTExCQUNLX1JFQVNPTl9DSVJDVUlUX09QRU4QBRIiCh5GQUxMQkFDS19SRUFTT05fTk9UX0NPTkZJR1VSRUQQBhIdChlGQUxMQkFDS19SRUFTT05fUkVDT1ZFUkVEEAcqgAEKCVJpc2tMZXZlbBIaChZSSVNLX0xFVkVMX1VOU1BFQ0lGSUVEEAASEgoOUklTS19MRVZFTF9MT1cQARIVChFSSVNLX0xFVkVMX01FRElVTRACEhMKD1JJU0tfTEVWRUxfSElHSBADEhcKE1JJU0tfTEVWRUxfQ1JJVElDQUwQBCqEAQoLQ29tbWFuZFZlcmISHAoYQ09NTUFORF9WRVJCX1VOU1BFQ0lGSUVEEAASIAocQ09NTUFORF9WRVJCX1JPTExPVVRfUkVTVEFSVBABEh0KGUNPTU1BTkRfVkVSQl9ST0xMT1VUX1VORE8QAhIWChJDT01NQU5EX1ZFUkJfU0NBTEUQAyqtAQoLVGV4dFdhcm5pbmcSHAoYVEVYVF9XQVJOSU5HX1VOU1BFQ0lGSUVEEAASIQodVEVYVF9XQVJOSU5HX01FTlRJT05TX0NPTU1BTkQQARIdChlURVhUX1dBUk5JTkdfTUVOVElPTlNfVVJMEAISIgoeVEVYVF9XQVJOSU5HX0hJRERFTl9DSEFSQUNURVJTEAMSGgoWVEVYVF9XQVJOSU5HX1RSVU5DQVRFRBAEMuYFCg9EZWNpc2lvblNlcnZpY2USZgoTR2V0T3JDcmVhdGVEZWNpc2lvbhImLnZlcmRpY3QudjEuR2V0T3JDcmVhdGVEZWNpc2lvblJlcXVlc3QaJy52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRJOCgtHZXREZWNpc2lvbhIeLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXF1ZXN0Gh8udmVyZGljdC52MS5HZXREZWNpc2lvblJlc3BvbnNlElQKDUxpc3REZWNpc2lvbnMSIC52ZXJkaWN0LnYxLkxpc3REZWNpc2lvbnNSZXF1ZXN0GiEudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVzcG9uc2USWgoPQXBwcm92ZURlY2lzaW9uEiIudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXF1ZXN0GiMudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXNwb25zZRJXCg5SZWplY3REZWNpc2lvbhIhLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXF1ZXN0GiIudmVyZGljdC52MS5SZWplY3REZWNpc2lvblJlc3BvbnNlEl0KEENvbXBsZXRlRGVjaXNpb24SIy52ZXJkaWN0LnYxLkNvbXBsZXRlRGVjaXNpb25SZXF1ZXN0GiQudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVzcG9uc2USVgoNV2F0Y2hEZWNpc2lvbhIgLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvblJlcXVlc3QaIS52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXNwb25zZTABElkKDldhdGNoRGVjaXNpb25zEiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1JlcXVlc3QaIi52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
+  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2Ui0AQKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoHZHJ5X3J1bhgRIAEoCzIYLnZlcmRpY3QudjEuRHJ5UnVuUmVzdWx0ImYKDERyeVJ1blJlc3VsdBIVCg13b3VsZF9zdWNjZWVkGAEgASgIEg8KB3N1bW1hcnkYAiABKAkSLgoKY2hlY2tlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAikwEKGkdldE9yQ3JlYXRlRGVjaXNpb25SZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEiYKBG1vZGUYAiABKA4yGC52ZXJkaWN0LnYxLkRlY2lzaW9uTW9kZRIMCgR3YWl0GAMgASgIEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVgobR2V0T3JDcmVhdGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbhIPCgdjcmVhdGVkGAIgASgIIiMKEkdldERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCSI9ChNHZXREZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiIrChRMaXN0RGVjaXNpb25zUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCSJAChVMaXN0RGVjaXNpb25zUmVzcG9uc2USJwoJZGVjaXNpb25zGAEgAygLMhQudmVyZGljdC52MS5EZWNpc2lvbiJQChZBcHByb3ZlRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg0KBWFjdG9yGAIgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAyABKAQiQQoXQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIl8KFVJlamVjdERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoBCJAChZSZWplY3REZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJJChdDb21wbGV0ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEg4KBm91dHB1dBgDIAEoCSJCChhDb21wbGV0ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIjwKFFdhdGNoRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhUKDWFmdGVyX3ZlcnNpb24YAiABKAQiPwoVV2F0Y2hEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJ+ChVXYXRjaERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkSKAoFc3RhdGUYAiABKA4yGS52ZXJkaWN0LnYxLkRlY2lzaW9uU3RhdGUSJgoIc2V2ZXJpdHkYAyABKA4yFC52ZXJkaWN0LnYxLlNldmVyaXR5IkAKFldhdGNoRGVjaXNpb25zUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uKo8CCg1EZWNpc2lvblN0YXRlEh4KGkRFQ0lTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTREVDSVNJT05fU1RBVEVfSU5JVBABEhwKGERFQ0lTSU9OX1NUQVRFX0FOQUxZWklORxACEhgKFERFQ0lTSU9OX1NUQVRFX1JFQURZEAMSHAoYREVDSVNJT05fU1RBVEVfRVhFQ1VUSU5HEAQSHAoYREVDSVNJT05fU1RBVEVfQ09NUExFVEVEEAUSGAoUREVDSVNJT05fU1RBVEVfRVJST1IQBhIbChdERUNJU0lPTl9TVEFURV9SRUpFQ1RFRBAHEhoKFkRFQ0lTSU9OX1NUQVRFX0VYUElSRUQQCCp6CgxEZWNpc2lvbk1vZGUSHQoZREVDSVNJT05fTU9ERV9VTlNQRUNJRklFRBAAEhYKEkRFQ0lTSU9OX01PREVfQVVUTxABEhYKEkRFQ0lTSU9OX01PREVfRFVBTBACEhsKF0RFQ0lTSU9OX01PREVfQ09OU0VOU1VTEAMqhQEKDlByb3Bvc2FsU291cmNlEh8KG1BST1BPU0FMX1NPVVJDRV9VTlNQRUNJRklFRBAAEhoKFlBST1BPU0FMX1NPVVJDRV9FWFBFUlQQARIXChNQUk9QT1NBTF9TT1VSQ0VfTExNEAISHQoZUFJPUE9TQUxfU09VUkNFX0NPTlNFTlNVUxADKocCCg5GYWxsYmFja1JlYXNvbhIfChtGQUxMQkFDS19SRUFTT05fVU5TUEVDSUZJRUQQABIbChdGQUxMQkFDS19SRUFTT05fVElNRU9VVBABEhkKFUZBTExCQUNLX1JFQVNPTl9FUlJPUhACEhsKF0ZBTExCQUNLX1JFQVNPTl9JTlZBTElEEAMSGgoWRkFMTEJBQ0tfUkVBU09OX1VOU0FGRRAEEiAKHEZBTExCQUNLX1JFQVNPTl9DSVJDVUlUX09QRU4QBRIiCh5GQUxMQkFDS19SRUFTT05fTk9UX0NPTkZJR1VSRUQQBhIdChlGQUxMQkFDS19SRUFTT05fUkVDT1ZFUkVEEAcqgAEKCVJpc2tMZXZlbBIaChZSSVNLX0xFVkVMX1VOU1BFQ0lGSUVEEAASEgoOUklTS19MRVZFTF9MT1cQARIVChFSSVNLX0xFVkVMX01FRElVTRACEhMKD1JJU0tfTEVWRUxfSElHSBADEhcKE1JJU0tfTEVWRUxfQ1JJVElDQUwQBCqEAQoLQ29tbWFuZFZlcmISHAoYQ09NTUFORF9WRVJCX1VOU1BFQ0lGSUVEEAASIAocQ09NTUFORF9WRVJCX1JPTExPVVRfUkVTVEFSVBABEh0KGUNPTU1BTkRfVkVSQl9ST0xMT1VUX1VORE8QAhIWChJDT01NQU5EX1ZFUkJfU0NBTEUQAyqtAQoLVGV4dFdhcm5pbmcSHAoYVEVYVF9XQVJOSU5HX1VOU1BFQ0lGSUVEEAASIQodVEVYVF9XQVJOSU5HX01FTlRJT05TX0NPTU1BTkQQARIdChlURVhUX1dBUk5JTkdfTUVOVElPTlNfVVJMEAISIgoeVEVYVF9XQVJOSU5HX0hJRERFTl9DSEFSQUNURVJTEAMSGgoWVEVYVF9XQVJOSU5HX1RSVU5DQVRFRBAEMuYFCg9EZWNpc2lvblNlcnZpY2USZgoTR2V0T3JDcmVhdGVEZWNpc2lvbhImLnZlcmRpY3QudjEuR2V0T3JDcmVhdGVEZWNpc2lvblJlcXVlc3QaJy52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRJOCgtHZXREZWNpc2lvbhIeLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXF1ZXN0Gh8udmVyZGljdC52MS5HZXREZWNpc2lvblJlc3BvbnNlElQKDUxpc3REZWNpc2lvbnMSIC52ZXJkaWN0LnYxLkxpc3REZWNpc2lvbnNSZXF1ZXN0GiEudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVzcG9uc2USWgoPQXBwcm92ZURlY2lzaW9uEiIudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXF1ZXN0GiMudmVyZGljdC52MS5BcHByb3ZlRGVjaXNpb25SZXNwb25zZRJXCg5SZWplY3REZWNpc2lvbhIhLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXF1ZXN0GiIudmVyZGljdC52MS5SZWplY3REZWNpc2lvblJlc3BvbnNlEl0KEENvbXBsZXRlRGVjaXNpb24SIy52ZXJkaWN0LnYxLkNvbXBsZXRlRGVjaXNpb25SZXF1ZXN0GiQudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVzcG9uc2USVgoNV2F0Y2hEZWNpc2lvbhIgLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvblJlcXVlc3QaIS52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXNwb25zZTABElkKDldhdGNoRGVjaXNpb25zEiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1JlcXVlc3QaIi52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
 
 /**
  * A remediation in structured form. The kubectl line is rendered from this,
@@ -433,6 +433,16 @@ export type Decision = Message<"verdict.v1.Decision"> & {
    * @generated from field: google.protobuf.Timestamp completed_at = 16;
    */
   completedAt?: Timestamp | undefined;
+
+  /**
+   * The server-side dry run of the command, run when the decision became
+   * READY by executors that run commands (`kubernetes`); unset before it
+   * ran and with `external` or `dry-run`. A decision whose dry run failed
+   * cannot be approved.
+   *
+   * @generated from field: verdict.v1.DryRunResult dry_run = 17;
+   */
+  dryRun?: DryRunResult | undefined;
 };
 
 /**
@@ -441,6 +451,43 @@ export type Decision = Message<"verdict.v1.Decision"> & {
  */
 export const DecisionSchema: GenMessage<Decision> = /*@__PURE__*/
   messageDesc(file_verdict_v1_decision, 4);
+
+/**
+ * What the cluster answered to a dry run (`dryRun=All`) of the exact request
+ * the executor would send.
+ *
+ * @generated from message verdict.v1.DryRunResult
+ */
+export type DryRunResult = Message<"verdict.v1.DryRunResult"> & {
+  /**
+   * Whether the cluster would accept the command; false: not approvable.
+   *
+   * @generated from field: bool would_succeed = 1;
+   */
+  wouldSucceed: boolean;
+
+  /**
+   * What the cluster said, e.g. "would succeed: ...", "... not found",
+   * "forbidden by RBAC: ...".
+   *
+   * @generated from field: string summary = 2;
+   */
+  summary: string;
+
+  /**
+   * When the dry run ran.
+   *
+   * @generated from field: google.protobuf.Timestamp checked_at = 3;
+   */
+  checkedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message verdict.v1.DryRunResult.
+ * Use `create(DryRunResultSchema)` to create a new message.
+ */
+export const DryRunResultSchema: GenMessage<DryRunResult> = /*@__PURE__*/
+  messageDesc(file_verdict_v1_decision, 5);
 
 /**
  * Request of DecisionService.GetOrCreateDecision.
@@ -483,7 +530,7 @@ export type GetOrCreateDecisionRequest = Message<"verdict.v1.GetOrCreateDecision
  * Use `create(GetOrCreateDecisionRequestSchema)` to create a new message.
  */
 export const GetOrCreateDecisionRequestSchema: GenMessage<GetOrCreateDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 5);
+  messageDesc(file_verdict_v1_decision, 6);
 
 /**
  * Response of DecisionService.GetOrCreateDecision.
@@ -511,7 +558,7 @@ export type GetOrCreateDecisionResponse = Message<"verdict.v1.GetOrCreateDecisio
  * Use `create(GetOrCreateDecisionResponseSchema)` to create a new message.
  */
 export const GetOrCreateDecisionResponseSchema: GenMessage<GetOrCreateDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 6);
+  messageDesc(file_verdict_v1_decision, 7);
 
 /**
  * Request of DecisionService.GetDecision.
@@ -532,7 +579,7 @@ export type GetDecisionRequest = Message<"verdict.v1.GetDecisionRequest"> & {
  * Use `create(GetDecisionRequestSchema)` to create a new message.
  */
 export const GetDecisionRequestSchema: GenMessage<GetDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 7);
+  messageDesc(file_verdict_v1_decision, 8);
 
 /**
  * Response of DecisionService.GetDecision.
@@ -553,7 +600,7 @@ export type GetDecisionResponse = Message<"verdict.v1.GetDecisionResponse"> & {
  * Use `create(GetDecisionResponseSchema)` to create a new message.
  */
 export const GetDecisionResponseSchema: GenMessage<GetDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 8);
+  messageDesc(file_verdict_v1_decision, 9);
 
 /**
  * Request of DecisionService.ListDecisions.
@@ -574,7 +621,7 @@ export type ListDecisionsRequest = Message<"verdict.v1.ListDecisionsRequest"> & 
  * Use `create(ListDecisionsRequestSchema)` to create a new message.
  */
 export const ListDecisionsRequestSchema: GenMessage<ListDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 9);
+  messageDesc(file_verdict_v1_decision, 10);
 
 /**
  * Response of DecisionService.ListDecisions.
@@ -595,7 +642,7 @@ export type ListDecisionsResponse = Message<"verdict.v1.ListDecisionsResponse"> 
  * Use `create(ListDecisionsResponseSchema)` to create a new message.
  */
 export const ListDecisionsResponseSchema: GenMessage<ListDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 10);
+  messageDesc(file_verdict_v1_decision, 11);
 
 /**
  * Request of DecisionService.ApproveDecision.
@@ -630,7 +677,7 @@ export type ApproveDecisionRequest = Message<"verdict.v1.ApproveDecisionRequest"
  * Use `create(ApproveDecisionRequestSchema)` to create a new message.
  */
 export const ApproveDecisionRequestSchema: GenMessage<ApproveDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 11);
+  messageDesc(file_verdict_v1_decision, 12);
 
 /**
  * Response of DecisionService.ApproveDecision.
@@ -651,7 +698,7 @@ export type ApproveDecisionResponse = Message<"verdict.v1.ApproveDecisionRespons
  * Use `create(ApproveDecisionResponseSchema)` to create a new message.
  */
 export const ApproveDecisionResponseSchema: GenMessage<ApproveDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 12);
+  messageDesc(file_verdict_v1_decision, 13);
 
 /**
  * Request of DecisionService.RejectDecision.
@@ -693,7 +740,7 @@ export type RejectDecisionRequest = Message<"verdict.v1.RejectDecisionRequest"> 
  * Use `create(RejectDecisionRequestSchema)` to create a new message.
  */
 export const RejectDecisionRequestSchema: GenMessage<RejectDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 13);
+  messageDesc(file_verdict_v1_decision, 14);
 
 /**
  * Response of DecisionService.RejectDecision.
@@ -714,7 +761,7 @@ export type RejectDecisionResponse = Message<"verdict.v1.RejectDecisionResponse"
  * Use `create(RejectDecisionResponseSchema)` to create a new message.
  */
 export const RejectDecisionResponseSchema: GenMessage<RejectDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 14);
+  messageDesc(file_verdict_v1_decision, 15);
 
 /**
  * Request of DecisionService.CompleteDecision.
@@ -749,7 +796,7 @@ export type CompleteDecisionRequest = Message<"verdict.v1.CompleteDecisionReques
  * Use `create(CompleteDecisionRequestSchema)` to create a new message.
  */
 export const CompleteDecisionRequestSchema: GenMessage<CompleteDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 15);
+  messageDesc(file_verdict_v1_decision, 16);
 
 /**
  * Response of DecisionService.CompleteDecision.
@@ -770,7 +817,7 @@ export type CompleteDecisionResponse = Message<"verdict.v1.CompleteDecisionRespo
  * Use `create(CompleteDecisionResponseSchema)` to create a new message.
  */
 export const CompleteDecisionResponseSchema: GenMessage<CompleteDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 16);
+  messageDesc(file_verdict_v1_decision, 17);
 
 /**
  * Request of DecisionService.WatchDecision.
@@ -798,7 +845,7 @@ export type WatchDecisionRequest = Message<"verdict.v1.WatchDecisionRequest"> & 
  * Use `create(WatchDecisionRequestSchema)` to create a new message.
  */
 export const WatchDecisionRequestSchema: GenMessage<WatchDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 17);
+  messageDesc(file_verdict_v1_decision, 18);
 
 /**
  * Response of DecisionService.WatchDecision: one message per change.
@@ -819,7 +866,7 @@ export type WatchDecisionResponse = Message<"verdict.v1.WatchDecisionResponse"> 
  * Use `create(WatchDecisionResponseSchema)` to create a new message.
  */
 export const WatchDecisionResponseSchema: GenMessage<WatchDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 18);
+  messageDesc(file_verdict_v1_decision, 19);
 
 /**
  * Request of DecisionService.WatchDecisions.
@@ -854,7 +901,7 @@ export type WatchDecisionsRequest = Message<"verdict.v1.WatchDecisionsRequest"> 
  * Use `create(WatchDecisionsRequestSchema)` to create a new message.
  */
 export const WatchDecisionsRequestSchema: GenMessage<WatchDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 19);
+  messageDesc(file_verdict_v1_decision, 20);
 
 /**
  * Response of DecisionService.WatchDecisions: one message per change.
@@ -875,7 +922,7 @@ export type WatchDecisionsResponse = Message<"verdict.v1.WatchDecisionsResponse"
  * Use `create(WatchDecisionsResponseSchema)` to create a new message.
  */
 export const WatchDecisionsResponseSchema: GenMessage<WatchDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 20);
+  messageDesc(file_verdict_v1_decision, 21);
 
 /**
  * The life of a decision token.

@@ -27,27 +27,27 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import incident_pb2 as verdict_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19verdict/v1/decision.proto\x12\nverdict.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19verdict/v1/incident.proto\"|\n\x12RemediationCommand\x12%\n\x04verb\x18\x01 \x01(\x0e\x32\x17.verdict.v1.CommandVerb\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x10\n\x08replicas\x18\x05 \x01(\r\"v\n\x11\x44issentingOpinion\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07kubectl\x18\x02 \x01(\t\x12\x11\n\treasoning\x18\x03 \x01(\t\x12.\n\rtext_warnings\x18\x04 \x03(\x0e\x32\x17.verdict.v1.TextWarning\"Y\n\x0cRefusedAgent\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12*\n\x06reason\x18\x02 \x01(\x0e\x32\x1a.verdict.v1.FallbackReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb9\x05\n\x08Proposal\x12*\n\x06source\x18\x01 \x01(\x0e\x32\x1a.verdict.v1.ProposalSource\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12/\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x1e.verdict.v1.RemediationCommand\x12\x0f\n\x07kubectl\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\treasoning\x18\x07 \x01(\t\x12#\n\x04risk\x18\x08 \x01(\x0e\x32\x15.verdict.v1.RiskLevel\x12\x12\n\nconfidence\x18\t \x01(\x01\x12\x14\n\x0cmatched_rule\x18\n \x01(\t\x12\x12\n\nfrom_cache\x18\x0b \x01(\x08\x12\x33\n\x10\x61nalysis_latency\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0f\x66\x61llback_reason\x18\r \x01(\x0e\x32\x1a.verdict.v1.FallbackReason\x12\x14\n\x0c\x63onsensus_id\x18\x0e \x01(\t\x12\x17\n\x0f\x63onsensus_score\x18\x0f \x01(\x01\x12\x13\n\x0b\x61gent_count\x18\x10 \x01(\r\x12:\n\x13\x64issenting_opinions\x18\x11 \x03(\x0b\x32\x1d.verdict.v1.DissentingOpinion\x12\x1d\n\x10model_confidence\x18\x12 \x01(\x01H\x00\x88\x01\x01\x12.\n\rtext_warnings\x18\x13 \x03(\x0e\x32\x17.verdict.v1.TextWarning\x12\x30\n\x0erefused_agents\x18\x14 \x03(\x0b\x32\x18.verdict.v1.RefusedAgent\x12\x13\n\x0bpolicy_hash\x18\x15 \x01(\tB\x13\n\x11_model_confidence\"\xa5\x04\n\x08\x44\x65\x63ision\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0bincident_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.verdict.v1.DecisionState\x12&\n\x08proposal\x18\x04 \x01(\x0b\x32\x14.verdict.v1.Proposal\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61nalysis_deadline\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x12\n\ndecided_by\x18\x0b \x01(\t\x12.\n\ndecided_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0e\n\x06output\x18\x0e \x01(\t\x12&\n\x04mode\x18\x0f \x01(\x0e\x32\x18.verdict.v1.DecisionMode\x12\x30\n\x0c\x63ompleted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x1aGetOrCreateDecisionRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.verdict.v1.DecisionMode\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"V\n\x1bGetOrCreateDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x12GetDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\"=\n\x13GetDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"+\n\x14ListDecisionsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"@\n\x15ListDecisionsResponse\x12\'\n\tdecisions\x18\x01 \x03(\x0b\x32\x14.verdict.v1.Decision\"P\n\x16\x41pproveDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"A\n\x17\x41pproveDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"_\n\x15RejectDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\"@\n\x16RejectDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"I\n\x17\x43ompleteDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0e\n\x06output\x18\x03 \x01(\t\"B\n\x18\x43ompleteDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"<\n\x14WatchDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x04\"?\n\x15WatchDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"~\n\x15WatchDecisionsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.verdict.v1.DecisionState\x12&\n\x08severity\x18\x03 \x01(\x0e\x32\x14.verdict.v1.Severity\"@\n\x16WatchDecisionsResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision*\x8f\x02\n\rDecisionState\x12\x1e\n\x1a\x44\x45\x43ISION_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_STATE_INIT\x10\x01\x12\x1c\n\x18\x44\x45\x43ISION_STATE_ANALYZING\x10\x02\x12\x18\n\x14\x44\x45\x43ISION_STATE_READY\x10\x03\x12\x1c\n\x18\x44\x45\x43ISION_STATE_EXECUTING\x10\x04\x12\x1c\n\x18\x44\x45\x43ISION_STATE_COMPLETED\x10\x05\x12\x18\n\x14\x44\x45\x43ISION_STATE_ERROR\x10\x06\x12\x1b\n\x17\x44\x45\x43ISION_STATE_REJECTED\x10\x07\x12\x1a\n\x16\x44\x45\x43ISION_STATE_EXPIRED\x10\x08*z\n\x0c\x44\x65\x63isionMode\x12\x1d\n\x19\x44\x45\x43ISION_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x45\x43ISION_MODE_AUTO\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_MODE_DUAL\x10\x02\x12\x1b\n\x17\x44\x45\x43ISION_MODE_CONSENSUS\x10\x03*\x85\x01\n\x0eProposalSource\x12\x1f\n\x1bPROPOSAL_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_SOURCE_EXPERT\x10\x01\x12\x17\n\x13PROPOSAL_SOURCE_LLM\x10\x02\x12\x1d\n\x19PROPOSAL_SOURCE_CONSENSUS\x10\x03*\x87\x02\n\x0e\x46\x61llbackReason\x12\x1f\n\x1b\x46\x41LLBACK_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46\x41LLBACK_REASON_TIMEOUT\x10\x01\x12\x19\n\x15\x46\x41LLBACK_REASON_ERROR\x10\x02\x12\x1b\n\x17\x46\x41LLBACK_REASON_INVALID\x10\x03\x12\x1a\n\x16\x46\x41LLBACK_REASON_UNSAFE\x10\x04\x12 \n\x1c\x46\x41LLBACK_REASON_CIRCUIT_OPEN\x10\x05\x12\"\n\x1e\x46\x41LLBACK_REASON_NOT_CONFIGURED\x10\x06\x12\x1d\n\x19\x46\x41LLBACK_REASON_RECOVERED\x10\x07*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04*\x84\x01\n\x0b\x43ommandVerb\x12\x1c\n\x18\x43OMMAND_VERB_UNSPECIFIED\x10\x00\x12 \n\x1c\x43OMMAND_VERB_ROLLOUT_RESTART\x10\x01\x12\x1d\n\x19\x43OMMAND_VERB_ROLLOUT_UNDO\x10\x02\x12\x16\n\x12\x43OMMAND_VERB_SCALE\x10\x03*\xad\x01\n\x0bTextWarning\x12\x1c\n\x18TEXT_WARNING_UNSPECIFIED\x10\x00\x12!\n\x1dTEXT_WARNING_MENTIONS_COMMAND\x10\x01\x12\x1d\n\x19TEXT_WARNING_MENTIONS_URL\x10\x02\x12\"\n\x1eTEXT_WARNING_HIDDEN_CHARACTERS\x10\x03\x12\x1a\n\x16TEXT_WARNING_TRUNCATED\x10\x04\x32\xe6\x05\n\x0f\x44\x65\x63isionService\x12\x66\n\x13GetOrCreateDecision\x12&.verdict.v1.GetOrCreateDecisionRequest\x1a\'.verdict.v1.GetOrCreateDecisionResponse\x12N\n\x0bGetDecision\x12\x1e.verdict.v1.GetDecisionRequest\x1a\x1f.verdict.v1.GetDecisionResponse\x12T\n\rListDecisions\x12 .verdict.v1.ListDecisionsRequest\x1a!.verdict.v1.ListDecisionsResponse\x12Z\n\x0f\x41pproveDecision\x12\".verdict.v1.ApproveDecisionRequest\x1a#.verdict.v1.ApproveDecisionResponse\x12W\n\x0eRejectDecision\x12!.verdict.v1.RejectDecisionRequest\x1a\".verdict.v1.RejectDecisionResponse\x12]\n\x10\x43ompleteDecision\x12#.verdict.v1.CompleteDecisionRequest\x1a$.verdict.v1.CompleteDecisionResponse\x12V\n\rWatchDecision\x12 .verdict.v1.WatchDecisionRequest\x1a!.verdict.v1.WatchDecisionResponse0\x01\x12Y\n\x0eWatchDecisions\x12!.verdict.v1.WatchDecisionsRequest\x1a\".verdict.v1.WatchDecisionsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19verdict/v1/decision.proto\x12\nverdict.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19verdict/v1/incident.proto\"|\n\x12RemediationCommand\x12%\n\x04verb\x18\x01 \x01(\x0e\x32\x17.verdict.v1.CommandVerb\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x10\n\x08replicas\x18\x05 \x01(\r\"v\n\x11\x44issentingOpinion\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07kubectl\x18\x02 \x01(\t\x12\x11\n\treasoning\x18\x03 \x01(\t\x12.\n\rtext_warnings\x18\x04 \x03(\x0e\x32\x17.verdict.v1.TextWarning\"Y\n\x0cRefusedAgent\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12*\n\x06reason\x18\x02 \x01(\x0e\x32\x1a.verdict.v1.FallbackReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb9\x05\n\x08Proposal\x12*\n\x06source\x18\x01 \x01(\x0e\x32\x1a.verdict.v1.ProposalSource\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12/\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x1e.verdict.v1.RemediationCommand\x12\x0f\n\x07kubectl\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\treasoning\x18\x07 \x01(\t\x12#\n\x04risk\x18\x08 \x01(\x0e\x32\x15.verdict.v1.RiskLevel\x12\x12\n\nconfidence\x18\t \x01(\x01\x12\x14\n\x0cmatched_rule\x18\n \x01(\t\x12\x12\n\nfrom_cache\x18\x0b \x01(\x08\x12\x33\n\x10\x61nalysis_latency\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0f\x66\x61llback_reason\x18\r \x01(\x0e\x32\x1a.verdict.v1.FallbackReason\x12\x14\n\x0c\x63onsensus_id\x18\x0e \x01(\t\x12\x17\n\x0f\x63onsensus_score\x18\x0f \x01(\x01\x12\x13\n\x0b\x61gent_count\x18\x10 \x01(\r\x12:\n\x13\x64issenting_opinions\x18\x11 \x03(\x0b\x32\x1d.verdict.v1.DissentingOpinion\x12\x1d\n\x10model_confidence\x18\x12 \x01(\x01H\x00\x88\x01\x01\x12.\n\rtext_warnings\x18\x13 \x03(\x0e\x32\x17.verdict.v1.TextWarning\x12\x30\n\x0erefused_agents\x18\x14 \x03(\x0b\x32\x18.verdict.v1.RefusedAgent\x12\x13\n\x0bpolicy_hash\x18\x15 \x01(\tB\x13\n\x11_model_confidence\"\xd0\x04\n\x08\x44\x65\x63ision\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0bincident_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.verdict.v1.DecisionState\x12&\n\x08proposal\x18\x04 \x01(\x0b\x32\x14.verdict.v1.Proposal\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61nalysis_deadline\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x12\n\ndecided_by\x18\x0b \x01(\t\x12.\n\ndecided_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0e\n\x06output\x18\x0e \x01(\t\x12&\n\x04mode\x18\x0f \x01(\x0e\x32\x18.verdict.v1.DecisionMode\x12\x30\n\x0c\x63ompleted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07\x64ry_run\x18\x11 \x01(\x0b\x32\x18.verdict.v1.DryRunResult\"f\n\x0c\x44ryRunResult\x12\x15\n\rwould_succeed\x18\x01 \x01(\x08\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12.\n\nchecked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x1aGetOrCreateDecisionRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.verdict.v1.DecisionMode\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"V\n\x1bGetOrCreateDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x12GetDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\"=\n\x13GetDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"+\n\x14ListDecisionsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"@\n\x15ListDecisionsResponse\x12\'\n\tdecisions\x18\x01 \x03(\x0b\x32\x14.verdict.v1.Decision\"P\n\x16\x41pproveDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"A\n\x17\x41pproveDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"_\n\x15RejectDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\"@\n\x16RejectDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"I\n\x17\x43ompleteDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0e\n\x06output\x18\x03 \x01(\t\"B\n\x18\x43ompleteDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"<\n\x14WatchDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x04\"?\n\x15WatchDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"~\n\x15WatchDecisionsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.verdict.v1.DecisionState\x12&\n\x08severity\x18\x03 \x01(\x0e\x32\x14.verdict.v1.Severity\"@\n\x16WatchDecisionsResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision*\x8f\x02\n\rDecisionState\x12\x1e\n\x1a\x44\x45\x43ISION_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_STATE_INIT\x10\x01\x12\x1c\n\x18\x44\x45\x43ISION_STATE_ANALYZING\x10\x02\x12\x18\n\x14\x44\x45\x43ISION_STATE_READY\x10\x03\x12\x1c\n\x18\x44\x45\x43ISION_STATE_EXECUTING\x10\x04\x12\x1c\n\x18\x44\x45\x43ISION_STATE_COMPLETED\x10\x05\x12\x18\n\x14\x44\x45\x43ISION_STATE_ERROR\x10\x06\x12\x1b\n\x17\x44\x45\x43ISION_STATE_REJECTED\x10\x07\x12\x1a\n\x16\x44\x45\x43ISION_STATE_EXPIRED\x10\x08*z\n\x0c\x44\x65\x63isionMode\x12\x1d\n\x19\x44\x45\x43ISION_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x45\x43ISION_MODE_AUTO\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_MODE_DUAL\x10\x02\x12\x1b\n\x17\x44\x45\x43ISION_MODE_CONSENSUS\x10\x03*\x85\x01\n\x0eProposalSource\x12\x1f\n\x1bPROPOSAL_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_SOURCE_EXPERT\x10\x01\x12\x17\n\x13PROPOSAL_SOURCE_LLM\x10\x02\x12\x1d\n\x19PROPOSAL_SOURCE_CONSENSUS\x10\x03*\x87\x02\n\x0e\x46\x61llbackReason\x12\x1f\n\x1b\x46\x41LLBACK_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46\x41LLBACK_REASON_TIMEOUT\x10\x01\x12\x19\n\x15\x46\x41LLBACK_REASON_ERROR\x10\x02\x12\x1b\n\x17\x46\x41LLBACK_REASON_INVALID\x10\x03\x12\x1a\n\x16\x46\x41LLBACK_REASON_UNSAFE\x10\x04\x12 \n\x1c\x46\x41LLBACK_REASON_CIRCUIT_OPEN\x10\x05\x12\"\n\x1e\x46\x41LLBACK_REASON_NOT_CONFIGURED\x10\x06\x12\x1d\n\x19\x46\x41LLBACK_REASON_RECOVERED\x10\x07*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04*\x84\x01\n\x0b\x43ommandVerb\x12\x1c\n\x18\x43OMMAND_VERB_UNSPECIFIED\x10\x00\x12 \n\x1c\x43OMMAND_VERB_ROLLOUT_RESTART\x10\x01\x12\x1d\n\x19\x43OMMAND_VERB_ROLLOUT_UNDO\x10\x02\x12\x16\n\x12\x43OMMAND_VERB_SCALE\x10\x03*\xad\x01\n\x0bTextWarning\x12\x1c\n\x18TEXT_WARNING_UNSPECIFIED\x10\x00\x12!\n\x1dTEXT_WARNING_MENTIONS_COMMAND\x10\x01\x12\x1d\n\x19TEXT_WARNING_MENTIONS_URL\x10\x02\x12\"\n\x1eTEXT_WARNING_HIDDEN_CHARACTERS\x10\x03\x12\x1a\n\x16TEXT_WARNING_TRUNCATED\x10\x04\x32\xe6\x05\n\x0f\x44\x65\x63isionService\x12\x66\n\x13GetOrCreateDecision\x12&.verdict.v1.GetOrCreateDecisionRequest\x1a\'.verdict.v1.GetOrCreateDecisionResponse\x12N\n\x0bGetDecision\x12\x1e.verdict.v1.GetDecisionRequest\x1a\x1f.verdict.v1.GetDecisionResponse\x12T\n\rListDecisions\x12 .verdict.v1.ListDecisionsRequest\x1a!.verdict.v1.ListDecisionsResponse\x12Z\n\x0f\x41pproveDecision\x12\".verdict.v1.ApproveDecisionRequest\x1a#.verdict.v1.ApproveDecisionResponse\x12W\n\x0eRejectDecision\x12!.verdict.v1.RejectDecisionRequest\x1a\".verdict.v1.RejectDecisionResponse\x12]\n\x10\x43ompleteDecision\x12#.verdict.v1.CompleteDecisionRequest\x1a$.verdict.v1.CompleteDecisionResponse\x12V\n\rWatchDecision\x12 .verdict.v1.WatchDecisionRequest\x1a!.verdict.v1.WatchDecisionResponse0\x01\x12Y\n\x0eWatchDecisions\x12!.verdict.v1.WatchDecisionsRequest\x1a\".verdict.v1.WatchDecisionsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'verdict.v1.decision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISIONSTATE']._serialized_start=2948
-  _globals['_DECISIONSTATE']._serialized_end=3219
-  _globals['_DECISIONMODE']._serialized_start=3221
-  _globals['_DECISIONMODE']._serialized_end=3343
-  _globals['_PROPOSALSOURCE']._serialized_start=3346
-  _globals['_PROPOSALSOURCE']._serialized_end=3479
-  _globals['_FALLBACKREASON']._serialized_start=3482
-  _globals['_FALLBACKREASON']._serialized_end=3745
-  _globals['_RISKLEVEL']._serialized_start=3748
-  _globals['_RISKLEVEL']._serialized_end=3876
-  _globals['_COMMANDVERB']._serialized_start=3879
-  _globals['_COMMANDVERB']._serialized_end=4011
-  _globals['_TEXTWARNING']._serialized_start=4014
-  _globals['_TEXTWARNING']._serialized_end=4187
+  _globals['_DECISIONSTATE']._serialized_start=3095
+  _globals['_DECISIONSTATE']._serialized_end=3366
+  _globals['_DECISIONMODE']._serialized_start=3368
+  _globals['_DECISIONMODE']._serialized_end=3490
+  _globals['_PROPOSALSOURCE']._serialized_start=3493
+  _globals['_PROPOSALSOURCE']._serialized_end=3626
+  _globals['_FALLBACKREASON']._serialized_start=3629
+  _globals['_FALLBACKREASON']._serialized_end=3892
+  _globals['_RISKLEVEL']._serialized_start=3895
+  _globals['_RISKLEVEL']._serialized_end=4023
+  _globals['_COMMANDVERB']._serialized_start=4026
+  _globals['_COMMANDVERB']._serialized_end=4158
+  _globals['_TEXTWARNING']._serialized_start=4161
+  _globals['_TEXTWARNING']._serialized_end=4334
   _globals['_REMEDIATIONCOMMAND']._serialized_start=133
   _globals['_REMEDIATIONCOMMAND']._serialized_end=257
   _globals['_DISSENTINGOPINION']._serialized_start=259
@@ -57,39 +57,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROPOSAL']._serialized_start=471
   _globals['_PROPOSAL']._serialized_end=1168
   _globals['_DECISION']._serialized_start=1171
-  _globals['_DECISION']._serialized_end=1720
-  _globals['_GETORCREATEDECISIONREQUEST']._serialized_start=1723
-  _globals['_GETORCREATEDECISIONREQUEST']._serialized_end=1870
-  _globals['_GETORCREATEDECISIONRESPONSE']._serialized_start=1872
-  _globals['_GETORCREATEDECISIONRESPONSE']._serialized_end=1958
-  _globals['_GETDECISIONREQUEST']._serialized_start=1960
-  _globals['_GETDECISIONREQUEST']._serialized_end=1995
-  _globals['_GETDECISIONRESPONSE']._serialized_start=1997
-  _globals['_GETDECISIONRESPONSE']._serialized_end=2058
-  _globals['_LISTDECISIONSREQUEST']._serialized_start=2060
-  _globals['_LISTDECISIONSREQUEST']._serialized_end=2103
-  _globals['_LISTDECISIONSRESPONSE']._serialized_start=2105
-  _globals['_LISTDECISIONSRESPONSE']._serialized_end=2169
-  _globals['_APPROVEDECISIONREQUEST']._serialized_start=2171
-  _globals['_APPROVEDECISIONREQUEST']._serialized_end=2251
-  _globals['_APPROVEDECISIONRESPONSE']._serialized_start=2253
-  _globals['_APPROVEDECISIONRESPONSE']._serialized_end=2318
-  _globals['_REJECTDECISIONREQUEST']._serialized_start=2320
-  _globals['_REJECTDECISIONREQUEST']._serialized_end=2415
-  _globals['_REJECTDECISIONRESPONSE']._serialized_start=2417
-  _globals['_REJECTDECISIONRESPONSE']._serialized_end=2481
-  _globals['_COMPLETEDECISIONREQUEST']._serialized_start=2483
-  _globals['_COMPLETEDECISIONREQUEST']._serialized_end=2556
-  _globals['_COMPLETEDECISIONRESPONSE']._serialized_start=2558
-  _globals['_COMPLETEDECISIONRESPONSE']._serialized_end=2624
-  _globals['_WATCHDECISIONREQUEST']._serialized_start=2626
-  _globals['_WATCHDECISIONREQUEST']._serialized_end=2686
-  _globals['_WATCHDECISIONRESPONSE']._serialized_start=2688
-  _globals['_WATCHDECISIONRESPONSE']._serialized_end=2751
-  _globals['_WATCHDECISIONSREQUEST']._serialized_start=2753
-  _globals['_WATCHDECISIONSREQUEST']._serialized_end=2879
-  _globals['_WATCHDECISIONSRESPONSE']._serialized_start=2881
-  _globals['_WATCHDECISIONSRESPONSE']._serialized_end=2945
-  _globals['_DECISIONSERVICE']._serialized_start=4190
-  _globals['_DECISIONSERVICE']._serialized_end=4932
+  _globals['_DECISION']._serialized_end=1763
+  _globals['_DRYRUNRESULT']._serialized_start=1765
+  _globals['_DRYRUNRESULT']._serialized_end=1867
+  _globals['_GETORCREATEDECISIONREQUEST']._serialized_start=1870
+  _globals['_GETORCREATEDECISIONREQUEST']._serialized_end=2017
+  _globals['_GETORCREATEDECISIONRESPONSE']._serialized_start=2019
+  _globals['_GETORCREATEDECISIONRESPONSE']._serialized_end=2105
+  _globals['_GETDECISIONREQUEST']._serialized_start=2107
+  _globals['_GETDECISIONREQUEST']._serialized_end=2142
+  _globals['_GETDECISIONRESPONSE']._serialized_start=2144
+  _globals['_GETDECISIONRESPONSE']._serialized_end=2205
+  _globals['_LISTDECISIONSREQUEST']._serialized_start=2207
+  _globals['_LISTDECISIONSREQUEST']._serialized_end=2250
+  _globals['_LISTDECISIONSRESPONSE']._serialized_start=2252
+  _globals['_LISTDECISIONSRESPONSE']._serialized_end=2316
+  _globals['_APPROVEDECISIONREQUEST']._serialized_start=2318
+  _globals['_APPROVEDECISIONREQUEST']._serialized_end=2398
+  _globals['_APPROVEDECISIONRESPONSE']._serialized_start=2400
+  _globals['_APPROVEDECISIONRESPONSE']._serialized_end=2465
+  _globals['_REJECTDECISIONREQUEST']._serialized_start=2467
+  _globals['_REJECTDECISIONREQUEST']._serialized_end=2562
+  _globals['_REJECTDECISIONRESPONSE']._serialized_start=2564
+  _globals['_REJECTDECISIONRESPONSE']._serialized_end=2628
+  _globals['_COMPLETEDECISIONREQUEST']._serialized_start=2630
+  _globals['_COMPLETEDECISIONREQUEST']._serialized_end=2703
+  _globals['_COMPLETEDECISIONRESPONSE']._serialized_start=2705
+  _globals['_COMPLETEDECISIONRESPONSE']._serialized_end=2771
+  _globals['_WATCHDECISIONREQUEST']._serialized_start=2773
+  _globals['_WATCHDECISIONREQUEST']._serialized_end=2833
+  _globals['_WATCHDECISIONRESPONSE']._serialized_start=2835
+  _globals['_WATCHDECISIONRESPONSE']._serialized_end=2898
+  _globals['_WATCHDECISIONSREQUEST']._serialized_start=2900
+  _globals['_WATCHDECISIONSREQUEST']._serialized_end=3026
+  _globals['_WATCHDECISIONSRESPONSE']._serialized_start=3028
+  _globals['_WATCHDECISIONSRESPONSE']._serialized_end=3092
+  _globals['_DECISIONSERVICE']._serialized_start=4337
+  _globals['_DECISIONSERVICE']._serialized_end=5079
 # @@protoc_insertion_point(module_scope)
