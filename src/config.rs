@@ -133,6 +133,11 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_EXECUTOR_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub executor_timeout: Option<Duration>,
+    /// How long the rollout an executed command started may take to finish
+    /// (as `kubectl rollout status` decides); later, the decision is ERROR.
+    #[arg(long, env = "VERDICT_EXECUTOR_ROLLOUT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub executor_rollout_timeout: Option<Duration>,
     /// Largest accepted request message in bytes.
     #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -326,6 +331,8 @@ pub struct Config {
     pub executor_lease_ttl: Duration,
     #[serde(with = "duration")]
     pub executor_timeout: Duration,
+    #[serde(with = "duration")]
+    pub executor_rollout_timeout: Duration,
     pub max_message_bytes: usize,
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
@@ -386,6 +393,7 @@ impl Default for Config {
             executor_kubeconfig: executor.kubeconfig,
             executor_lease_ttl: executor.lease_ttl,
             executor_timeout: executor.timeout,
+            executor_rollout_timeout: executor.rollout_timeout,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_watchers: 20_000,
@@ -590,6 +598,7 @@ impl Config {
             kubeconfig: self.executor_kubeconfig.clone(),
             lease_ttl: self.executor_lease_ttl,
             timeout: self.executor_timeout,
+            rollout_timeout: self.executor_rollout_timeout,
         }
     }
 }

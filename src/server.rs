@@ -224,7 +224,11 @@ fn build_parts(
         background.shutdown().clone(),
     );
     if let Some(executor) = executor {
-        decisions = decisions.with_executor(executor, config.executor_lease_ttl);
+        decisions = decisions.with_executor(
+            executor,
+            config.executor_lease_ttl,
+            config.executor_rollout_timeout,
+        );
     }
     let decisions = Arc::new(decisions);
     let ingestor = Arc::new(Ingestor::new(

@@ -19,7 +19,7 @@
 //! [`Executor::check`] sends the same requests with `dryRun=All`: the API
 //! server runs admission and RBAC and persists nothing.
 
-use super::{ExecError, Executor, ExecutorSettings, Outcome, Run};
+use super::{ExecError, Executor, ExecutorSettings, Outcome, Rollout, Run};
 use crate::domain::proposal::WorkloadKind;
 use crate::domain::{CommandVerb, RemediationCommand};
 use async_trait::async_trait;
@@ -191,8 +191,114 @@ fn map_error(what: &str, e: kube::Error) -> ExecError {
     }
 }
 
+/// `kubectl rollout status` for a Deployment (kubectl's
+/// `DeploymentStatusViewer`, in its order).
+pub fn deployment_rollout(d: &Deployment) -> Rollout {
+    let name = d.metadata.name.clone().unwrap_or_default();
+    let generation = d.metadata.generation.unwrap_or(0);
+    let status = d.status.clone().unwrap_or_default();
+    if generation > status.observed_generation.unwrap_or(0) {
+        return Rollout::Progressing(
+            "waiting for the deployment spec update to be observed".into(),
+        );
+    }
+    let deadline = status.conditions.iter().flatten().any(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if deadline {
+        return Rollout::Failed(format!(
+            "deployment {name:?} exceeded its progress deadline"
+        ));
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if let Some(want) = d.spec.as_ref().and_then(|s| s.replicas)
+        && updated < want
+    {
+        return Rollout::Progressing(format!(
+            "{updated} out of {want} new replicas have been updated"
+        ));
+    }
+    if replicas > updated {
+        return Rollout::Progressing(format!(
+            "{} old replicas are pending termination",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Rollout::Progressing(format!(
+            "{available} of {updated} updated replicas are available"
+        ));
+    }
+    Rollout::Done(format!("deployment {name:?} successfully rolled out"))
+}
+
+/// `kubectl rollout status` for a StatefulSet (kubectl's
+/// `StatefulSetStatusViewer`, in its order).
+pub fn statefulset_rollout(s: &StatefulSet) -> Rollout {
+    let spec = s.spec.clone().unwrap_or_default();
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    if strategy.type_.as_deref().unwrap_or("RollingUpdate") != "RollingUpdate" {
+        return Rollout::Failed(
+            "rollout status is only available for the RollingUpdate strategy".into(),
+        );
+    }
+    let status = s.status.clone().unwrap_or_default();
+    let observed = status.observed_generation.unwrap_or(0);
+    if observed == 0 || s.metadata.generation.unwrap_or(0) > observed {
+        return Rollout::Progressing(
+            "waiting for the statefulset spec update to be observed".into(),
+        );
+    }
+    let want = spec.replicas.unwrap_or(1);
+    let ready = status.ready_replicas.unwrap_or(0);
+    if ready < want {
+        return Rollout::Progressing(format!("waiting for {} pods to be ready", want - ready));
+    }
+    let partition = strategy
+        .rolling_update
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    if partition > 0 {
+        let updated = status.updated_replicas.unwrap_or(0);
+        if updated < want - partition {
+            return Rollout::Progressing(format!(
+                "waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated",
+                want - partition
+            ));
+        }
+        return Rollout::Done(format!(
+            "partitioned roll out complete: {updated} new pods have been updated"
+        ));
+    }
+    if status.update_revision != Some(status.current_revision.clone().unwrap_or_default()) {
+        return Rollout::Progressing(format!(
+            "waiting for the rolling update to complete: {} pods at the new revision",
+            status.updated_replicas.unwrap_or(0)
+        ));
+    }
+    Rollout::Done("statefulset rolling update complete".into())
+}
+
 #[async_trait]
 impl Executor for KubernetesExecutor {
+    async fn rollout(&self, command: &RemediationCommand) -> Result<Rollout, ExecError> {
+        let ns = command.namespace.as_str();
+        let name = command.name.as_str();
+        let target = target(command);
+        Ok(match command.kind {
+            WorkloadKind::Deployment => {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                deployment_rollout(&self.call(&target, api.get(name)).await?)
+            }
+            WorkloadKind::StatefulSet => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+                statefulset_rollout(&self.call(&target, api.get(name)).await?)
+            }
+        })
+    }
+
     async fn check(&self, command: &RemediationCommand, run: &Run) -> Result<Outcome, ExecError> {
         self.run(command, run, true).await
     }
@@ -219,5 +325,79 @@ mod tests {
                 "kubectl.kubernetes.io/restartedAt": "2026-01-02T03:04:05Z"
             }}}}})
         );
+    }
+
+    fn deployment(v: serde_json::Value) -> Deployment {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn deployment_rollout_status_follows_kubectls_order() {
+        let base = serde_json::json!({
+            "metadata": {"name": "api", "generation": 3},
+            "spec": {"replicas": 3, "selector": {}, "template": {}},
+        });
+        let with = |status: serde_json::Value| {
+            let mut v = base.clone();
+            v["status"] = status;
+            deployment_rollout(&deployment(v))
+        };
+        assert!(
+            matches!(with(serde_json::json!({"observedGeneration": 2})), Rollout::Progressing(m) if m.contains("observed"))
+        );
+        assert!(matches!(
+            with(
+                serde_json::json!({"observedGeneration": 3, "updatedReplicas": 0,
+                "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]})
+            ),
+            Rollout::Failed(_)
+        ));
+        assert_eq!(
+            with(serde_json::json!({"observedGeneration": 3, "updatedReplicas": 1, "replicas": 3})),
+            Rollout::Progressing("1 out of 3 new replicas have been updated".into())
+        );
+        assert_eq!(
+            with(serde_json::json!({"observedGeneration": 3, "updatedReplicas": 3, "replicas": 4})),
+            Rollout::Progressing("1 old replicas are pending termination".into())
+        );
+        assert_eq!(
+            with(
+                serde_json::json!({"observedGeneration": 3, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 2})
+            ),
+            Rollout::Progressing("2 of 3 updated replicas are available".into())
+        );
+        assert!(matches!(
+            with(
+                serde_json::json!({"observedGeneration": 3, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3})
+            ),
+            Rollout::Done(_)
+        ));
+    }
+
+    #[test]
+    fn statefulset_rollout_status_waits_for_ready_pods_and_the_revision() {
+        let sts = |status: serde_json::Value| -> StatefulSet {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db", "generation": 2},
+                "spec": {"replicas": 2, "selector": {}, "template": {}, "serviceName": "db"},
+                "status": status,
+            }))
+            .unwrap_or_default()
+        };
+        assert!(
+            matches!(statefulset_rollout(&sts(serde_json::json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 1}))), Rollout::Progressing(m) if m.contains("1 pods to be ready"))
+        );
+        assert!(matches!(
+            statefulset_rollout(&sts(
+                serde_json::json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2, "currentRevision": "a", "updateRevision": "b"})
+            )),
+            Rollout::Progressing(_)
+        ));
+        assert!(matches!(
+            statefulset_rollout(&sts(
+                serde_json::json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2, "currentRevision": "b", "updateRevision": "b"})
+            )),
+            Rollout::Done(_)
+        ));
     }
 }

@@ -57,6 +57,9 @@ pub enum ExecError {
     /// Deployment cannot be restarted).
     #[error("refused: {0}")]
     Refused(String),
+    /// The command ran but its rollout failed or did not finish in time.
+    #[error("{0}")]
+    RolloutFailed(String),
     /// The executor does not implement this verb.
     #[error("not supported by this executor: {0}")]
     Unsupported(String),
@@ -65,9 +68,24 @@ pub enum ExecError {
     Cluster(String),
 }
 
+/// Where a workload's rollout stands, as `kubectl rollout status` decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// Rolled out: every replica updated and available.
+    Done(String),
+    /// Still rolling out; the message says what it waits for.
+    Progressing(String),
+    /// Will not finish by itself (`ProgressDeadlineExceeded`).
+    Failed(String),
+}
+
 /// Runs approved commands.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
+    /// Where the rollout of the command's workload stands (checked after
+    /// the command ran, until done, failed or out of time).
+    async fn rollout(&self, command: &RemediationCommand) -> Result<Rollout, ExecError>;
+
     /// Checks the command against the cluster without changing anything
     /// (a server-side dry run of the exact request).
     async fn check(&self, command: &RemediationCommand, run: &Run) -> Result<Outcome, ExecError>;
@@ -91,6 +109,9 @@ pub struct ExecutorSettings {
     pub lease_ttl: Duration,
     /// Longest a single command may take against the cluster.
     pub timeout: Duration,
+    /// How long after the command its rollout may take to finish; later,
+    /// the decision ends in ERROR.
+    pub rollout_timeout: Duration,
 }
 
 impl Default for ExecutorSettings {
@@ -100,6 +121,7 @@ impl Default for ExecutorSettings {
             kubeconfig: None,
             lease_ttl: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
+            rollout_timeout: Duration::from_secs(600),
         }
     }
 }

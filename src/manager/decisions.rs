@@ -204,13 +204,19 @@ impl DecisionManager {
     }
 
     /// Gives the manager an executor: approved decisions run through it,
-    /// under an execution lease of `lease_ttl`.
+    /// under an execution lease of `lease_ttl`, and complete once the
+    /// rollout they started finished (within `rollout_timeout`).
     pub fn with_executor(
         mut self,
         executor: Arc<dyn crate::executor::Executor>,
         lease_ttl: Duration,
+        rollout_timeout: Duration,
     ) -> Self {
-        self.execution = Some(super::execution::Execution::new(executor, lease_ttl));
+        self.execution = Some(super::execution::Execution::new(
+            executor,
+            lease_ttl,
+            rollout_timeout,
+        ));
         self
     }
 

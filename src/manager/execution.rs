@@ -21,7 +21,7 @@
 use super::{DecisionManager, ManagerError};
 use crate::domain::Preflight;
 use crate::domain::{Decision, DecisionState, Token};
-use crate::executor::{Executor, Run};
+use crate::executor::{ExecError, Executor, Outcome, Rollout, Run};
 use crate::stats::StatDelta;
 use crate::store::Cas;
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,8 @@ pub struct Execution {
     /// This replica's id; each attempt appends its own.
     replica: String,
     lease_ttl: Duration,
+    /// How long a rollout may take after the command.
+    rollout_timeout: Duration,
     /// Decisions this replica wrote READY, for the dry-run worker.
     preflight_tx: mpsc::Sender<Token>,
     /// Taken once by [`DecisionManager::preflight_worker`].
@@ -49,12 +51,17 @@ pub struct Execution {
 }
 
 impl Execution {
-    pub fn new(executor: Arc<dyn Executor>, lease_ttl: Duration) -> Self {
+    pub fn new(
+        executor: Arc<dyn Executor>,
+        lease_ttl: Duration,
+        rollout_timeout: Duration,
+    ) -> Self {
         let (preflight_tx, rx) = mpsc::channel(PREFLIGHT_QUEUE);
         Execution {
             executor,
             replica: format!("replica-{}", uuid::Uuid::new_v4().simple()),
             lease_ttl,
+            rollout_timeout,
             preflight_tx,
             preflight_rx: Mutex::new(Some(rx)),
         }
@@ -66,6 +73,47 @@ impl Execution {
 pub fn run_of(d: &Decision) -> Run {
     Run {
         stamp: d.decided_at.unwrap_or(d.updated_at),
+    }
+}
+
+/// Runs the command, then waits for the rollout it started to finish as
+/// `kubectl rollout status` decides (polled: after 250 ms, then doubling up
+/// to every 5 s, and once more at the deadline), within the rollout timeout.
+async fn run_and_roll_out(
+    ex: &Execution,
+    command: &crate::domain::RemediationCommand,
+    run: &Run,
+) -> Result<Outcome, ExecError> {
+    let done = ex.executor.execute(command, run).await?;
+    let deadline = tokio::time::Instant::now() + ex.rollout_timeout;
+    let mut every = Duration::from_millis(250);
+    loop {
+        match ex.executor.rollout(command).await? {
+            Rollout::Done(msg) => {
+                return Ok(Outcome {
+                    summary: format!("{}; {msg}", done.summary),
+                });
+            }
+            Rollout::Failed(msg) => {
+                return Err(ExecError::RolloutFailed(format!(
+                    "{}, but {msg}",
+                    done.summary
+                )));
+            }
+            Rollout::Progressing(msg) => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(ExecError::RolloutFailed(format!(
+                        "{}, but the rollout did not finish within {}: {msg}",
+                        done.summary,
+                        humantime::format_duration(ex.rollout_timeout)
+                    )));
+                }
+                // The last wait ends at the deadline, for one last look.
+                tokio::time::sleep(every.min(deadline - now)).await;
+                every = (every * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
@@ -249,7 +297,7 @@ impl DecisionManager {
         let run = run_of(&d);
         tracing::info!(%token, command = %command.render(), "executing");
         let outcome = tokio::select! {
-            r = ex.executor.execute(&command, &run) => Some(r),
+            r = run_and_roll_out(ex, &command, &run) => Some(r),
             () = self.keep_lease(ex, token, owner) => None,
         };
         match outcome {

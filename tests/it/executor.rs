@@ -5,7 +5,7 @@
 //! its execution over without a second rollout. No real cluster is used.
 
 use crate::common;
-use common::fake_kube::FakeKube;
+use common::fake_kube::{FakeKube, Rollouts};
 use common::{IncidentBuilder, RedisServer, TestServer, VerdictProcess, config, decide, within};
 use std::time::Duration;
 use verdict::config::Config;
@@ -153,7 +153,10 @@ async fn an_approved_restart_patches_the_template_like_kubectl_once() {
 
     let done = approve_and_finish(&mut s.decisions, &d.token).await;
     assert_eq!(done.state, DecisionState::Completed as i32, "{done:?}");
-    assert_eq!(done.output, "deployment.apps/checkout -n shop restarted");
+    assert_eq!(
+        done.output,
+        "deployment.apps/checkout -n shop restarted; deployment \"checkout\" successfully rolled out"
+    );
     assert_eq!(fake.writes(), 1);
     let obj = fake
         .object("deployments", "shop", "checkout")
@@ -165,9 +168,10 @@ async fn an_approved_restart_patches_the_template_like_kubectl_once() {
         real_requests(&fake)[before..],
         [
             "GET /shop/deployments/checkout",
-            "PATCH /shop/deployments/checkout"
+            "PATCH /shop/deployments/checkout",
+            "GET /shop/deployments/checkout"
         ],
-        "after the dry run's requests"
+        "after the dry run's requests; the last read is the rollout status"
     );
     s.stop().await;
 }
@@ -193,7 +197,10 @@ async fn an_approved_scale_patches_the_scale_subresource() {
     assert_eq!(obj["spec"]["replicas"], 3);
     assert_eq!(
         real_requests(&fake),
-        ["PATCH /shop/deployments/checkout/scale"]
+        [
+            "PATCH /shop/deployments/checkout/scale",
+            "GET /shop/deployments/checkout"
+        ]
     );
     s.stop().await;
 }
@@ -524,4 +531,50 @@ async fn a_statefulset_is_restarted_and_scaled_through_its_own_api() {
             "PATCH /shop/statefulsets/ledger/scale"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_rollout_past_its_progress_deadline_ends_in_error() {
+    let fake = FakeKube::start().await;
+    fake.add_deployment("shop", "checkout", 2, false);
+    fake.rollouts(Rollouts::Fail);
+    let mut s = TestServer::start(kube_config(&fake, None)).await;
+    let id = incident(&mut s, "PodCrashLooping").await;
+    let d = decide_checked(&mut s, &id).await;
+    let done = approve_and_finish(&mut s.decisions, &d.token).await;
+    assert_eq!(done.state, DecisionState::Error as i32, "{done:?}");
+    assert!(
+        done.output.contains("exceeded its progress deadline"),
+        "{}",
+        done.output
+    );
+    assert_eq!(fake.writes(), 1, "the restart itself ran");
+    s.stop().await;
+}
+
+/// The rollout never brings up a new replica: after the rollout timeout
+/// (1 s here, waited out as the behaviour under test) the decision is ERROR.
+#[tokio::test]
+async fn a_rollout_that_never_completes_times_out_in_error() {
+    let fake = FakeKube::start().await;
+    fake.add_deployment("shop", "checkout", 2, false);
+    fake.rollouts(Rollouts::Stall);
+    let mut s = TestServer::start(Config {
+        executor_rollout_timeout: Duration::from_secs(1),
+        ..kube_config(&fake, None)
+    })
+    .await;
+    let id = incident(&mut s, "PodCrashLooping").await;
+    let d = decide_checked(&mut s, &id).await;
+    let done = approve_and_finish(&mut s.decisions, &d.token).await;
+    assert_eq!(done.state, DecisionState::Error as i32, "{done:?}");
+    assert!(
+        done.output.contains("did not finish within 1s")
+            && done
+                .output
+                .contains("0 out of 2 new replicas have been updated"),
+        "{}",
+        done.output
+    );
+    s.stop().await;
 }

@@ -38,6 +38,44 @@ struct World {
     writes: u64,
     /// After a real write lands, never answer (a replica dies waiting).
     hang_after_write: bool,
+    /// What the "controllers" do after a real write.
+    rollouts: Rollouts,
+}
+
+/// What the fake's controllers do with a spec change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Rollouts {
+    /// Finish it at once: every replica updated and available.
+    #[default]
+    Complete,
+    /// Observe it but never bring up a new replica.
+    Stall,
+    /// Observe it and report `ProgressDeadlineExceeded`.
+    Fail,
+}
+
+/// The status of `obj` after its controller dealt with its current spec.
+fn roll_out(obj: &mut Value, how: Rollouts) {
+    let generation = obj["metadata"]["generation"].clone();
+    let replicas = obj["spec"]["replicas"].as_u64().unwrap_or(1);
+    let revision = format!("r{generation}");
+    obj["status"] = match how {
+        Rollouts::Complete => json!({
+            "observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas,
+            "currentRevision": revision, "updateRevision": revision
+        }),
+        Rollouts::Stall => json!({
+            "observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": 0, "availableReplicas": replicas, "readyReplicas": replicas
+        }),
+        Rollouts::Fail => json!({
+            "observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": 0, "availableReplicas": replicas, "readyReplicas": replicas,
+            "conditions": [{"type": "Progressing", "status": "False",
+                            "reason": "ProgressDeadlineExceeded"}]
+        }),
+    };
 }
 
 #[derive(Clone)]
@@ -137,11 +175,17 @@ impl FakeKube {
                 "name": name, "namespace": ns, "uid": format!("uid-{name}"),
                 "resourceVersion": w.resource_version.to_string(), "generation": 1
             },
-            "spec": spec,
-            "status": {"observedGeneration": 1, "replicas": replicas}
+            "spec": spec
         });
+        let mut obj = obj;
+        roll_out(&mut obj, Rollouts::Complete);
         w.objects
             .insert((plural.into(), ns.into(), name.into()), obj);
+    }
+
+    /// What rollouts do from now on.
+    pub fn rollouts(&self, how: Rollouts) {
+        self.world().rollouts = how;
     }
 
     /// Requests to namespace `ns` answer 403, as RBAC would.
@@ -244,6 +288,9 @@ fn write(
     }
     if dry {
         return Ok(new);
+    }
+    if new["spec"] != old["spec"] {
+        roll_out(&mut new, w.rollouts);
     }
     w.resource_version += 1;
     new["metadata"]["resourceVersion"] = json!(w.resource_version.to_string());
