@@ -26,6 +26,7 @@ use crate::engine::EngineSettings;
 use crate::engine::consensus::{ConsensusSettings, Persona, default_personas, validate_personas};
 use crate::engine::llm::{ApiKey, LlmSettings};
 use crate::engine::settings::provider_from_url;
+use crate::executor::ExecutorSettings;
 use crate::manager::{ApprovalPolicy, ApprovalRule, DecisionSettings, ExecutorKind};
 use crate::middleware::retry::RetrySettings;
 use crate::store::Retention;
@@ -111,6 +112,34 @@ pub struct ServeArgs {
     /// `dry-run` completes at once with the command that would have run.
     #[arg(long, env = "VERDICT_EXECUTOR", value_name = "EXECUTOR", value_parser = executor_parser())]
     pub executor: Option<ExecutorKind>,
+    /// Namespaces the `kubernetes` executor may change (repeatable); none:
+    /// it refuses every command.
+    #[arg(
+        long = "executor-namespace",
+        env = "VERDICT_EXECUTOR_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub executor_namespaces: Vec<String>,
+    /// Kubeconfig of the `kubernetes` executor. When unset: the in-cluster
+    /// service account, else `$KUBECONFIG` or `~/.kube/config`.
+    #[arg(long, env = "VERDICT_EXECUTOR_KUBECONFIG", value_name = "FILE")]
+    pub executor_kubeconfig: Option<PathBuf>,
+    /// How long an execution lease lasts unrenewed: after it, another
+    /// replica takes over an execution whose replica died.
+    #[arg(long, env = "VERDICT_EXECUTOR_LEASE_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub executor_lease_ttl: Option<Duration>,
+    /// Longest one request of the `kubernetes` executor may take.
+    #[arg(long, env = "VERDICT_EXECUTOR_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub executor_timeout: Option<Duration>,
+    /// How long the rollout an executed command started may take to finish
+    /// (as `kubectl rollout status` decides); later, the decision is ERROR.
+    #[arg(long, env = "VERDICT_EXECUTOR_ROLLOUT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub executor_rollout_timeout: Option<Duration>,
     /// Largest accepted request message in bytes.
     #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -429,6 +458,14 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     pub max_replicas: u32,
     pub executor: ExecutorKind,
+    pub executor_namespaces: Vec<String>,
+    pub executor_kubeconfig: Option<PathBuf>,
+    #[serde(with = "duration")]
+    pub executor_lease_ttl: Duration,
+    #[serde(with = "duration")]
+    pub executor_timeout: Duration,
+    #[serde(with = "duration")]
+    pub executor_rollout_timeout: Duration,
     pub max_message_bytes: usize,
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
@@ -500,6 +537,7 @@ impl Default for Config {
         let retention = Retention::default();
         let retry = RetrySettings::default();
         let consensus = ConsensusSettings::default();
+        let executor = ExecutorSettings::default();
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             redis_url: None,
@@ -514,6 +552,11 @@ impl Default for Config {
             policy_file: None,
             max_replicas: 50,
             executor: ExecutorKind::External,
+            executor_namespaces: executor.namespaces,
+            executor_kubeconfig: executor.kubeconfig,
+            executor_lease_ttl: executor.lease_ttl,
+            executor_timeout: executor.timeout,
+            executor_rollout_timeout: executor.rollout_timeout,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_watchers: 20_000,
@@ -599,6 +642,7 @@ impl Config {
         Authenticator::new(&self.auth_settings()).map_err(anyhow::Error::msg)?;
         self.approval_policy().validate()?;
         self.decision_settings().validate()?;
+        self.executor_settings().validate()?;
         ensure!(self.max_watchers >= 1, "max_watchers must be at least 1");
         ensure!(
             self.history_retention >= self.token_ttl,
@@ -801,6 +845,17 @@ impl Config {
             default_timeout: self.decision_timeout,
             executor: self.executor,
             history_len: Retention::default().history_len,
+        }
+    }
+
+    /// The executors' settings.
+    pub fn executor_settings(&self) -> ExecutorSettings {
+        ExecutorSettings {
+            namespaces: self.executor_namespaces.clone(),
+            kubeconfig: self.executor_kubeconfig.clone(),
+            lease_ttl: self.executor_lease_ttl,
+            timeout: self.executor_timeout,
+            rollout_timeout: self.executor_rollout_timeout,
         }
     }
 }

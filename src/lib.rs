@@ -19,6 +19,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error_code;
+pub mod executor;
 pub mod ingest;
 pub mod manager;
 pub mod middleware;

@@ -12,8 +12,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::Role;
 use crate::engine::{Engines, ExpertEngine};
+use crate::executor::Executor;
+use crate::executor::kubernetes::KubernetesExecutor;
 use crate::ingest::{IngestSettings, Ingestor, Webhook};
-use crate::manager::{DecisionManager, IncidentManager, StatsManager, Sweeper};
+use crate::manager::{DecisionManager, ExecutorKind, IncidentManager, StatsManager, Sweeper};
 use crate::notify::Notifier;
 
 use crate::proto::decision_service_server::DecisionServiceServer;
@@ -213,7 +215,8 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let background = Background::new(shutdown.clone());
-    let parts = build_parts(&config, overrides, &background)?;
+    let executor = build_executor(&config).await?;
+    let parts = build_parts(&config, overrides, executor, &background)?;
     start_background(&config, &parts, &background).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
@@ -273,10 +276,25 @@ struct Parts {
     notifier: Option<Arc<Notifier>>,
 }
 
+/// The executor of the configured kind, if it runs commands here. The
+/// cluster is not contacted until a command runs, so a replica starts while
+/// the API server is away.
+async fn build_executor(config: &Config) -> anyhow::Result<Option<Arc<dyn Executor>>> {
+    Ok(match config.executor {
+        ExecutorKind::External | ExecutorKind::DryRun => None,
+        ExecutorKind::Kubernetes => Some(Arc::new(
+            KubernetesExecutor::connect(config.executor_settings())
+                .await
+                .context("cannot configure the kubernetes executor")?,
+        )),
+    })
+}
+
 /// Store, engines and managers.
 fn build_parts(
     config: &Config,
     overrides: Overrides,
+    executor: Option<Arc<dyn Executor>>,
     background: &Background,
 ) -> anyhow::Result<Parts> {
     let store = build_store(config)?;
@@ -290,14 +308,22 @@ fn build_parts(
         None => build_engines(config, &expert, &store, background)?,
     };
     let webhook_token = config.ingest.webhook_token()?;
-    let decisions = Arc::new(DecisionManager::new(
+    let mut decisions = DecisionManager::new(
         store.clone(),
         expert,
         analyzer,
         clock.clone(),
         config.decision_settings(),
         background.shutdown().clone(),
-    ));
+    );
+    if let Some(executor) = executor {
+        decisions = decisions.with_executor(
+            executor,
+            config.executor_lease_ttl,
+            config.executor_rollout_timeout,
+        );
+    }
+    let decisions = Arc::new(decisions);
     let notify = match overrides.notify {
         Some(n) => n,
         None => config.notify_settings()?,
@@ -395,6 +421,13 @@ async fn start_background(
         if n.polls_telegram() {
             background.spawn("telegram poller", n.clone().run_poller(stop.clone()));
         }
+    }
+    // Dry-runs the commands of decisions this replica makes READY.
+    if let Some(worker) = parts
+        .decisions
+        .preflight_worker(background.shutdown().clone())
+    {
+        background.spawn("dry-run worker", worker);
     }
     // Finishes decisions abandoned ANALYZING by a replica that died.
     if !config.sweep_interval.is_zero() {

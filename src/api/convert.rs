@@ -590,6 +590,11 @@ pub fn decision_to(d: &Decision, now: DateTime<Utc>) -> pb::Decision {
             })
             .collect(),
         approvals_required: d.approvals_required,
+        dry_run: d.preflight.as_ref().map(|p| pb::DryRunResult {
+            would_succeed: p.ok,
+            summary: p.summary.clone(),
+            checked_at: Some(ts(p.checked_at)),
+        }),
     }
 }
 

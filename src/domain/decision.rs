@@ -116,6 +116,20 @@ pub struct Approval {
     pub at: DateTime<Utc>,
 }
 
+/// The server-side dry run (`dryRun=All`) of a READY decision's command:
+/// checked before a person sees the buttons. A failed one makes the
+/// decision unapprovable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preflight {
+    /// Whether the cluster would accept the command as it stands.
+    pub ok: bool,
+    /// What the cluster said: "would succeed: …", "… not found",
+    /// "forbidden by RBAC: …", "refused: … is paused …".
+    pub summary: String,
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
+    pub checked_at: DateTime<Utc>,
+}
+
 /// A decision token as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -160,6 +174,10 @@ pub struct Decision {
     /// the first approval or rejection fixes it; then 1 or 2).
     #[serde(default)]
     pub approvals_required: u32,
+    /// The dry run of the command, once it ran (executors that run
+    /// commands here); None before, and with `external`/`dry-run`.
+    #[serde(default)]
+    pub preflight: Option<Preflight>,
 }
 
 impl Decision {
@@ -194,6 +212,7 @@ impl Decision {
             decided_by_method: None,
             approvals: Vec::new(),
             approvals_required: 0,
+            preflight: None,
         }
     }
 

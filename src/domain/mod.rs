@@ -15,7 +15,7 @@ pub mod text;
 pub mod timestamp;
 pub mod validation;
 
-pub use decision::{Approval, Decision, DecisionMode, DecisionState, TransitionError};
+pub use decision::{Approval, Decision, DecisionMode, DecisionState, Preflight, TransitionError};
 pub use display::{DisplayText, TextWarning};
 pub use group::GroupKey;
 pub use ids::{IncidentId, K8sName, RequestId, Token};

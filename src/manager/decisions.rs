@@ -56,17 +56,25 @@ pub enum ExecutorKind {
     /// Nothing runs; the decision completes at once with the command that
     /// would have run.
     DryRun,
+    /// The Kubernetes API runs the command (`executor::kubernetes`), under
+    /// an execution lease so exactly one replica runs it.
+    Kubernetes,
 }
 
 impl ExecutorKind {
     /// Every kind, for the settings' list of possible values.
-    pub const ALL: [ExecutorKind; 2] = [ExecutorKind::External, ExecutorKind::DryRun];
+    pub const ALL: [ExecutorKind; 3] = [
+        ExecutorKind::External,
+        ExecutorKind::DryRun,
+        ExecutorKind::Kubernetes,
+    ];
 
     /// The name used in settings (the same as its serde name).
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutorKind::External => "external",
             ExecutorKind::DryRun => "dry-run",
+            ExecutorKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -78,7 +86,7 @@ impl std::str::FromStr for ExecutorKind {
         ExecutorKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("{s:?} is not an executor: external or dry-run"))
+            .ok_or_else(|| format!("{s:?} is not an executor: external, dry-run or kubernetes"))
     }
 }
 
@@ -113,13 +121,13 @@ impl DecisionSettings {
 
 /// Issues decision tokens and moves them through their states.
 pub struct DecisionManager {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     expert: Arc<ExpertEngine>,
     analyzer: Arc<dyn Analyzer>,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     settings: DecisionSettings,
     /// Background analyses (calls without `wait`); drained on shutdown.
-    tasks: TaskTracker,
+    pub(super) tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Callers joined to an analysis they do not own, woken by the change
     /// feed ([`Self::observe`]) and by local finishes.
@@ -127,6 +135,9 @@ pub struct DecisionManager {
     /// Who may decide what, and when two approvers are needed; swapped
     /// whole on reload.
     approval: RwLock<Arc<ApprovalPolicy>>,
+    /// What runs approved commands (kinds that run them here); None: the
+    /// decision waits for an external executor or completes at once.
+    pub(super) execution: Option<super::execution::Execution>,
 }
 
 /// A `get_or_create` call: which incident, which engine, and how long the
@@ -193,7 +204,25 @@ impl DecisionManager {
             shutdown,
             waiters: Waiters::default(),
             approval: RwLock::new(Arc::new(ApprovalPolicy::default())),
+            execution: None,
         }
+    }
+
+    /// Gives the manager an executor: approved decisions run through it,
+    /// under an execution lease of `lease_ttl`, and complete once the
+    /// rollout they started finished (within `rollout_timeout`).
+    pub fn with_executor(
+        mut self,
+        executor: Arc<dyn crate::executor::Executor>,
+        lease_ttl: Duration,
+        rollout_timeout: Duration,
+    ) -> Self {
+        self.execution = Some(super::execution::Execution::new(
+            executor,
+            lease_ttl,
+            rollout_timeout,
+        ));
+        self
     }
 
     /// Hands the manager one change from the change feed (any replica's):
@@ -413,6 +442,7 @@ impl DecisionManager {
         let out = match self.store.update_decision(d.version, &next, &stats).await? {
             Cas::Written => {
                 tracing::info!(token = %next.token, "decision ready");
+                self.queue_preflight(&next);
                 next
             }
             Cas::Conflict(Some(current)) => current,
@@ -487,7 +517,7 @@ impl DecisionManager {
         Ok(d)
     }
 
-    async fn load(&self, token: &Token) -> Result<Decision, ManagerError> {
+    pub(super) async fn load(&self, token: &Token) -> Result<Decision, ManagerError> {
         self.store
             .get_decision(token)
             .await?
@@ -567,11 +597,15 @@ impl DecisionManager {
     /// each either land on the version they read or retry on the next: the
     /// decision executes exactly once and every approval is recorded.
     pub async fn approve(
-        &self,
+        self: &Arc<Self>,
         token: &Token,
         who: &Principal,
         expected_version: u64,
     ) -> Result<Decision, ManagerError> {
+        // A failed dry run refuses the approval. (A dry run recorded
+        // between this read and the compare-and-set does not: the
+        // execution then fails the same way, recorded as ERROR.)
+        self.ensure_approvable(token).await?;
         let mut d = None;
         for _ in 0..CAS_ATTEMPTS {
             let cur = self.load(token).await?;
@@ -600,6 +634,10 @@ impl DecisionManager {
         }
         match self.settings.executor {
             ExecutorKind::External => Ok(d),
+            ExecutorKind::Kubernetes => {
+                self.spawn_execution(&d);
+                Ok(d)
+            }
             ExecutorKind::DryRun => {
                 let line = d
                     .proposal

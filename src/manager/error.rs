@@ -19,6 +19,9 @@ pub enum ManagerError {
     /// A refused state transition or a stale expected version.
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// The command's dry run failed: approving it would only fail later.
+    #[error("cannot be approved: the dry run failed: {0}")]
+    Unapprovable(String),
     /// Kept losing compare-and-set races; the caller may retry.
     #[error("{0} is changing concurrently; retry")]
     Contended(String),
@@ -48,7 +51,9 @@ impl ManagerError {
             ManagerError::Invalid(_) => ErrorCode::BadRequest,
             ManagerError::NotFound(_) => ErrorCode::NotFound,
             ManagerError::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            ManagerError::Transition(_) => ErrorCode::FailedPrecondition,
+            ManagerError::Transition(_) | ManagerError::Unapprovable(_) => {
+                ErrorCode::FailedPrecondition
+            }
             ManagerError::Contended(_) => ErrorCode::Aborted,
             ManagerError::NotAllowed(_) => ErrorCode::PermissionDenied,
             ManagerError::ShuttingDown => ErrorCode::Unavailable,

@@ -5,6 +5,7 @@
 pub mod approval;
 pub mod decisions;
 pub mod error;
+pub mod execution;
 pub mod incidents;
 pub mod stats;
 pub mod sweeper;

@@ -81,7 +81,10 @@ impl Sweeper {
                 "finished analyses abandoned by a replica"
             );
         }
-        Ok(tokens.len())
+        // Executions whose replica died (their lease ran out) are taken
+        // over the same way (see `super::execution`).
+        let executions = self.decisions.resume_executions().await?;
+        Ok(tokens.len() + executions)
     }
 
     /// Sweeps every `interval` until `shutdown`. Each replica starts at a

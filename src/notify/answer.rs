@@ -113,7 +113,7 @@ impl Notifier {
             }
         }
         // Hand the lease on at once rather than when it runs out.
-        let _ = self.store.release_lease(POLLER, &self.owner).await;
+        let _ = self.store.release_poller_lease(POLLER, &self.owner).await;
     }
 
     /// Acts on one update (only button presses matter) and answers it.

@@ -25,6 +25,8 @@
 //! | `verdict:stats:{B}:lat:SOURCE`   | string | analysis-latency sketch of SOURCE's proposals (u32 bins) |
 //! | `verdict:stats:status`           | hash   | incidents in each status now (gauge)    |
 //! | `verdict:stats:tmp:svc`          | zset   | scratch of the ranking script, deleted before it returns |
+//! | `verdict:executing`              | zset   | tokens of EXECUTING decisions scored by when (ms) another replica may take them over |
+//! | `verdict:lease:{DEC-…}`          | string | the replica holding the decision's execution lease (`PX` = lease) |
 //!
 //! Statistics buckets: `B` is a UTC hour (`2025-11-25T18`) or a UTC day
 //! (`2025-11-25`); every event is counted in both, and a range query reads
@@ -155,4 +157,18 @@ pub fn notify_lease(name: &str) -> String {
 /// The next update id of poller `name` (same slot as its lease).
 pub fn notify_offset(name: &str) -> String {
     format!("verdict:notify:{{{name}}}:offset")
+}
+
+/// Tokens of EXECUTING decisions, scored by the time (ms) after which any
+/// replica may take their execution over: the moment they entered
+/// EXECUTING, then each lease's expiry. Added and removed by
+/// `update_decision.lua` as a decision enters and leaves EXECUTING; the
+/// score is moved forward by `take_lease.lua`.
+pub const EXECUTING_INDEX: &str = "verdict:executing";
+
+/// The execution lease of one decision: the owning replica's id, expiring
+/// with the lease (`PX`). Its own hash tag: only ever written by the lease
+/// scripts with the (global) executing index.
+pub fn lease(token: &Token) -> String {
+    format!("verdict:lease:{{{token}}}")
 }

@@ -35,6 +35,10 @@ struct Inner {
     /// token's deadline for removal.
     analyzing: BTreeSet<(i64, Token)>,
     analyzing_at: HashMap<Token, i64>,
+    /// The EXECUTING index: token → score (ms), as in Redis.
+    executing: HashMap<Token, i64>,
+    /// Execution leases: token → (owner, expiry ms).
+    leases: HashMap<Token, (String, i64)>,
     /// Alert group → the incident it last opened.
     groups: HashMap<GroupKey, IncidentId>,
     stats: Stats,
@@ -348,6 +352,16 @@ impl Store for MemoryStore {
                 if decision.state != DecisionState::Analyzing {
                     g.unindex_analysis(&decision.token);
                 }
+                match decision.state {
+                    DecisionState::Executing => {
+                        let ms = decision.updated_at.timestamp_millis();
+                        g.executing.entry(decision.token.clone()).or_insert(ms);
+                    }
+                    DecisionState::Completed | DecisionState::Error => {
+                        g.executing.remove(&decision.token);
+                    }
+                    _ => {}
+                }
                 g.stats.apply(stats, self.retention.stats);
                 Ok(Cas::Written)
             }
@@ -427,6 +441,63 @@ impl Store for MemoryStore {
 
     async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError> {
         self.lock().unindex_analysis(token);
+        Ok(())
+    }
+
+    async fn overdue_executions(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let before = before.timestamp_millis();
+        let g = self.lock();
+        let mut due: Vec<(i64, Token)> = g
+            .executing
+            .iter()
+            .filter(|(_, ms)| **ms <= before)
+            .map(|(t, ms)| (*ms, t.clone()))
+            .collect();
+        due.sort();
+        Ok(due.into_iter().take(limit).map(|(_, t)| t).collect())
+    }
+
+    async fn forget_execution(&self, token: &Token) -> Result<(), StoreError> {
+        self.lock().executing.remove(token);
+        Ok(())
+    }
+
+    async fn take_lease(
+        &self,
+        token: &Token,
+        owner: &str,
+        ttl: std::time::Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let ttl_ms = ttl.as_millis().clamp(1, i64::MAX as u128) as i64;
+        let until = now_ms.saturating_add(ttl_ms);
+        let mut g = self.lock();
+        if let Some((holder, expiry)) = g.leases.get(token)
+            && holder != owner
+            && *expiry > now_ms
+        {
+            return Ok(false);
+        }
+        g.leases.insert(token.clone(), (owner.to_owned(), until));
+        if let Some(score) = g.executing.get_mut(token) {
+            *score = until;
+        }
+        Ok(true)
+    }
+
+    async fn release_lease(&self, token: &Token, owner: &str) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.leases
+            .get(token)
+            .is_some_and(|(holder, _)| holder == owner)
+        {
+            g.leases.remove(token);
+        }
         Ok(())
     }
 

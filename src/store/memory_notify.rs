@@ -221,7 +221,7 @@ impl NotifyStore for MemoryStore {
         }
     }
 
-    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+    async fn release_poller_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
         let mut g = self.notify_state();
         let key = keys::notify_lease(name);
         if g.get(&key).as_deref() == Some(owner) {

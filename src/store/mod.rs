@@ -174,6 +174,43 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
     /// decision record no longer exists).
     async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError>;
 
+    // ---- execution leases -------------------------------------------------
+    //
+    // Every decision written EXECUTING is entered in an index in the same
+    // atomic write, scored by when it entered; the replica that runs it
+    // takes a lease (which moves the score to the lease's expiry) and
+    // renews it while it runs. Writing COMPLETED or ERROR removes the entry.
+    // A replica that died mid-execution thus leaves an entry whose score is
+    // in the past and no live lease: another replica finds it without
+    // scanning and takes the lease over.
+
+    /// Tokens of EXECUTING decisions whose score (entry time, or lease
+    /// expiry once leased) is at or before `before`, earliest first, at
+    /// most `limit`.
+    async fn overdue_executions(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError>;
+
+    /// Removes a token from the EXECUTING index (for an entry whose
+    /// decision is gone or no longer EXECUTING).
+    async fn forget_execution(&self, token: &Token) -> Result<(), StoreError>;
+
+    /// Takes the execution lease of `token` for `owner` for `ttl`, or
+    /// renews it when `owner` holds it; false when another owner holds an
+    /// unexpired lease. Moves the index score to the lease's expiry.
+    async fn take_lease(
+        &self,
+        token: &Token,
+        owner: &str,
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up if `owner` holds it (else does nothing).
+    async fn release_lease(&self, token: &Token, owner: &str) -> Result<(), StoreError>;
+
     // ---- proposal cache ---------------------------------------------------
 
     /// The proposal cached for `signature`, if one is stored and fresh.

@@ -90,7 +90,7 @@ pub trait NotifyStore: Send + Sync {
     async fn lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
 
     /// Gives the lease up if `owner` holds it.
-    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+    async fn release_poller_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 
     /// The next update id the poller of `name` asks for (0 at first).
     async fn update_offset(&self, name: &str) -> Result<i64, StoreError>;

@@ -30,9 +30,18 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("auth", &["domain", "error_code"]),
     ("store", &["domain", "error_code", "stats", "clock"]),
     ("engine", &["domain", "error_code", "middleware", "store"]),
+    ("executor", &["domain"]),
     (
         "manager",
-        &["domain", "error_code", "engine", "store", "stats", "clock"],
+        &[
+            "domain",
+            "error_code",
+            "engine",
+            "executor",
+            "store",
+            "stats",
+            "clock",
+        ],
     ),
     (
         "watch",
@@ -70,6 +79,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "stats",
             "store",
             "engine",
+            "executor",
             "manager",
             "watch",
             "ingest",
@@ -89,6 +99,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "stats",
             "store",
             "engine",
+            "executor",
             "manager",
             "watch",
             "ingest",
@@ -142,6 +153,8 @@ const CRATES: &[(&[&str], &[&str])] = &[
     // notifier (to the Telegram Bot API and Slack's Web API) speak HTTP as
     // clients.
     (&["reqwest"], &["engine", "notify"]),
+    // Only the executor speaks to a Kubernetes cluster.
+    (&["kube", "k8s_openapi"], &["executor"]),
     // Command-line parsing belongs to the command line; `config` maps the
     // flags of `serve` onto settings.
     (&["clap"], &["app", "cli", "bench", "config"]),

@@ -15,6 +15,7 @@ mod bench_smoke;
 mod chat;
 mod cors;
 mod decisions;
+mod executor;
 mod hardening_input;
 mod health;
 mod hostile_answers;

@@ -376,6 +376,71 @@ async fn group_pointers_compare_and_set(s: Arc<dyn Store>) {
     assert_eq!(s.group_incident(&other).await.unwrap(), None);
 }
 
+async fn executions_are_indexed_with_the_state_and_leased_exclusively(s: Arc<dyn Store>) {
+    let inc = incident(1_000);
+    s.create_incident(&inc, None, &none()).await.unwrap();
+    let d = analyzing(&inc.id, 30);
+    s.create_decision(None, &d, &none()).await.unwrap();
+    let now = Utc::now();
+    let ready = d.transition(DecisionState::Ready, 0, now).unwrap();
+    s.update_decision(1, &ready, &none()).await.unwrap();
+    assert!(
+        s.overdue_executions(now + Duration::hours(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Entering EXECUTING enters the index, due at once.
+    let executing = ready.transition(DecisionState::Executing, 0, now).unwrap();
+    s.update_decision(2, &executing, &none()).await.unwrap();
+    assert_eq!(
+        s.overdue_executions(now, 10).await.unwrap(),
+        vec![d.token.clone()]
+    );
+
+    // One owner at a time; the owner renews; a lease moves the entry to its expiry.
+    let ttl = std::time::Duration::from_secs(60);
+    assert!(s.take_lease(&d.token, "a", ttl, now).await.unwrap());
+    assert!(!s.take_lease(&d.token, "b", ttl, now).await.unwrap());
+    assert!(
+        s.take_lease(&d.token, "a", ttl, now).await.unwrap(),
+        "renewed"
+    );
+    assert!(
+        s.overdue_executions(now, 10).await.unwrap().is_empty(),
+        "leased: not due"
+    );
+    assert_eq!(
+        s.overdue_executions(now + Duration::seconds(61), 10)
+            .await
+            .unwrap(),
+        vec![d.token.clone()],
+        "due again once the lease would have run out"
+    );
+    // Only the holder releases it.
+    s.release_lease(&d.token, "b").await.unwrap();
+    assert!(!s.take_lease(&d.token, "b", ttl, now).await.unwrap());
+    s.release_lease(&d.token, "a").await.unwrap();
+    assert!(s.take_lease(&d.token, "b", ttl, now).await.unwrap());
+
+    // Completing leaves the index, in the same write; a lease taken later
+    // does not put it back.
+    let done = executing
+        .transition(DecisionState::Completed, 0, now)
+        .unwrap();
+    s.update_decision(3, &done, &none()).await.unwrap();
+    s.release_lease(&d.token, "b").await.unwrap();
+    assert!(s.take_lease(&d.token, "c", ttl, now).await.unwrap());
+    assert!(
+        s.overdue_executions(now + Duration::hours(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.forget_execution(&d.token).await.unwrap();
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -397,4 +462,5 @@ conformance!(
     overdue_analyses_come_from_an_index_kept_with_the_state,
     proposals_are_cached_by_signature,
     group_pointers_compare_and_set,
+    executions_are_indexed_with_the_state_and_leased_exclusively,
 );

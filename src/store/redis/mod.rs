@@ -391,6 +391,13 @@ impl Store for RedisStore {
         } else {
             decision.token.as_str()
         };
+        // The EXECUTING index follows the state in the same script.
+        let executing = match decision.state {
+            DecisionState::Executing => "enter",
+            DecisionState::Completed | DecisionState::Error => "leave",
+            _ => "",
+        };
+        let entered_ms = decision.updated_at.timestamp_millis();
         let stats = self.stats_args(stats);
         let reply: Vec<Value> = self
             .run(async |c| {
@@ -398,12 +405,15 @@ impl Store for RedisStore {
                     .key(&key)
                     .key(keys::CHANGES)
                     .key(keys::ANALYZING_INDEX)
+                    .key(keys::EXECUTING_INDEX)
                     .arg(expected_version)
                     .arg(decision.version)
                     .arg(&json)
                     .arg(retention)
                     .arg(stream_len)
                     .arg(leaves_analyzing)
+                    .arg(executing)
+                    .arg(entered_ms)
                     .arg(&stats)
                     .invoke_async(c)
                     .await
@@ -516,6 +526,82 @@ impl Store for RedisStore {
                 .arg(keys::ANALYZING_INDEX)
                 .arg(token.as_str())
                 .query_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn overdue_executions(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let members: Vec<String> = self
+            .run(async |c| {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(keys::EXECUTING_INDEX)
+                    .arg("-inf")
+                    .arg(before.timestamp_millis())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        // A member that is not a token was not written by verdict: skipped.
+        Ok(members
+            .iter()
+            .filter_map(|m| Token::parse(m).ok())
+            .collect())
+    }
+
+    async fn forget_execution(&self, token: &Token) -> Result<(), StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZREM")
+                .arg(keys::EXECUTING_INDEX)
+                .arg(token.as_str())
+                .query_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn take_lease(
+        &self,
+        token: &Token,
+        owner: &str,
+        ttl: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = ttl.as_millis().clamp(1, i64::MAX as u128) as i64;
+        let until = now.timestamp_millis().saturating_add(ttl_ms);
+        let script = &self.scripts.take_lease;
+        let taken: i64 = self
+            .run(async |c| {
+                script
+                    .key(keys::lease(token))
+                    .key(keys::EXECUTING_INDEX)
+                    .arg(owner)
+                    .arg(ttl_ms)
+                    .arg(until)
+                    .arg(token.as_str())
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(taken == 1)
+    }
+
+    async fn release_lease(&self, token: &Token, owner: &str) -> Result<(), StoreError> {
+        let script = &self.scripts.release_lease;
+        self.run(async |c| {
+            script
+                .key(keys::lease(token))
+                .arg(owner)
+                .invoke_async::<i64>(c)
                 .await
         })
         .await

@@ -203,7 +203,7 @@ impl NotifyStore for RedisStore {
         Ok(held == 1)
     }
 
-    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+    async fn release_poller_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
         let key = keys::notify_lease(name);
         self.run(async |c| {
             LEASE

@@ -30,6 +30,8 @@ pub(super) struct Scripts {
     pub create_incident: Script,
     pub set_group: Script,
     pub top_services: Script,
+    pub take_lease: Script,
+    pub release_lease: Script,
 }
 
 impl Scripts {
@@ -43,6 +45,8 @@ impl Scripts {
             set_group: Script::new(include_str!("lua/set_group.lua")),
             create_incident: with_stats!("create_incident.lua"),
             top_services: Script::new(include_str!("lua/top_services.lua")),
+            take_lease: Script::new(include_str!("lua/take_lease.lua")),
+            release_lease: Script::new(include_str!("lua/release_lease.lua")),
         }
     }
 }

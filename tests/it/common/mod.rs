@@ -8,6 +8,7 @@
 //! helper warns.
 
 mod commandstats;
+pub mod fake_kube;
 pub mod fake_llm;
 pub mod fake_telegram;
 mod incident;

@@ -5,6 +5,9 @@
 -- ARGV[3]  the new JSON; ARGV[4] retention in ms; ARGV[5] stream length kept
 -- KEYS[3]  verdict:analyzing; ARGV[6] the token when the decision leaves
 --          ANALYZING (removed from that index), else ''
+-- KEYS[4]  verdict:executing; ARGV[7] 'enter' when the decision is written
+--          EXECUTING (indexed with score ARGV[8], ms), 'leave' when it is
+--          written COMPLETED or ERROR (removed), else ''
 -- then the statistics increments (stats.lua), applied only when written.
 -- Returns {1} when written, else {0, current JSON or false}.
 local v = redis.call('HGET', KEYS[1], 'v')
@@ -16,6 +19,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[3])
 if ARGV[6] ~= '' then
   redis.call('ZREM', KEYS[3], ARGV[6])
+end
+if ARGV[7] == 'enter' then
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[8], ARGV[6])
+elseif ARGV[7] == 'leave' then
+  redis.call('ZREM', KEYS[4], ARGV[6])
 end
 apply_stats()
 return {1}

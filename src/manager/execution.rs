@@ -1,0 +1,345 @@
+//! Running an approved decision exactly once, whatever the number of
+//! replicas.
+//!
+//! The replica whose approval won the READY → EXECUTING compare-and-set
+//! starts the execution at once; the store entered the decision in its
+//! EXECUTING index in that same write. Each attempt takes the decision's
+//! execution lease under an owner id of its own (replica id + attempt), so
+//! two attempts never run at once, even on one replica; it renews the lease
+//! every third of its length while the command runs, and completes the
+//! decision (COMPLETED or ERROR, through the usual compare-and-set) before
+//! giving the lease up.
+//!
+//! A replica that dies mid-execution leaves its index entry with a lease
+//! that runs out. Every replica's periodic sweep ([`super::sweeper`]) finds
+//! such entries without scanning and takes the lease over. It does not
+//! repeat the command blindly: executors derive every write from the
+//! [`Run`] (the restart annotation is the approval time), so sending it
+//! again converges on the state the first attempt may already have reached
+//! and changes nothing if it had.
+
+use super::{DecisionManager, ManagerError};
+use crate::domain::Preflight;
+use crate::domain::{Decision, DecisionState, Token};
+use crate::executor::{ExecError, Executor, Outcome, Rollout, Run};
+use crate::stats::StatDelta;
+use crate::store::Cas;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Overdue executions taken over per sweep at most.
+const BATCH: usize = 64;
+
+/// READY decisions waiting for their dry run, per replica. When full, a
+/// decision goes unchecked (its execution still fails the same way).
+const PREFLIGHT_QUEUE: usize = 256;
+
+/// The executor of a manager and the lease it runs under.
+pub struct Execution {
+    executor: Arc<dyn Executor>,
+    /// This replica's id; each attempt appends its own.
+    replica: String,
+    lease_ttl: Duration,
+    /// How long a rollout may take after the command.
+    rollout_timeout: Duration,
+    /// Decisions this replica wrote READY, for the dry-run worker.
+    preflight_tx: mpsc::Sender<Token>,
+    /// Taken once by [`DecisionManager::preflight_worker`].
+    preflight_rx: Mutex<Option<mpsc::Receiver<Token>>>,
+}
+
+impl Execution {
+    pub fn new(
+        executor: Arc<dyn Executor>,
+        lease_ttl: Duration,
+        rollout_timeout: Duration,
+    ) -> Self {
+        let (preflight_tx, rx) = mpsc::channel(PREFLIGHT_QUEUE);
+        Execution {
+            executor,
+            replica: format!("replica-{}", uuid::Uuid::new_v4().simple()),
+            lease_ttl,
+            rollout_timeout,
+            preflight_tx,
+            preflight_rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+/// The run of a decision: everything an executor writes derives from it,
+/// so a second attempt sends identical requests.
+pub fn run_of(d: &Decision) -> Run {
+    Run {
+        stamp: d.decided_at.unwrap_or(d.updated_at),
+    }
+}
+
+/// Runs the command, then waits for the rollout it started to finish as
+/// `kubectl rollout status` decides (polled: after 250 ms, then doubling up
+/// to every 5 s, and once more at the deadline), within the rollout timeout.
+async fn run_and_roll_out(
+    ex: &Execution,
+    command: &crate::domain::RemediationCommand,
+    run: &Run,
+) -> Result<Outcome, ExecError> {
+    let done = ex.executor.execute(command, run).await?;
+    let deadline = tokio::time::Instant::now() + ex.rollout_timeout;
+    let mut every = Duration::from_millis(250);
+    loop {
+        match ex.executor.rollout(command).await? {
+            Rollout::Done(msg) => {
+                return Ok(Outcome {
+                    summary: format!("{}; {msg}", done.summary),
+                });
+            }
+            Rollout::Failed(msg) => {
+                return Err(ExecError::RolloutFailed(format!(
+                    "{}, but {msg}",
+                    done.summary
+                )));
+            }
+            Rollout::Progressing(msg) => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(ExecError::RolloutFailed(format!(
+                        "{}, but the rollout did not finish within {}: {msg}",
+                        done.summary,
+                        humantime::format_duration(ex.rollout_timeout)
+                    )));
+                }
+                // The last wait ends at the deadline, for one last look.
+                tokio::time::sleep(every.min(deadline - now)).await;
+                every = (every * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+impl DecisionManager {
+    /// Queues the dry run of a decision this replica just wrote READY (the
+    /// replica that finished the analysis checks it, so it is checked once).
+    pub(super) fn queue_preflight(&self, d: &Decision) {
+        if let Some(ex) = &self.execution
+            && d.state == DecisionState::Ready
+            && ex.preflight_tx.try_send(d.token.clone()).is_err()
+        {
+            tracing::warn!(token = %d.token, "dry-run queue full; the decision is approvable unchecked");
+        }
+    }
+
+    /// Refuses the approval of a decision whose dry run failed.
+    pub(super) async fn ensure_approvable(&self, token: &Token) -> Result<(), ManagerError> {
+        if self.execution.is_none() {
+            return Ok(());
+        }
+        match self.load(token).await?.preflight {
+            Some(p) if !p.ok => Err(ManagerError::Unapprovable(p.summary)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The background work that dry-runs the commands of READY decisions
+    /// and records each result on its decision, until `shutdown`. None
+    /// without an executor, or when already taken.
+    pub fn preflight_worker(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let ex = self.execution.as_ref()?;
+        let mut rx = ex
+            .preflight_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        let this = Arc::clone(self);
+        Some(async move {
+            loop {
+                let token = tokio::select! {
+                    t = rx.recv() => match t { Some(t) => t, None => return },
+                    () = shutdown.cancelled() => return,
+                };
+                if let Err(e) = this.preflight(&token).await {
+                    tracing::warn!(%token, error = %e, "cannot record the dry run");
+                }
+            }
+        })
+    }
+
+    /// Dry-runs one READY decision's command and records the result with a
+    /// compare-and-set (the decision stays READY; its version moves).
+    async fn preflight(&self, token: &Token) -> Result<(), ManagerError> {
+        let Some(ex) = self.execution.as_ref() else {
+            return Ok(());
+        };
+        let d = self.load(token).await?;
+        let Some(command) = d.proposal.as_ref().map(|p| p.command.clone()) else {
+            return Ok(());
+        };
+        if d.state != DecisionState::Ready {
+            return Ok(());
+        }
+        let run = Run {
+            stamp: self.clock.now(),
+        };
+        let result = ex.executor.check(&command, &run).await;
+        let preflight = Preflight {
+            ok: result.is_ok(),
+            summary: match result {
+                Ok(o) => o.summary,
+                Err(e) => e.to_string(),
+            },
+            checked_at: self.clock.now(),
+        };
+        tracing::info!(%token, ok = preflight.ok, summary = %preflight.summary, "dry run");
+        for _ in 0..8 {
+            let cur = self.load(token).await?;
+            if cur.state != DecisionState::Ready || cur.preflight.is_some() {
+                return Ok(());
+            }
+            let mut next = cur.clone();
+            next.version += 1;
+            next.updated_at = self.clock.now();
+            next.preflight = Some(preflight.clone());
+            match self
+                .store
+                .update_decision(cur.version, &next, &StatDelta::none())
+                .await?
+            {
+                Cas::Written => return Ok(()),
+                Cas::Conflict(_) => continue,
+            }
+        }
+        Err(ManagerError::Contended(format!("decision {token}")))
+    }
+
+    /// Starts `d` (just written EXECUTING by this replica) in the
+    /// background, if this manager has an executor.
+    pub(super) fn spawn_execution(self: &Arc<Self>, d: &Decision) {
+        if self.execution.is_none() {
+            return;
+        }
+        let this = Arc::clone(self);
+        let token = d.token.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = this.execute(&token).await {
+                tracing::warn!(%token, error = %e, "execution failed to finish; another replica takes it over after the lease");
+            }
+        });
+    }
+
+    /// Takes over executions whose owner's lease ran out (or that nobody
+    /// started); returns how many were found. Each runs in the background.
+    pub async fn resume_executions(self: &Arc<Self>) -> Result<usize, ManagerError> {
+        if self.execution.is_none() {
+            return Ok(0);
+        }
+        let tokens = self
+            .store
+            .overdue_executions(self.clock.now(), BATCH)
+            .await?;
+        for token in &tokens {
+            let this = Arc::clone(self);
+            let token = token.clone();
+            self.tasks.spawn(async move {
+                if let Err(e) = this.execute(&token).await {
+                    tracing::warn!(%token, error = %e, "taking over an execution failed");
+                }
+            });
+        }
+        Ok(tokens.len())
+    }
+
+    /// One attempt: lease, run, complete, release. Does nothing when
+    /// another attempt holds the lease.
+    async fn execute(self: &Arc<Self>, token: &Token) -> Result<(), ManagerError> {
+        let Some(ex) = self.execution.as_ref() else {
+            return Ok(());
+        };
+        let owner = format!("{}/{}", ex.replica, uuid::Uuid::new_v4().simple());
+        let leased = self
+            .store
+            .take_lease(token, &owner, ex.lease_ttl, self.clock.now())
+            .await?;
+        if !leased {
+            return Ok(());
+        }
+        let result = self.execute_leased(ex, token, &owner).await;
+        self.store.release_lease(token, &owner).await?;
+        result
+    }
+
+    async fn execute_leased(
+        &self,
+        ex: &Execution,
+        token: &Token,
+        owner: &str,
+    ) -> Result<(), ManagerError> {
+        let d = match self.load(token).await {
+            Ok(d) => d,
+            Err(ManagerError::NotFound(_)) => {
+                self.store.forget_execution(token).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if d.state != DecisionState::Executing {
+            // Finished by an earlier attempt; the finishing write removed
+            // the entry, and this clears one left by anything else.
+            self.store.forget_execution(token).await?;
+            return Ok(());
+        }
+        let Some(command) = d.proposal.as_ref().map(|p| p.command.clone()) else {
+            self.complete(token, false, "no command to run").await?;
+            return Ok(());
+        };
+        let run = run_of(&d);
+        tracing::info!(%token, command = %command.render(), "executing");
+        let outcome = tokio::select! {
+            r = run_and_roll_out(ex, &command, &run) => Some(r),
+            () = self.keep_lease(ex, token, owner) => None,
+        };
+        match outcome {
+            Some(Ok(o)) => {
+                self.complete(token, true, &o.summary).await?;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%token, error = %e, "command failed");
+                self.complete(token, false, &e.to_string()).await?;
+            }
+            None => {
+                // Lost the lease (a pause longer than the lease): another
+                // attempt owns the execution now and finishes it.
+                tracing::warn!(%token, "execution lease lost; leaving the decision to its new owner");
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews the lease every third of its length; returns only when it
+    /// could not (another attempt holds it, or the store failed twice in a
+    /// row with the lease about to run out).
+    async fn keep_lease(&self, ex: &Execution, token: &Token, owner: &str) {
+        let every = ex.lease_ttl / 3;
+        let mut failures = 0;
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .take_lease(token, owner, ex.lease_ttl, self.clock.now())
+                .await
+            {
+                Ok(true) => failures = 0,
+                Ok(false) => return,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(%token, error = %e, "cannot renew the execution lease");
+                    if failures >= 2 {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
