@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file verdict/v1/decision.proto.
  */
 export const file_verdict_v1_decision: GenFile = /*@__PURE__*/
-  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2UihQUKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRZGVjaWRlZF9ieV9tZXRob2QYESABKAkSJwoJYXBwcm92YWxzGBIgAygLMhQudmVyZGljdC52MS5BcHByb3ZhbBIaChJhcHByb3ZhbHNfcmVxdWlyZWQYEyABKA0iXAoIQXBwcm92YWwSDwoHc3ViamVjdBgBIAEoCRIOCgZtZXRob2QYAiABKAkSLwoLYXBwcm92ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpMBChpHZXRPckNyZWF0ZURlY2lzaW9uUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCRImCgRtb2RlGAIgASgOMhgudmVyZGljdC52MS5EZWNpc2lvbk1vZGUSDAoEd2FpdBgDIAEoCBIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKG0dldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24SDwoHY3JlYXRlZBgCIAEoCCIjChJHZXREZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkiPQoTR2V0RGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iKwoUTGlzdERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkiQAoVTGlzdERlY2lzaW9uc1Jlc3BvbnNlEicKCWRlY2lzaW9ucxgBIAMoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iUAoWQXBwcm92ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAMgASgEIkEKF0FwcHJvdmVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJfChVSZWplY3REZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YBCABKAQiQAoWUmVqZWN0RGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iSQoXQ29tcGxldGVEZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSDwoHc3VjY2VzcxgCIAEoCBIOCgZvdXRwdXQYAyABKAkiQgoYQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiI8ChRXYXRjaERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIVCg1hZnRlcl92ZXJzaW9uGAIgASgEIj8KFVdhdGNoRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24ifgoVV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEigKBXN0YXRlGAIgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHNldmVyaXR5GAMgASgOMhQudmVyZGljdC52MS5TZXZlcml0eSJAChZXYXRjaERlY2lzaW9uc1Jlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiqPAgoNRGVjaXNpb25TdGF0ZRIeChpERUNJU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0RFQ0lTSU9OX1NUQVRFX0lOSVQQARIcChhERUNJU0lPTl9TVEFURV9BTkFMWVpJTkcQAhIYChRERUNJU0lPTl9TVEFURV9SRUFEWRADEhwKGERFQ0lTSU9OX1NUQVRFX0VYRUNVVElORxAEEhwKGERFQ0lTSU9OX1NUQVRFX0NPTVBMRVRFRBAFEhgKFERFQ0lTSU9OX1NUQVRFX0VSUk9SEAYSGwoXREVDSVNJT05fU1RBVEVfUkVKRUNURUQQBxIaChZERUNJU0lPTl9TVEFURV9FWFBJUkVEEAgqegoMRGVjaXNpb25Nb2RlEh0KGURFQ0lTSU9OX01PREVfVU5TUEVDSUZJRUQQABIWChJERUNJU0lPTl9NT0RFX0FVVE8QARIWChJERUNJU0lPTl9NT0RFX0RVQUwQAhIbChdERUNJU0lPTl9NT0RFX0NPTlNFTlNVUxADKoUBCg5Qcm9wb3NhbFNvdXJjZRIfChtQUk9QT1NBTF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIaChZQUk9QT1NBTF9TT1VSQ0VfRVhQRVJUEAESFwoTUFJPUE9TQUxfU09VUkNFX0xMTRACEh0KGVBST1BPU0FMX1NPVVJDRV9DT05TRU5TVVMQAyqHAgoORmFsbGJhY2tSZWFzb24SHwobRkFMTEJBQ0tfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXRkFMTEJBQ0tfUkVBU09OX1RJTUVPVVQQARIZChVGQUxMQkFDS19SRUFTT05fRVJST1IQAhIbChdGQUxMQkFDS19SRUFTT05fSU5WQUxJRBADEhoKFkZBTExCQUNLX1JFQVNPTl9VTlNBRkUQBBIgChxGQUxMQkFDS19SRUFTT05fQ0lSQ1VJVF9PUEVOEAUSIgoeRkFMTEJBQ0tfUkVBU09OX05PVF9DT05GSUdVUkVEEAYSHQoZRkFMTEJBQ0tfUkVBU09OX1JFQ09WRVJFRBAHKoABCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhIKDlJJU0tfTEVWRUxfTE9XEAESFQoRUklTS19MRVZFTF9NRURJVU0QAhITCg9SSVNLX0xFVkVMX0hJR0gQAxIXChNSSVNLX0xFVkVMX0NSSVRJQ0FMEAQqhAEKC0NvbW1hbmRWZXJiEhwKGENPTU1BTkRfVkVSQl9VTlNQRUNJRklFRBAAEiAKHENPTU1BTkRfVkVSQl9ST0xMT1VUX1JFU1RBUlQQARIdChlDT01NQU5EX1ZFUkJfUk9MTE9VVF9VTkRPEAISFgoSQ09NTUFORF9WRVJCX1NDQUxFEAMqrQEKC1RleHRXYXJuaW5nEhwKGFRFWFRfV0FSTklOR19VTlNQRUNJRklFRBAAEiEKHVRFWFRfV0FSTklOR19NRU5USU9OU19DT01NQU5EEAESHQoZVEVYVF9XQVJOSU5HX01FTlRJT05TX1VSTBACEiIKHlRFWFRfV0FSTklOR19ISURERU5fQ0hBUkFDVEVSUxADEhoKFlRFWFRfV0FSTklOR19UUlVOQ0FURUQQBDLmBQoPRGVjaXNpb25TZXJ2aWNlEmYKE0dldE9yQ3JlYXRlRGVjaXNpb24SJi52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXF1ZXN0GicudmVyZGljdC52MS5HZXRPckNyZWF0ZURlY2lzaW9uUmVzcG9uc2USTgoLR2V0RGVjaXNpb24SHi52ZXJkaWN0LnYxLkdldERlY2lzaW9uUmVxdWVzdBofLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXNwb25zZRJUCg1MaXN0RGVjaXNpb25zEiAudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVxdWVzdBohLnZlcmRpY3QudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlEloKD0FwcHJvdmVEZWNpc2lvbhIiLnZlcmRpY3QudjEuQXBwcm92ZURlY2lzaW9uUmVxdWVzdBojLnZlcmRpY3QudjEuQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USVwoOUmVqZWN0RGVjaXNpb24SIS52ZXJkaWN0LnYxLlJlamVjdERlY2lzaW9uUmVxdWVzdBoiLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXNwb25zZRJdChBDb21wbGV0ZURlY2lzaW9uEiMudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVxdWVzdBokLnZlcmRpY3QudjEuQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlElYKDVdhdGNoRGVjaXNpb24SIC52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXF1ZXN0GiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uUmVzcG9uc2UwARJZCg5XYXRjaERlY2lzaW9ucxIhLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0GiIudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
+  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2UisAUKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRZGVjaWRlZF9ieV9tZXRob2QYESABKAkSJwoJYXBwcm92YWxzGBIgAygLMhQudmVyZGljdC52MS5BcHByb3ZhbBIaChJhcHByb3ZhbHNfcmVxdWlyZWQYEyABKA0SKQoHZHJ5X3J1bhgUIAEoCzIYLnZlcmRpY3QudjEuRHJ5UnVuUmVzdWx0IlwKCEFwcHJvdmFsEg8KB3N1YmplY3QYASABKAkSDgoGbWV0aG9kGAIgASgJEi8KC2FwcHJvdmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJmCgxEcnlSdW5SZXN1bHQSFQoNd291bGRfc3VjY2VlZBgBIAEoCBIPCgdzdW1tYXJ5GAIgASgJEi4KCmNoZWNrZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpMBChpHZXRPckNyZWF0ZURlY2lzaW9uUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCRImCgRtb2RlGAIgASgOMhgudmVyZGljdC52MS5EZWNpc2lvbk1vZGUSDAoEd2FpdBgDIAEoCBIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKG0dldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24SDwoHY3JlYXRlZBgCIAEoCCIjChJHZXREZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkiPQoTR2V0RGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iKwoUTGlzdERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkiQAoVTGlzdERlY2lzaW9uc1Jlc3BvbnNlEicKCWRlY2lzaW9ucxgBIAMoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iUAoWQXBwcm92ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAMgASgEIkEKF0FwcHJvdmVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiJfChVSZWplY3REZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSDQoFYWN0b3IYAiABKAkSDgoGcmVhc29uGAMgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YBCABKAQiQAoWUmVqZWN0RGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iSQoXQ29tcGxldGVEZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkSDwoHc3VjY2VzcxgCIAEoCBIOCgZvdXRwdXQYAyABKAkiQgoYQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiI8ChRXYXRjaERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIVCg1hZnRlcl92ZXJzaW9uGAIgASgEIj8KFVdhdGNoRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24ifgoVV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEigKBXN0YXRlGAIgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHNldmVyaXR5GAMgASgOMhQudmVyZGljdC52MS5TZXZlcml0eSJAChZXYXRjaERlY2lzaW9uc1Jlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiqPAgoNRGVjaXNpb25TdGF0ZRIeChpERUNJU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0RFQ0lTSU9OX1NUQVRFX0lOSVQQARIcChhERUNJU0lPTl9TVEFURV9BTkFMWVpJTkcQAhIYChRERUNJU0lPTl9TVEFURV9SRUFEWRADEhwKGERFQ0lTSU9OX1NUQVRFX0VYRUNVVElORxAEEhwKGERFQ0lTSU9OX1NUQVRFX0NPTVBMRVRFRBAFEhgKFERFQ0lTSU9OX1NUQVRFX0VSUk9SEAYSGwoXREVDSVNJT05fU1RBVEVfUkVKRUNURUQQBxIaChZERUNJU0lPTl9TVEFURV9FWFBJUkVEEAgqegoMRGVjaXNpb25Nb2RlEh0KGURFQ0lTSU9OX01PREVfVU5TUEVDSUZJRUQQABIWChJERUNJU0lPTl9NT0RFX0FVVE8QARIWChJERUNJU0lPTl9NT0RFX0RVQUwQAhIbChdERUNJU0lPTl9NT0RFX0NPTlNFTlNVUxADKoUBCg5Qcm9wb3NhbFNvdXJjZRIfChtQUk9QT1NBTF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIaChZQUk9QT1NBTF9TT1VSQ0VfRVhQRVJUEAESFwoTUFJPUE9TQUxfU09VUkNFX0xMTRACEh0KGVBST1BPU0FMX1NPVVJDRV9DT05TRU5TVVMQAyqHAgoORmFsbGJhY2tSZWFzb24SHwobRkFMTEJBQ0tfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXRkFMTEJBQ0tfUkVBU09OX1RJTUVPVVQQARIZChVGQUxMQkFDS19SRUFTT05fRVJST1IQAhIbChdGQUxMQkFDS19SRUFTT05fSU5WQUxJRBADEhoKFkZBTExCQUNLX1JFQVNPTl9VTlNBRkUQBBIgChxGQUxMQkFDS19SRUFTT05fQ0lSQ1VJVF9PUEVOEAUSIgoeRkFMTEJBQ0tfUkVBU09OX05PVF9DT05GSUdVUkVEEAYSHQoZRkFMTEJBQ0tfUkVBU09OX1JFQ09WRVJFRBAHKoABCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhIKDlJJU0tfTEVWRUxfTE9XEAESFQoRUklTS19MRVZFTF9NRURJVU0QAhITCg9SSVNLX0xFVkVMX0hJR0gQAxIXChNSSVNLX0xFVkVMX0NSSVRJQ0FMEAQqhAEKC0NvbW1hbmRWZXJiEhwKGENPTU1BTkRfVkVSQl9VTlNQRUNJRklFRBAAEiAKHENPTU1BTkRfVkVSQl9ST0xMT1VUX1JFU1RBUlQQARIdChlDT01NQU5EX1ZFUkJfUk9MTE9VVF9VTkRPEAISFgoSQ09NTUFORF9WRVJCX1NDQUxFEAMqrQEKC1RleHRXYXJuaW5nEhwKGFRFWFRfV0FSTklOR19VTlNQRUNJRklFRBAAEiEKHVRFWFRfV0FSTklOR19NRU5USU9OU19DT01NQU5EEAESHQoZVEVYVF9XQVJOSU5HX01FTlRJT05TX1VSTBACEiIKHlRFWFRfV0FSTklOR19ISURERU5fQ0hBUkFDVEVSUxADEhoKFlRFWFRfV0FSTklOR19UUlVOQ0FURUQQBDLmBQoPRGVjaXNpb25TZXJ2aWNlEmYKE0dldE9yQ3JlYXRlRGVjaXNpb24SJi52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXF1ZXN0GicudmVyZGljdC52MS5HZXRPckNyZWF0ZURlY2lzaW9uUmVzcG9uc2USTgoLR2V0RGVjaXNpb24SHi52ZXJkaWN0LnYxLkdldERlY2lzaW9uUmVxdWVzdBofLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXNwb25zZRJUCg1MaXN0RGVjaXNpb25zEiAudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVxdWVzdBohLnZlcmRpY3QudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlEloKD0FwcHJvdmVEZWNpc2lvbhIiLnZlcmRpY3QudjEuQXBwcm92ZURlY2lzaW9uUmVxdWVzdBojLnZlcmRpY3QudjEuQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USVwoOUmVqZWN0RGVjaXNpb24SIS52ZXJkaWN0LnYxLlJlamVjdERlY2lzaW9uUmVxdWVzdBoiLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXNwb25zZRJdChBDb21wbGV0ZURlY2lzaW9uEiMudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVxdWVzdBokLnZlcmRpY3QudjEuQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlElYKDVdhdGNoRGVjaXNpb24SIC52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXF1ZXN0GiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uUmVzcG9uc2UwARJZCg5XYXRjaERlY2lzaW9ucxIhLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0GiIudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
 
 /**
  * A remediation in structured form. The kubectl line is rendered from this,
@@ -458,6 +458,16 @@ export type Decision = Message<"verdict.v1.Decision"> & {
    * @generated from field: uint32 approvals_required = 19;
    */
   approvalsRequired: number;
+
+  /**
+   * The server-side dry run of the command, run when the decision became
+   * READY by executors that run commands (`kubernetes`); unset before it
+   * ran and with `external` or `dry-run`. A decision whose dry run failed
+   * cannot be approved.
+   *
+   * @generated from field: verdict.v1.DryRunResult dry_run = 20;
+   */
+  dryRun?: DryRunResult | undefined;
 };
 
 /**
@@ -504,6 +514,43 @@ export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
   messageDesc(file_verdict_v1_decision, 5);
 
 /**
+ * What the cluster answered to a dry run (`dryRun=All`) of the exact request
+ * the executor would send.
+ *
+ * @generated from message verdict.v1.DryRunResult
+ */
+export type DryRunResult = Message<"verdict.v1.DryRunResult"> & {
+  /**
+   * Whether the cluster would accept the command; false: not approvable.
+   *
+   * @generated from field: bool would_succeed = 1;
+   */
+  wouldSucceed: boolean;
+
+  /**
+   * What the cluster said, e.g. "would succeed: ...", "... not found",
+   * "forbidden by RBAC: ...".
+   *
+   * @generated from field: string summary = 2;
+   */
+  summary: string;
+
+  /**
+   * When the dry run ran.
+   *
+   * @generated from field: google.protobuf.Timestamp checked_at = 3;
+   */
+  checkedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message verdict.v1.DryRunResult.
+ * Use `create(DryRunResultSchema)` to create a new message.
+ */
+export const DryRunResultSchema: GenMessage<DryRunResult> = /*@__PURE__*/
+  messageDesc(file_verdict_v1_decision, 6);
+
+/**
  * Request of DecisionService.GetOrCreateDecision.
  *
  * @generated from message verdict.v1.GetOrCreateDecisionRequest
@@ -544,7 +591,7 @@ export type GetOrCreateDecisionRequest = Message<"verdict.v1.GetOrCreateDecision
  * Use `create(GetOrCreateDecisionRequestSchema)` to create a new message.
  */
 export const GetOrCreateDecisionRequestSchema: GenMessage<GetOrCreateDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 6);
+  messageDesc(file_verdict_v1_decision, 7);
 
 /**
  * Response of DecisionService.GetOrCreateDecision.
@@ -572,7 +619,7 @@ export type GetOrCreateDecisionResponse = Message<"verdict.v1.GetOrCreateDecisio
  * Use `create(GetOrCreateDecisionResponseSchema)` to create a new message.
  */
 export const GetOrCreateDecisionResponseSchema: GenMessage<GetOrCreateDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 7);
+  messageDesc(file_verdict_v1_decision, 8);
 
 /**
  * Request of DecisionService.GetDecision.
@@ -593,7 +640,7 @@ export type GetDecisionRequest = Message<"verdict.v1.GetDecisionRequest"> & {
  * Use `create(GetDecisionRequestSchema)` to create a new message.
  */
 export const GetDecisionRequestSchema: GenMessage<GetDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 8);
+  messageDesc(file_verdict_v1_decision, 9);
 
 /**
  * Response of DecisionService.GetDecision.
@@ -614,7 +661,7 @@ export type GetDecisionResponse = Message<"verdict.v1.GetDecisionResponse"> & {
  * Use `create(GetDecisionResponseSchema)` to create a new message.
  */
 export const GetDecisionResponseSchema: GenMessage<GetDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 9);
+  messageDesc(file_verdict_v1_decision, 10);
 
 /**
  * Request of DecisionService.ListDecisions.
@@ -635,7 +682,7 @@ export type ListDecisionsRequest = Message<"verdict.v1.ListDecisionsRequest"> & 
  * Use `create(ListDecisionsRequestSchema)` to create a new message.
  */
 export const ListDecisionsRequestSchema: GenMessage<ListDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 10);
+  messageDesc(file_verdict_v1_decision, 11);
 
 /**
  * Response of DecisionService.ListDecisions.
@@ -656,7 +703,7 @@ export type ListDecisionsResponse = Message<"verdict.v1.ListDecisionsResponse"> 
  * Use `create(ListDecisionsResponseSchema)` to create a new message.
  */
 export const ListDecisionsResponseSchema: GenMessage<ListDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 11);
+  messageDesc(file_verdict_v1_decision, 12);
 
 /**
  * Request of DecisionService.ApproveDecision.
@@ -693,7 +740,7 @@ export type ApproveDecisionRequest = Message<"verdict.v1.ApproveDecisionRequest"
  * Use `create(ApproveDecisionRequestSchema)` to create a new message.
  */
 export const ApproveDecisionRequestSchema: GenMessage<ApproveDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 12);
+  messageDesc(file_verdict_v1_decision, 13);
 
 /**
  * Response of DecisionService.ApproveDecision.
@@ -715,7 +762,7 @@ export type ApproveDecisionResponse = Message<"verdict.v1.ApproveDecisionRespons
  * Use `create(ApproveDecisionResponseSchema)` to create a new message.
  */
 export const ApproveDecisionResponseSchema: GenMessage<ApproveDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 13);
+  messageDesc(file_verdict_v1_decision, 14);
 
 /**
  * Request of DecisionService.RejectDecision.
@@ -759,7 +806,7 @@ export type RejectDecisionRequest = Message<"verdict.v1.RejectDecisionRequest"> 
  * Use `create(RejectDecisionRequestSchema)` to create a new message.
  */
 export const RejectDecisionRequestSchema: GenMessage<RejectDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 14);
+  messageDesc(file_verdict_v1_decision, 15);
 
 /**
  * Response of DecisionService.RejectDecision.
@@ -780,7 +827,7 @@ export type RejectDecisionResponse = Message<"verdict.v1.RejectDecisionResponse"
  * Use `create(RejectDecisionResponseSchema)` to create a new message.
  */
 export const RejectDecisionResponseSchema: GenMessage<RejectDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 15);
+  messageDesc(file_verdict_v1_decision, 16);
 
 /**
  * Request of DecisionService.CompleteDecision.
@@ -815,7 +862,7 @@ export type CompleteDecisionRequest = Message<"verdict.v1.CompleteDecisionReques
  * Use `create(CompleteDecisionRequestSchema)` to create a new message.
  */
 export const CompleteDecisionRequestSchema: GenMessage<CompleteDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 16);
+  messageDesc(file_verdict_v1_decision, 17);
 
 /**
  * Response of DecisionService.CompleteDecision.
@@ -836,7 +883,7 @@ export type CompleteDecisionResponse = Message<"verdict.v1.CompleteDecisionRespo
  * Use `create(CompleteDecisionResponseSchema)` to create a new message.
  */
 export const CompleteDecisionResponseSchema: GenMessage<CompleteDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 17);
+  messageDesc(file_verdict_v1_decision, 18);
 
 /**
  * Request of DecisionService.WatchDecision.
@@ -864,7 +911,7 @@ export type WatchDecisionRequest = Message<"verdict.v1.WatchDecisionRequest"> & 
  * Use `create(WatchDecisionRequestSchema)` to create a new message.
  */
 export const WatchDecisionRequestSchema: GenMessage<WatchDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 18);
+  messageDesc(file_verdict_v1_decision, 19);
 
 /**
  * Response of DecisionService.WatchDecision: one message per change.
@@ -885,7 +932,7 @@ export type WatchDecisionResponse = Message<"verdict.v1.WatchDecisionResponse"> 
  * Use `create(WatchDecisionResponseSchema)` to create a new message.
  */
 export const WatchDecisionResponseSchema: GenMessage<WatchDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 19);
+  messageDesc(file_verdict_v1_decision, 20);
 
 /**
  * Request of DecisionService.WatchDecisions.
@@ -920,7 +967,7 @@ export type WatchDecisionsRequest = Message<"verdict.v1.WatchDecisionsRequest"> 
  * Use `create(WatchDecisionsRequestSchema)` to create a new message.
  */
 export const WatchDecisionsRequestSchema: GenMessage<WatchDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 20);
+  messageDesc(file_verdict_v1_decision, 21);
 
 /**
  * Response of DecisionService.WatchDecisions: one message per change.
@@ -941,7 +988,7 @@ export type WatchDecisionsResponse = Message<"verdict.v1.WatchDecisionsResponse"
  * Use `create(WatchDecisionsResponseSchema)` to create a new message.
  */
 export const WatchDecisionsResponseSchema: GenMessage<WatchDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 21);
+  messageDesc(file_verdict_v1_decision, 22);
 
 /**
  * The life of a decision token.

@@ -27,27 +27,27 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import incident_pb2 as verdict_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19verdict/v1/decision.proto\x12\nverdict.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19verdict/v1/incident.proto\"|\n\x12RemediationCommand\x12%\n\x04verb\x18\x01 \x01(\x0e\x32\x17.verdict.v1.CommandVerb\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x10\n\x08replicas\x18\x05 \x01(\r\"v\n\x11\x44issentingOpinion\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07kubectl\x18\x02 \x01(\t\x12\x11\n\treasoning\x18\x03 \x01(\t\x12.\n\rtext_warnings\x18\x04 \x03(\x0e\x32\x17.verdict.v1.TextWarning\"Y\n\x0cRefusedAgent\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12*\n\x06reason\x18\x02 \x01(\x0e\x32\x1a.verdict.v1.FallbackReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb9\x05\n\x08Proposal\x12*\n\x06source\x18\x01 \x01(\x0e\x32\x1a.verdict.v1.ProposalSource\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12/\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x1e.verdict.v1.RemediationCommand\x12\x0f\n\x07kubectl\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\treasoning\x18\x07 \x01(\t\x12#\n\x04risk\x18\x08 \x01(\x0e\x32\x15.verdict.v1.RiskLevel\x12\x12\n\nconfidence\x18\t \x01(\x01\x12\x14\n\x0cmatched_rule\x18\n \x01(\t\x12\x12\n\nfrom_cache\x18\x0b \x01(\x08\x12\x33\n\x10\x61nalysis_latency\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0f\x66\x61llback_reason\x18\r \x01(\x0e\x32\x1a.verdict.v1.FallbackReason\x12\x14\n\x0c\x63onsensus_id\x18\x0e \x01(\t\x12\x17\n\x0f\x63onsensus_score\x18\x0f \x01(\x01\x12\x13\n\x0b\x61gent_count\x18\x10 \x01(\r\x12:\n\x13\x64issenting_opinions\x18\x11 \x03(\x0b\x32\x1d.verdict.v1.DissentingOpinion\x12\x1d\n\x10model_confidence\x18\x12 \x01(\x01H\x00\x88\x01\x01\x12.\n\rtext_warnings\x18\x13 \x03(\x0e\x32\x17.verdict.v1.TextWarning\x12\x30\n\x0erefused_agents\x18\x14 \x03(\x0b\x32\x18.verdict.v1.RefusedAgent\x12\x13\n\x0bpolicy_hash\x18\x15 \x01(\tB\x13\n\x11_model_confidence\"\x85\x05\n\x08\x44\x65\x63ision\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0bincident_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.verdict.v1.DecisionState\x12&\n\x08proposal\x18\x04 \x01(\x0b\x32\x14.verdict.v1.Proposal\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61nalysis_deadline\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x12\n\ndecided_by\x18\x0b \x01(\t\x12.\n\ndecided_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0e\n\x06output\x18\x0e \x01(\t\x12&\n\x04mode\x18\x0f \x01(\x0e\x32\x18.verdict.v1.DecisionMode\x12\x30\n\x0c\x63ompleted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x64\x65\x63ided_by_method\x18\x11 \x01(\t\x12\'\n\tapprovals\x18\x12 \x03(\x0b\x32\x14.verdict.v1.Approval\x12\x1a\n\x12\x61pprovals_required\x18\x13 \x01(\r\"\\\n\x08\x41pproval\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12/\n\x0b\x61pproved_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x1aGetOrCreateDecisionRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.verdict.v1.DecisionMode\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"V\n\x1bGetOrCreateDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x12GetDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\"=\n\x13GetDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"+\n\x14ListDecisionsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"@\n\x15ListDecisionsResponse\x12\'\n\tdecisions\x18\x01 \x03(\x0b\x32\x14.verdict.v1.Decision\"P\n\x16\x41pproveDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"A\n\x17\x41pproveDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"_\n\x15RejectDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\"@\n\x16RejectDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"I\n\x17\x43ompleteDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0e\n\x06output\x18\x03 \x01(\t\"B\n\x18\x43ompleteDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"<\n\x14WatchDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x04\"?\n\x15WatchDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"~\n\x15WatchDecisionsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.verdict.v1.DecisionState\x12&\n\x08severity\x18\x03 \x01(\x0e\x32\x14.verdict.v1.Severity\"@\n\x16WatchDecisionsResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision*\x8f\x02\n\rDecisionState\x12\x1e\n\x1a\x44\x45\x43ISION_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_STATE_INIT\x10\x01\x12\x1c\n\x18\x44\x45\x43ISION_STATE_ANALYZING\x10\x02\x12\x18\n\x14\x44\x45\x43ISION_STATE_READY\x10\x03\x12\x1c\n\x18\x44\x45\x43ISION_STATE_EXECUTING\x10\x04\x12\x1c\n\x18\x44\x45\x43ISION_STATE_COMPLETED\x10\x05\x12\x18\n\x14\x44\x45\x43ISION_STATE_ERROR\x10\x06\x12\x1b\n\x17\x44\x45\x43ISION_STATE_REJECTED\x10\x07\x12\x1a\n\x16\x44\x45\x43ISION_STATE_EXPIRED\x10\x08*z\n\x0c\x44\x65\x63isionMode\x12\x1d\n\x19\x44\x45\x43ISION_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x45\x43ISION_MODE_AUTO\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_MODE_DUAL\x10\x02\x12\x1b\n\x17\x44\x45\x43ISION_MODE_CONSENSUS\x10\x03*\x85\x01\n\x0eProposalSource\x12\x1f\n\x1bPROPOSAL_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_SOURCE_EXPERT\x10\x01\x12\x17\n\x13PROPOSAL_SOURCE_LLM\x10\x02\x12\x1d\n\x19PROPOSAL_SOURCE_CONSENSUS\x10\x03*\x87\x02\n\x0e\x46\x61llbackReason\x12\x1f\n\x1b\x46\x41LLBACK_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46\x41LLBACK_REASON_TIMEOUT\x10\x01\x12\x19\n\x15\x46\x41LLBACK_REASON_ERROR\x10\x02\x12\x1b\n\x17\x46\x41LLBACK_REASON_INVALID\x10\x03\x12\x1a\n\x16\x46\x41LLBACK_REASON_UNSAFE\x10\x04\x12 \n\x1c\x46\x41LLBACK_REASON_CIRCUIT_OPEN\x10\x05\x12\"\n\x1e\x46\x41LLBACK_REASON_NOT_CONFIGURED\x10\x06\x12\x1d\n\x19\x46\x41LLBACK_REASON_RECOVERED\x10\x07*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04*\x84\x01\n\x0b\x43ommandVerb\x12\x1c\n\x18\x43OMMAND_VERB_UNSPECIFIED\x10\x00\x12 \n\x1c\x43OMMAND_VERB_ROLLOUT_RESTART\x10\x01\x12\x1d\n\x19\x43OMMAND_VERB_ROLLOUT_UNDO\x10\x02\x12\x16\n\x12\x43OMMAND_VERB_SCALE\x10\x03*\xad\x01\n\x0bTextWarning\x12\x1c\n\x18TEXT_WARNING_UNSPECIFIED\x10\x00\x12!\n\x1dTEXT_WARNING_MENTIONS_COMMAND\x10\x01\x12\x1d\n\x19TEXT_WARNING_MENTIONS_URL\x10\x02\x12\"\n\x1eTEXT_WARNING_HIDDEN_CHARACTERS\x10\x03\x12\x1a\n\x16TEXT_WARNING_TRUNCATED\x10\x04\x32\xe6\x05\n\x0f\x44\x65\x63isionService\x12\x66\n\x13GetOrCreateDecision\x12&.verdict.v1.GetOrCreateDecisionRequest\x1a\'.verdict.v1.GetOrCreateDecisionResponse\x12N\n\x0bGetDecision\x12\x1e.verdict.v1.GetDecisionRequest\x1a\x1f.verdict.v1.GetDecisionResponse\x12T\n\rListDecisions\x12 .verdict.v1.ListDecisionsRequest\x1a!.verdict.v1.ListDecisionsResponse\x12Z\n\x0f\x41pproveDecision\x12\".verdict.v1.ApproveDecisionRequest\x1a#.verdict.v1.ApproveDecisionResponse\x12W\n\x0eRejectDecision\x12!.verdict.v1.RejectDecisionRequest\x1a\".verdict.v1.RejectDecisionResponse\x12]\n\x10\x43ompleteDecision\x12#.verdict.v1.CompleteDecisionRequest\x1a$.verdict.v1.CompleteDecisionResponse\x12V\n\rWatchDecision\x12 .verdict.v1.WatchDecisionRequest\x1a!.verdict.v1.WatchDecisionResponse0\x01\x12Y\n\x0eWatchDecisions\x12!.verdict.v1.WatchDecisionsRequest\x1a\".verdict.v1.WatchDecisionsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19verdict/v1/decision.proto\x12\nverdict.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19verdict/v1/incident.proto\"|\n\x12RemediationCommand\x12%\n\x04verb\x18\x01 \x01(\x0e\x32\x17.verdict.v1.CommandVerb\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x10\n\x08replicas\x18\x05 \x01(\r\"v\n\x11\x44issentingOpinion\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07kubectl\x18\x02 \x01(\t\x12\x11\n\treasoning\x18\x03 \x01(\t\x12.\n\rtext_warnings\x18\x04 \x03(\x0e\x32\x17.verdict.v1.TextWarning\"Y\n\x0cRefusedAgent\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12*\n\x06reason\x18\x02 \x01(\x0e\x32\x1a.verdict.v1.FallbackReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb9\x05\n\x08Proposal\x12*\n\x06source\x18\x01 \x01(\x0e\x32\x1a.verdict.v1.ProposalSource\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12/\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x1e.verdict.v1.RemediationCommand\x12\x0f\n\x07kubectl\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\treasoning\x18\x07 \x01(\t\x12#\n\x04risk\x18\x08 \x01(\x0e\x32\x15.verdict.v1.RiskLevel\x12\x12\n\nconfidence\x18\t \x01(\x01\x12\x14\n\x0cmatched_rule\x18\n \x01(\t\x12\x12\n\nfrom_cache\x18\x0b \x01(\x08\x12\x33\n\x10\x61nalysis_latency\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0f\x66\x61llback_reason\x18\r \x01(\x0e\x32\x1a.verdict.v1.FallbackReason\x12\x14\n\x0c\x63onsensus_id\x18\x0e \x01(\t\x12\x17\n\x0f\x63onsensus_score\x18\x0f \x01(\x01\x12\x13\n\x0b\x61gent_count\x18\x10 \x01(\r\x12:\n\x13\x64issenting_opinions\x18\x11 \x03(\x0b\x32\x1d.verdict.v1.DissentingOpinion\x12\x1d\n\x10model_confidence\x18\x12 \x01(\x01H\x00\x88\x01\x01\x12.\n\rtext_warnings\x18\x13 \x03(\x0e\x32\x17.verdict.v1.TextWarning\x12\x30\n\x0erefused_agents\x18\x14 \x03(\x0b\x32\x18.verdict.v1.RefusedAgent\x12\x13\n\x0bpolicy_hash\x18\x15 \x01(\tB\x13\n\x11_model_confidence\"\xb0\x05\n\x08\x44\x65\x63ision\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0bincident_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.verdict.v1.DecisionState\x12&\n\x08proposal\x18\x04 \x01(\x0b\x32\x14.verdict.v1.Proposal\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61nalysis_deadline\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x12\n\ndecided_by\x18\x0b \x01(\t\x12.\n\ndecided_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0e\n\x06output\x18\x0e \x01(\t\x12&\n\x04mode\x18\x0f \x01(\x0e\x32\x18.verdict.v1.DecisionMode\x12\x30\n\x0c\x63ompleted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x64\x65\x63ided_by_method\x18\x11 \x01(\t\x12\'\n\tapprovals\x18\x12 \x03(\x0b\x32\x14.verdict.v1.Approval\x12\x1a\n\x12\x61pprovals_required\x18\x13 \x01(\r\x12)\n\x07\x64ry_run\x18\x14 \x01(\x0b\x32\x18.verdict.v1.DryRunResult\"\\\n\x08\x41pproval\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12/\n\x0b\x61pproved_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x0c\x44ryRunResult\x12\x15\n\rwould_succeed\x18\x01 \x01(\x08\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12.\n\nchecked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x1aGetOrCreateDecisionRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.verdict.v1.DecisionMode\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"V\n\x1bGetOrCreateDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x12GetDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\"=\n\x13GetDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"+\n\x14ListDecisionsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"@\n\x15ListDecisionsResponse\x12\'\n\tdecisions\x18\x01 \x03(\x0b\x32\x14.verdict.v1.Decision\"P\n\x16\x41pproveDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"A\n\x17\x41pproveDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"_\n\x15RejectDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\"@\n\x16RejectDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"I\n\x17\x43ompleteDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0e\n\x06output\x18\x03 \x01(\t\"B\n\x18\x43ompleteDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"<\n\x14WatchDecisionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x04\"?\n\x15WatchDecisionResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision\"~\n\x15WatchDecisionsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.verdict.v1.DecisionState\x12&\n\x08severity\x18\x03 \x01(\x0e\x32\x14.verdict.v1.Severity\"@\n\x16WatchDecisionsResponse\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.verdict.v1.Decision*\x8f\x02\n\rDecisionState\x12\x1e\n\x1a\x44\x45\x43ISION_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_STATE_INIT\x10\x01\x12\x1c\n\x18\x44\x45\x43ISION_STATE_ANALYZING\x10\x02\x12\x18\n\x14\x44\x45\x43ISION_STATE_READY\x10\x03\x12\x1c\n\x18\x44\x45\x43ISION_STATE_EXECUTING\x10\x04\x12\x1c\n\x18\x44\x45\x43ISION_STATE_COMPLETED\x10\x05\x12\x18\n\x14\x44\x45\x43ISION_STATE_ERROR\x10\x06\x12\x1b\n\x17\x44\x45\x43ISION_STATE_REJECTED\x10\x07\x12\x1a\n\x16\x44\x45\x43ISION_STATE_EXPIRED\x10\x08*z\n\x0c\x44\x65\x63isionMode\x12\x1d\n\x19\x44\x45\x43ISION_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x45\x43ISION_MODE_AUTO\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_MODE_DUAL\x10\x02\x12\x1b\n\x17\x44\x45\x43ISION_MODE_CONSENSUS\x10\x03*\x85\x01\n\x0eProposalSource\x12\x1f\n\x1bPROPOSAL_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_SOURCE_EXPERT\x10\x01\x12\x17\n\x13PROPOSAL_SOURCE_LLM\x10\x02\x12\x1d\n\x19PROPOSAL_SOURCE_CONSENSUS\x10\x03*\x87\x02\n\x0e\x46\x61llbackReason\x12\x1f\n\x1b\x46\x41LLBACK_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46\x41LLBACK_REASON_TIMEOUT\x10\x01\x12\x19\n\x15\x46\x41LLBACK_REASON_ERROR\x10\x02\x12\x1b\n\x17\x46\x41LLBACK_REASON_INVALID\x10\x03\x12\x1a\n\x16\x46\x41LLBACK_REASON_UNSAFE\x10\x04\x12 \n\x1c\x46\x41LLBACK_REASON_CIRCUIT_OPEN\x10\x05\x12\"\n\x1e\x46\x41LLBACK_REASON_NOT_CONFIGURED\x10\x06\x12\x1d\n\x19\x46\x41LLBACK_REASON_RECOVERED\x10\x07*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04*\x84\x01\n\x0b\x43ommandVerb\x12\x1c\n\x18\x43OMMAND_VERB_UNSPECIFIED\x10\x00\x12 \n\x1c\x43OMMAND_VERB_ROLLOUT_RESTART\x10\x01\x12\x1d\n\x19\x43OMMAND_VERB_ROLLOUT_UNDO\x10\x02\x12\x16\n\x12\x43OMMAND_VERB_SCALE\x10\x03*\xad\x01\n\x0bTextWarning\x12\x1c\n\x18TEXT_WARNING_UNSPECIFIED\x10\x00\x12!\n\x1dTEXT_WARNING_MENTIONS_COMMAND\x10\x01\x12\x1d\n\x19TEXT_WARNING_MENTIONS_URL\x10\x02\x12\"\n\x1eTEXT_WARNING_HIDDEN_CHARACTERS\x10\x03\x12\x1a\n\x16TEXT_WARNING_TRUNCATED\x10\x04\x32\xe6\x05\n\x0f\x44\x65\x63isionService\x12\x66\n\x13GetOrCreateDecision\x12&.verdict.v1.GetOrCreateDecisionRequest\x1a\'.verdict.v1.GetOrCreateDecisionResponse\x12N\n\x0bGetDecision\x12\x1e.verdict.v1.GetDecisionRequest\x1a\x1f.verdict.v1.GetDecisionResponse\x12T\n\rListDecisions\x12 .verdict.v1.ListDecisionsRequest\x1a!.verdict.v1.ListDecisionsResponse\x12Z\n\x0f\x41pproveDecision\x12\".verdict.v1.ApproveDecisionRequest\x1a#.verdict.v1.ApproveDecisionResponse\x12W\n\x0eRejectDecision\x12!.verdict.v1.RejectDecisionRequest\x1a\".verdict.v1.RejectDecisionResponse\x12]\n\x10\x43ompleteDecision\x12#.verdict.v1.CompleteDecisionRequest\x1a$.verdict.v1.CompleteDecisionResponse\x12V\n\rWatchDecision\x12 .verdict.v1.WatchDecisionRequest\x1a!.verdict.v1.WatchDecisionResponse0\x01\x12Y\n\x0eWatchDecisions\x12!.verdict.v1.WatchDecisionsRequest\x1a\".verdict.v1.WatchDecisionsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'verdict.v1.decision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISIONSTATE']._serialized_start=3138
-  _globals['_DECISIONSTATE']._serialized_end=3409
-  _globals['_DECISIONMODE']._serialized_start=3411
-  _globals['_DECISIONMODE']._serialized_end=3533
-  _globals['_PROPOSALSOURCE']._serialized_start=3536
-  _globals['_PROPOSALSOURCE']._serialized_end=3669
-  _globals['_FALLBACKREASON']._serialized_start=3672
-  _globals['_FALLBACKREASON']._serialized_end=3935
-  _globals['_RISKLEVEL']._serialized_start=3938
-  _globals['_RISKLEVEL']._serialized_end=4066
-  _globals['_COMMANDVERB']._serialized_start=4069
-  _globals['_COMMANDVERB']._serialized_end=4201
-  _globals['_TEXTWARNING']._serialized_start=4204
-  _globals['_TEXTWARNING']._serialized_end=4377
+  _globals['_DECISIONSTATE']._serialized_start=3285
+  _globals['_DECISIONSTATE']._serialized_end=3556
+  _globals['_DECISIONMODE']._serialized_start=3558
+  _globals['_DECISIONMODE']._serialized_end=3680
+  _globals['_PROPOSALSOURCE']._serialized_start=3683
+  _globals['_PROPOSALSOURCE']._serialized_end=3816
+  _globals['_FALLBACKREASON']._serialized_start=3819
+  _globals['_FALLBACKREASON']._serialized_end=4082
+  _globals['_RISKLEVEL']._serialized_start=4085
+  _globals['_RISKLEVEL']._serialized_end=4213
+  _globals['_COMMANDVERB']._serialized_start=4216
+  _globals['_COMMANDVERB']._serialized_end=4348
+  _globals['_TEXTWARNING']._serialized_start=4351
+  _globals['_TEXTWARNING']._serialized_end=4524
   _globals['_REMEDIATIONCOMMAND']._serialized_start=133
   _globals['_REMEDIATIONCOMMAND']._serialized_end=257
   _globals['_DISSENTINGOPINION']._serialized_start=259
@@ -57,41 +57,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROPOSAL']._serialized_start=471
   _globals['_PROPOSAL']._serialized_end=1168
   _globals['_DECISION']._serialized_start=1171
-  _globals['_DECISION']._serialized_end=1816
-  _globals['_APPROVAL']._serialized_start=1818
-  _globals['_APPROVAL']._serialized_end=1910
-  _globals['_GETORCREATEDECISIONREQUEST']._serialized_start=1913
-  _globals['_GETORCREATEDECISIONREQUEST']._serialized_end=2060
-  _globals['_GETORCREATEDECISIONRESPONSE']._serialized_start=2062
-  _globals['_GETORCREATEDECISIONRESPONSE']._serialized_end=2148
-  _globals['_GETDECISIONREQUEST']._serialized_start=2150
-  _globals['_GETDECISIONREQUEST']._serialized_end=2185
-  _globals['_GETDECISIONRESPONSE']._serialized_start=2187
-  _globals['_GETDECISIONRESPONSE']._serialized_end=2248
-  _globals['_LISTDECISIONSREQUEST']._serialized_start=2250
-  _globals['_LISTDECISIONSREQUEST']._serialized_end=2293
-  _globals['_LISTDECISIONSRESPONSE']._serialized_start=2295
-  _globals['_LISTDECISIONSRESPONSE']._serialized_end=2359
-  _globals['_APPROVEDECISIONREQUEST']._serialized_start=2361
-  _globals['_APPROVEDECISIONREQUEST']._serialized_end=2441
-  _globals['_APPROVEDECISIONRESPONSE']._serialized_start=2443
-  _globals['_APPROVEDECISIONRESPONSE']._serialized_end=2508
-  _globals['_REJECTDECISIONREQUEST']._serialized_start=2510
-  _globals['_REJECTDECISIONREQUEST']._serialized_end=2605
-  _globals['_REJECTDECISIONRESPONSE']._serialized_start=2607
-  _globals['_REJECTDECISIONRESPONSE']._serialized_end=2671
-  _globals['_COMPLETEDECISIONREQUEST']._serialized_start=2673
-  _globals['_COMPLETEDECISIONREQUEST']._serialized_end=2746
-  _globals['_COMPLETEDECISIONRESPONSE']._serialized_start=2748
-  _globals['_COMPLETEDECISIONRESPONSE']._serialized_end=2814
-  _globals['_WATCHDECISIONREQUEST']._serialized_start=2816
-  _globals['_WATCHDECISIONREQUEST']._serialized_end=2876
-  _globals['_WATCHDECISIONRESPONSE']._serialized_start=2878
-  _globals['_WATCHDECISIONRESPONSE']._serialized_end=2941
-  _globals['_WATCHDECISIONSREQUEST']._serialized_start=2943
-  _globals['_WATCHDECISIONSREQUEST']._serialized_end=3069
-  _globals['_WATCHDECISIONSRESPONSE']._serialized_start=3071
-  _globals['_WATCHDECISIONSRESPONSE']._serialized_end=3135
-  _globals['_DECISIONSERVICE']._serialized_start=4380
-  _globals['_DECISIONSERVICE']._serialized_end=5122
+  _globals['_DECISION']._serialized_end=1859
+  _globals['_APPROVAL']._serialized_start=1861
+  _globals['_APPROVAL']._serialized_end=1953
+  _globals['_DRYRUNRESULT']._serialized_start=1955
+  _globals['_DRYRUNRESULT']._serialized_end=2057
+  _globals['_GETORCREATEDECISIONREQUEST']._serialized_start=2060
+  _globals['_GETORCREATEDECISIONREQUEST']._serialized_end=2207
+  _globals['_GETORCREATEDECISIONRESPONSE']._serialized_start=2209
+  _globals['_GETORCREATEDECISIONRESPONSE']._serialized_end=2295
+  _globals['_GETDECISIONREQUEST']._serialized_start=2297
+  _globals['_GETDECISIONREQUEST']._serialized_end=2332
+  _globals['_GETDECISIONRESPONSE']._serialized_start=2334
+  _globals['_GETDECISIONRESPONSE']._serialized_end=2395
+  _globals['_LISTDECISIONSREQUEST']._serialized_start=2397
+  _globals['_LISTDECISIONSREQUEST']._serialized_end=2440
+  _globals['_LISTDECISIONSRESPONSE']._serialized_start=2442
+  _globals['_LISTDECISIONSRESPONSE']._serialized_end=2506
+  _globals['_APPROVEDECISIONREQUEST']._serialized_start=2508
+  _globals['_APPROVEDECISIONREQUEST']._serialized_end=2588
+  _globals['_APPROVEDECISIONRESPONSE']._serialized_start=2590
+  _globals['_APPROVEDECISIONRESPONSE']._serialized_end=2655
+  _globals['_REJECTDECISIONREQUEST']._serialized_start=2657
+  _globals['_REJECTDECISIONREQUEST']._serialized_end=2752
+  _globals['_REJECTDECISIONRESPONSE']._serialized_start=2754
+  _globals['_REJECTDECISIONRESPONSE']._serialized_end=2818
+  _globals['_COMPLETEDECISIONREQUEST']._serialized_start=2820
+  _globals['_COMPLETEDECISIONREQUEST']._serialized_end=2893
+  _globals['_COMPLETEDECISIONRESPONSE']._serialized_start=2895
+  _globals['_COMPLETEDECISIONRESPONSE']._serialized_end=2961
+  _globals['_WATCHDECISIONREQUEST']._serialized_start=2963
+  _globals['_WATCHDECISIONREQUEST']._serialized_end=3023
+  _globals['_WATCHDECISIONRESPONSE']._serialized_start=3025
+  _globals['_WATCHDECISIONRESPONSE']._serialized_end=3088
+  _globals['_WATCHDECISIONSREQUEST']._serialized_start=3090
+  _globals['_WATCHDECISIONSREQUEST']._serialized_end=3216
+  _globals['_WATCHDECISIONSRESPONSE']._serialized_start=3218
+  _globals['_WATCHDECISIONSRESPONSE']._serialized_end=3282
+  _globals['_DECISIONSERVICE']._serialized_start=4527
+  _globals['_DECISIONSERVICE']._serialized_end=5269
 # @@protoc_insertion_point(module_scope)

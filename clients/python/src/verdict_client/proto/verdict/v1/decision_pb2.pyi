@@ -194,7 +194,7 @@ class Proposal(_message.Message):
     def __init__(self, source: _Optional[_Union[ProposalSource, str]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., command: _Optional[_Union[RemediationCommand, _Mapping]] = ..., kubectl: _Optional[str] = ..., description: _Optional[str] = ..., reasoning: _Optional[str] = ..., risk: _Optional[_Union[RiskLevel, str]] = ..., confidence: _Optional[float] = ..., matched_rule: _Optional[str] = ..., from_cache: _Optional[bool] = ..., analysis_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fallback_reason: _Optional[_Union[FallbackReason, str]] = ..., consensus_id: _Optional[str] = ..., consensus_score: _Optional[float] = ..., agent_count: _Optional[int] = ..., dissenting_opinions: _Optional[_Iterable[_Union[DissentingOpinion, _Mapping]]] = ..., model_confidence: _Optional[float] = ..., text_warnings: _Optional[_Iterable[_Union[TextWarning, str]]] = ..., refused_agents: _Optional[_Iterable[_Union[RefusedAgent, _Mapping]]] = ..., policy_hash: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("token", "incident_id", "state", "proposal", "version", "created_at", "updated_at", "expires_at", "analysis_deadline", "error", "decided_by", "decided_at", "reason", "output", "mode", "completed_at", "decided_by_method", "approvals", "approvals_required")
+    __slots__ = ("token", "incident_id", "state", "proposal", "version", "created_at", "updated_at", "expires_at", "analysis_deadline", "error", "decided_by", "decided_at", "reason", "output", "mode", "completed_at", "decided_by_method", "approvals", "approvals_required", "dry_run")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +214,7 @@ class Decision(_message.Message):
     DECIDED_BY_METHOD_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     token: str
     incident_id: str
     state: DecisionState
@@ -233,7 +234,8 @@ class Decision(_message.Message):
     decided_by_method: str
     approvals: _containers.RepeatedCompositeFieldContainer[Approval]
     approvals_required: int
-    def __init__(self, token: _Optional[str] = ..., incident_id: _Optional[str] = ..., state: _Optional[_Union[DecisionState, str]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., analysis_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., output: _Optional[str] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_by_method: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., approvals_required: _Optional[int] = ...) -> None: ...
+    dry_run: DryRunResult
+    def __init__(self, token: _Optional[str] = ..., incident_id: _Optional[str] = ..., state: _Optional[_Union[DecisionState, str]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., analysis_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., output: _Optional[str] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_by_method: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., dry_run: _Optional[_Union[DryRunResult, _Mapping]] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("subject", "method", "approved_at")
@@ -244,6 +246,16 @@ class Approval(_message.Message):
     method: str
     approved_at: _timestamp_pb2.Timestamp
     def __init__(self, subject: _Optional[str] = ..., method: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DryRunResult(_message.Message):
+    __slots__ = ("would_succeed", "summary", "checked_at")
+    WOULD_SUCCEED_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
+    would_succeed: bool
+    summary: str
+    checked_at: _timestamp_pb2.Timestamp
+    def __init__(self, would_succeed: _Optional[bool] = ..., summary: _Optional[str] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetOrCreateDecisionRequest(_message.Message):
     __slots__ = ("incident_id", "mode", "wait", "timeout")
