@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error_code;
 pub mod ingest;
 pub mod manager;
+pub mod metrics;
 pub mod middleware;
 pub mod proto;
 pub mod server;

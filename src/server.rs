@@ -20,6 +20,7 @@ use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
 mod edge;
+mod observe;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,6 +130,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let background = Background::new(shutdown.clone());
     let parts = build_parts(&config, overrides, &background)?;
     start_background(&config, &parts, &background).await?;
+    let metrics = observe::start(&config, &parts.hub, &background).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
     background.spawn(
@@ -136,6 +138,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         watch_store_health(parts.store.clone(), health.clone(), shutdown.clone()),
     );
     let app = routes(&config, &parts, health_service)?;
+    let app = observe::main_port_route(app, &config, metrics.as_ref());
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -336,6 +339,7 @@ fn routes(
     let grpc = tower::ServiceBuilder::new()
         .option_layer(cors_layer(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(observe::grpc_layer(config))
         .service(grpc);
     let app = crate::ingest::webhook::router(Webhook {
         ingestor: parts.ingestor.clone(),
