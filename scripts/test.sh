@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of verdict on a fresh machine: installs what is
-# missing (redis-server; the clients' pinned Python and npm tools, buf among
-# them), then fmt, the generated clients' freshness, buf lint and breaking,
+# missing (redis-server, prometheus; the clients' pinned Python and npm
+# tools, buf among them), then fmt, the generated clients' freshness, buf lint and breaking,
 # clippy, the Rust test suite, and the Python and TypeScript client suites
 # against the real `verdict serve` (and real Redis servers on private ports).
 set -euo pipefail
@@ -16,12 +16,15 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# The metrics suite runs the real Prometheus and promtool.
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-# The Debian package starts its own service on 6379; tests never use it.
+# The Debian packages may start their own services (Redis on 6379,
+# Prometheus on 9090); tests never use them.
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
   echo "Node $node_major is too old for the TypeScript client; it needs Node 20 or later" >&2

@@ -320,6 +320,7 @@ impl DecisionManager {
         if created != Cas::Written {
             return Ok(None);
         }
+        crate::metrics::decision_written(&fresh);
         tracing::info!(token = %fresh.token, incident = %incident.id, "decision analyzing");
         let decision = if wait {
             self.analyze(fresh, incident, deadline).await?
@@ -408,6 +409,7 @@ impl DecisionManager {
         let out = match self.store.update_decision(d.version, &next, &stats).await? {
             Cas::Written => {
                 tracing::info!(token = %next.token, "decision ready");
+                crate::metrics::decision_written(&next);
                 next
             }
             Cas::Conflict(Some(current)) => current,
@@ -520,6 +522,7 @@ impl DecisionManager {
             match self.store.update_decision(d.version, &next, &stats).await? {
                 Cas::Written => {
                     tracing::info!(%token, state = next.state.as_str(), version = next.version, "decision changed");
+                    crate::metrics::decision_written(&next);
                     return Ok(next);
                 }
                 Cas::Conflict(Some(cur)) if expected_version != 0 => {

@@ -22,6 +22,7 @@ mod ingest_auth;
 mod llm_client;
 mod llm_decisions;
 mod lookup_cost;
+mod metrics;
 mod recovery;
 mod stats;
 mod store_conformance;
