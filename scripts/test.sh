@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of verdict on a fresh machine: installs what is
 # missing (redis-server, prometheus; the clients' pinned Python and npm
-# tools, buf among them), then fmt, the generated clients' freshness, buf lint and breaking,
+# tools, buf among them), then fmt, the Kubernetes manifests, the generated
+# clients' freshness, buf lint and breaking,
 # clippy, the Rust test suite, and the Python and TypeScript client suites
 # against the real `verdict serve` (and real Redis servers on private ports).
 set -euo pipefail
@@ -33,6 +34,9 @@ fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+
+log "Kubernetes manifests, offline (scripts/check-deploy.sh)"
+scripts/check-deploy.sh
 
 log "regenerating the clients (scripts/gen-clients.sh)"
 scripts/gen-clients.sh
