@@ -3,7 +3,8 @@
 # Kubernetes API schema (kubernetes-validate --strict: unknown fields and
 # wrong types fail), the resources kubernetes-validate has no schema for
 # (Kustomization, the Prometheus Operator's ServiceMonitor) for structure,
-# and the kustomization's resource list against the files. Run by
+# the kustomization's resource list against the files, and the Dockerfile
+# (parsed with Docker's own parser: no daemon runs here to build it). Run by
 # scripts/test.sh; needs Python 3 with venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,4 +86,28 @@ for p in problems:
 if problems:
     sys.exit(1)
 print("deploy/kubernetes: structure and cross-references pass")
+
+import dockerfile
+
+cmds = dockerfile.parse_file("Dockerfile")
+stages = [c for c in cmds if c.cmd == "FROM"]
+final = cmds[cmds.index(stages[-1]):]
+users = [c.value[0] for c in final if c.cmd == "USER"]
+problems = []
+if len(stages) < 2:
+    problems.append("the Dockerfile is not multi-stage")
+if not users or users[-1].split(":")[0] in ("root", "0"):
+    problems.append("the runtime stage runs as root")
+labels = [v for c in final if c.cmd == "LABEL" for v in c.value[::2]]
+for want in ("org.opencontainers.image.title", "org.opencontainers.image.version"):
+    if want not in labels:
+        problems.append(f"the image has no {want} label")
+ports = {v for c in final if c.cmd == "EXPOSE" for v in c.value}
+if not {str(listen_port), str(metrics_port)} <= ports:
+    problems.append(f"the image exposes {sorted(ports)}, not the manifests' ports")
+for p in problems:
+    print("Dockerfile:", p, file=sys.stderr)
+if problems:
+    sys.exit(1)
+print(f"Dockerfile: {len(stages)} stages, runs as {users[-1]}, labelled")
 PY
