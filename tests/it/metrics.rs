@@ -372,3 +372,62 @@ fn verdict_metric_names() -> Vec<&'static str> {
         REDIS_POOL,
     ]
 }
+
+fn dashboard() -> serde_json::Value {
+    let text = std::fs::read_to_string(repo().join("deploy/grafana/verdict-dashboard.json"))
+        .expect("dashboard");
+    serde_json::from_str(&text).expect("dashboard JSON")
+}
+
+/// Every query of the dashboard, with Grafana's variables given values.
+fn dashboard_queries() -> Vec<String> {
+    let d = dashboard();
+    let panels = d["panels"].as_array().expect("panels");
+    let mut out = Vec::new();
+    for p in panels {
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            out.push(expr.replace("$__rate_interval", "5m").replace("$job", ".*"));
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboard_queries_parse_with_promtool_and_name_exported_metrics() {
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 15, "{}", queries.len());
+    // promtool has no offline query check; as recording rules, every
+    // expression goes through Prometheus's own parser.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dashboard-as-rules.yml");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, q) in queries.iter().enumerate() {
+        let quoted = serde_json::to_string(q).expect("quote");
+        rules.push_str(&format!(
+            "      - record: dashboard:q{i}\n        expr: {quoted}\n"
+        ));
+    }
+    std::fs::write(&file, rules).expect("write");
+    run_tool(
+        Command::new("promtool").args(["check", "rules"]).arg(&file),
+        None,
+    );
+
+    let exported = verdict_metric_names();
+    for q in &queries {
+        for word in q
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("verdict_"))
+        {
+            let base = word
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_count")
+                .trim_end_matches("_sum");
+            assert!(
+                exported.contains(&base),
+                "the dashboard names {word}: not exported"
+            );
+        }
+    }
+}
