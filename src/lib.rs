@@ -26,4 +26,5 @@ pub mod proto;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod telemetry;
 pub mod watch;

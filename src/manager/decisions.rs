@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 /// How many compare-and-set races one call retries before giving up with
 /// ABORTED-style `Contended` (each retry re-reads, so this only trips under
@@ -359,7 +360,7 @@ impl DecisionManager {
             if let Err(e) = this.analyze(d, incident, deadline).await {
                 tracing::warn!(%token, error = %e, "background analysis failed; the next reader finishes it");
             }
-        });
+        }.in_current_span());
     }
 
     /// Runs the analyzer under the deadline; the expert proposal answers

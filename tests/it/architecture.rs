@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("middleware", &[]),
     ("proto", &[]),
     ("metrics", &["domain"]),
+    ("telemetry", &[]),
     ("stats", &["domain"]),
     (
         "store",
@@ -34,7 +35,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "engine",
-        &["domain", "error_code", "middleware", "store", "metrics"],
+        &[
+            "domain",
+            "error_code",
+            "middleware",
+            "store",
+            "metrics",
+            "telemetry",
+        ],
     ),
     (
         "manager",
@@ -118,6 +126,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "api",
             "config",
             "metrics",
+            "telemetry",
         ],
     ),
     ("client", &["proto"]),
@@ -159,6 +168,17 @@ const CRATES: &[(&[&str], &[&str])] = &[
             "bench",
             "error_code",
         ],
+    ),
+    // Only `telemetry` knows OpenTelemetry: the rest of verdict speaks
+    // `tracing`.
+    (
+        &[
+            "opentelemetry",
+            "opentelemetry_sdk",
+            "opentelemetry_otlp",
+            "tracing_opentelemetry",
+        ],
+        &["telemetry"],
     ),
     // Only the engines speak HTTP (to an LLM, from `engine/llm/`).
     (&["reqwest"], &["engine"]),
