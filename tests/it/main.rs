@@ -23,6 +23,7 @@ mod llm_client;
 mod llm_decisions;
 mod lookup_cost;
 mod metrics;
+mod otlp;
 mod recovery;
 mod stats;
 mod store_conformance;
