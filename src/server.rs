@@ -128,9 +128,11 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let background = Background::new(shutdown.clone());
+    // Before anything records: handles taken earlier would record nowhere.
+    let metrics = observe::install(&config)?;
     let parts = build_parts(&config, overrides, &background)?;
     start_background(&config, &parts, &background).await?;
-    let metrics = observe::start(&config, &parts.hub, &background).await?;
+    observe::start(&config, metrics.as_ref(), &parts.hub, &background).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
     background.spawn(

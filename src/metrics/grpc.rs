@@ -15,18 +15,64 @@ use super::record::{GRPC_DURATION, GRPC_REQUESTS};
 use futures::future::BoxFuture;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use metrics::{SharedString, counter, histogram};
+use metrics::{Counter, Histogram, SharedString, counter, histogram};
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tower::{Layer, Service};
 
-/// The gRPC methods that exist, by path (`/pkg.Service/Method`).
+/// The gRPC methods that exist, by path (`/pkg.Service/Method`), each
+/// with its metric handles, registered on first use: a request costs one
+/// map lookup and two atomic updates, not a registry lookup per label set.
 #[derive(Debug, Default, Clone)]
 pub struct KnownMethods {
-    by_path: HashMap<String, (SharedString, SharedString)>,
+    by_path: HashMap<String, Arc<MethodMetrics>>,
+    unknown: Arc<MethodMetrics>,
+}
+
+/// The handles of one method.
+#[derive(Debug, Default)]
+struct MethodMetrics {
+    service: SharedString,
+    method: SharedString,
+    latency: OnceLock<Histogram>,
+    /// One counter per status code, by code number.
+    codes: [OnceLock<Counter>; CODES.len()],
+}
+
+impl MethodMetrics {
+    fn new(service: SharedString, method: SharedString) -> Self {
+        MethodMetrics {
+            service,
+            method,
+            ..Default::default()
+        }
+    }
+
+    fn record(&self, code: usize, elapsed: f64) {
+        let code = code.min(CODES.len() - 1);
+        self.codes[code]
+            .get_or_init(|| {
+                counter!(
+                    GRPC_REQUESTS,
+                    "service" => self.service.clone(),
+                    "method" => self.method.clone(),
+                    "code" => CODES[code]
+                )
+            })
+            .increment(1);
+        self.latency
+            .get_or_init(|| {
+                histogram!(
+                    GRPC_DURATION,
+                    "service" => self.service.clone(),
+                    "method" => self.method.clone()
+                )
+            })
+            .record(elapsed);
+    }
 }
 
 impl KnownMethods {
@@ -38,22 +84,21 @@ impl KnownMethods {
             let svc = SharedString::from_shared(Arc::<str>::from(service));
             for m in methods {
                 let path = format!("/{service}/{m}");
-                by_path.insert(
-                    path,
-                    (svc.clone(), SharedString::from_shared(Arc::<str>::from(m))),
-                );
+                let name = SharedString::from_shared(Arc::<str>::from(m));
+                by_path.insert(path, Arc::new(MethodMetrics::new(svc.clone(), name)));
             }
         }
-        KnownMethods { by_path }
+        let unknown = SharedString::const_str("unknown");
+        KnownMethods {
+            by_path,
+            unknown: Arc::new(MethodMetrics::new(unknown.clone(), unknown)),
+        }
     }
 
-    /// The (service, method) labels of `path`; `unknown` for both when no
-    /// such method exists.
-    fn labels(&self, path: &str) -> (SharedString, SharedString) {
-        self.by_path.get(path).cloned().unwrap_or((
-            SharedString::const_str("unknown"),
-            SharedString::const_str("unknown"),
-        ))
+    /// The handles of `path`; the shared `unknown` ones when no such
+    /// method exists.
+    fn of(&self, path: &str) -> Arc<MethodMetrics> {
+        self.by_path.get(path).unwrap_or(&self.unknown).clone()
     }
 
     /// How many methods are known.
@@ -128,13 +173,9 @@ where
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/grpc"));
         let known = self.known.as_ref().filter(|_| grpc);
-        let pending = known.map(|known| {
-            let (service, method) = known.labels(req.uri().path());
-            Pending {
-                service,
-                method,
-                started: Instant::now(),
-            }
+        let pending = known.map(|known| Pending {
+            metrics: known.of(req.uri().path()),
+            started: Instant::now(),
         });
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -164,23 +205,15 @@ where
 
 /// A request counted when its status is known.
 struct Pending {
-    service: SharedString,
-    method: SharedString,
+    metrics: Arc<MethodMetrics>,
     started: Instant,
 }
 
 impl Pending {
-    fn finish(self, code: &'static str) {
-        let elapsed = self.started.elapsed().as_secs_f64();
-        counter!(
-            GRPC_REQUESTS,
-            "service" => self.service.clone(),
-            "method" => self.method.clone(),
-            "code" => code
-        )
-        .increment(1);
-        histogram!(GRPC_DURATION, "service" => self.service, "method" => self.method)
-            .record(elapsed);
+    /// Counts the request with status `code` (a number of [`CODES`]).
+    fn finish(self, code: usize) {
+        self.metrics
+            .record(code, self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -214,12 +247,12 @@ where
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(p) = this.pending.take() {
-                    p.finish("INTERNAL");
+                    p.finish(INTERNAL);
                 }
             }
             Poll::Ready(None) => {
                 if let Some(p) = this.pending.take() {
-                    p.finish("UNKNOWN");
+                    p.finish(UNKNOWN);
                 }
             }
             Poll::Pending => {}
@@ -239,7 +272,7 @@ where
 impl<B> Drop for MeteredBody<B> {
     fn drop(&mut self) {
         if let Some(p) = self.pending.take() {
-            p.finish("CANCELLED");
+            p.finish(CANCELLED);
         }
     }
 }
@@ -265,16 +298,20 @@ const CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
-/// The status code named by `grpc-status`, if present; a value outside
-/// the table counts as `UNKNOWN`.
-fn status_of(headers: &HeaderMap) -> Option<&'static str> {
+const CANCELLED: usize = 1;
+const UNKNOWN: usize = 2;
+const INTERNAL: usize = 13;
+
+/// The status code (a number of [`CODES`]) in `grpc-status`, if present;
+/// a value outside the table counts as `UNKNOWN`.
+fn status_of(headers: &HeaderMap) -> Option<usize> {
     let v = headers.get("grpc-status")?;
     let code = v
         .to_str()
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
-        .and_then(|n| CODES.get(n).copied())
-        .unwrap_or("UNKNOWN");
+        .filter(|n| *n < CODES.len())
+        .unwrap_or(UNKNOWN);
     Some(code)
 }
 
@@ -287,19 +324,23 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(status_of(&h), None);
         h.insert("grpc-status", "5".parse().unwrap());
-        assert_eq!(status_of(&h), Some("NOT_FOUND"));
+        assert_eq!(status_of(&h).map(|c| CODES[c]), Some("NOT_FOUND"));
         h.insert("grpc-status", "99".parse().unwrap());
-        assert_eq!(status_of(&h), Some("UNKNOWN"));
+        assert_eq!(status_of(&h).map(|c| CODES[c]), Some("UNKNOWN"));
         h.insert("grpc-status", "x".parse().unwrap());
-        assert_eq!(status_of(&h), Some("UNKNOWN"));
+        assert_eq!(status_of(&h).map(|c| CODES[c]), Some("UNKNOWN"));
+        assert_eq!(
+            (CODES[CANCELLED], CODES[UNKNOWN], CODES[INTERNAL]),
+            ("CANCELLED", "UNKNOWN", "INTERNAL")
+        );
     }
 
     #[test]
     fn unknown_paths_share_one_label() {
         let known = KnownMethods::new([("a.B", vec!["Get".to_string()])]);
-        let (s, m) = known.labels("/a.B/Get");
-        assert_eq!((&*s, &*m), ("a.B", "Get"));
-        let (s, m) = known.labels("/a.B/Made-Up-By-A-Caller");
-        assert_eq!((&*s, &*m), ("unknown", "unknown"));
+        let m = known.of("/a.B/Get");
+        assert_eq!((&*m.service, &*m.method), ("a.B", "Get"));
+        let m = known.of("/a.B/Made-Up-By-A-Caller");
+        assert_eq!((&*m.service, &*m.method), ("unknown", "unknown"));
     }
 }

@@ -236,15 +236,30 @@ pub fn alerts_ignored(alerts: usize) {
 
 // ---- Redis ----
 
+/// The handles every Redis call updates, taken once (the recorder is
+/// installed before the store is built).
+struct RedisHandles {
+    latency: metrics::Histogram,
+    open: metrics::Gauge,
+    idle: metrics::Gauge,
+}
+
+static REDIS: std::sync::LazyLock<RedisHandles> = std::sync::LazyLock::new(|| RedisHandles {
+    latency: histogram!(REDIS_DURATION),
+    open: gauge!(REDIS_POOL, "state" => "open"),
+    idle: gauge!(REDIS_POOL, "state" => "idle"),
+});
+
 /// One Redis call (command, pipeline or script) finished; `error` is the
 /// failure's kind when it failed. `open`/`idle`: the pool after it.
 pub fn redis_call(elapsed: Duration, error: Option<&'static str>, open: u32, idle: u32) {
-    histogram!(REDIS_DURATION).record(elapsed.as_secs_f64());
+    let h = &*REDIS;
+    h.latency.record(elapsed.as_secs_f64());
     if let Some(kind) = error {
         counter!(REDIS_ERRORS, "kind" => kind).increment(1);
     }
-    gauge!(REDIS_POOL, "state" => "open").set(open as f64);
-    gauge!(REDIS_POOL, "state" => "idle").set(idle as f64);
+    h.open.set(open as f64);
+    h.idle.set(idle as f64);
 }
 
 #[cfg(test)]

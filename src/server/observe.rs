@@ -17,18 +17,28 @@ use tonic::service::Routes;
 /// The path Prometheus scrapes.
 pub const METRICS_PATH: &str = "/metrics";
 
-/// Installs the recorder when metrics are on, and starts what keeps it:
-/// the histogram upkeep and the open-watchers gauge. The admin port, when
-/// configured, is bound here so a busy port fails the start.
+/// Installs the recorder when metrics are on (first thing at start: a
+/// metric handle taken before it records nowhere).
+pub fn install(config: &Config) -> anyhow::Result<Option<Metrics>> {
+    Ok(if config.metrics_enabled {
+        Some(Metrics::install()?)
+    } else {
+        None
+    })
+}
+
+/// Starts what keeps the metrics: the histogram upkeep and the
+/// open-watchers gauge. The admin port, when configured, is bound here so
+/// a busy port fails the start.
 pub async fn start(
     config: &Config,
+    metrics: Option<&Metrics>,
     hub: &Arc<Hub>,
     background: &Background,
-) -> anyhow::Result<Option<Metrics>> {
-    if !config.metrics_enabled {
-        return Ok(None);
-    }
-    let metrics = Metrics::install()?;
+) -> anyhow::Result<()> {
+    let Some(metrics) = metrics else {
+        return Ok(());
+    };
     let stop = background.shutdown().clone();
     background.spawn(
         "metrics upkeep",
@@ -51,7 +61,7 @@ pub async fn start(
         tracing::info!(addr = %listener.local_addr()?, "metrics on the admin port");
         let admin = tonic::transport::Server::builder()
             .accept_http1(true)
-            .add_routes(Routes::from(with_route(axum::Router::new(), &metrics)));
+            .add_routes(Routes::from(with_route(axum::Router::new(), metrics)));
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         let stop = background.shutdown().clone();
         background.spawn("metrics admin port", async move {
@@ -63,7 +73,7 @@ pub async fn start(
             }
         });
     }
-    Ok(Some(metrics))
+    Ok(())
 }
 
 /// `app` with `/metrics` on it, when metrics are on and no admin port is
