@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test of verdict on a fresh machine: installs what is
-# missing (redis-server, Debian's chromium; the clients' and the dashboard's
-# pinned Python and npm tools, buf and playwright-core among them), then fmt,
-# the generated clients' and the dashboard bundle's freshness, buf lint and
-# breaking, clippy, the Rust test suite, the dashboard in a real browser, and
-# the Python and TypeScript client suites against the real `verdict serve`
-# (and real Redis servers on private ports).
+# missing (redis-server, prometheus, Debian's chromium; the clients' and the
+# dashboard's pinned Python and npm tools, buf and playwright-core among
+# them), then fmt, the Kubernetes manifests, the generated clients' and the
+# dashboard bundle's freshness, buf lint and breaking, clippy, the Rust test
+# suite, the dashboard in a real browser, and the Python and TypeScript
+# client suites against the real `verdict serve` (and real Redis servers on
+# private ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,12 +22,15 @@ command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The dashboard's browser tests drive Debian's Chromium (Playwright's own
 # browser download is not available everywhere); CHROMIUM overrides the path.
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need_apt+=(chromium)
+# The metrics suite runs the real Prometheus and promtool.
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-# The Debian package starts its own service on 6379; tests never use it.
+# The Debian packages may start their own services (Redis on 6379,
+# Prometheus on 9090); tests never use them.
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
   echo "Node $node_major is too old for the TypeScript client; it needs Node 20 or later" >&2
@@ -35,6 +39,9 @@ fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+
+log "Kubernetes manifests, offline (scripts/check-deploy.sh)"
+scripts/check-deploy.sh
 
 log "regenerating the clients (scripts/gen-clients.sh)"
 scripts/gen-clients.sh

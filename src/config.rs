@@ -174,6 +174,14 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Prometheus metrics: `/metrics` served and every request counted.
+    /// `false` serves none and records nothing.
+    #[arg(long, env = "VERDICT_METRICS_ENABLED", value_name = "BOOL")]
+    pub metrics_enabled: Option<bool>,
+    /// A separate admin address for `/metrics` (e.g. 0.0.0.0:9464). None:
+    /// `/metrics` is served on the main port.
+    #[arg(long, env = "VERDICT_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 
     // ---- engines: LLM, cache, consensus, recovery ----
     /// Base URL of an OpenAI-compatible API (`/chat/completions` is
@@ -473,6 +481,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub ui_enabled: bool,
     pub log_format: LogFormat,
+    pub metrics_enabled: bool,
+    pub metrics_listen: Option<SocketAddr>,
     pub llm_base_url: Option<String>,
     pub llm_model: String,
     pub llm_provider: Option<String>,
@@ -563,6 +573,8 @@ impl Default for Config {
             cors_origins: Vec::new(),
             ui_enabled: true,
             log_format: LogFormat::Text,
+            metrics_enabled: true,
+            metrics_listen: None,
             llm_base_url: None,
             llm_model: "gpt-4o-mini".into(),
             llm_provider: None,

@@ -34,7 +34,17 @@ async fn main() -> ExitCode {
 /// until it fails on its own.
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args)?;
-    init_tracing(config.log_format)?;
+    let exporter = init_tracing(config.log_format)?;
+    let result = run_server(args, config).await;
+    if let Some(e) = exporter {
+        // The batch exporter blocks while it flushes.
+        let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
+    }
+    result
+}
+
+/// Serves until a termination signal (then drains) or a failure.
+async fn run_server(args: &ServeArgs, config: Config) -> anyhow::Result<()> {
     let running = verdict::server::start(config, Default::default()).await?;
     let stop = running.shutdown_token();
     let reloader = running.reloader();
@@ -108,19 +118,37 @@ async fn reload_on_change(args: &ServeArgs, reloader: &verdict::server::Reloader
 }
 
 /// Logs to stdout as text or JSON lines; the filter comes from `RUST_LOG`
-/// (default `info`).
-fn init_tracing(format: LogFormat) -> anyhow::Result<()> {
+/// (default `info`). With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are
+/// also exported over OTLP; the returned exporter flushes them at exit.
+fn init_tracing(format: LogFormat) -> anyhow::Result<Option<verdict::telemetry::Exporter>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
         .from_env()
         .context("invalid RUST_LOG")?;
     // Colours only for a person watching; never in files or log pipelines.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
     };
-    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+    let (otel, exporter) = match verdict::telemetry::otlp_layer().map_err(anyhow::Error::msg)? {
+        Some((layer, exporter)) => (Some(layer), Some(exporter)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    if exporter.is_some() {
+        tracing::info!(
+            "exporting traces over OTLP ({})",
+            verdict::telemetry::ENDPOINT_VAR
+        );
+    }
+    Ok(exporter)
 }

@@ -25,6 +25,7 @@ use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
 mod edge;
+mod observe;
 mod ui;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -215,9 +216,12 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let background = Background::new(shutdown.clone());
+    // Before anything records: handles taken earlier would record nowhere.
+    let metrics = observe::install(&config)?;
     let executor = build_executor(&config).await?;
     let parts = build_parts(&config, overrides, executor, &background)?;
     start_background(&config, &parts, &background).await?;
+    observe::start(&config, metrics.as_ref(), &parts.hub, &background).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
     background.spawn(
@@ -229,6 +233,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         decisions: parts.decisions.clone(),
     };
     let app = routes(&config, &parts, health_service, auth)?;
+    let app = observe::main_port_route(app, &config, metrics.as_ref());
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -491,6 +496,7 @@ fn routes(
     let grpc = tower::ServiceBuilder::new()
         .option_layer(cors_layer(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(observe::grpc_layer(config))
         .service(grpc);
     let app = crate::ingest::webhook::router(Webhook {
         ingestor: parts.ingestor.clone(),

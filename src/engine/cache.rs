@@ -46,6 +46,12 @@ impl ProposalCache {
     /// A fresh, still-safe cached proposal for `incident`, marked
     /// `from_cache`.
     pub async fn get(&self, incident: &Incident, scope: &str) -> Option<Proposal> {
+        let hit = self.lookup(incident, scope).await;
+        crate::metrics::cache_lookup(hit.is_some());
+        hit
+    }
+
+    async fn lookup(&self, incident: &Incident, scope: &str) -> Option<Proposal> {
         let sig = Signature::of(incident, scope);
         let mut p = match self.store.cached_proposal(&sig).await {
             Ok(p) => p?,

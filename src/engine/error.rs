@@ -65,6 +65,20 @@ impl EngineError {
     }
 
     /// What the decision records when this error sends it to the expert.
+    /// A short, bounded name of the failure's kind (a metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::Connect(_) => "connect",
+            EngineError::Timeout(_) => "timeout",
+            EngineError::Status { .. } => "status",
+            EngineError::Protocol(_) => "protocol",
+            EngineError::CircuitOpen => "circuit_open",
+            EngineError::Invalid(_) => "invalid",
+            EngineError::Unsafe(_) => "unsafe",
+            EngineError::Setup(_) => "setup",
+        }
+    }
+
     pub fn fallback_reason(&self) -> FallbackReason {
         match self {
             EngineError::Timeout(_) => FallbackReason::Timeout,

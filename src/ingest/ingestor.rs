@@ -167,10 +167,14 @@ impl Ingestor {
         let mut report = Report::default();
         for r in results {
             match r? {
-                (Some(t), _) => report.incidents.push(t),
+                (Some(t), n) => {
+                    crate::metrics::alerts_grouped(n, t.opened, t.changed);
+                    report.incidents.push(t)
+                }
                 (None, n) => report.ignored += n,
             }
         }
+        crate::metrics::alerts_ignored(report.ignored);
         Ok(report)
     }
 

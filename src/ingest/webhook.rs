@@ -210,10 +210,12 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn receive(State(hook): State<Arc<Webhook>>, req: Request) -> Response {
-    match accept(&hook, req).await {
+    let response = match accept(&hook, req).await {
         Ok(report) => json(StatusCode::OK, &ReportBody::from(&report)),
         Err(e) => e.into_response(),
-    }
+    };
+    crate::metrics::webhook_request(response.status().as_u16());
+    response
 }
 
 /// The checks, cheapest first, then the ingestion.

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 /// How many compare-and-set races one call retries before giving up with
 /// ABORTED-style `Contended` (each retry re-reads, so this only trips under
@@ -354,6 +355,7 @@ impl DecisionManager {
         if created != Cas::Written {
             return Ok(None);
         }
+        crate::metrics::decision_written(&fresh);
         tracing::info!(token = %fresh.token, incident = %incident.id, "decision analyzing");
         let decision = if wait {
             self.analyze(fresh, incident, deadline).await?
@@ -392,7 +394,7 @@ impl DecisionManager {
             if let Err(e) = this.analyze(d, incident, deadline).await {
                 tracing::warn!(%token, error = %e, "background analysis failed; the next reader finishes it");
             }
-        });
+        }.in_current_span());
     }
 
     /// Runs the analyzer under the deadline; the expert proposal answers
@@ -443,6 +445,7 @@ impl DecisionManager {
             Cas::Written => {
                 tracing::info!(token = %next.token, "decision ready");
                 self.queue_preflight(&next);
+                crate::metrics::decision_written(&next);
                 next
             }
             Cas::Conflict(Some(current)) => current,
@@ -555,6 +558,7 @@ impl DecisionManager {
             match self.store.update_decision(d.version, &next, &stats).await? {
                 Cas::Written => {
                     tracing::info!(%token, state = next.state.as_str(), version = next.version, "decision changed");
+                    crate::metrics::decision_written(&next);
                     return Ok(next);
                 }
                 Cas::Conflict(Some(cur)) if expected_version != 0 => {

@@ -140,12 +140,14 @@ fn span<B>(req: &Request<B>) -> tracing::Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
-    )
+    );
+    crate::telemetry::set_parent_from(&span, req.headers());
+    span
 }
 
 /// The answer when the backstop fires (or the stack fails otherwise): a

@@ -38,6 +38,21 @@ pub enum StoreError {
     InvalidUrl(#[source] RedisError),
 }
 
+impl StoreError {
+    /// A short, bounded name of the failure's kind (a metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(Outage::Redis(_)) => "unavailable",
+            StoreError::Unavailable(Outage::Connect(_)) => "connect",
+            StoreError::Unavailable(Outage::PoolTimedOut) => "pool_timeout",
+            StoreError::Unavailable(Outage::AllBroken) => "broken",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Backend(_) => "backend",
+            StoreError::InvalidUrl(_) => "invalid_url",
+        }
+    }
+}
+
 /// Why the store is unavailable.
 #[derive(Debug, Error)]
 pub enum Outage {

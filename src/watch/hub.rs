@@ -139,6 +139,7 @@ impl Hub {
             room
         });
         if !admitted {
+            crate::metrics::watcher_dropped(crate::metrics::WatcherDropped::Refused);
             return Err(WatchError::TooMany(self.max_watchers));
         }
         let (tx, rx) = mpsc::channel(cap);

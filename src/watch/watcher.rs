@@ -246,6 +246,7 @@ pub fn watch_all(
                 }
                 _ = sub.wake.notified() => {
                     if sub.lagged.load(Ordering::Acquire) {
+                        crate::metrics::watcher_dropped(crate::metrics::WatcherDropped::Overflow);
                         yield Err(StreamEnd::Overflow(sub.rx.max_capacity()));
                         break;
                     }

@@ -26,10 +26,25 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("middleware", &[]),
     ("proto", &[]),
+    ("metrics", &["domain"]),
+    ("telemetry", &[]),
     ("stats", &["domain"]),
     ("auth", &["domain", "error_code"]),
-    ("store", &["domain", "error_code", "stats", "clock"]),
-    ("engine", &["domain", "error_code", "middleware", "store"]),
+    (
+        "store",
+        &["domain", "error_code", "stats", "clock", "metrics"],
+    ),
+    (
+        "engine",
+        &[
+            "domain",
+            "error_code",
+            "middleware",
+            "store",
+            "metrics",
+            "telemetry",
+        ],
+    ),
     ("executor", &["domain"]),
     (
         "manager",
@@ -41,15 +56,31 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "stats",
             "clock",
+            "metrics",
         ],
     ),
     (
         "watch",
-        &["domain", "error_code", "manager", "store", "clock"],
+        &[
+            "domain",
+            "error_code",
+            "manager",
+            "store",
+            "clock",
+            "metrics",
+        ],
     ),
     (
         "ingest",
-        &["domain", "error_code", "manager", "stats", "store", "clock"],
+        &[
+            "domain",
+            "error_code",
+            "manager",
+            "stats",
+            "store",
+            "clock",
+            "metrics",
+        ],
     ),
     (
         "notify",
@@ -107,6 +138,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "api",
             "config",
             "auth",
+            "metrics",
+            "telemetry",
         ],
     ),
     ("client", &["proto"]),
@@ -148,6 +181,17 @@ const CRATES: &[(&[&str], &[&str])] = &[
             "bench",
             "error_code",
         ],
+    ),
+    // Only `telemetry` knows OpenTelemetry: the rest of verdict speaks
+    // `tracing`.
+    (
+        &[
+            "opentelemetry",
+            "opentelemetry_sdk",
+            "opentelemetry_otlp",
+            "tracing_opentelemetry",
+        ],
+        &["telemetry"],
     ),
     // Only the engines (to an LLM, from `engine/llm/`) and the chat
     // notifier (to the Telegram Bot API and Slack's Web API) speak HTTP as

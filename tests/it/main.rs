@@ -25,6 +25,8 @@ mod ingest_auth;
 mod llm_client;
 mod llm_decisions;
 mod lookup_cost;
+mod metrics;
+mod otlp;
 mod recovery;
 mod stats;
 mod store_conformance;

@@ -113,6 +113,7 @@ impl HttpChat {
             .post(&*self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "application/json")
+            .headers(trace_context())
             .body(bytes);
         if let Some(key) = &self.key {
             rb = rb.bearer_auth(key.expose());
@@ -200,6 +201,14 @@ impl Service<ChatRequest> for HttpChat {
     fn call(&mut self, req: ChatRequest) -> Self::Future {
         Box::pin(self.clone().complete(req))
     }
+}
+
+/// The current trace's context (`traceparent`), so the LLM call joins the
+/// caller's trace; empty when tracing export is off.
+fn trace_context() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    crate::telemetry::inject(&mut h);
+    h
 }
 
 /// `{base}/chat/completions`, where `base` is an http(s) URL such as

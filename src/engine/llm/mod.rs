@@ -174,6 +174,10 @@ impl LlmClient {
         let service = ServiceBuilder::new()
             .layer(breaker.clone())
             .layer(RetryLayer::new(s.retry))
+            .map_request(|r| {
+                crate::metrics::llm_attempt();
+                r
+            })
             .layer(TimeoutLayer(s.timeout))
             .layer(ConcurrencyLimitLayer::new(s.max_concurrency))
             .service(transport);
@@ -187,7 +191,20 @@ impl LlmClient {
 
     /// One chat completion through every layer.
     pub async fn chat(&self, req: ChatRequest) -> Result<ChatReply, EngineError> {
-        self.service.clone().oneshot(req).await
+        let started = std::time::Instant::now();
+        let r = self.service.clone().oneshot(req).await;
+        let outcome = r.as_ref().map_or_else(EngineError::kind, |_| "ok");
+        crate::metrics::llm_request(outcome, started.elapsed(), self.circuit());
+        r
+    }
+
+    /// The breaker's state as the metrics show it.
+    fn circuit(&self) -> crate::metrics::Circuit {
+        match self.breaker.state() {
+            BreakerState::Closed { .. } => crate::metrics::Circuit::Closed,
+            BreakerState::HalfOpen => crate::metrics::Circuit::HalfOpen,
+            BreakerState::Open => crate::metrics::Circuit::Open,
+        }
     }
 
     pub fn breaker_state(&self) -> BreakerState {

@@ -111,6 +111,24 @@ impl RedisStore {
         &self,
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.call(f).await;
+        let state = self.pool.state();
+        let kind = r.as_ref().err().map(StoreError::kind);
+        crate::metrics::redis_call(
+            started.elapsed(),
+            kind,
+            state.connections,
+            state.idle_connections,
+        );
+        r
+    }
+
+    /// [`Self::run`] without the metrics.
+    async fn call<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
+    ) -> Result<T, StoreError> {
         let (mut conn, broken) = self.conn().await?;
         f(&mut conn).await.map_err(|e| {
             if is_transport(&e) {

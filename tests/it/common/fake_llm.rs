@@ -30,6 +30,8 @@ pub enum Reply {
 pub struct Seen {
     pub body: Value,
     pub authorization: Option<String>,
+    /// The W3C trace context the caller sent, if any.
+    pub traceparent: Option<String>,
     pub at: Instant,
 }
 
@@ -123,6 +125,10 @@ async fn answer(State(s): State<Shared>, headers: HeaderMap, body: String) -> Re
             body: body.clone(),
             authorization: headers
                 .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            traceparent: headers
+                .get("traceparent")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             at: Instant::now(),
