@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod background;
 #[cfg(feature = "bench")]
 pub mod bench;

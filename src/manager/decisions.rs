@@ -8,6 +8,7 @@
 use super::ManagerError;
 use super::sweeper::{RECOVERY_GRACE, abandoned};
 use super::waiters::Waiters;
+use crate::audit;
 use crate::clock::Clock;
 use crate::domain::{
     Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Token,
@@ -315,7 +316,12 @@ impl DecisionManager {
         let stats = stats::decision(None, &fresh);
         let created = self
             .store
-            .create_decision(current.map(|d| &d.token), &fresh, &stats)
+            .create_decision(
+                current.map(|d| &d.token),
+                &fresh,
+                &stats,
+                Some(&audit::Draft::decision_change(None, &fresh)),
+            )
             .await?;
         if created != Cas::Written {
             return Ok(None);
@@ -405,7 +411,12 @@ impl DecisionManager {
         let mut next = d.transition(DecisionState::Ready, d.version, self.clock.now())?;
         next.proposal = Some(proposal);
         let stats = stats::decision(Some(&d), &next);
-        let out = match self.store.update_decision(d.version, &next, &stats).await? {
+        let event = audit::Draft::decision_change(Some(&d), &next);
+        let out = match self
+            .store
+            .update_decision(d.version, &next, &stats, Some(&event))
+            .await?
+        {
             Cas::Written => {
                 tracing::info!(token = %next.token, "decision ready");
                 next
@@ -517,7 +528,12 @@ impl DecisionManager {
             let mut next = d.transition(next_state, expected_version, self.clock.now())?;
             edit(&mut next);
             let stats = stats::decision(Some(&d), &next);
-            match self.store.update_decision(d.version, &next, &stats).await? {
+            let event = audit::Draft::decision_change(Some(&d), &next);
+            match self
+                .store
+                .update_decision(d.version, &next, &stats, Some(&event))
+                .await?
+            {
                 Cas::Written => {
                     tracing::info!(%token, state = next.state.as_str(), version = next.version, "decision changed");
                     return Ok(next);
@@ -664,7 +680,7 @@ mod tests {
             status_note: String::new(),
         };
         store
-            .create_incident(&incident, None, &crate::stats::StatDelta::default())
+            .create_incident(&incident, None, &crate::stats::StatDelta::default(), None)
             .await
             .unwrap();
         incident.id

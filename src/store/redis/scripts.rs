@@ -9,12 +9,14 @@
 use crate::store::{Cas, StoreError};
 use redis::{Script, Value};
 
-/// A write script with the statistics prelude (`lua/stats.lua`, which
-/// defines `apply_stats`) in front of it.
+/// A write script with the statistics and audit preludes (`lua/stats.lua`,
+/// which defines `apply_stats`; `lua/audit.lua`, `audit_moved` and
+/// `append_audit`) in front of it.
 macro_rules! with_stats {
     ($file:literal) => {
         Script::new(concat!(
             include_str!("lua/stats.lua"),
+            include_str!("lua/audit.lua"),
             include_str!(concat!("lua/", $file))
         ))
     };
@@ -30,6 +32,7 @@ pub(super) struct Scripts {
     pub create_incident: Script,
     pub set_group: Script,
     pub top_services: Script,
+    pub append_audit: Script,
 }
 
 impl Scripts {
@@ -43,6 +46,7 @@ impl Scripts {
             set_group: Script::new(include_str!("lua/set_group.lua")),
             create_incident: with_stats!("create_incident.lua"),
             top_services: Script::new(include_str!("lua/top_services.lua")),
+            append_audit: with_stats!("append_audit.lua"),
         }
     }
 }

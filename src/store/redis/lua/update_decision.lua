@@ -5,11 +5,17 @@
 -- ARGV[3]  the new JSON; ARGV[4] retention in ms; ARGV[5] stream length kept
 -- KEYS[3]  verdict:analyzing; ARGV[6] the token when the decision leaves
 --          ANALYZING (removed from that index), else ''
--- then the statistics increments (stats.lua), applied only when written.
--- Returns {1} when written, else {0, current JSON or false}.
+-- then the audit event (audit.lua) and the statistics increments
+-- (stats.lua), applied only when written.
+-- Returns {1} when written, {2, seq, hash} when the audit chain moved,
+-- else {0, current JSON or false}.
 local v = redis.call('HGET', KEYS[1], 'v')
 if v ~= ARGV[1] then
   return {0, redis.call('HGET', KEYS[1], 'd')}
+end
+local moved = audit_moved()
+if moved then
+  return moved
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'h' .. ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
@@ -18,4 +24,5 @@ if ARGV[6] ~= '' then
   redis.call('ZREM', KEYS[3], ARGV[6])
 end
 apply_stats()
+append_audit()
 return {1}
