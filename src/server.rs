@@ -99,13 +99,19 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let retention = Retention {
         decisions: config.history_retention,
         stats: config.stats_retention,
+        audit: config.audit_retention,
         ..Retention::default()
     };
+    let signer = audit_signer(config);
     if config.in_memory() {
         tracing::warn!(
             "=== IN-MEMORY STORE: nothing is persisted and replicas do not share state; use --redis-url in production ==="
         );
-        return Ok(Arc::new(MemoryStore::new(retention)));
+        let store = MemoryStore::new(retention);
+        return Ok(Arc::new(match signer {
+            Some(s) => store.with_audit(s),
+            None => store,
+        }));
     }
     let url = config.redis_url.as_deref().unwrap_or_default();
     let store = RedisStore::new(
@@ -116,7 +122,31 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         },
         retention,
     )?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(match signer {
+        Some(s) => store.with_audit(s),
+        None => store,
+    }))
+}
+
+/// The audit signer, keyed from the variable `audit_key_env` names (None
+/// when auditing is off). The key is never logged, only its id.
+fn audit_signer(config: &Config) -> Option<crate::audit::Signer> {
+    if !config.audit {
+        tracing::warn!("audit trail OFF: changes are not recorded");
+        return None;
+    }
+    let key = std::env::var(&config.audit_key_env).unwrap_or_default();
+    let signer = if key.is_empty() {
+        tracing::warn!(
+            variable = %config.audit_key_env,
+            "no audit key set: audit events are sealed with the PUBLIC development key and prove nothing"
+        );
+        crate::audit::Signer::new(crate::audit::DEVELOPMENT_KEY)
+    } else {
+        crate::audit::Signer::new(key.as_bytes())
+    };
+    tracing::info!(key_id = signer.key_id(), "audit trail on");
+    Some(signer)
 }
 
 /// Binds `config.listen` and starts serving in the background.

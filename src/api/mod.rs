@@ -3,6 +3,7 @@
 //! protobuf, and `status.rs` is the only place errors become `Status` (the
 //! code from each error's `code()`, see `error_code.rs`).
 
+pub mod audited;
 pub mod convert;
 pub mod deadline;
 pub mod decisions;

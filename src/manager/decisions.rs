@@ -172,6 +172,11 @@ enum Reuse {
 }
 
 impl DecisionManager {
+    /// The audit trail of this manager's store (to record refusals).
+    pub fn audit_log(&self) -> super::AuditLog {
+        super::AuditLog::new(self.store.clone(), self.clock.clone())
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         expert: Arc<ExpertEngine>,

@@ -56,6 +56,11 @@ impl IncidentManager {
         IncidentManager { store, clock }
     }
 
+    /// The audit trail of this manager's store (to record refusals).
+    pub fn audit_log(&self) -> super::AuditLog {
+        super::AuditLog::new(self.store.clone(), self.clock.clone())
+    }
+
     pub async fn create(
         &self,
         new: NewIncident,

@@ -2,6 +2,7 @@
 //! [`crate::store::Store`], independent of gRPC. `api/` translates protobuf
 //! to calls here; errors come back as [`ManagerError`].
 
+pub mod audit;
 pub mod decisions;
 pub mod error;
 pub mod incidents;
@@ -9,6 +10,7 @@ pub mod stats;
 pub mod sweeper;
 mod waiters;
 
+pub use audit::{AuditFilter, AuditLog, AuditPage};
 pub use decisions::{DecisionManager, DecisionRequest, DecisionSettings, ExecutorKind, Issued};
 pub use error::ManagerError;
 pub use incidents::{IncidentFilter, IncidentManager, NewIncident};

@@ -27,11 +27,20 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("middleware", &[]),
     ("proto", &[]),
     ("stats", &["domain"]),
-    ("store", &["domain", "error_code", "stats", "clock"]),
+    ("audit", &["domain"]),
+    ("store", &["domain", "error_code", "stats", "clock", "audit"]),
     ("engine", &["domain", "error_code", "middleware", "store"]),
     (
         "manager",
-        &["domain", "error_code", "engine", "store", "stats", "clock"],
+        &[
+            "domain",
+            "error_code",
+            "engine",
+            "store",
+            "stats",
+            "clock",
+            "audit",
+        ],
     ),
     (
         "watch",
@@ -39,7 +48,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "ingest",
-        &["domain", "error_code", "manager", "stats", "store", "clock"],
+        &[
+            "domain",
+            "error_code",
+            "manager",
+            "stats",
+            "store",
+            "clock",
+            "audit",
+        ],
     ),
     (
         "api",
@@ -54,6 +71,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "watch",
             "ingest",
             "proto",
+            "audit",
         ],
     ),
     (
@@ -87,10 +105,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "ingest",
             "api",
             "config",
+            "audit",
         ],
     ),
     ("client", &["proto"]),
-    ("cli", &["client", "proto"]),
+    ("cli", &["client", "proto", "audit"]),
     (
         "bench",
         &[
