@@ -28,7 +28,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("proto", &[]),
     ("stats", &["domain"]),
     ("audit", &["domain"]),
-    ("store", &["domain", "error_code", "stats", "clock", "audit"]),
+    (
+        "store",
+        &["domain", "error_code", "stats", "clock", "audit"],
+    ),
     ("engine", &["domain", "error_code", "middleware", "store"]),
     (
         "manager",

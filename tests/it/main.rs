@@ -8,6 +8,7 @@
 mod common;
 
 mod architecture;
+mod audit;
 mod bad_input;
 #[cfg(feature = "bench")]
 mod bench_smoke;
