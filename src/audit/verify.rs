@@ -76,25 +76,30 @@ impl Verifier {
         if state.broken {
             return;
         }
-        let reason = problem.or_else(|| {
-            if e.seq != state.seq + 1 {
-                Some(format!(
-                    "expected event {} of the chain, found {} (events missing)",
+        // A gap is reported at the first missing event; anything else at
+        // the event that does not fit.
+        let found = match problem {
+            Some(reason) => Some((e.seq, reason)),
+            None if e.seq != state.seq + 1 => Some((
+                state.seq + 1,
+                format!(
+                    "event {} is missing (the chain continues at {})",
                     state.seq + 1,
                     e.seq
-                ))
-            } else if e.prev != state.hash {
-                Some("its link to the previous event does not match".into())
-            } else {
-                None
-            }
-        });
-        match reason {
-            Some(reason) => {
+                ),
+            )),
+            None if e.prev != state.hash => Some((
+                e.seq,
+                "its link to the previous event does not match".into(),
+            )),
+            None => None,
+        };
+        match found {
+            Some((seq, reason)) => {
                 state.broken = true;
                 self.report.breaks.push(Break {
                     chain: e.chain.clone(),
-                    seq: e.seq,
+                    seq,
                     reason,
                 });
             }
