@@ -5,7 +5,7 @@
 //! authentication and metrics plug in); background work owned by one
 //! [`Background`]; graceful shutdown.
 
-use crate::api::{DecisionApi, IncidentApi, StatsApi};
+use crate::api::{AuditApi, DecisionApi, IncidentApi, StatsApi};
 use crate::background::Background;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -15,6 +15,7 @@ use crate::manager::{DecisionManager, IncidentManager, StatsManager, Sweeper};
 
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
+use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
 use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
@@ -34,10 +35,11 @@ use tonic_health::server::HealthReporter;
 
 /// The fully qualified names of verdict's services, as health reports them
 /// (taken from the generated servers, never typed by hand).
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     <IncidentServiceServer<IncidentApi> as NamedService>::NAME,
     <DecisionServiceServer<DecisionApi> as NamedService>::NAME,
     <StatsServiceServer<StatsApi> as NamedService>::NAME,
+    <AuditServiceServer<AuditApi> as NamedService>::NAME,
 ];
 
 /// The least time background tasks get to stop after the drain (a sweep
@@ -359,7 +361,10 @@ fn routes(
         .add_service(
             StatsServiceServer::new(StatsApi::new(parts.stats.clone()))
                 .max_decoding_message_size(max),
-        );
+        )
+        .add_service(AuditServiceServer::new(AuditApi::new(
+            parts.incidents.audit_log(),
+        )));
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.
     // CORS (when configured) answers browsers' preflights before gRPC-Web.
@@ -483,6 +488,7 @@ async fn set_health(health: &HealthReporter, serving: bool) {
             .set_serving::<DecisionServiceServer<DecisionApi>>()
             .await;
         health.set_serving::<StatsServiceServer<StatsApi>>().await;
+        health.set_serving::<AuditServiceServer<AuditApi>>().await;
     } else {
         health
             .set_not_serving::<IncidentServiceServer<IncidentApi>>()
@@ -492,6 +498,9 @@ async fn set_health(health: &HealthReporter, serving: bool) {
             .await;
         health
             .set_not_serving::<StatsServiceServer<StatsApi>>()
+            .await;
+        health
+            .set_not_serving::<AuditServiceServer<AuditApi>>()
             .await;
     }
 }

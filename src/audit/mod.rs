@@ -204,11 +204,11 @@ impl Draft {
             Action::ProposalReady => match after.proposal.as_ref() {
                 Some(p) => match p.fallback_reason {
                     Some(r) => format!(
-                        "source {} (fallback: {r:?}): {}",
-                        format!("{:?}", p.source),
+                        "source {:?} (fallback: {r:?}): {}",
+                        p.source,
                         shown()
                     ),
-                    None => format!("source {}: {}", format!("{:?}", p.source), shown()),
+                    None => format!("source {:?}: {}", p.source, shown()),
                 },
                 None => String::new(),
             },
