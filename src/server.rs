@@ -13,9 +13,9 @@ use crate::engine::{Engines, ExpertEngine};
 use crate::ingest::{IngestSettings, Ingestor, Webhook};
 use crate::manager::{DecisionManager, IncidentManager, StatsManager, Sweeper};
 
+use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
-use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
 use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};

@@ -203,11 +203,7 @@ impl Draft {
             Action::Rejected => format!("reason: {}", after.reason),
             Action::ProposalReady => match after.proposal.as_ref() {
                 Some(p) => match p.fallback_reason {
-                    Some(r) => format!(
-                        "source {:?} (fallback: {r:?}): {}",
-                        p.source,
-                        shown()
-                    ),
+                    Some(r) => format!("source {:?} (fallback: {r:?}): {}", p.source, shown()),
                     None => format!("source {:?}: {}", p.source, shown()),
                 },
                 None => String::new(),

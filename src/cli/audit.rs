@@ -103,9 +103,7 @@ fn filter_of(a: &ListArgs) -> pb::AuditFilter {
         let t = std::time::SystemTime::now()
             .checked_sub(d)
             .unwrap_or(std::time::UNIX_EPOCH);
-        let since = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         prost_types::Timestamp {
             seconds: since.as_secs() as i64,
             nanos: since.subsec_nanos() as i32,
@@ -204,14 +202,16 @@ async fn verify(
         incident_id: args.incident.unwrap_or_default(),
         ..Default::default()
     };
-    each_page(client, filter, |e| match serde_json::from_str::<Event>(&e.json) {
-        Ok(event) => {
-            v.push(&event);
-            true
-        }
-        Err(err) => {
-            unreadable = Some(format!("event {} does not parse: {err}", e.position));
-            false
+    each_page(client, filter, |e| {
+        match serde_json::from_str::<Event>(&e.json) {
+            Ok(event) => {
+                v.push(&event);
+                true
+            }
+            Err(err) => {
+                unreadable = Some(format!("event {} does not parse: {err}", e.position));
+                false
+            }
         }
     })
     .await?;

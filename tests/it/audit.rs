@@ -439,3 +439,76 @@ async fn the_memory_store_chains_and_verifies_the_same_way() {
     assert_eq!(all[1].prev, all[0].hash);
     assert!(log.verify(signer(), None).await.expect("verify").is_whole());
 }
+
+/// `verdict …` against `s`, returning (success, stdout and stderr). Async:
+/// the server runs on this test's runtime.
+async fn cli(s: &TestServer, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .arg("--addr")
+        .arg(s.http_base())
+        .env_remove("VERDICT_AUDIT_KEY")
+        .output()
+        .await
+        .expect("run verdict");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_answers_who_approved_and_verifies() {
+    let redis = RedisServer::start();
+    let mut s = TestServer::start(common::config(Some(&redis))).await;
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let d = decide(&mut s, &id).await;
+    s.decisions
+        .approve_decision(ApproveDecisionRequest {
+            token: d.token.clone(),
+            actor: "bob".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("approve");
+    let (ok, out) = cli(
+        &s,
+        &[
+            "audit", "list", "--token", &d.token, "--action", "approved", "--json",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let lines: Vec<Event> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].actor, "bob");
+    assert_eq!(
+        Some(lines[0].detail.as_str()),
+        d.proposal.as_ref().map(|p| p.kubectl.as_str())
+    );
+    let (ok, text) = cli(&s, &["audit", "list", "--token", &d.token]).await;
+    assert!(
+        ok && text.contains("approved OK by anonymous (actor bob)"),
+        "{text}"
+    );
+
+    let (ok, out) = cli(&s, &["audit", "verify"]).await;
+    assert!(ok && out.contains("every chain is whole"), "{out}");
+    rewrite(&redis, |_, mut e| {
+        if e.action == Action::Approved {
+            e.actor = "mallory".into();
+        }
+        Some(e)
+    })
+    .await;
+    let (ok, out) = cli(&s, &["audit", "verify"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("{id}: BROKEN at event 4")), "{out}");
+}
