@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "verdict/v1/incident.proto",
     "verdict/v1/decision.proto",
     "verdict/v1/stats.proto",
+    "verdict/v1/audit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -98,6 +98,18 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_STATS_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub stats_retention: Option<Duration>,
+    /// Record every change and every refused call in the hash-chained audit
+    /// trail (off only to measure its cost).
+    #[arg(long, env = "VERDICT_AUDIT", value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub audit: Option<bool>,
+    /// The name of the environment variable holding the audit HMAC key.
+    /// Unset or empty: a public development key, with a warning.
+    #[arg(long, env = "VERDICT_AUDIT_KEY_ENV", value_name = "VAR")]
+    pub audit_key_env: Option<String>,
+    /// How long audit events are kept (1 day to 10 years).
+    #[arg(long, env = "VERDICT_AUDIT_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Option<Duration>,
     /// TOML file of expert rules. When unset: the five built-in rules.
     #[arg(long, env = "VERDICT_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
@@ -462,6 +474,10 @@ pub struct Config {
     pub history_retention: Duration,
     #[serde(with = "duration")]
     pub stats_retention: Duration,
+    pub audit: bool,
+    pub audit_key_env: String,
+    #[serde(with = "duration")]
+    pub audit_retention: Duration,
     pub rules_file: Option<PathBuf>,
     pub policy_file: Option<PathBuf>,
     pub max_replicas: u32,
@@ -558,6 +574,9 @@ impl Default for Config {
             decision_timeout: Duration::from_secs(30),
             history_retention: retention.decisions,
             stats_retention: retention.stats,
+            audit: true,
+            audit_key_env: "VERDICT_AUDIT_KEY".into(),
+            audit_retention: retention.audit,
             rules_file: None,
             policy_file: None,
             max_replicas: 50,
@@ -744,6 +763,19 @@ impl Config {
     /// is turned on).
     fn validate_engine_mapping(&self) -> anyhow::Result<()> {
         use anyhow::ensure;
+        ensure!(
+            !self.audit_key_env.is_empty()
+                && self
+                    .audit_key_env
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "audit_key_env must be an environment variable name (letters, digits, '_')"
+        );
+        ensure!(
+            (Duration::from_secs(86_400)..=Duration::from_secs(3650 * 86_400))
+                .contains(&self.audit_retention),
+            "audit_retention must be between 1 day and 10 years"
+        );
         ensure!(
             !self.llm_api_key_env.is_empty()
                 && self

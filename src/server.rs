@@ -5,7 +5,7 @@
 //! authentication and metrics plug in); background work owned by one
 //! [`Background`]; graceful shutdown.
 
-use crate::api::{DecisionApi, IncidentApi, StatsApi};
+use crate::api::{AuditApi, DecisionApi, IncidentApi, StatsApi};
 use crate::auth::Authenticator;
 use crate::background::Background;
 use crate::clock::{Clock, SystemClock};
@@ -18,6 +18,7 @@ use crate::ingest::{IngestSettings, Ingestor, Webhook};
 use crate::manager::{DecisionManager, ExecutorKind, IncidentManager, StatsManager, Sweeper};
 use crate::notify::Notifier;
 
+use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
@@ -41,10 +42,11 @@ use tonic_health::server::HealthReporter;
 
 /// The fully qualified names of verdict's services, as health reports them
 /// (taken from the generated servers, never typed by hand).
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     <IncidentServiceServer<IncidentApi> as NamedService>::NAME,
     <DecisionServiceServer<DecisionApi> as NamedService>::NAME,
     <StatsServiceServer<StatsApi> as NamedService>::NAME,
+    <AuditServiceServer<AuditApi> as NamedService>::NAME,
 ];
 
 /// The least time background tasks get to stop after the drain (a sweep
@@ -149,13 +151,19 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let retention = Retention {
         decisions: config.history_retention,
         stats: config.stats_retention,
+        audit: config.audit_retention,
         ..Retention::default()
     };
+    let signer = audit_signer(config);
     if config.in_memory() {
         tracing::warn!(
             "=== IN-MEMORY STORE: nothing is persisted and replicas do not share state; use --redis-url in production ==="
         );
-        return Ok(Arc::new(MemoryStore::new(retention)));
+        let store = MemoryStore::new(retention);
+        return Ok(Arc::new(match signer {
+            Some(s) => store.with_audit(s),
+            None => store,
+        }));
     }
     let url = config.redis_url.as_deref().unwrap_or_default();
     let store = RedisStore::new(
@@ -166,7 +174,31 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         },
         retention,
     )?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(match signer {
+        Some(s) => store.with_audit(s),
+        None => store,
+    }))
+}
+
+/// The audit signer, keyed from the variable `audit_key_env` names (None
+/// when auditing is off). The key is never logged, only its id.
+fn audit_signer(config: &Config) -> Option<crate::audit::Signer> {
+    if !config.audit {
+        tracing::warn!("audit trail OFF: changes are not recorded");
+        return None;
+    }
+    let key = std::env::var(&config.audit_key_env).unwrap_or_default();
+    let signer = if key.is_empty() {
+        tracing::warn!(
+            variable = %config.audit_key_env,
+            "no audit key set: audit events are sealed with the PUBLIC development key and prove nothing"
+        );
+        crate::audit::Signer::new(crate::audit::DEVELOPMENT_KEY)
+    } else {
+        crate::audit::Signer::new(key.as_bytes())
+    };
+    tracing::info!(key_id = signer.key_id(), "audit trail on");
+    Some(signer)
 }
 
 /// The authenticator, after the secure-by-default rules: without any
@@ -489,7 +521,10 @@ fn routes(
         .add_service(
             StatsServiceServer::new(StatsApi::new(parts.stats.clone()))
                 .max_decoding_message_size(max),
-        );
+        )
+        .add_service(AuditServiceServer::new(AuditApi::new(
+            parts.incidents.audit_log(),
+        )));
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.
     // CORS (when configured) answers browsers' preflights before gRPC-Web.
@@ -623,6 +658,7 @@ async fn set_health(health: &HealthReporter, serving: bool) {
             .set_serving::<DecisionServiceServer<DecisionApi>>()
             .await;
         health.set_serving::<StatsServiceServer<StatsApi>>().await;
+        health.set_serving::<AuditServiceServer<AuditApi>>().await;
     } else {
         health
             .set_not_serving::<IncidentServiceServer<IncidentApi>>()
@@ -632,6 +668,9 @@ async fn set_health(health: &HealthReporter, serving: bool) {
             .await;
         health
             .set_not_serving::<StatsServiceServer<StatsApi>>()
+            .await;
+        health
+            .set_not_serving::<AuditServiceServer<AuditApi>>()
             .await;
     }
 }

@@ -1,5 +1,6 @@
 //! `verdict.v1.DecisionService`.
 
+use super::audited::Audited;
 use super::{convert, deadline};
 use crate::clock::Clock;
 use crate::domain::incident::limits;
@@ -59,9 +60,9 @@ fn decider(ext: &http::Extensions, v: &mut Violations, actor: &str) -> Principal
 
 type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-#[tonic::async_trait]
-impl DecisionService for DecisionApi {
-    async fn get_or_create_decision(
+/// The mutating calls' bodies, run audited by the service methods.
+impl DecisionApi {
+    async fn get_or_create_decision_inner(
         &self,
         req: Request<pb::GetOrCreateDecisionRequest>,
     ) -> Result<Response<pb::GetOrCreateDecisionResponse>, Status> {
@@ -105,6 +106,78 @@ impl DecisionService for DecisionApi {
         }))
     }
 
+    async fn approve_decision_inner(
+        &self,
+        req: Request<pb::ApproveDecisionRequest>,
+    ) -> Result<Response<pb::ApproveDecisionResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token);
+        let who = decider(req.extensions(), &mut v, &r.actor);
+        let token = match (token, v.is_empty()) {
+            (Some(t), true) => t,
+            _ => return Err(invalid(v)),
+        };
+        let d = self
+            .decisions
+            .approve(&token, &who, r.expected_version)
+            .await?;
+        Ok(Response::new(pb::ApproveDecisionResponse {
+            decision: self.render(&d),
+        }))
+    }
+
+    async fn reject_decision_inner(
+        &self,
+        req: Request<pb::RejectDecisionRequest>,
+    ) -> Result<Response<pb::RejectDecisionResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token);
+        let who = decider(req.extensions(), &mut v, &r.actor);
+        let reason = convert::prose(&mut v, "reason", &r.reason, limits::NOTE);
+        let token = match (token, v.is_empty()) {
+            (Some(t), true) => t,
+            _ => return Err(invalid(v)),
+        };
+        let d = self
+            .decisions
+            .reject(&token, &who, &reason, r.expected_version)
+            .await?;
+        Ok(Response::new(pb::RejectDecisionResponse {
+            decision: self.render(&d),
+        }))
+    }
+
+    async fn complete_decision_inner(
+        &self,
+        req: Request<pb::CompleteDecisionRequest>,
+    ) -> Result<Response<pb::CompleteDecisionResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token);
+        let output = convert::prose(&mut v, "output", &r.output, limits::OUTPUT);
+        let token = match (token, v.is_empty()) {
+            (Some(t), true) => t,
+            _ => return Err(invalid(v)),
+        };
+        let d = self.decisions.complete(&token, r.success, &output).await?;
+        Ok(Response::new(pb::CompleteDecisionResponse {
+            decision: self.render(&d),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl DecisionService for DecisionApi {
+    async fn get_or_create_decision(
+        &self,
+        req: Request<pb::GetOrCreateDecisionRequest>,
+    ) -> Result<Response<pb::GetOrCreateDecisionResponse>, Status> {
+        let audited = Audited::new(self.decisions.audit_log(), &req, "GetOrCreateDecision");
+        audited.run(self.get_or_create_decision_inner(req)).await
+    }
+
     async fn get_decision(
         &self,
         req: Request<pb::GetDecisionRequest>,
@@ -136,61 +209,29 @@ impl DecisionService for DecisionApi {
         &self,
         req: Request<pb::ApproveDecisionRequest>,
     ) -> Result<Response<pb::ApproveDecisionResponse>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let token = convert::token(&mut v, "token", &r.token);
-        let who = decider(req.extensions(), &mut v, &r.actor);
-        let token = match (token, v.is_empty()) {
-            (Some(t), true) => t,
-            _ => return Err(invalid(v)),
-        };
-        let d = self
-            .decisions
-            .approve(&token, &who, r.expected_version)
-            .await?;
-        Ok(Response::new(pb::ApproveDecisionResponse {
-            decision: self.render(&d),
-        }))
+        let audited = Audited::new(self.decisions.audit_log(), &req, "ApproveDecision")
+            .actor(&req.get_ref().actor)
+            .token(&req.get_ref().token);
+        audited.run(self.approve_decision_inner(req)).await
     }
 
     async fn reject_decision(
         &self,
         req: Request<pb::RejectDecisionRequest>,
     ) -> Result<Response<pb::RejectDecisionResponse>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let token = convert::token(&mut v, "token", &r.token);
-        let who = decider(req.extensions(), &mut v, &r.actor);
-        let reason = convert::prose(&mut v, "reason", &r.reason, limits::NOTE);
-        let token = match (token, v.is_empty()) {
-            (Some(t), true) => t,
-            _ => return Err(invalid(v)),
-        };
-        let d = self
-            .decisions
-            .reject(&token, &who, &reason, r.expected_version)
-            .await?;
-        Ok(Response::new(pb::RejectDecisionResponse {
-            decision: self.render(&d),
-        }))
+        let audited = Audited::new(self.decisions.audit_log(), &req, "RejectDecision")
+            .actor(&req.get_ref().actor)
+            .token(&req.get_ref().token);
+        audited.run(self.reject_decision_inner(req)).await
     }
 
     async fn complete_decision(
         &self,
         req: Request<pb::CompleteDecisionRequest>,
     ) -> Result<Response<pb::CompleteDecisionResponse>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let token = convert::token(&mut v, "token", &r.token);
-        let output = convert::prose(&mut v, "output", &r.output, limits::OUTPUT);
-        let token = match (token, v.is_empty()) {
-            (Some(t), true) => t,
-            _ => return Err(invalid(v)),
-        };
-        let d = self.decisions.complete(&token, r.success, &output).await?;
-        Ok(Response::new(pb::CompleteDecisionResponse {
-            decision: self.render(&d),
-        }))
+        let audited = Audited::new(self.decisions.audit_log(), &req, "CompleteDecision")
+            .token(&req.get_ref().token);
+        audited.run(self.complete_decision_inner(req)).await
     }
 
     type WatchDecisionStream = Stream<pb::WatchDecisionResponse>;

@@ -1,5 +1,6 @@
 //! `verdict.v1.IncidentService`.
 
+use super::audited::Audited;
 use super::convert;
 use crate::domain::Violations;
 use crate::domain::incident::limits;
@@ -24,9 +25,9 @@ impl IncidentApi {
     }
 }
 
-#[tonic::async_trait]
-impl IncidentService for IncidentApi {
-    async fn create_incident(
+/// The mutating calls' bodies, run audited by the service methods.
+impl IncidentApi {
+    async fn create_incident_inner(
         &self,
         req: Request<pb::CreateIncidentRequest>,
     ) -> Result<Response<pb::CreateIncidentResponse>, Status> {
@@ -38,7 +39,7 @@ impl IncidentService for IncidentApi {
         }))
     }
 
-    async fn ingest_signals(
+    async fn ingest_signals_inner(
         &self,
         req: Request<pb::IngestSignalsRequest>,
     ) -> Result<Response<pb::IngestSignalsResponse>, Status> {
@@ -52,6 +53,56 @@ impl IncidentService for IncidentApi {
                 .map(|t| convert::incident_to(&t.incident))
                 .collect(),
         }))
+    }
+
+    async fn update_incident_status_inner(
+        &self,
+        req: Request<pb::UpdateIncidentStatusRequest>,
+    ) -> Result<Response<pb::UpdateIncidentStatusResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let id = convert::incident_id(&mut v, "id", &r.id);
+        let status = convert::status_from(r.status);
+        if status.is_none() {
+            v.add(
+                "status",
+                "is required: OPEN, INVESTIGATING, RESOLVED or CLOSED",
+            );
+        }
+        convert::optional_actor(&mut v, &r.actor);
+        let note = convert::prose(&mut v, "note", &r.note, limits::NOTE);
+        v.clone()
+            .into_result()
+            .map_err(crate::manager::ManagerError::from)?;
+        let (Some(id), Some(status)) = (id, status) else {
+            return Err(crate::manager::ManagerError::from(v).into());
+        };
+        let incident = self
+            .incidents
+            .update_status(&id, status, &r.actor, &note)
+            .await?;
+        Ok(Response::new(pb::UpdateIncidentStatusResponse {
+            incident: Some(convert::incident_to(&incident)),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl IncidentService for IncidentApi {
+    async fn create_incident(
+        &self,
+        req: Request<pb::CreateIncidentRequest>,
+    ) -> Result<Response<pb::CreateIncidentResponse>, Status> {
+        let audited = Audited::new(self.incidents.audit_log(), &req, "CreateIncident");
+        audited.run(self.create_incident_inner(req)).await
+    }
+
+    async fn ingest_signals(
+        &self,
+        req: Request<pb::IngestSignalsRequest>,
+    ) -> Result<Response<pb::IngestSignalsResponse>, Status> {
+        let audited = Audited::new(self.incidents.audit_log(), &req, "IngestSignals");
+        audited.run(self.ingest_signals_inner(req)).await
     }
 
     async fn get_incident(
@@ -84,30 +135,8 @@ impl IncidentService for IncidentApi {
         &self,
         req: Request<pb::UpdateIncidentStatusRequest>,
     ) -> Result<Response<pb::UpdateIncidentStatusResponse>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let id = convert::incident_id(&mut v, "id", &r.id);
-        let status = convert::status_from(r.status);
-        if status.is_none() {
-            v.add(
-                "status",
-                "is required: OPEN, INVESTIGATING, RESOLVED or CLOSED",
-            );
-        }
-        convert::optional_actor(&mut v, &r.actor);
-        let note = convert::prose(&mut v, "note", &r.note, limits::NOTE);
-        v.clone()
-            .into_result()
-            .map_err(crate::manager::ManagerError::from)?;
-        let (Some(id), Some(status)) = (id, status) else {
-            return Err(crate::manager::ManagerError::from(v).into());
-        };
-        let incident = self
-            .incidents
-            .update_status(&id, status, &r.actor, &note)
-            .await?;
-        Ok(Response::new(pb::UpdateIncidentStatusResponse {
-            incident: Some(convert::incident_to(&incident)),
-        }))
+        let audited = Audited::new(self.incidents.audit_log(), &req, "UpdateIncidentStatus")
+            .actor(&req.get_ref().actor);
+        audited.run(self.update_incident_status_inner(req)).await
     }
 }

@@ -3,6 +3,8 @@
 //! protobuf, and `status.rs` is the only place errors become `Status` (the
 //! code from each error's `code()`, see `error_code.rs`).
 
+pub mod audit;
+pub mod audited;
 pub mod convert;
 pub mod deadline;
 pub mod decisions;
@@ -10,6 +12,7 @@ pub mod incidents;
 pub mod stats;
 pub mod status;
 
+pub use audit::AuditApi;
 pub use decisions::DecisionApi;
 pub use incidents::IncidentApi;
 pub use stats::StatsApi;

@@ -3,12 +3,13 @@
 //! `app.rs`).
 //!
 //! One file per resource: `incident.rs`, `decision.rs` (also `decide`),
-//! `stats.rs`, `watch.rs`;
+//! `stats.rs`, `watch.rs`, `audit.rs`;
 //! `output.rs` prints (text or `--json`), `error.rs` turns failures into a
 //! message and an exit code; connecting and tables come from `client/`.
 //! The CLI talks to the server only through the generated clients; it
 //! knows nothing of the store, the managers or the benchmark.
 
+mod audit;
 mod decision;
 mod error;
 mod incident;
@@ -79,6 +80,11 @@ pub enum ClientCommand {
     /// Example: verdict stats resolution --since 7d
     #[command(subcommand)]
     Stats(stats::StatsCommand),
+    /// The audit trail: list events, verify the hash chains.
+    ///
+    /// Example: verdict audit list --token DEC-… --action approved
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// The `authorization` value of every request of this process, set once
@@ -108,6 +114,7 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<
         // `watch` reconnects by itself after a dropped connection.
         ClientCommand::Watch(args) => watch::run(global, args).await,
         ClientCommand::Stats(cmd) => stats::run(connect(addr).await?, global, cmd).await,
+        ClientCommand::Audit(cmd) => audit::run(connect(addr).await?, global, cmd).await,
     }
 }
 

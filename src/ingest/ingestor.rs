@@ -11,6 +11,7 @@
 use super::grouping::{Group, Policy};
 use super::merge;
 use super::settings::IngestConfig;
+use crate::audit;
 use crate::clock::Clock;
 use crate::domain::{Incident, IncidentId, IncidentStatus, Signal, SignalStatus};
 use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
@@ -260,9 +261,16 @@ impl Ingestor {
             next.version = current.version + 1;
         }
         let stats = crate::stats::record::incident(Some(&current), &next);
+        let event =
+            audit::Draft::incident_change(audit::Action::SignalsIngested, current.version, &next)
+                .detail(format!(
+                    "{} alerts now, status {}",
+                    next.signals.len(),
+                    next.status.as_str()
+                ));
         match self
             .store
-            .update_incident(current.version, &next, &stats)
+            .update_incident(current.version, &next, &stats, Some(&event))
             .await?
         {
             Cas::Written => {
@@ -319,7 +327,13 @@ impl Ingestor {
         let (incident, applied) =
             merge::open(&self.settings.policy, id.clone(), &fresh, self.clock.now());
         let stats = crate::stats::record::incident(None, &incident);
-        match self.store.create_incident(&incident, None, &stats).await? {
+        let event = audit::Draft::incident_change(audit::Action::IncidentCreated, 0, &incident)
+            .detail(format!("opened by {} alerts", incident.signals.len()));
+        match self
+            .store
+            .create_incident(&incident, None, &stats, Some(&event))
+            .await?
+        {
             Created::New(incident) | Created::Replayed(incident) => {
                 self.advance_pointer(group, chain.pointer.as_ref(), &incident.id)
                     .await?;

@@ -246,7 +246,21 @@ async fn accept(hook: &Webhook, req: Request) -> Result<Report, WebhookError> {
         alerts = notification.signals.len(),
         "webhook received"
     );
-    Ok(hook.ingestor.ingest(notification.signals).await?)
+    // The events of this notification's changes name the route, the
+    // principal the edge attached and the request id.
+    let context = crate::audit::Context {
+        principal: crate::domain::Principal::of(&parts.extensions),
+        rpc: "POST /api/v1/alertmanager".into(),
+        request_id: parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        ..crate::audit::Context::system()
+    };
+    let ingested = crate::audit::scope(context, hook.ingestor.ingest(notification.signals));
+    Ok(ingested.await?)
 }
 
 /// Token, content type and declared size: refused before a byte is read.

@@ -9,6 +9,7 @@ use super::ManagerError;
 use super::approval::ApprovalPolicy;
 use super::sweeper::{RECOVERY_GRACE, abandoned};
 use super::waiters::Waiters;
+use crate::audit;
 use crate::clock::Clock;
 use crate::domain::{
     AuthMethod, Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId,
@@ -187,6 +188,11 @@ enum Reuse {
 }
 
 impl DecisionManager {
+    /// The audit trail of this manager's store (to record refusals).
+    pub fn audit_log(&self) -> super::AuditLog {
+        super::AuditLog::new(self.store.clone(), self.clock.clone())
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         expert: Arc<ExpertEngine>,
@@ -350,7 +356,12 @@ impl DecisionManager {
         let stats = stats::decision(None, &fresh);
         let created = self
             .store
-            .create_decision(current.map(|d| &d.token), &fresh, &stats)
+            .create_decision(
+                current.map(|d| &d.token),
+                &fresh,
+                &stats,
+                Some(&audit::Draft::decision_change(None, &fresh)),
+            )
             .await?;
         if created != Cas::Written {
             return Ok(None);
@@ -441,7 +452,12 @@ impl DecisionManager {
         let mut next = d.transition(DecisionState::Ready, d.version, self.clock.now())?;
         next.proposal = Some(proposal);
         let stats = stats::decision(Some(&d), &next);
-        let out = match self.store.update_decision(d.version, &next, &stats).await? {
+        let event = audit::Draft::decision_change(Some(&d), &next);
+        let out = match self
+            .store
+            .update_decision(d.version, &next, &stats, Some(&event))
+            .await?
+        {
             Cas::Written => {
                 tracing::info!(token = %next.token, "decision ready");
                 self.queue_preflight(&next);
@@ -555,7 +571,12 @@ impl DecisionManager {
             let mut next = d.transition(next_state, expected_version, self.clock.now())?;
             edit(&mut next);
             let stats = stats::decision(Some(&d), &next);
-            match self.store.update_decision(d.version, &next, &stats).await? {
+            let event = audit::Draft::decision_change(Some(&d), &next);
+            match self
+                .store
+                .update_decision(d.version, &next, &stats, Some(&event))
+                .await?
+            {
                 Cas::Written => {
                     tracing::info!(%token, state = next.state.as_str(), version = next.version, "decision changed");
                     crate::metrics::decision_written(&next);
@@ -664,9 +685,10 @@ impl DecisionManager {
         expected_version: u64,
     ) -> Result<bool, ManagerError> {
         let stats = stats::decision(Some(cur), next);
+        let event = audit::Draft::decision_change(Some(cur), next);
         match self
             .store
-            .update_decision(cur.version, next, &stats)
+            .update_decision(cur.version, next, &stats, Some(&event))
             .await?
         {
             Cas::Written => {
@@ -796,7 +818,7 @@ mod tests {
             status_note: String::new(),
         };
         store
-            .create_incident(&incident, None, &crate::stats::StatDelta::default())
+            .create_incident(&incident, None, &crate::stats::StatDelta::default(), None)
             .await
             .unwrap();
         incident.id

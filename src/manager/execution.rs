@@ -204,7 +204,9 @@ impl DecisionManager {
             next.preflight = Some(preflight.clone());
             match self
                 .store
-                .update_decision(cur.version, &next, &StatDelta::none())
+                // The dry run is not a decision of anyone's: its result is
+                // on the record, and the approval that follows is audited.
+                .update_decision(cur.version, &next, &StatDelta::none(), None)
                 .await?
             {
                 Cas::Written => return Ok(()),

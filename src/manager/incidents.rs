@@ -2,6 +2,7 @@
 //! filters and cursor pagination, and status changes with compare-and-set.
 
 use super::ManagerError;
+use crate::audit;
 use crate::clock::Clock;
 use crate::domain::{
     Incident, IncidentId, IncidentStatus, K8sName, RequestId, Severity, Signal, Violations,
@@ -55,6 +56,11 @@ impl IncidentManager {
         IncidentManager { store, clock }
     }
 
+    /// The audit trail of this manager's store (to record refusals).
+    pub fn audit_log(&self) -> super::AuditLog {
+        super::AuditLog::new(self.store.clone(), self.clock.clone())
+    }
+
     pub async fn create(
         &self,
         new: NewIncident,
@@ -82,9 +88,10 @@ impl IncidentManager {
             incident.version = 1;
         }
         let stats = crate::stats::record::incident(None, &incident);
+        let event = audit::Draft::incident_change(audit::Action::IncidentCreated, 0, &incident);
         match self
             .store
-            .create_incident(&incident, request_id.as_ref(), &stats)
+            .create_incident(&incident, request_id.as_ref(), &stats, Some(&event))
             .await?
         {
             Created::New(i) | Created::Replayed(i) => Ok(i),
@@ -179,9 +186,12 @@ impl IncidentManager {
             next.status_actor = actor.to_owned();
             next.status_note = note.to_owned();
             let stats = crate::stats::record::incident(Some(&cur), &next);
+            let event =
+                audit::Draft::incident_change(audit::Action::StatusChanged, cur.version, &next)
+                    .actor(actor);
             match self
                 .store
-                .update_incident(cur.version, &next, &stats)
+                .update_incident(cur.version, &next, &stats, Some(&event))
                 .await?
             {
                 Cas::Written => {

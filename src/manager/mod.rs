@@ -3,6 +3,7 @@
 //! to calls here; errors come back as [`ManagerError`].
 
 pub mod approval;
+pub mod audit;
 pub mod decisions;
 pub mod error;
 pub mod execution;
@@ -12,6 +13,7 @@ pub mod sweeper;
 mod waiters;
 
 pub use approval::{ApprovalPolicy, ApprovalRule};
+pub use audit::{AuditFilter, AuditLog, AuditPage};
 pub use decisions::{DecisionManager, DecisionRequest, DecisionSettings, ExecutorKind, Issued};
 pub use error::ManagerError;
 pub use incidents::{IncidentFilter, IncidentManager, NewIncident};

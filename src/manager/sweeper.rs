@@ -165,7 +165,7 @@ mod tests {
                 status_note: String::new(),
             };
             store
-                .create_incident(&incident, None, &crate::stats::StatDelta::default())
+                .create_incident(&incident, None, &crate::stats::StatDelta::default(), None)
                 .await
                 .unwrap();
             let d = Decision::start(
@@ -176,7 +176,7 @@ mod tests {
                 start + chrono::Duration::seconds(secs),
             );
             store
-                .create_decision(None, &d, &crate::stats::StatDelta::default())
+                .create_decision(None, &d, &crate::stats::StatDelta::default(), None)
                 .await
                 .unwrap();
             tokens.push(d.token);

@@ -33,6 +33,10 @@ pub enum StoreError {
     /// Any other backend error (a script error, a reply of the wrong shape).
     #[error("store error: {0}")]
     Backend(#[source] RedisError),
+    /// The audit chain of `chain` moved under every attempt to append to it
+    /// (many writers on one incident at once); nothing was written.
+    #[error("audit chain {chain} is contended; nothing was written, retry")]
+    AuditContended { chain: String },
     /// The configured Redis URL does not parse (at start-up, never later).
     #[error("invalid Redis URL: {0}")]
     InvalidUrl(#[source] RedisError),
@@ -49,6 +53,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Backend(_) => "backend",
             StoreError::InvalidUrl(_) => "invalid_url",
+            StoreError::AuditContended { .. } => "audit_contended",
         }
     }
 }
@@ -87,6 +92,7 @@ impl StoreError {
         use crate::error_code::ErrorCode;
         match self {
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::AuditContended { .. } => ErrorCode::Aborted,
             StoreError::Corrupt { .. } | StoreError::Backend(_) | StoreError::InvalidUrl(_) => {
                 ErrorCode::Internal
             }

@@ -27,6 +27,9 @@
 //! | `verdict:stats:tmp:svc`          | zset   | scratch of the ranking script, deleted before it returns |
 //! | `verdict:executing`              | zset   | tokens of EXECUTING decisions scored by when (ms) another replica may take them over |
 //! | `verdict:lease:{DEC-…}`          | string | the replica holding the decision's execution lease (`PX` = lease) |
+//! | `verdict:{INC}:audit`            | hash   | the incident's audit chain head: `seq`, `hash` (no TTL) |
+//! | `verdict:{-}:audit`              | hash   | the head of the chain of events with no incident |
+//! | `verdict:audit`                  | stream | every audit event (`e` = JSON), trimmed by time (`MINID ~`) to the audit retention |
 //!
 //! Statistics buckets: `B` is a UTC hour (`2025-11-25T18`) or a UTC day
 //! (`2025-11-25`); every event is counted in both, and a range query reads
@@ -94,6 +97,17 @@ pub fn proposal_cache(signature: &Signature) -> String {
 pub fn group(g: &GroupKey) -> String {
     format!("verdict:group:{{{g}}}")
 }
+
+/// The head of an audit chain (an incident id, or `audit::GLOBAL_CHAIN`),
+/// under the chain's own hash tag: an incident's head shares the slot of
+/// the incident's records, so the write scripts touch it atomically.
+pub fn audit_head(chain: &str) -> String {
+    format!("verdict:{{{chain}}}:audit")
+}
+
+/// Every audit event, of every chain, in the order appended; the stream id
+/// is the event's position (`audit::Position`).
+pub const AUDIT_STREAM: &str = "verdict:audit";
 
 /// A statistics series of one bucket.
 pub fn stats(bucket: Bucket, series: &Series) -> String {

@@ -3,6 +3,7 @@
 //! history, newest-first listing), nothing persisted.
 
 use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
+use crate::audit::{self, Position, Signer};
 use crate::domain::{
     Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
 };
@@ -42,6 +43,41 @@ struct Inner {
     /// Alert group → the incident it last opened.
     groups: HashMap<GroupKey, IncidentId>,
     stats: Stats,
+    audit: AuditLog,
+}
+
+/// Audit events at most in memory, besides the retention (the dev store
+/// must stay bounded whatever the clock says).
+const AUDIT_EVENTS: usize = 100_000;
+
+/// The audit chains: each chain's head and one time-ordered log of all
+/// events, as in Redis.
+#[derive(Default)]
+struct AuditLog {
+    heads: HashMap<String, audit::Head>,
+    events: VecDeque<(Position, audit::Event)>,
+    last: Position,
+}
+
+impl AuditLog {
+    fn append(&mut self, signer: &Signer, draft: &audit::Draft, retention: std::time::Duration) {
+        let head = self.heads.entry(draft.chain().to_owned()).or_default();
+        let event = signer.seal(draft, head);
+        *head = audit::Head {
+            seq: event.seq,
+            hash: event.hash.clone(),
+        };
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        self.last = self.last.next(now);
+        self.events.push_back((self.last, event));
+        let oldest = now.saturating_sub(retention.as_millis() as u64);
+        while let Some((p, _)) = self.events.front() {
+            if p.ms >= oldest && self.events.len() <= AUDIT_EVENTS {
+                break;
+            }
+            self.events.pop_front();
+        }
+    }
 }
 
 impl Inner {
@@ -165,6 +201,8 @@ pub struct MemoryStore {
     cache: Mutex<LruCache<String, CacheEntry>>,
     /// The chat notifier's records (`memory_notify.rs`).
     pub(super) notify: Mutex<super::memory_notify::NotifyState>,
+    /// Seals audit events; None = auditing off.
+    signer: Option<Signer>,
 }
 
 impl MemoryStore {
@@ -178,6 +216,20 @@ impl MemoryStore {
                 NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
             )),
             notify: Mutex::default(),
+            signer: None,
+        }
+    }
+
+    /// The same store, auditing every write with `signer`.
+    pub fn with_audit(mut self, signer: Signer) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Appends `draft` (called with the data lock held, beside the write).
+    fn audit(&self, g: &mut Inner, draft: Option<&audit::Draft>) {
+        if let (Some(signer), Some(draft)) = (&self.signer, draft) {
+            g.audit.append(signer, draft, self.retention.audit);
         }
     }
 
@@ -218,6 +270,7 @@ impl Store for MemoryStore {
         incident: &Incident,
         request_id: Option<&RequestId>,
         stats: &StatDelta,
+        audit: Option<&audit::Draft>,
     ) -> Result<Created, StoreError> {
         let mut g = self.lock();
         if let Some(rid) = request_id
@@ -238,6 +291,7 @@ impl Store for MemoryStore {
         ));
         g.incidents.insert(incident.id.clone(), incident.clone());
         g.stats.apply(stats, self.retention.stats);
+        self.audit(&mut g, audit);
         Ok(Created::New(incident.clone()))
     }
 
@@ -280,12 +334,14 @@ impl Store for MemoryStore {
         expected_version: u64,
         incident: &Incident,
         stats: &StatDelta,
+        audit: Option<&audit::Draft>,
     ) -> Result<Cas<Incident>, StoreError> {
         let mut g = self.lock();
         match g.incidents.get(&incident.id) {
             Some(cur) if cur.version == expected_version => {
                 g.incidents.insert(incident.id.clone(), incident.clone());
                 g.stats.apply(stats, self.retention.stats);
+                self.audit(&mut g, audit);
                 Ok(Cas::Written)
             }
             other => Ok(Cas::Conflict(other.cloned())),
@@ -310,6 +366,7 @@ impl Store for MemoryStore {
         expected_current: Option<&Token>,
         decision: &Decision,
         stats: &StatDelta,
+        audit: Option<&audit::Draft>,
     ) -> Result<Cas<Decision>, StoreError> {
         let mut g = self.lock();
         let id = &decision.incident_id;
@@ -322,6 +379,7 @@ impl Store for MemoryStore {
         g.decisions.insert(decision.token.clone(), decision.clone());
         self.changed(&mut g, decision);
         g.stats.apply(stats, self.retention.stats);
+        self.audit(&mut g, audit);
         g.current.insert(id.clone(), decision.token.clone());
         g.index_analysis(decision);
         let cap = self.retention.history_len;
@@ -343,6 +401,7 @@ impl Store for MemoryStore {
         expected_version: u64,
         decision: &Decision,
         stats: &StatDelta,
+        audit: Option<&audit::Draft>,
     ) -> Result<Cas<Decision>, StoreError> {
         let mut g = self.lock();
         match g.decisions.get(&decision.token) {
@@ -363,10 +422,41 @@ impl Store for MemoryStore {
                     _ => {}
                 }
                 g.stats.apply(stats, self.retention.stats);
+                self.audit(&mut g, audit);
                 Ok(Cas::Written)
             }
             other => Ok(Cas::Conflict(other.cloned())),
         }
+    }
+
+    async fn append_audit(&self, draft: &audit::Draft) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        self.audit(&mut g, Some(draft));
+        Ok(())
+    }
+
+    async fn audit_events(
+        &self,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError> {
+        let g = self.lock();
+        let events = &g.audit.events;
+        let start = match after {
+            Some(a) => events.partition_point(|(p, _)| *p <= a),
+            None => 0,
+        };
+        Ok(events.range(start..).take(limit).cloned().collect())
+    }
+
+    async fn audit_head(&self, chain: &str) -> Result<audit::Head, StoreError> {
+        Ok(self
+            .lock()
+            .audit
+            .heads
+            .get(chain)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn list_decisions(

@@ -10,6 +10,14 @@
 //! Every write takes the statistics it adds (a [`StatDelta`], computed by
 //! `stats::record`) and applies them in the same atomic step, only when the
 //! write happens: statistics are counted exactly once per change.
+//!
+//! Every write also takes its audit event (an [`audit::Draft`], or `None`
+//! for writes nobody asked for, such as test seeding) and appends it to the
+//! incident's audit chain in the same atomic step: no change without its
+//! event, no event for a change that lost its race, and when the event
+//! cannot be written the change is not made either (fail closed). A store
+//! without a signer ([`MemoryStore::with_audit`], [`RedisStore::with_audit`])
+//! records nothing: auditing off.
 
 mod error;
 pub mod keys;
@@ -18,6 +26,7 @@ mod memory_notify;
 pub mod notify;
 pub mod redis;
 
+use crate::audit::{self, Position};
 use crate::domain::{
     Decision, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
 };
@@ -80,6 +89,7 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
         incident: &Incident,
         request_id: Option<&RequestId>,
         stats: &StatDelta,
+        audit: Option<&audit::Draft>,
     ) -> Result<Created, StoreError>;
 
     async fn get_incident(&self, id: &IncidentId) -> Result<Option<Incident>, StoreError>;
@@ -99,6 +109,7 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
         expected_version: u64,
         incident: &Incident,
         stats: &StatDelta,
+        audit: Option<&audit::Draft>,
     ) -> Result<Cas<Incident>, StoreError>;
 
     /// A decision by token (one key lookup).
@@ -118,6 +129,7 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
         expected_current: Option<&Token>,
         decision: &Decision,
         stats: &StatDelta,
+        audit: Option<&audit::Draft>,
     ) -> Result<Cas<Decision>, StoreError>;
 
     /// Writes `decision` if the stored version is still `expected_version`,
@@ -127,6 +139,7 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
         expected_version: u64,
         decision: &Decision,
         stats: &StatDelta,
+        audit: Option<&audit::Draft>,
     ) -> Result<Cas<Decision>, StoreError>;
 
     /// An incident's decisions, newest first.
@@ -154,6 +167,24 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
         sink: ChangeSink,
         shutdown: CancellationToken,
     ) -> Result<BoxFuture<'static, ()>, StoreError>;
+    // ---- audit -----------------------------------------------------------
+
+    /// Appends an event on its own (a refused call, which changes nothing).
+    /// A no-op when auditing is off.
+    async fn append_audit(&self, draft: &audit::Draft) -> Result<(), StoreError>;
+
+    /// Up to `limit` audit events after `after` (from the oldest kept when
+    /// None), oldest first, with their positions.
+    async fn audit_events(
+        &self,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError>;
+
+    /// The head of one chain (0 when empty), to check that no event was
+    /// deleted from its end.
+    async fn audit_head(&self, chain: &str) -> Result<audit::Head, StoreError>;
+
     // ---- analysis recovery ------------------------------------------------
     //
     // Every decision created ANALYZING is entered in an index scored by its
@@ -281,7 +312,14 @@ pub struct Retention {
     pub change_stream_len: usize,
     /// How long statistics buckets are kept after they end.
     pub stats: std::time::Duration,
+    /// How long audit events are kept (trimmed by time from the oldest, so
+    /// every chain stays verifiable from its oldest kept event).
+    pub audit: std::time::Duration,
 }
+
+/// Audit events are kept a year unless configured otherwise.
+pub const DEFAULT_AUDIT_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 3600);
 
 impl Default for Retention {
     fn default() -> Self {
@@ -291,6 +329,7 @@ impl Default for Retention {
             request_ids: std::time::Duration::from_secs(24 * 3600),
             change_stream_len: 100_000,
             stats: crate::stats::DEFAULT_RETENTION,
+            audit: DEFAULT_AUDIT_RETENTION,
         }
     }
 }

@@ -29,10 +29,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("metrics", &["domain"]),
     ("telemetry", &[]),
     ("stats", &["domain"]),
+    ("audit", &["domain"]),
     ("auth", &["domain", "error_code"]),
     (
         "store",
-        &["domain", "error_code", "stats", "clock", "metrics"],
+        &["domain", "error_code", "stats", "clock", "metrics", "audit"],
     ),
     (
         "engine",
@@ -57,6 +58,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "stats",
             "clock",
             "metrics",
+            "audit",
         ],
     ),
     (
@@ -80,6 +82,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "clock",
             "metrics",
+            "audit",
         ],
     ),
     (
@@ -99,6 +102,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "watch",
             "ingest",
             "proto",
+            "audit",
         ],
     ),
     (
@@ -140,10 +144,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "auth",
             "metrics",
             "telemetry",
+            "audit",
         ],
     ),
     ("client", &["proto"]),
-    ("cli", &["client", "proto"]),
+    ("cli", &["client", "proto", "audit"]),
     (
         "bench",
         &[

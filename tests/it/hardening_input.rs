@@ -248,6 +248,7 @@ async fn a_stored_out_of_range_time_is_clamped_not_an_error() {
         &bad,
         None,
         &verdict::stats::record::incident(None, &bad),
+        None,
     )
     .await
     .expect("stored");

@@ -695,6 +695,7 @@ async fn a_crash_between_creating_and_pointing_is_caught_up() {
             &orphan,
             None,
             &verdict::stats::record::incident(None, &orphan),
+            None,
         )
         .await
         .unwrap();

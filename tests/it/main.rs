@@ -8,6 +8,7 @@
 mod common;
 
 mod architecture;
+mod audit;
 mod auth;
 mod bad_input;
 #[cfg(feature = "bench")]

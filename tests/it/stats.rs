@@ -770,7 +770,7 @@ async fn a_replayed_write_counts_once(store: Arc<dyn verdict::store::Store>) {
     let delta = record::incident(None, &open);
     for _ in 0..2 {
         store
-            .create_incident(&open, None, &delta)
+            .create_incident(&open, None, &delta, None)
             .await
             .expect("create");
     }
@@ -779,7 +779,7 @@ async fn a_replayed_write_counts_once(store: Arc<dyn verdict::store::Store>) {
     let delta = record::incident(Some(&open), &resolved);
     for _ in 0..2 {
         store
-            .update_incident(1, &resolved, &delta)
+            .update_incident(1, &resolved, &delta, None)
             .await
             .expect("update");
     }

@@ -76,13 +76,17 @@ async fn create_is_idempotent_by_request_id(s: Arc<dyn Store>) {
     let a = incident(1_000);
     let rid = RequestId::parse("req-1").unwrap();
     assert_eq!(
-        s.create_incident(&a, Some(&rid), &none()).await.unwrap(),
+        s.create_incident(&a, Some(&rid), &none(), None)
+            .await
+            .unwrap(),
         Created::New(a.clone())
     );
     let mut b = incident(2_000);
     b.title = "retry".into();
     assert_eq!(
-        s.create_incident(&b, Some(&rid), &none()).await.unwrap(),
+        s.create_incident(&b, Some(&rid), &none(), None)
+            .await
+            .unwrap(),
         Created::Replayed(a.clone())
     );
     assert_eq!(
@@ -93,7 +97,7 @@ async fn create_is_idempotent_by_request_id(s: Arc<dyn Store>) {
     let mut c = incident(3_000);
     c.id = a.id.clone();
     assert_eq!(
-        s.create_incident(&c, None, &none()).await.unwrap(),
+        s.create_incident(&c, None, &none(), None).await.unwrap(),
         Created::IdTaken
     );
     assert_eq!(s.get_incident(&a.id).await.unwrap(), Some(a));
@@ -101,17 +105,17 @@ async fn create_is_idempotent_by_request_id(s: Arc<dyn Store>) {
 
 async fn incident_updates_compare_and_set(s: Arc<dyn Store>) {
     let a = incident(1_000);
-    s.create_incident(&a, None, &none()).await.unwrap();
+    s.create_incident(&a, None, &none(), None).await.unwrap();
     let mut b = a.clone();
     b.set_status(IncidentStatus::Resolved, Utc::now());
     assert_eq!(
-        s.update_incident(1, &b, &none()).await.unwrap(),
+        s.update_incident(1, &b, &none(), None).await.unwrap(),
         Cas::Written
     );
     let mut stale = a.clone();
     stale.set_status(IncidentStatus::Closed, Utc::now());
     assert_eq!(
-        s.update_incident(1, &stale, &none()).await.unwrap(),
+        s.update_incident(1, &stale, &none(), None).await.unwrap(),
         Cas::Conflict(Some(b.clone()))
     );
     assert_eq!(s.get_incident(&a.id).await.unwrap(), Some(b));
@@ -119,15 +123,19 @@ async fn incident_updates_compare_and_set(s: Arc<dyn Store>) {
 
 async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None, &none()).await.unwrap();
+    s.create_incident(&inc, None, &none(), None).await.unwrap();
     let first = decision(&inc.id);
     let second = decision(&inc.id);
     assert_eq!(
-        s.create_decision(None, &first, &none()).await.unwrap(),
+        s.create_decision(None, &first, &none(), None)
+            .await
+            .unwrap(),
         Cas::Written
     );
     assert_eq!(
-        s.create_decision(None, &second, &none()).await.unwrap(),
+        s.create_decision(None, &second, &none(), None)
+            .await
+            .unwrap(),
         Cas::Conflict(Some(first.clone())),
         "a second creator sees the first token"
     );
@@ -137,7 +145,7 @@ async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
     assert_eq!(cur, Some(first.clone()));
     // Replacing requires naming the current token.
     assert_eq!(
-        s.create_decision(Some(&first.token), &second, &none())
+        s.create_decision(Some(&first.token), &second, &none(), None)
             .await
             .unwrap(),
         Cas::Written
@@ -155,17 +163,21 @@ async fn decision_creation_is_single_flight(s: Arc<dyn Store>) {
 
 async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None, &none()).await.unwrap();
+    s.create_incident(&inc, None, &none(), None).await.unwrap();
     let d = decision(&inc.id);
-    s.create_decision(None, &d, &none()).await.unwrap();
+    s.create_decision(None, &d, &none(), None).await.unwrap();
     let ready = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
     assert_eq!(
-        s.update_decision(d.version, &ready, &none()).await.unwrap(),
+        s.update_decision(d.version, &ready, &none(), None)
+            .await
+            .unwrap(),
         Cas::Written
     );
     let other = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
     assert_eq!(
-        s.update_decision(d.version, &other, &none()).await.unwrap(),
+        s.update_decision(d.version, &other, &none(), None)
+            .await
+            .unwrap(),
         Cas::Conflict(Some(ready.clone()))
     );
     assert_eq!(s.get_decision(&d.token).await.unwrap(), Some(ready));
@@ -173,13 +185,13 @@ async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
 
 async fn history_is_newest_first_and_capped(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None, &none()).await.unwrap();
+    s.create_incident(&inc, None, &none(), None).await.unwrap();
     let mut prev: Option<Decision> = None;
     let mut all = vec![];
     for _ in 0..5 {
         let d = decision(&inc.id);
         assert_eq!(
-            s.create_decision(prev.as_ref().map(|p| &p.token), &d, &none())
+            s.create_decision(prev.as_ref().map(|p| &p.token), &d, &none(), None)
                 .await
                 .unwrap(),
             Cas::Written
@@ -206,7 +218,7 @@ async fn listing_pages_newest_first_with_ties(s: Arc<dyn Store>) {
     let mut all = vec![];
     for ms in [1_000, 2_000, 2_000, 2_000, 3_000, 4_000, 4_000] {
         let i = incident(ms);
-        s.create_incident(&i, None, &none()).await.unwrap();
+        s.create_incident(&i, None, &none(), None).await.unwrap();
         all.push(i);
     }
     let mut seen = vec![];
@@ -247,10 +259,10 @@ async fn overdue_analyses_come_from_an_index_kept_with_the_state(s: Arc<dyn Stor
     let mut ds = vec![];
     for secs in [-5, -60, 3600, -30] {
         let inc = incident(1_000);
-        s.create_incident(&inc, None, &none()).await.unwrap();
+        s.create_incident(&inc, None, &none(), None).await.unwrap();
         let d = analyzing(&inc.id, secs);
         assert_eq!(
-            s.create_decision(None, &d, &none()).await.unwrap(),
+            s.create_decision(None, &d, &none(), None).await.unwrap(),
             Cas::Written
         );
         ds.push(d);
@@ -276,13 +288,13 @@ async fn overdue_analyses_come_from_an_index_kept_with_the_state(s: Arc<dyn Stor
     // Leaving ANALYZING leaves the index, in the same write.
     let ready = ds[1].transition(DecisionState::Ready, 0, now).unwrap();
     assert_eq!(
-        s.update_decision(1, &ready, &none()).await.unwrap(),
+        s.update_decision(1, &ready, &none(), None).await.unwrap(),
         Cas::Written
     );
     // A lost compare-and-set changes nothing.
     let late = ds[3].transition(DecisionState::Ready, 0, now).unwrap();
     assert!(matches!(
-        s.update_decision(7, &late, &none()).await.unwrap(),
+        s.update_decision(7, &late, &none(), None).await.unwrap(),
         Cas::Conflict(_)
     ));
     assert_eq!(
@@ -298,12 +310,16 @@ async fn overdue_analyses_come_from_an_index_kept_with_the_state(s: Arc<dyn Stor
 
     // A decision that loses the creation race is never indexed.
     let inc = incident(1_000);
-    s.create_incident(&inc, None, &none()).await.unwrap();
+    s.create_incident(&inc, None, &none(), None).await.unwrap();
     let first = analyzing(&inc.id, -1);
     let loser = analyzing(&inc.id, -100);
-    s.create_decision(None, &first, &none()).await.unwrap();
+    s.create_decision(None, &first, &none(), None)
+        .await
+        .unwrap();
     assert!(matches!(
-        s.create_decision(None, &loser, &none()).await.unwrap(),
+        s.create_decision(None, &loser, &none(), None)
+            .await
+            .unwrap(),
         Cas::Conflict(_)
     ));
     assert!(
@@ -378,12 +394,12 @@ async fn group_pointers_compare_and_set(s: Arc<dyn Store>) {
 
 async fn executions_are_indexed_with_the_state_and_leased_exclusively(s: Arc<dyn Store>) {
     let inc = incident(1_000);
-    s.create_incident(&inc, None, &none()).await.unwrap();
+    s.create_incident(&inc, None, &none(), None).await.unwrap();
     let d = analyzing(&inc.id, 30);
-    s.create_decision(None, &d, &none()).await.unwrap();
+    s.create_decision(None, &d, &none(), None).await.unwrap();
     let now = Utc::now();
     let ready = d.transition(DecisionState::Ready, 0, now).unwrap();
-    s.update_decision(1, &ready, &none()).await.unwrap();
+    s.update_decision(1, &ready, &none(), None).await.unwrap();
     assert!(
         s.overdue_executions(now + Duration::hours(1), 10)
             .await
@@ -393,7 +409,9 @@ async fn executions_are_indexed_with_the_state_and_leased_exclusively(s: Arc<dyn
 
     // Entering EXECUTING enters the index, due at once.
     let executing = ready.transition(DecisionState::Executing, 0, now).unwrap();
-    s.update_decision(2, &executing, &none()).await.unwrap();
+    s.update_decision(2, &executing, &none(), None)
+        .await
+        .unwrap();
     assert_eq!(
         s.overdue_executions(now, 10).await.unwrap(),
         vec![d.token.clone()]
@@ -429,7 +447,7 @@ async fn executions_are_indexed_with_the_state_and_leased_exclusively(s: Arc<dyn
     let done = executing
         .transition(DecisionState::Completed, 0, now)
         .unwrap();
-    s.update_decision(3, &done, &none()).await.unwrap();
+    s.update_decision(3, &done, &none(), None).await.unwrap();
     s.release_lease(&d.token, "b").await.unwrap();
     assert!(s.take_lease(&d.token, "c", ttl, now).await.unwrap());
     assert!(

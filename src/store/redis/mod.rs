@@ -6,11 +6,14 @@
 //! - `scripts.rs`: the Lua scripts in `lua/` and their reply mapping.
 //! - `feed.rs`: the change feed (`verdict:changes`, a dedicated connection).
 //! - `stats.rs`: a statistics delta as Redis writes, and the stats reads.
+//! - `audit.rs`: sealing audit events against their chain head, and the
+//!   audit reads.
 //! - `seed.rs`: bulk seeding and introspection, for benchmarks.
 //!
 //! Every read-modify-write is one Lua script, invoked by SHA; every key
 //! comes from [`super::keys`].
 
+mod audit;
 mod feed;
 mod notify;
 mod pool;
@@ -26,6 +29,7 @@ use super::{
     CachedProposal, Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError, decode,
     encode, keys, next_cursor,
 };
+use crate::audit::{self as audit_trail, Position, Signer};
 use crate::domain::{
     Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
 };
@@ -53,6 +57,8 @@ pub struct RedisStore {
     /// token → incident id. The mapping never changes once written, so a
     /// cached entry is never stale; it saves a round trip on `GetDecision`.
     token_cache: Mutex<LruCache<Token, IncidentId>>,
+    /// The signer and the chain heads last seen.
+    audit: self::audit::AuditState,
 }
 
 impl RedisStore {
@@ -67,7 +73,14 @@ impl RedisStore {
             scripts: Scripts::load(),
             retention,
             token_cache: Mutex::new(LruCache::new(TOKEN_CACHE_ENTRIES)),
+            audit: self::audit::AuditState::new(),
         })
+    }
+
+    /// The same store, auditing every write with `signer`.
+    pub fn with_audit(mut self, signer: Signer) -> Self {
+        self::audit::set_signer(&mut self.audit, signer);
+        self
     }
 
     fn retention_ms(&self) -> u64 {
@@ -111,6 +124,7 @@ impl Store for RedisStore {
         incident: &Incident,
         request_id: Option<&RequestId>,
         stats: &StatDelta,
+        audit: Option<&audit_trail::Draft>,
     ) -> Result<Created, StoreError> {
         if let Some(rid) = request_id {
             let key = keys::request(rid);
@@ -141,7 +155,7 @@ impl Store for RedisStore {
                 // that is the incident.
                 let mut retry = incident.clone();
                 retry.id = prev.clone();
-                return match self.create_incident(&retry, None, stats).await? {
+                return match self.create_incident(&retry, None, stats, audit).await? {
                     Created::IdTaken => match self.get_incident(&prev).await? {
                         Some(found) => Ok(Created::Replayed(found)),
                         None => Ok(Created::IdTaken),
@@ -158,25 +172,36 @@ impl Store for RedisStore {
         // Index first: a listing skips index entries whose incident is
         // missing, while an incident missing from the index would be lost
         // to listings.
-        let created: i64 = self
-            .run(async |c| {
-                redis::cmd("ZADD")
-                    .arg(keys::INCIDENT_INDEX)
-                    .arg("NX")
-                    .arg(created_ms)
-                    .arg(incident.id.as_str())
-                    .query_async::<i64>(c)
-                    .await?;
-                script
-                    .key(&key)
-                    .arg(incident.version)
-                    .arg(&json)
-                    .arg(&stats)
-                    .invoke_async(c)
-                    .await
-            })
-            .await?;
-        Ok(if created == 1 {
+        self.run(async |c| {
+            redis::cmd("ZADD")
+                .arg(keys::INCIDENT_INDEX)
+                .arg("NX")
+                .arg(created_ms)
+                .arg(incident.id.as_str())
+                .query_async::<i64>(c)
+                .await
+        })
+        .await?;
+        let mut attempt = self::audit::Attempt::default();
+        let reply = loop {
+            let sealed = self.seal(audit, attempt.head.take());
+            let reply: Vec<Value> = self
+                .run(async |c| {
+                    script
+                        .key(&key)
+                        .arg(incident.version)
+                        .arg(&json)
+                        .arg(&sealed.args)
+                        .arg(&stats)
+                        .invoke_async(c)
+                        .await
+                })
+                .await?;
+            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
+                break reply;
+            }
+        };
+        Ok(if matches!(reply.first(), Some(Value::Int(1))) {
             Created::New(incident.clone())
         } else {
             Created::IdTaken
@@ -248,25 +273,34 @@ impl Store for RedisStore {
         expected_version: u64,
         incident: &Incident,
         stats: &StatDelta,
+        audit: Option<&audit_trail::Draft>,
     ) -> Result<Cas<Incident>, StoreError> {
         let key = keys::incident(&incident.id);
         let json = encode(incident);
         let script = &self.scripts.cas;
         let stats = self.stats_args(stats);
         // Incidents never expire: retention 0.
-        let reply: Vec<Value> = self
-            .run(async |c| {
-                script
-                    .key(&key)
-                    .arg(expected_version)
-                    .arg(incident.version)
-                    .arg(&json)
-                    .arg(0)
-                    .arg(&stats)
-                    .invoke_async(c)
-                    .await
-            })
-            .await?;
+        let mut attempt = self::audit::Attempt::default();
+        let reply = loop {
+            let sealed = self.seal(audit, attempt.head.take());
+            let reply: Vec<Value> = self
+                .run(async |c| {
+                    script
+                        .key(&key)
+                        .arg(expected_version)
+                        .arg(incident.version)
+                        .arg(&json)
+                        .arg(0)
+                        .arg(&sealed.args)
+                        .arg(&stats)
+                        .invoke_async(c)
+                        .await
+                })
+                .await?;
+            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
+                break reply;
+            }
+        };
         cas_reply(reply, |j| decode(&key, j))
     }
 
@@ -315,6 +349,7 @@ impl Store for RedisStore {
         expected_current: Option<&Token>,
         decision: &Decision,
         stats: &StatDelta,
+        audit: Option<&audit_trail::Draft>,
     ) -> Result<Cas<Decision>, StoreError> {
         let id = &decision.incident_id;
         let (ck, dk, hk, prefix) = (
@@ -335,37 +370,48 @@ impl Store for RedisStore {
             String::new()
         };
         let stats = self.stats_args(stats);
-        let reply: Vec<Value> = self
-            .run(async |c| {
-                // The token index lives in its own slot; written first, an
-                // orphan (the script then loses) only points at nothing.
-                redis::cmd("SET")
-                    .arg(keys::token_index(&decision.token))
-                    .arg(id.as_str())
-                    .arg("PX")
-                    .arg(retention)
-                    .query_async::<()>(c)
-                    .await?;
-                script
-                    .key(&ck)
-                    .key(&dk)
-                    .key(&hk)
-                    .key(keys::CHANGES)
-                    .key(keys::ANALYZING_INDEX)
-                    .arg(expected)
-                    .arg(decision.token.as_str())
-                    .arg(decision.version)
-                    .arg(&json)
-                    .arg(retention)
-                    .arg(history_len)
-                    .arg(&prefix)
-                    .arg(stream_len)
-                    .arg(&deadline_ms)
-                    .arg(&stats)
-                    .invoke_async(c)
-                    .await
-            })
-            .await?;
+        // The token index lives in its own slot; written first, an orphan
+        // (the script then loses) only points at nothing.
+        self.run(async |c| {
+            redis::cmd("SET")
+                .arg(keys::token_index(&decision.token))
+                .arg(id.as_str())
+                .arg("PX")
+                .arg(retention)
+                .query_async::<()>(c)
+                .await
+        })
+        .await?;
+        let mut attempt = self::audit::Attempt::default();
+        let reply = loop {
+            let sealed = self.seal(audit, attempt.head.take());
+            let reply: Vec<Value> = self
+                .run(async |c| {
+                    script
+                        .key(&ck)
+                        .key(&dk)
+                        .key(&hk)
+                        .key(keys::CHANGES)
+                        .key(keys::ANALYZING_INDEX)
+                        .arg(expected)
+                        .arg(decision.token.as_str())
+                        .arg(decision.version)
+                        .arg(&json)
+                        .arg(retention)
+                        .arg(history_len)
+                        .arg(&prefix)
+                        .arg(stream_len)
+                        .arg(&deadline_ms)
+                        .arg(&sealed.args)
+                        .arg(&stats)
+                        .invoke_async(c)
+                        .await
+                })
+                .await?;
+            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
+                break reply;
+            }
+        };
         let outcome = cas_reply(reply, |j| decode(&ck, j))?;
         if matches!(outcome, Cas::Written) {
             self.cache().put(decision.token.clone(), id.clone());
@@ -378,6 +424,7 @@ impl Store for RedisStore {
         expected_version: u64,
         decision: &Decision,
         stats: &StatDelta,
+        audit: Option<&audit_trail::Draft>,
     ) -> Result<Cas<Decision>, StoreError> {
         let key = keys::decision(&decision.incident_id, &decision.token);
         let retention = self.retention_ms();
@@ -399,27 +446,51 @@ impl Store for RedisStore {
         };
         let entered_ms = decision.updated_at.timestamp_millis();
         let stats = self.stats_args(stats);
-        let reply: Vec<Value> = self
-            .run(async |c| {
-                script
-                    .key(&key)
-                    .key(keys::CHANGES)
-                    .key(keys::ANALYZING_INDEX)
-                    .key(keys::EXECUTING_INDEX)
-                    .arg(expected_version)
-                    .arg(decision.version)
-                    .arg(&json)
-                    .arg(retention)
-                    .arg(stream_len)
-                    .arg(leaves_analyzing)
-                    .arg(executing)
-                    .arg(entered_ms)
-                    .arg(&stats)
-                    .invoke_async(c)
-                    .await
-            })
-            .await?;
+        let mut attempt = self::audit::Attempt::default();
+        let reply = loop {
+            let sealed = self.seal(audit, attempt.head.take());
+            let reply: Vec<Value> = self
+                .run(async |c| {
+                    script
+                        .key(&key)
+                        .key(keys::CHANGES)
+                        .key(keys::ANALYZING_INDEX)
+                        .key(keys::EXECUTING_INDEX)
+                        .arg(expected_version)
+                        .arg(decision.version)
+                        .arg(&json)
+                        .arg(retention)
+                        .arg(stream_len)
+                        .arg(leaves_analyzing)
+                        .arg(executing)
+                        .arg(entered_ms)
+                        .arg(&sealed.args)
+                        .arg(&stats)
+                        .invoke_async(c)
+                        .await
+                })
+                .await?;
+            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
+                break reply;
+            }
+        };
         cas_reply(reply, |j| decode(&key, j))
+    }
+
+    async fn append_audit(&self, draft: &audit_trail::Draft) -> Result<(), StoreError> {
+        self.append_event(draft).await
+    }
+
+    async fn audit_events(
+        &self,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit_trail::Event)>, StoreError> {
+        self.read_events(after, limit).await
+    }
+
+    async fn audit_head(&self, chain: &str) -> Result<audit_trail::Head, StoreError> {
+        self.read_head(chain).await
     }
 
     async fn list_decisions(

@@ -9,12 +9,14 @@
 use crate::store::{Cas, StoreError};
 use redis::{Script, Value};
 
-/// A write script with the statistics prelude (`lua/stats.lua`, which
-/// defines `apply_stats`) in front of it.
+/// A write script with the statistics and audit preludes (`lua/stats.lua`,
+/// which defines `apply_stats`; `lua/audit.lua`, `audit_moved` and
+/// `append_audit`) in front of it.
 macro_rules! with_stats {
     ($file:literal) => {
         Script::new(concat!(
             include_str!("lua/stats.lua"),
+            include_str!("lua/audit.lua"),
             include_str!(concat!("lua/", $file))
         ))
     };
@@ -32,6 +34,7 @@ pub(super) struct Scripts {
     pub top_services: Script,
     pub take_lease: Script,
     pub release_lease: Script,
+    pub append_audit: Script,
 }
 
 impl Scripts {
@@ -47,6 +50,7 @@ impl Scripts {
             top_services: Script::new(include_str!("lua/top_services.lua")),
             take_lease: Script::new(include_str!("lua/take_lease.lua")),
             release_lease: Script::new(include_str!("lua/release_lease.lua")),
+            append_audit: with_stats!("append_audit.lua"),
         }
     }
 }

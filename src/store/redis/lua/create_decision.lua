@@ -10,14 +10,20 @@
 -- ARGV[8]  stream length kept
 -- KEYS[5]  verdict:analyzing, the index of ANALYZING decisions
 -- ARGV[9]  the analysis deadline in ms ('' when not created ANALYZING)
--- then the statistics increments (stats.lua), applied only when created.
--- Returns {1} when created, else {0, the current decision's JSON or false}.
+-- then the audit event (audit.lua) and the statistics increments
+-- (stats.lua), applied only when created.
+-- Returns {1} when created, {2, seq, hash} when the audit chain moved,
+-- else {0, the current decision's JSON or false}.
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
   if cur then
     return {0, redis.call('HGET', ARGV[7] .. cur, 'd')}
   end
   return {0, false}
+end
+local moved = audit_moved()
+if moved then
+  return moved
 end
 redis.call('HSET', KEYS[2], 'v', ARGV[3], 'd', ARGV[4], 'h' .. ARGV[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -29,4 +35,5 @@ if ARGV[9] ~= '' then
   redis.call('ZADD', KEYS[5], ARGV[9], ARGV[2])
 end
 apply_stats()
+append_audit()
 return {1}

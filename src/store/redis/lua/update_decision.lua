@@ -8,11 +8,17 @@
 -- KEYS[4]  verdict:executing; ARGV[7] 'enter' when the decision is written
 --          EXECUTING (indexed with score ARGV[8], ms), 'leave' when it is
 --          written COMPLETED or ERROR (removed), else ''
--- then the statistics increments (stats.lua), applied only when written.
--- Returns {1} when written, else {0, current JSON or false}.
+-- then the audit event (audit.lua) and the statistics increments
+-- (stats.lua), applied only when written.
+-- Returns {1} when written, {2, seq, hash} when the audit chain moved,
+-- else {0, current JSON or false}.
 local v = redis.call('HGET', KEYS[1], 'v')
 if v ~= ARGV[1] then
   return {0, redis.call('HGET', KEYS[1], 'd')}
+end
+local moved = audit_moved()
+if moved then
+  return moved
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'h' .. ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
@@ -26,4 +32,5 @@ elseif ARGV[7] == 'leave' then
   redis.call('ZREM', KEYS[4], ARGV[6])
 end
 apply_stats()
+append_audit()
 return {1}

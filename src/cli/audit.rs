@@ -1,0 +1,242 @@
+//! `verdict audit list|verify`: the audit trail from the command line.
+//!
+//! `list` pages through `ListAuditEvents`; with `--json` it prints each
+//! event exactly as sealed, one JSON object per line (ready for a SIEM, and
+//! verifiable). `verify` reads the same pages and checks every chain with
+//! the key from the environment, here, not on the server: a verifier that
+//! holds the key need not trust the server that serves the events. (A
+//! deletion of a chain's very last event leaves no gap to see from here;
+//! the server-side check against the chain heads finds it.)
+
+use super::{GlobalArgs, RPC_TIMEOUT, request};
+use crate::audit::{Event, Signer, Verifier};
+use crate::proto as pb;
+use crate::proto::audit_service_client::AuditServiceClient;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// The `audit` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Events, oldest first: who did what, when, from which version.
+    ///
+    /// Example: verdict audit list --token DEC-… --action approved
+    List(ListArgs),
+    /// Checks every chain (or one incident's) with the audit key; exits
+    /// non-zero at the first event of a chain that does not match.
+    Verify(VerifyArgs),
+}
+
+/// Which events `list` prints.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    /// Only this incident's events.
+    #[arg(long, value_name = "INC-…")]
+    incident: Option<String>,
+    /// Only this decision's events.
+    #[arg(long, value_name = "DEC-…")]
+    token: Option<String>,
+    /// Only this principal's events.
+    #[arg(long, value_name = "SUBJECT")]
+    subject: Option<String>,
+    /// Only this action (incident_created, status_changed, decision_issued,
+    /// proposal_ready, approved, rejected, execution_completed, refused, …).
+    #[arg(long, value_name = "ACTION")]
+    action: Option<String>,
+    /// Only this outcome (OK, FAILED_PRECONDITION, PERMISSION_DENIED, …).
+    #[arg(long, value_name = "OUTCOME")]
+    outcome: Option<String>,
+    /// Only events of the last DURATION (24h, 7d, …).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    since: Option<Duration>,
+    /// At most this many events [default: all].
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+}
+
+/// What `verify` checks, with which key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// Only this incident's chain.
+    #[arg(long, value_name = "INC-…")]
+    incident: Option<String>,
+    /// The environment variable holding the audit key (as the server's
+    /// `audit_key_env`); unset or empty: the public development key.
+    #[arg(long, value_name = "VAR", default_value = "VERDICT_AUDIT_KEY")]
+    key_env: String,
+}
+
+/// Events asked for per page.
+const PAGE: u32 = 500;
+
+/// Runs one `audit` subcommand.
+pub(crate) async fn run(
+    channel: Channel,
+    global: &GlobalArgs,
+    cmd: AuditCommand,
+) -> anyhow::Result<()> {
+    let mut client = AuditServiceClient::new(channel);
+    match cmd {
+        AuditCommand::List(args) => {
+            let mut left = args.limit.unwrap_or(usize::MAX);
+            let filter = filter_of(&args);
+            each_page(&mut client, filter, |e| {
+                if left == 0 {
+                    return false;
+                }
+                left -= 1;
+                if global.json {
+                    println!("{}", e.json);
+                } else {
+                    println!("{}", line(e));
+                }
+                true
+            })
+            .await
+        }
+        AuditCommand::Verify(args) => verify(&mut client, global, args).await,
+    }
+}
+
+fn filter_of(a: &ListArgs) -> pb::AuditFilter {
+    let from = a.since.map(|d| {
+        let t = std::time::SystemTime::now()
+            .checked_sub(d)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        prost_types::Timestamp {
+            seconds: since.as_secs() as i64,
+            nanos: since.subsec_nanos() as i32,
+        }
+    });
+    pb::AuditFilter {
+        from,
+        to: None,
+        subject: a.subject.clone().unwrap_or_default(),
+        incident_id: a.incident.clone().unwrap_or_default(),
+        token: a.token.clone().unwrap_or_default(),
+        action: a.action.clone().unwrap_or_default(),
+        outcome: a.outcome.clone().unwrap_or_default(),
+    }
+}
+
+/// Pages through the events matching `filter`, handing each to `f` until
+/// it returns false or the trail ends.
+async fn each_page(
+    client: &mut AuditServiceClient<Channel>,
+    filter: pb::AuditFilter,
+    mut f: impl FnMut(&pb::AuditEvent) -> bool,
+) -> anyhow::Result<()> {
+    let mut token = String::new();
+    loop {
+        let req = pb::ListAuditEventsRequest {
+            filter: Some(filter.clone()),
+            page_size: PAGE,
+            page_token: token,
+        };
+        let page = client
+            .list_audit_events(request(req, RPC_TIMEOUT))
+            .await?
+            .into_inner();
+        for e in &page.events {
+            if !f(e) {
+                return Ok(());
+            }
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// One event as a line of text.
+fn line(e: &pb::AuditEvent) -> String {
+    let time = e
+        .time
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    let who = match e.actor.as_str() {
+        "" => e.subject.clone(),
+        actor => format!("{} (actor {actor})", e.subject),
+    };
+    let version = match (e.version_before, e.version_after) {
+        (0, 0) => String::new(),
+        (0, a) => format!(" v{a}"),
+        (b, 0) => format!(" at v{b}"),
+        (b, a) => format!(" v{b}→v{a}"),
+    };
+    format!(
+        "{time} {chain}#{seq} {action} {outcome} by {who} via {rpc}{token}{version}: {detail}{cut}",
+        chain = e.chain,
+        seq = e.seq,
+        action = e.action,
+        outcome = e.outcome,
+        rpc = if e.rpc.is_empty() { "verdict" } else { &e.rpc },
+        token = if e.token.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", e.token)
+        },
+        detail = e.detail,
+        cut = if e.detail_cut { " [cut]" } else { "" },
+    )
+}
+
+async fn verify(
+    client: &mut AuditServiceClient<Channel>,
+    global: &GlobalArgs,
+    args: VerifyArgs,
+) -> anyhow::Result<()> {
+    let key = std::env::var(&args.key_env).unwrap_or_default();
+    let signer = if key.is_empty() {
+        Signer::new(crate::audit::DEVELOPMENT_KEY)
+    } else {
+        Signer::new(key.as_bytes())
+    };
+    let mut v = Verifier::new(signer);
+    let mut unreadable = None;
+    let filter = pb::AuditFilter {
+        incident_id: args.incident.unwrap_or_default(),
+        ..Default::default()
+    };
+    each_page(client, filter, |e| {
+        match serde_json::from_str::<Event>(&e.json) {
+            Ok(event) => {
+                v.push(&event);
+                true
+            }
+            Err(err) => {
+                unreadable = Some(format!("event {} does not parse: {err}", e.position));
+                false
+            }
+        }
+    })
+    .await?;
+    if let Some(u) = unreadable {
+        anyhow::bail!(u);
+    }
+    let report = v.finish();
+    if global.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for (chain, seq) in &report.trimmed {
+            println!("{chain}: kept from event {seq} (older events trimmed by retention)");
+        }
+        for b in &report.breaks {
+            println!("{}: BROKEN at event {}: {}", b.chain, b.seq, b.reason);
+        }
+        if report.is_whole() {
+            println!(
+                "{} events in {} chains: every chain is whole",
+                report.events, report.chains
+            );
+        }
+    }
+    if !report.is_whole() {
+        anyhow::bail!("{} chain(s) broken", report.breaks.len());
+    }
+    Ok(())
+}

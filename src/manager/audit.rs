@@ -1,0 +1,192 @@
+//! The audit trail's application side: recording refused calls, listing
+//! events with filters and pages, and verifying the chains. Successful
+//! changes need nothing here: their events travel with the writes (see
+//! `store/`), built by the managers that make them.
+
+use crate::audit::{self, Action, Context, Event, Position, Signer, Verifier, VerifyReport};
+use crate::clock::Clock;
+use crate::domain::{Principal, Token};
+use crate::manager::ManagerError;
+use crate::store::Store;
+use std::sync::Arc;
+
+/// Events read from the store per page asked for, at most, while
+/// filtering: a listing with a rare filter returns a short (even empty)
+/// page with a cursor rather than scanning the whole trail in one call.
+const SCAN_FACTOR: usize = 10;
+
+/// Largest page of a listing.
+pub const MAX_PAGE: usize = 1000;
+
+/// Which events a listing returns (every set field must match).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// From this time (ms, inclusive) …
+    pub from_ms: Option<u64>,
+    /// … to this time (ms, exclusive).
+    pub to_ms: Option<u64>,
+    pub subject: Option<String>,
+    pub incident: Option<String>,
+    pub token: Option<String>,
+    pub action: Option<Action>,
+    /// `OK` or a gRPC code's canonical name.
+    pub outcome: Option<String>,
+}
+
+impl AuditFilter {
+    fn matches(&self, e: &Event) -> bool {
+        let eq = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == have)
+        };
+        eq(&self.subject, Some(&e.subject))
+            && eq(&self.incident, e.incident.as_deref())
+            && eq(&self.token, e.token.as_deref())
+            && eq(&self.outcome, Some(&e.outcome))
+            && self.action.is_none_or(|a| a == e.action)
+    }
+}
+
+/// A page of a listing.
+#[derive(Debug, Default)]
+pub struct AuditPage {
+    pub events: Vec<(Position, Event)>,
+    /// Where the next page starts; None at the end of the range.
+    pub next: Option<Position>,
+}
+
+/// The audit trail over a store. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl AuditLog {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        AuditLog { store, clock }
+    }
+
+    /// Records a refused mutating call: who (`principal`), which call
+    /// (`rpc`), the gRPC code's canonical name (`code`: `UNAUTHENTICATED`,
+    /// `PERMISSION_DENIED`, `FAILED_PRECONDITION`) and a short `detail`.
+    /// The hook the API layer calls where it maps a mutating call's error,
+    /// and the authentication layer when it turns a caller away. Peer and
+    /// request id come from the task's audit context when there is one.
+    /// Refusals with no incident go to the global chain.
+    pub async fn refused(
+        &self,
+        principal: &Principal,
+        rpc: &str,
+        code: &str,
+        detail: &str,
+    ) -> Result<(), ManagerError> {
+        self.refused_on(principal, rpc, code, detail, None).await
+    }
+
+    /// [`Self::refused`] for a call about a decision: the refusal joins the
+    /// chain of the decision's incident (one read to find it).
+    pub async fn refused_on(
+        &self,
+        principal: &Principal,
+        rpc: &str,
+        code: &str,
+        detail: &str,
+        token: Option<&Token>,
+    ) -> Result<(), ManagerError> {
+        let context = Context {
+            principal: principal.clone(),
+            rpc: rpc.to_owned(),
+            ..Context::current()
+        };
+        let mut draft = audit::Draft {
+            context,
+            outcome: code.to_owned(),
+            ..audit::Draft::ok(self.clock.now().timestamp_millis(), Action::Refused)
+        }
+        .detail(detail);
+        if let Some(t) = token {
+            draft = draft.token(t);
+            if let Some(d) = self.store.get_decision(t).await? {
+                draft = draft.incident(&d.incident_id);
+                draft.version_before = Some(d.version);
+            }
+        }
+        self.store.append_audit(&draft).await?;
+        tracing::info!(rpc, code, subject = %principal.subject, "refusal recorded");
+        Ok(())
+    }
+
+    /// One page of events matching `filter`, oldest first, after `after`.
+    pub async fn list(
+        &self,
+        filter: &AuditFilter,
+        after: Option<Position>,
+        page: usize,
+    ) -> Result<AuditPage, ManagerError> {
+        let page = page.clamp(1, MAX_PAGE);
+        let mut cursor = match (after, filter.from_ms) {
+            (Some(a), _) => Some(a),
+            // Positions are append times: start just before `from`.
+            (None, Some(ms)) if ms > 0 => Some(Position {
+                ms: ms - 1,
+                n: u64::MAX,
+            }),
+            _ => None,
+        };
+        let mut out = AuditPage::default();
+        let mut budget = page * SCAN_FACTOR;
+        while budget > 0 && out.events.len() < page {
+            let batch = self.store.audit_events(cursor, page.min(budget)).await?;
+            let short = batch.len() < page.min(budget);
+            budget = budget.saturating_sub(batch.len());
+            for (pos, e) in batch {
+                cursor = Some(pos);
+                if filter.to_ms.is_some_and(|to| pos.ms >= to) {
+                    return Ok(out);
+                }
+                if filter.matches(&e) {
+                    out.events.push((pos, e));
+                    if out.events.len() == page {
+                        break;
+                    }
+                }
+            }
+            if short {
+                return Ok(out);
+            }
+        }
+        out.next = cursor;
+        Ok(out)
+    }
+
+    /// Walks every kept event (or those of one incident's chain) with
+    /// `signer`'s key and checks each chain against its stored head.
+    pub async fn verify(
+        &self,
+        signer: Signer,
+        incident: Option<&str>,
+    ) -> Result<VerifyReport, ManagerError> {
+        let mut v = Verifier::new(signer);
+        let mut cursor = None;
+        let mut chains = std::collections::BTreeSet::new();
+        loop {
+            let batch = self.store.audit_events(cursor, MAX_PAGE).await?;
+            let done = batch.len() < MAX_PAGE;
+            for (pos, e) in &batch {
+                cursor = Some(*pos);
+                if incident.is_none_or(|i| e.chain == i) {
+                    chains.insert(e.chain.clone());
+                    v.push(e);
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        for chain in chains {
+            let head = self.store.audit_head(&chain).await?;
+            v.expect_head(&chain, head.seq);
+        }
+        Ok(v.finish())
+    }
+}
