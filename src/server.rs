@@ -320,6 +320,7 @@ fn routes(
             IncidentServiceServer::new(IncidentApi::new(
                 parts.incidents.clone(),
                 parts.ingestor.clone(),
+                parts.webhook_token.clone(),
             ))
             .max_decoding_message_size(max),
         )
@@ -333,9 +334,13 @@ fn routes(
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.
     // CORS (when configured) answers browsers' preflights before gRPC-Web.
+    // Inside gRPC-Web, the codes of requests tonic refuses before a handler
+    // runs are corrected (oversized → RESOURCE_EXHAUSTED, undecodable →
+    // INVALID_ARGUMENT) for both gRPC and gRPC-Web callers.
     let grpc = tower::ServiceBuilder::new()
         .option_layer(cors_layer(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(crate::middleware::GrpcStatusLayer)
         .service(grpc);
     let app = crate::ingest::webhook::router(Webhook {
         ingestor: parts.ingestor.clone(),

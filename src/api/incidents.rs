@@ -3,7 +3,7 @@
 use super::convert;
 use crate::domain::Violations;
 use crate::domain::incident::limits;
-use crate::ingest::Ingestor;
+use crate::ingest::{Ingestor, WebhookToken};
 use crate::manager::IncidentManager;
 use crate::proto as pb;
 use crate::proto::incident_service_server::IncidentService;
@@ -13,14 +13,44 @@ use tonic::{Request, Response, Status};
 pub struct IncidentApi {
     incidents: Arc<IncidentManager>,
     ingestor: Arc<Ingestor>,
+    /// The webhook's token (`ingest_webhook_token_env`), when configured:
+    /// `IngestSignals` opens incidents exactly like the webhook does, so it
+    /// demands the same `authorization: Bearer` key — otherwise the gRPC
+    /// door would bypass the webhook's lock. Checked here, in the handler,
+    /// independently of the edge's general authentication.
+    ingest_token: Option<WebhookToken>,
 }
 
 impl IncidentApi {
-    pub fn new(incidents: Arc<IncidentManager>, ingestor: Arc<Ingestor>) -> Self {
+    pub fn new(
+        incidents: Arc<IncidentManager>,
+        ingestor: Arc<Ingestor>,
+        ingest_token: Option<WebhookToken>,
+    ) -> Self {
         IncidentApi {
             incidents,
             ingestor,
+            ingest_token,
         }
+    }
+
+    /// Refuses an `IngestSignals` call without the configured bearer token
+    /// (UNAUTHENTICATED); admits every call when none is configured.
+    fn check_ingest_token<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.ingest_token else {
+            return Ok(());
+        };
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if token.admits_value(presented) {
+            return Ok(());
+        }
+        tracing::warn!("IngestSignals refused: missing or wrong bearer token");
+        Err(Status::unauthenticated(
+            "a valid bearer token is required (authorization: Bearer ...)",
+        ))
     }
 }
 
@@ -42,6 +72,7 @@ impl IncidentService for IncidentApi {
         &self,
         req: Request<pb::IngestSignalsRequest>,
     ) -> Result<Response<pb::IngestSignalsResponse>, Status> {
+        self.check_ingest_token(&req)?;
         let signals = convert::ingest_signals(req.get_ref(), self.ingestor.now())
             .map_err(crate::manager::ManagerError::from)?;
         let report = self.ingestor.ingest(signals).await?;

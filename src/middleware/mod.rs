@@ -6,14 +6,19 @@
 //! (concurrency limit), need a policy (retry) or do not exist at all
 //! (circuit breaker). The LLM client stacks them with `ServiceBuilder`, outer
 //! to inner: breaker → retry → timeout → concurrency limit → HTTP.
+//!
+//! `grpc_status` is the server's: it corrects the codes tonic gives to
+//! requests refused before a handler runs (oversized, undecodable).
 
 pub mod breaker;
 pub mod concurrency;
+pub mod grpc_status;
 pub mod retry;
 pub mod timeout;
 
 pub use breaker::{BreakerLayer, BreakerState, CircuitBreaker, CircuitOpen};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
+pub use grpc_status::GrpcStatusLayer;
 pub use retry::{RetryHint, RetryLayer, RetryPolicy, Retryable};
 pub use timeout::{Elapsed, Timeout, TimeoutLayer};
 
