@@ -113,6 +113,8 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         crate::store::redis::PoolConfig {
             size: config.redis_pool_size,
             wait: config.redis_pool_wait,
+            connect_timeout: config.redis_connect_timeout,
+            response_timeout: config.redis_response_timeout,
         },
         retention,
     )?;

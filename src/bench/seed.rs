@@ -74,6 +74,7 @@ impl Seeder {
             PoolConfig {
                 size: PARALLEL_CHUNKS as u32,
                 wait: POOL_WAIT,
+                ..PoolConfig::default()
             },
             Default::default(),
         )

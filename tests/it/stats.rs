@@ -805,6 +805,7 @@ async fn redis_a_replayed_write_counts_once() {
         verdict::store::redis::PoolConfig {
             size: 2,
             wait: std::time::Duration::from_secs(2),
+            ..Default::default()
         },
         Default::default(),
     )
