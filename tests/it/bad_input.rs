@@ -273,7 +273,11 @@ async fn oversized_messages_are_refused() {
 
 /// Sends `payload` as the one message of a unary call to `path` and returns
 /// the status the server answers (from its headers or trailers).
-async fn raw_call(channel: &tonic::transport::Channel, path: &str, payload: &[u8]) -> tonic::Status {
+async fn raw_call(
+    channel: &tonic::transport::Channel,
+    path: &str,
+    payload: &[u8],
+) -> tonic::Status {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     let mut frame = vec![0u8];

@@ -212,6 +212,7 @@ async fn a_stored_out_of_range_time_is_clamped_not_an_error() {
         verdict::store::redis::PoolConfig {
             size: 2,
             wait: std::time::Duration::from_secs(2),
+            ..Default::default()
         },
         Default::default(),
     )

@@ -949,6 +949,7 @@ async fn seeded_statistics_read_back_and_cost_the_same_at_any_volume() {
         verdict::store::redis::PoolConfig {
             size: 2,
             wait: std::time::Duration::from_secs(5),
+            ..Default::default()
         },
         Default::default(),
     )
