@@ -20,6 +20,7 @@ use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
 mod edge;
+mod incoming;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -138,18 +139,27 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         watch_store_health(parts.store.clone(), health.clone(), shutdown.clone()),
     );
     let app = routes(&config, &parts, health_service)?;
+    // HTTP/2 limits as settings (issue 12.6): streams per connection,
+    // request header list and frame sizes. Streams that never send their
+    // request are closed by `RequestTimeoutLayer` (in `routes`).
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .http2_max_header_list_size(config.http2_max_header_list_size)
+        .max_frame_size(config.http2_max_frame_size)
         .concurrency_limit_per_connection(1024)
         .add_routes(Routes::from(app));
-    // TCP_NODELAY on every accepted socket. tonic sets it only on listeners
-    // it binds itself; on a listener handed in (ours, bound early so the
-    // port is known) Nagle's algorithm stays on, and a response written in
-    // two segments then waits for the client's delayed ACK: 40 ms added to
-    // every RPC that awaits anything (BENCHMARKS.md, "before").
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Our own accept loop (`server/incoming.rs`): a connection cap below
+    // the open-file limit and back-off on accept errors, and TCP_NODELAY on
+    // every accepted socket. (tonic sets it only on listeners it binds
+    // itself; with Nagle's algorithm on, a response written in two segments
+    // waits for the client's delayed ACK: 40 ms added to every RPC that
+    // awaits anything, BENCHMARKS.md, "before".)
+    let limit = incoming::ConnectionLimit::resolve(config.max_connections, config.redis_pool_size);
+    tracing::info!(max_connections = limit.0, "connection cap");
+    let incoming = incoming::incoming(listener, limit);
     let stopping = Stopping {
         health,
         decisions: parts.decisions.clone(),
@@ -343,6 +353,9 @@ fn routes(
         .option_layer(cors_layer(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(crate::middleware::GrpcStatusLayer)
+        .layer(crate::middleware::RequestTimeoutLayer::new(
+            config.http2_request_timeout,
+        ))
         .service(grpc);
     let app = crate::ingest::webhook::router(Webhook {
         ingestor: parts.ingestor.clone(),
@@ -367,7 +380,7 @@ struct Stopping {
 /// `grace`, then the background tasks awaited.
 async fn serve(
     router: tonic::transport::server::Router,
-    incoming: tonic::transport::server::TcpIncoming,
+    incoming: impl futures::Stream<Item = Result<incoming::Admitted, std::io::Error>> + Send + 'static,
     stopping: Stopping,
 ) -> anyhow::Result<()> {
     let token = stopping.background.shutdown().clone();
