@@ -13,6 +13,7 @@ mod bad_input;
 mod bench_smoke;
 mod cors;
 mod decisions;
+mod edge_limits;
 mod hardening_input;
 mod health;
 mod hostile_answers;
