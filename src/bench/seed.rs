@@ -199,5 +199,6 @@ fn synthetic_incident(now: chrono::DateTime<chrono::Utc>) -> Incident {
         version: 1,
         status_actor: String::new(),
         status_note: String::new(),
+        applied_requests: Default::default(),
     }
 }

@@ -131,6 +131,10 @@ pub struct Decision {
     /// The incident's severity when the token was issued (for watch filters).
     #[serde(default)]
     pub severity: Option<super::Severity>,
+    /// Request ids of the approvals, rejections and completions applied,
+    /// written with them: a retry with one of them changes nothing.
+    #[serde(default, skip_serializing_if = "super::AppliedRequests::is_empty")]
+    pub applied_requests: super::AppliedRequests,
 }
 
 impl Decision {
@@ -145,6 +149,7 @@ impl Decision {
         analysis_deadline: DateTime<Utc>,
     ) -> Self {
         Decision {
+            applied_requests: Default::default(),
             token: Token::generate(),
             incident_id,
             state: DecisionState::Analyzing,

@@ -127,6 +127,10 @@ pub struct Incident {
     pub status_actor: String,
     #[serde(default)]
     pub status_note: String,
+    /// Request ids of the status changes applied, written with them: a
+    /// retry with one of them changes nothing.
+    #[serde(default, skip_serializing_if = "super::AppliedRequests::is_empty")]
+    pub applied_requests: super::AppliedRequests,
 }
 
 impl Incident {
@@ -191,6 +195,7 @@ mod tests {
             version: 1,
             status_actor: String::new(),
             status_note: String::new(),
+            applied_requests: Default::default(),
         }
     }
 

@@ -76,6 +76,7 @@ impl IncidentManager {
             version: 1,
             status_actor: String::new(),
             status_note: String::new(),
+            applied_requests: Default::default(),
         };
         if new.status != IncidentStatus::Open {
             incident.set_status(new.status, now);

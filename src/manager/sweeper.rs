@@ -160,6 +160,7 @@ mod tests {
                 version: 1,
                 status_actor: String::new(),
                 status_note: String::new(),
+                applied_requests: Default::default(),
             };
             store
                 .create_incident(&incident, None, &crate::stats::StatDelta::default())

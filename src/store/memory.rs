@@ -583,6 +583,7 @@ mod tests {
             version: 1,
             status_actor: String::new(),
             status_note: String::new(),
+            applied_requests: Default::default(),
         };
         let sig = Signature::of(&incident, "dual");
         let p = proposal();

@@ -139,6 +139,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.incidents
             .update_incident_status(UpdateIncidentStatusRequest {
+                request_id: String::new(),
                 id: id.clone(),
                 status: 0,
                 actor: "a".into(),
@@ -150,6 +151,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.incidents
             .update_incident_status(UpdateIncidentStatusRequest {
+                request_id: String::new(),
                 id: id.clone(),
                 status: 3,
                 actor: "a".repeat(200),
@@ -213,6 +215,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.decisions
             .approve_decision(ApproveDecisionRequest {
+                request_id: String::new(),
                 token: d.token.clone(),
                 actor: String::new(),
                 expected_version: 0,
@@ -223,6 +226,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.decisions
             .reject_decision(RejectDecisionRequest {
+                request_id: String::new(),
                 token: d.token.clone(),
                 actor: "a".into(),
                 reason: "r".repeat(5000),
@@ -234,6 +238,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.decisions
             .complete_decision(CompleteDecisionRequest {
+                request_id: String::new(),
                 token: "DEC-x".into(),
                 success: true,
                 output: String::new(),

@@ -116,6 +116,7 @@ async fn a_stream_that_never_sends_its_request_is_closed_and_watches_live_on() {
     // request timeout: it still delivers the next change.
     s.decisions
         .approve_decision(ApproveDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             actor: "alice".into(),
             expected_version: 0,

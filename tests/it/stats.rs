@@ -72,6 +72,7 @@ fn incident(severity: Severity, services: &[&str]) -> CreateIncidentRequest {
 
 fn set_status(id: &str, status: IncidentStatus) -> UpdateIncidentStatusRequest {
     UpdateIncidentStatusRequest {
+        request_id: String::new(),
         id: id.into(),
         status: status as i32,
         actor: "test".into(),
@@ -556,6 +557,7 @@ async fn two_replicas_writing_at_once_give_exact_counts() {
                         .expect("decision");
                     let approved = d
                         .approve_decision(ApproveDecisionRequest {
+                            request_id: String::new(),
                             token: dec.token.clone(),
                             actor: "a".into(),
                             expected_version: 0,
@@ -564,6 +566,7 @@ async fn two_replicas_writing_at_once_give_exact_counts() {
                         .is_ok();
                     let completed = d
                         .complete_decision(CompleteDecisionRequest {
+                            request_id: String::new(),
                             token: dec.token,
                             success: true,
                             output: String::new(),
@@ -648,6 +651,7 @@ async fn a_retried_transition_does_not_double_count(config: Config) {
     );
     let d = common::decide(&mut s, &id).await;
     let approve = ApproveDecisionRequest {
+        request_id: String::new(),
         token: d.token.clone(),
         actor: "alice".into(),
         expected_version: d.version,
@@ -659,6 +663,7 @@ async fn a_retried_transition_does_not_double_count(config: Config) {
     let e = s.decisions.approve_decision(approve).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     let complete = CompleteDecisionRequest {
+        request_id: String::new(),
         token: d.token.clone(),
         success: false,
         output: "boom".into(),
