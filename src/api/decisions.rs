@@ -120,13 +120,14 @@ impl DecisionService for DecisionApi {
         let mut v = Violations::new();
         let token = convert::token(&mut v, "token", &r.token);
         convert::actor(&mut v, &r.actor);
+        let request_id = convert::request_id(&mut v, &r.request_id);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
         let d = self
             .decisions
-            .approve(&token, &r.actor, r.expected_version)
+            .approve(&token, &r.actor, r.expected_version, request_id.as_ref())
             .await?;
         Ok(Response::new(pb::ApproveDecisionResponse {
             decision: self.render(&d),
@@ -142,13 +143,20 @@ impl DecisionService for DecisionApi {
         let token = convert::token(&mut v, "token", &r.token);
         convert::actor(&mut v, &r.actor);
         let reason = convert::prose(&mut v, "reason", &r.reason, limits::NOTE);
+        let request_id = convert::request_id(&mut v, &r.request_id);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
         let d = self
             .decisions
-            .reject(&token, &r.actor, &reason, r.expected_version)
+            .reject(
+                &token,
+                &r.actor,
+                &reason,
+                r.expected_version,
+                request_id.as_ref(),
+            )
             .await?;
         Ok(Response::new(pb::RejectDecisionResponse {
             decision: self.render(&d),
@@ -163,11 +171,15 @@ impl DecisionService for DecisionApi {
         let mut v = Violations::new();
         let token = convert::token(&mut v, "token", &r.token);
         let output = convert::prose(&mut v, "output", &r.output, limits::OUTPUT);
+        let request_id = convert::request_id(&mut v, &r.request_id);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
-        let d = self.decisions.complete(&token, r.success, &output).await?;
+        let d = self
+            .decisions
+            .complete(&token, r.success, &output, request_id.as_ref())
+            .await?;
         Ok(Response::new(pb::CompleteDecisionResponse {
             decision: self.render(&d),
         }))

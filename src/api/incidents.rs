@@ -127,6 +127,7 @@ impl IncidentService for IncidentApi {
         }
         convert::optional_actor(&mut v, &r.actor);
         let note = convert::prose(&mut v, "note", &r.note, limits::NOTE);
+        let request_id = convert::request_id(&mut v, &r.request_id);
         v.clone()
             .into_result()
             .map_err(crate::manager::ManagerError::from)?;
@@ -135,7 +136,7 @@ impl IncidentService for IncidentApi {
         };
         let incident = self
             .incidents
-            .update_status(&id, status, &r.actor, &note)
+            .update_status(&id, status, &r.actor, &note, request_id.as_ref())
             .await?;
         Ok(Response::new(pb::UpdateIncidentStatusResponse {
             incident: Some(convert::incident_to(&incident)),

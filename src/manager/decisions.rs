@@ -10,7 +10,7 @@ use super::sweeper::{RECOVERY_GRACE, abandoned};
 use super::waiters::Waiters;
 use crate::clock::Clock;
 use crate::domain::{
-    Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, Token,
+    Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId, RequestId, Token,
     TransitionError,
 };
 use crate::engine::{Analyzer, ExpertEngine};
@@ -505,17 +505,32 @@ impl DecisionManager {
     /// version, a lost race is reported as stale; without one, the call
     /// re-reads and re-validates (so of two approvers exactly one wins and
     /// the other learns the decision is no longer READY).
+    ///
+    /// With a request id, the id is recorded in the decision by the same
+    /// write, and a call whose id the decision already holds is a retry of
+    /// a change that was applied: it gets the decision as it is (success,
+    /// nothing changed), before any state or version check could refuse it.
     async fn transition(
         &self,
         token: &Token,
         expected_version: u64,
+        request_id: Option<&RequestId>,
         next_state: DecisionState,
         edit: impl Fn(&mut Decision),
     ) -> Result<Decision, ManagerError> {
         for _ in 0..CAS_ATTEMPTS {
             let d = self.load(token).await?;
+            if let Some(rid) = request_id
+                && d.applied_requests.contains(rid)
+            {
+                tracing::info!(%token, request_id = rid.as_str(), "retried change: already applied");
+                return Ok(d);
+            }
             let mut next = d.transition(next_state, expected_version, self.clock.now())?;
             edit(&mut next);
+            if let Some(rid) = request_id {
+                next.applied_requests.record(rid.clone());
+            }
             let stats = stats::decision(Some(&d), &next);
             match self.store.update_decision(d.version, &next, &stats).await? {
                 Cas::Written => {
@@ -523,6 +538,11 @@ impl DecisionManager {
                     return Ok(next);
                 }
                 Cas::Conflict(Some(cur)) if expected_version != 0 => {
+                    if let Some(rid) = request_id
+                        && cur.applied_requests.contains(rid)
+                    {
+                        return Ok(cur);
+                    }
                     return Err(TransitionError::StaleVersion {
                         token: token.clone(),
                         expected: expected_version,
@@ -537,28 +557,39 @@ impl DecisionManager {
     }
 
     /// READY → EXECUTING, then the executor runs (dry-run completes at once).
+    /// A retry with the request id of an applied approval returns the
+    /// decision as it is and runs nothing again.
     pub async fn approve(
         &self,
         token: &Token,
         actor: &str,
         expected_version: u64,
+        request_id: Option<&RequestId>,
     ) -> Result<Decision, ManagerError> {
         let now = self.clock.now();
         let d = self
-            .transition(token, expected_version, DecisionState::Executing, |d| {
-                d.decided_by = actor.to_owned();
-                d.decided_at = Some(now);
-            })
+            .transition(
+                token,
+                expected_version,
+                request_id,
+                DecisionState::Executing,
+                |d| {
+                    d.decided_by = actor.to_owned();
+                    d.decided_at = Some(now);
+                },
+            )
             .await?;
         match self.settings.executor {
             ExecutorKind::External => Ok(d),
+            // Only a decision this call moved to EXECUTING is executed.
+            ExecutorKind::DryRun if d.state != DecisionState::Executing => Ok(d),
             ExecutorKind::DryRun => {
                 let line = d
                     .proposal
                     .as_ref()
                     .map(|p| p.command.render())
                     .unwrap_or_default();
-                self.complete(token, true, &format!("dry-run: would run `{line}`"))
+                self.complete(token, true, &format!("dry-run: would run `{line}`"), None)
                     .await
             }
         }
@@ -571,13 +602,20 @@ impl DecisionManager {
         actor: &str,
         reason: &str,
         expected_version: u64,
+        request_id: Option<&RequestId>,
     ) -> Result<Decision, ManagerError> {
         let now = self.clock.now();
-        self.transition(token, expected_version, DecisionState::Rejected, |d| {
-            d.decided_by = actor.to_owned();
-            d.decided_at = Some(now);
-            d.reason = reason.to_owned();
-        })
+        self.transition(
+            token,
+            expected_version,
+            request_id,
+            DecisionState::Rejected,
+            |d| {
+                d.decided_by = actor.to_owned();
+                d.decided_at = Some(now);
+                d.reason = reason.to_owned();
+            },
+        )
         .await
     }
 
@@ -587,6 +625,7 @@ impl DecisionManager {
         token: &Token,
         success: bool,
         output: &str,
+        request_id: Option<&RequestId>,
     ) -> Result<Decision, ManagerError> {
         let now = self.clock.now();
         let next = if success {
@@ -594,7 +633,7 @@ impl DecisionManager {
         } else {
             DecisionState::Error
         };
-        self.transition(token, 0, next, |d| {
+        self.transition(token, 0, request_id, next, |d| {
             d.output = output.to_owned();
             d.completed_at = Some(now);
             if !success {

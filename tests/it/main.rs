@@ -17,6 +17,7 @@ mod edge_limits;
 mod hardening_input;
 mod health;
 mod hostile_answers;
+mod idempotency;
 mod incidents;
 mod ingest;
 mod ingest_auth;
