@@ -648,7 +648,7 @@ impl DecisionManager {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::domain::{IncidentStatus, K8sName, Proposal, Severity};
+    use crate::domain::Proposal;
     use crate::store::{MemoryStore, Retention};
     use tokio::sync::Notify;
 
@@ -687,22 +687,10 @@ mod tests {
 
     async fn incident(store: &Arc<dyn Store>) -> IncidentId {
         let now = chrono::Utc::now();
-        let incident = Incident {
-            id: IncidentId::generate(),
-            title: "t".into(),
-            severity: Severity::P2,
-            status: IncidentStatus::Open,
-            signals: vec![],
-            affected_services: vec![K8sName::parse("web").unwrap()],
-            namespace: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-            applied_requests: Default::default(),
-        };
+        let incident = crate::domain::incident::fixture::incident()
+            .services(&["web"])
+            .at(now)
+            .build();
         store
             .create_incident(&incident, None, &crate::stats::StatDelta::default())
             .await
