@@ -20,7 +20,9 @@ use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
 mod edge;
+mod grpc_status;
 mod incoming;
+mod request_timeout;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -352,8 +354,8 @@ fn routes(
     let grpc = tower::ServiceBuilder::new()
         .option_layer(cors_layer(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
-        .layer(crate::middleware::GrpcStatusLayer)
-        .layer(crate::middleware::RequestTimeoutLayer::new(
+        .layer(grpc_status::GrpcStatusLayer)
+        .layer(request_timeout::RequestTimeoutLayer::new(
             config.http2_request_timeout,
         ))
         .service(grpc);

@@ -6,22 +6,14 @@
 //! (concurrency limit), need a policy (retry) or do not exist at all
 //! (circuit breaker). The LLM client stacks them with `ServiceBuilder`, outer
 //! to inner: breaker → retry → timeout → concurrency limit → HTTP.
-//!
-//! Two are the server's: `grpc_status` corrects the codes tonic gives to
-//! requests refused before a handler runs (oversized, undecodable), and
-//! `request_timeout` closes streams that never send their request message.
 
 pub mod breaker;
 pub mod concurrency;
-pub mod grpc_status;
-pub mod request_timeout;
 pub mod retry;
 pub mod timeout;
 
 pub use breaker::{BreakerLayer, BreakerState, CircuitBreaker, CircuitOpen};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
-pub use grpc_status::GrpcStatusLayer;
-pub use request_timeout::RequestTimeoutLayer;
 pub use retry::{RetryHint, RetryLayer, RetryPolicy, Retryable};
 pub use timeout::{Elapsed, Timeout, TimeoutLayer};
 

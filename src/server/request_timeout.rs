@@ -11,10 +11,10 @@
 //!
 //! The deadline is checked only while the server reads the body, so a
 //! handler that stopped reading is unaffected. The body's error is a
-//! `tonic::Status`, which tonic passes to the caller as it is. Generic over
-//! the inner service and body; knows nothing about verdict.
+//! `tonic::Status`, which tonic passes to the caller as it is. A server
+//! layer beside the edge (it knows gRPC); knows nothing about verdict.
 
-use super::BoxFuture;
+use crate::middleware::BoxFuture;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;

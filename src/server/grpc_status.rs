@@ -13,9 +13,10 @@
 //! trailers-only response (the status in the response *headers*). This layer
 //! rewrites exactly those headers, recognised by tonic's own messages, and
 //! leaves every other response untouched (a handler's `INTERNAL` stays
-//! `INTERNAL`). Generic over the body; knows nothing about verdict.
+//! `INTERNAL`). A server layer (it knows gRPC, so it lives beside the edge, not in
+//! the domain-free `middleware/`); knows nothing about verdict.
 
-use super::BoxFuture;
+use crate::middleware::BoxFuture;
 use std::task::{Context, Poll};
 use tonic::{Code, Status};
 
