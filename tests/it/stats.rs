@@ -11,10 +11,10 @@
 use crate::common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use common::{
-    IncidentBuilder, RedisServer, TestServer, command_counts, config, reset_command_counts,
-    violations,
-};
+use common::{IncidentBuilder, RedisServer, TestServer, config, violations};
+// Used only by the bench-seeded test below.
+#[cfg(feature = "bench")]
+use common::{command_counts, reset_command_counts};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
