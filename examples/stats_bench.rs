@@ -120,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         verdict::store::redis::PoolConfig {
             size: 4,
             wait: Duration::from_secs(30),
+            ..Default::default()
         },
         Default::default(),
     )?;

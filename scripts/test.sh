@@ -85,6 +85,10 @@ fi
 
 log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+# The binary without the bench feature (server and client commands only)
+# must build too: code behind `#[cfg(feature = "bench")]` hides breakage.
+log "cargo clippy --no-default-features"
+cargo clippy --all-targets --no-default-features --locked -- -D warnings
 
 log "cargo test"
 # Build once, then run every test binary; tests inside a binary run in parallel.

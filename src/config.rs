@@ -79,6 +79,18 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_REDIS_POOL_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub redis_pool_wait: Option<Duration>,
+    /// How long opening a Redis connection may take before the call fails
+    /// UNAVAILABLE.
+    #[arg(long, env = "VERDICT_REDIS_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub redis_connect_timeout: Option<Duration>,
+    /// How long one Redis command may wait for its reply before the call
+    /// fails UNAVAILABLE (the write may still have been applied: retry with
+    /// the same request_id). Long enough to ride out an fsync stall; a
+    /// caller's shorter gRPC deadline ends the wait first.
+    #[arg(long, env = "VERDICT_REDIS_RESPONSE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub redis_response_timeout: Option<Duration>,
     /// How long a decision token stays approvable.
     #[arg(long, env = "VERDICT_TOKEN_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
@@ -162,6 +174,27 @@ pub struct ServeArgs {
     /// Most watch streams open at once on this replica.
     #[arg(long, env = "VERDICT_MAX_WATCHERS", value_name = "N")]
     pub max_watchers: Option<usize>,
+    /// Most connections open at once; further clients wait in the listen
+    /// backlog. 0: the open-file limit less a reserve for Redis, files and
+    /// logs, so accepting never runs out of descriptors.
+    #[arg(long, env = "VERDICT_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most HTTP/2 streams (RPCs, watches included) open at once on one
+    /// connection.
+    #[arg(long, env = "VERDICT_HTTP2_MAX_CONCURRENT_STREAMS", value_name = "N")]
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// Largest request header list (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE).
+    #[arg(long, env = "VERDICT_HTTP2_MAX_HEADER_LIST_SIZE", value_name = "BYTES")]
+    pub http2_max_header_list_size: Option<u32>,
+    /// Largest HTTP/2 frame this server accepts (16 KiB to 16 MiB - 1).
+    #[arg(long, env = "VERDICT_HTTP2_MAX_FRAME_SIZE", value_name = "BYTES")]
+    pub http2_max_frame_size: Option<u32>,
+    /// How long a stream may take to send its request message; one that
+    /// sends none in time is answered DEADLINE_EXCEEDED and closed. Watches
+    /// send theirs at once and then stream for as long as they like.
+    #[arg(long, env = "VERDICT_HTTP2_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub http2_request_timeout: Option<Duration>,
     /// Browser origin allowed to call gRPC-Web from another origin
     /// (repeatable; `*` for any). None: same-origin pages only.
     #[arg(
@@ -467,6 +500,10 @@ pub struct Config {
     #[serde(with = "duration")]
     pub redis_pool_wait: Duration,
     #[serde(with = "duration")]
+    pub redis_connect_timeout: Duration,
+    #[serde(with = "duration")]
+    pub redis_response_timeout: Duration,
+    #[serde(with = "duration")]
     pub token_ttl: Duration,
     #[serde(with = "duration")]
     pub decision_timeout: Duration,
@@ -494,6 +531,12 @@ pub struct Config {
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
     pub max_watchers: usize,
+    pub max_connections: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_max_header_list_size: u32,
+    pub http2_max_frame_size: u32,
+    #[serde(with = "duration")]
+    pub http2_request_timeout: Duration,
     pub cors_origins: Vec<String>,
     pub ui_enabled: bool,
     pub log_format: LogFormat,
@@ -570,6 +613,8 @@ impl Default for Config {
             dev: false,
             redis_pool_size: 32,
             redis_pool_wait: Duration::from_secs(1),
+            redis_connect_timeout: Duration::from_secs(1),
+            redis_response_timeout: Duration::from_secs(5),
             token_ttl: Duration::from_secs(3600),
             decision_timeout: Duration::from_secs(30),
             history_retention: retention.decisions,
@@ -589,6 +634,11 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_watchers: 20_000,
+            max_connections: 0,
+            http2_max_concurrent_streams: 256,
+            http2_max_header_list_size: 16 * 1024,
+            http2_max_frame_size: 16 * 1024,
+            http2_request_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
             ui_enabled: true,
             log_format: LogFormat::Text,
@@ -675,6 +725,26 @@ impl Config {
         self.decision_settings().validate()?;
         self.executor_settings().validate()?;
         ensure!(self.max_watchers >= 1, "max_watchers must be at least 1");
+        ensure!(
+            !self.redis_connect_timeout.is_zero() && !self.redis_response_timeout.is_zero(),
+            "redis_connect_timeout and redis_response_timeout must be above 0s"
+        );
+        ensure!(
+            self.http2_max_concurrent_streams >= 1,
+            "http2_max_concurrent_streams must be at least 1"
+        );
+        ensure!(
+            self.http2_max_header_list_size >= 4096,
+            "http2_max_header_list_size must be at least 4096"
+        );
+        ensure!(
+            (16_384..=16_777_215).contains(&self.http2_max_frame_size),
+            "http2_max_frame_size must be between 16384 and 16777215 (HTTP/2's bounds)"
+        );
+        ensure!(
+            !self.http2_request_timeout.is_zero(),
+            "http2_request_timeout must be above 0s"
+        );
         ensure!(
             self.history_retention >= self.token_ttl,
             "history_retention must be at least token_ttl, so history outlives tokens"

@@ -26,7 +26,10 @@ use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
 mod edge;
+mod grpc_status;
+mod incoming;
 mod observe;
+mod request_timeout;
 mod ui;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -171,6 +174,8 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         crate::store::redis::PoolConfig {
             size: config.redis_pool_size,
             wait: config.redis_pool_wait,
+            connect_timeout: config.redis_connect_timeout,
+            response_timeout: config.redis_response_timeout,
         },
         retention,
     )?;
@@ -266,18 +271,27 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     };
     let app = routes(&config, &parts, health_service, auth)?;
     let app = observe::main_port_route(app, &config, metrics.as_ref());
+    // HTTP/2 limits as settings (issue 12.6): streams per connection,
+    // request header list and frame sizes. Streams that never send their
+    // request are closed by `RequestTimeoutLayer` (in `routes`).
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .http2_max_header_list_size(config.http2_max_header_list_size)
+        .max_frame_size(config.http2_max_frame_size)
         .concurrency_limit_per_connection(1024)
         .add_routes(Routes::from(app));
-    // TCP_NODELAY on every accepted socket. tonic sets it only on listeners
-    // it binds itself; on a listener handed in (ours, bound early so the
-    // port is known) Nagle's algorithm stays on, and a response written in
-    // two segments then waits for the client's delayed ACK: 40 ms added to
-    // every RPC that awaits anything (BENCHMARKS.md, "before").
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Our own accept loop (`server/incoming.rs`): a connection cap below
+    // the open-file limit and back-off on accept errors, and TCP_NODELAY on
+    // every accepted socket. (tonic sets it only on listeners it binds
+    // itself; with Nagle's algorithm on, a response written in two segments
+    // waits for the client's delayed ACK: 40 ms added to every RPC that
+    // awaits anything, BENCHMARKS.md, "before".)
+    let limit = incoming::ConnectionLimit::resolve(config.max_connections, config.redis_pool_size);
+    tracing::info!(max_connections = limit.0, "connection cap");
+    let incoming = incoming::incoming(listener, limit);
     let stopping = Stopping {
         health,
         decisions: parts.decisions.clone(),
@@ -512,6 +526,7 @@ fn routes(
             IncidentServiceServer::new(IncidentApi::new(
                 parts.incidents.clone(),
                 parts.ingestor.clone(),
+                parts.webhook_token.clone(),
             ))
             .max_decoding_message_size(max),
         )
@@ -528,10 +543,17 @@ fn routes(
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.
     // CORS (when configured) answers browsers' preflights before gRPC-Web.
+    // Inside gRPC-Web, the codes of requests tonic refuses before a handler
+    // runs are corrected (oversized → RESOURCE_EXHAUSTED, undecodable →
+    // INVALID_ARGUMENT) for both gRPC and gRPC-Web callers.
     let grpc = tower::ServiceBuilder::new()
         .option_layer(cors_layer(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(observe::grpc_layer(config))
+        .layer(grpc_status::GrpcStatusLayer)
+        .layer(request_timeout::RequestTimeoutLayer::new(
+            config.http2_request_timeout,
+        ))
         .service(grpc);
     let app = crate::ingest::webhook::router(Webhook {
         ingestor: parts.ingestor.clone(),
@@ -565,7 +587,7 @@ struct Stopping {
 /// `grace`, then the background tasks awaited.
 async fn serve(
     router: tonic::transport::server::Router,
-    incoming: tonic::transport::server::TcpIncoming,
+    incoming: impl futures::Stream<Item = Result<incoming::Admitted, std::io::Error>> + Send + 'static,
     stopping: Stopping,
 ) -> anyhow::Result<()> {
     let token = stopping.background.shutdown().clone();

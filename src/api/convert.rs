@@ -288,11 +288,7 @@ pub fn create_incident(
     now: DateTime<Utc>,
 ) -> Result<(NewIncident, Option<RequestId>), Violations> {
     let mut v = Violations::new();
-    let request_id = if req.request_id.is_empty() {
-        None
-    } else {
-        v.check("request_id", RequestId::parse(&req.request_id))
-    };
+    let request_id = request_id(&mut v, &req.request_id);
     let Some(inc) = &req.incident else {
         v.add("incident", "is required");
         return Err(v);
@@ -649,4 +645,13 @@ pub fn watch_filter(req: &pb::WatchDecisionsRequest) -> Result<crate::watch::Fil
         state,
         severity,
     })
+}
+
+/// An optional idempotency key (`request_id`): None when empty, a
+/// violation when malformed.
+pub fn request_id(v: &mut Violations, raw: &str) -> Option<RequestId> {
+    if raw.is_empty() {
+        return None;
+    }
+    v.check("request_id", RequestId::parse(raw))
 }

@@ -114,13 +114,14 @@ impl DecisionApi {
         let mut v = Violations::new();
         let token = convert::token(&mut v, "token", &r.token);
         let who = decider(req.extensions(), &mut v, &r.actor);
+        let request_id = convert::request_id(&mut v, &r.request_id);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
         let d = self
             .decisions
-            .approve(&token, &who, r.expected_version)
+            .approve(&token, &who, r.expected_version, request_id.as_ref())
             .await?;
         Ok(Response::new(pb::ApproveDecisionResponse {
             decision: self.render(&d),
@@ -136,13 +137,20 @@ impl DecisionApi {
         let token = convert::token(&mut v, "token", &r.token);
         let who = decider(req.extensions(), &mut v, &r.actor);
         let reason = convert::prose(&mut v, "reason", &r.reason, limits::NOTE);
+        let request_id = convert::request_id(&mut v, &r.request_id);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
         let d = self
             .decisions
-            .reject(&token, &who, &reason, r.expected_version)
+            .reject(
+                &token,
+                &who,
+                &reason,
+                r.expected_version,
+                request_id.as_ref(),
+            )
             .await?;
         Ok(Response::new(pb::RejectDecisionResponse {
             decision: self.render(&d),
@@ -157,11 +165,15 @@ impl DecisionApi {
         let mut v = Violations::new();
         let token = convert::token(&mut v, "token", &r.token);
         let output = convert::prose(&mut v, "output", &r.output, limits::OUTPUT);
+        let request_id = convert::request_id(&mut v, &r.request_id);
         let token = match (token, v.is_empty()) {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
-        let d = self.decisions.complete(&token, r.success, &output).await?;
+        let d = self
+            .decisions
+            .complete(&token, r.success, &output, request_id.as_ref())
+            .await?;
         Ok(Response::new(pb::CompleteDecisionResponse {
             decision: self.render(&d),
         }))

@@ -4,7 +4,7 @@ use super::audited::Audited;
 use super::convert;
 use crate::domain::Violations;
 use crate::domain::incident::limits;
-use crate::ingest::Ingestor;
+use crate::ingest::{Ingestor, WebhookToken};
 use crate::manager::IncidentManager;
 use crate::proto as pb;
 use crate::proto::incident_service_server::IncidentService;
@@ -14,14 +14,52 @@ use tonic::{Request, Response, Status};
 pub struct IncidentApi {
     incidents: Arc<IncidentManager>,
     ingestor: Arc<Ingestor>,
+    /// The webhook's token (`ingest_webhook_token_env`), when configured:
+    /// `IngestSignals` opens incidents exactly like the webhook does, so it
+    /// demands the same `authorization: Bearer` key — otherwise the gRPC
+    /// door would bypass the webhook's lock. Checked here, in the handler,
+    /// independently of the edge's general authentication.
+    ingest_token: Option<WebhookToken>,
 }
 
 impl IncidentApi {
-    pub fn new(incidents: Arc<IncidentManager>, ingestor: Arc<Ingestor>) -> Self {
+    pub fn new(
+        incidents: Arc<IncidentManager>,
+        ingestor: Arc<Ingestor>,
+        ingest_token: Option<WebhookToken>,
+    ) -> Self {
         IncidentApi {
             incidents,
             ingestor,
+            ingest_token,
         }
+    }
+
+    /// Refuses an `IngestSignals` call without the configured bearer token
+    /// (UNAUTHENTICATED); admits every call when none is configured.
+    fn check_ingest_token<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.ingest_token else {
+            return Ok(());
+        };
+        // With authentication on, the edge has already admitted an
+        // operator principal: its bearer token was a principal's, not the
+        // webhook's.
+        if crate::domain::Principal::of(req.extensions()).method
+            != crate::domain::AuthMethod::Anonymous
+        {
+            return Ok(());
+        }
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if token.admits_value(presented) {
+            return Ok(());
+        }
+        tracing::warn!("IngestSignals refused: missing or wrong bearer token");
+        Err(Status::unauthenticated(
+            "a valid bearer token is required (authorization: Bearer ...)",
+        ))
     }
 }
 
@@ -43,6 +81,7 @@ impl IncidentApi {
         &self,
         req: Request<pb::IngestSignalsRequest>,
     ) -> Result<Response<pb::IngestSignalsResponse>, Status> {
+        self.check_ingest_token(&req)?;
         let signals = convert::ingest_signals(req.get_ref(), self.ingestor.now())
             .map_err(crate::manager::ManagerError::from)?;
         let report = self.ingestor.ingest(signals).await?;
@@ -71,6 +110,7 @@ impl IncidentApi {
         }
         convert::optional_actor(&mut v, &r.actor);
         let note = convert::prose(&mut v, "note", &r.note, limits::NOTE);
+        let request_id = convert::request_id(&mut v, &r.request_id);
         v.clone()
             .into_result()
             .map_err(crate::manager::ManagerError::from)?;
@@ -79,7 +119,7 @@ impl IncidentApi {
         };
         let incident = self
             .incidents
-            .update_status(&id, status, &r.actor, &note)
+            .update_status(&id, status, &r.actor, &note, request_id.as_ref())
             .await?;
         Ok(Response::new(pb::UpdateIncidentStatusResponse {
             incident: Some(convert::incident_to(&incident)),

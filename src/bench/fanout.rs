@@ -134,6 +134,7 @@ pub async fn run(
     let sent = Instant::now();
     decisions
         .approve_decision(pb::ApproveDecisionRequest {
+            request_id: String::new(),
             token,
             actor: "bench".into(),
             expected_version: 0,

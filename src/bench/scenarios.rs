@@ -203,6 +203,7 @@ impl Workload {
                     return Outcome::Exhausted;
                 };
                 let req = pb::ApproveDecisionRequest {
+                    request_id: String::new(),
                     token: token.to_owned(),
                     actor: "verdict-bench".into(),
                     expected_version: 0,

@@ -74,6 +74,7 @@ impl Seeder {
             PoolConfig {
                 size: PARALLEL_CHUNKS as u32,
                 wait: POOL_WAIT,
+                ..PoolConfig::default()
             },
             Default::default(),
         )
@@ -198,5 +199,6 @@ fn synthetic_incident(now: chrono::DateTime<chrono::Utc>) -> Incident {
         version: 1,
         status_actor: String::new(),
         status_note: String::new(),
+        applied_requests: Default::default(),
     }
 }

@@ -169,6 +169,7 @@ fn incident(rng: &mut SplitMix, services: &[K8sName], created: DateTime<Utc>) ->
         version: 1,
         status_actor: String::new(),
         status_note: String::new(),
+        applied_requests: Default::default(),
     }
 }
 

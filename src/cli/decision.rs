@@ -199,6 +199,7 @@ pub(crate) async fn run(
             expected_version,
         } => {
             let req = pb::ApproveDecisionRequest {
+                request_id: String::new(),
                 token,
                 actor: actor.unwrap_or_else(default_actor),
                 expected_version: expected_version.unwrap_or_default(),
@@ -216,6 +217,7 @@ pub(crate) async fn run(
             expected_version,
         } => {
             let req = pb::RejectDecisionRequest {
+                request_id: String::new(),
                 token,
                 actor: actor.unwrap_or_else(default_actor),
                 reason: reason.unwrap_or_default(),
@@ -236,6 +238,7 @@ pub(crate) async fn run(
             output: text,
         } => {
             let req = pb::CompleteDecisionRequest {
+                request_id: String::new(),
                 token,
                 success,
                 output: text.unwrap_or_default(),

@@ -18,13 +18,16 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The message and exit code for `err`.
+/// The message and exit code for `err`. The message and violations come
+/// from the server (or name what it sent): escaped, never printed raw.
 fn render(err: &anyhow::Error) -> (String, u8) {
-    match err.downcast_ref::<tonic::Status>() {
+    use crate::client::escape::{Style, escape};
+    let (text, code) = match err.downcast_ref::<tonic::Status>() {
         Some(status) => (render_status(status), EXIT_GRPC),
         // `{:#}` joins the context chain on one line: "a: b: c".
         None => (format!("error: {err:#}\n"), EXIT_OTHER),
-    }
+    };
+    (escape(&text, Style::Terminal).into_owned(), code)
 }
 
 /// `error: CODE: message`, then one line per field violation
@@ -63,6 +66,22 @@ mod tests {
         assert_eq!(
             text,
             "error: INVALID_ARGUMENT: invalid request\n  - incident.affected_services[0]: must be an RFC 1123 label\n"
+        );
+    }
+
+    #[test]
+    fn server_text_in_errors_is_escaped() {
+        let mut details = ErrorDetails::new();
+        details.add_bad_request_violation("actor", "bad \u{202E}txt");
+        let status = tonic::Status::with_error_details(
+            Code::FailedPrecondition,
+            "approved by \x1b[32mroot\r",
+            details,
+        );
+        let (text, _) = render(&anyhow::Error::from(status));
+        assert_eq!(
+            text,
+            "error: FAILED_PRECONDITION: approved by \\u{1b}[32mroot\\u{d}\n  - actor: bad \\u{202e}txt\n"
         );
     }
 

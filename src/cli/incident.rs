@@ -239,6 +239,7 @@ async fn update_status(
     change: ChangeArgs,
 ) -> anyhow::Result<pb::UpdateIncidentStatusResponse> {
     let req = pb::UpdateIncidentStatusRequest {
+        request_id: String::new(),
         id,
         status: pb::IncidentStatus::from(status).into(),
         actor: change.actor.unwrap_or_else(default_actor),

@@ -3,6 +3,7 @@
 //! first and written once, so a closed pipe (`verdict ... | head`) ends the
 //! command quietly instead of panicking inside `println!`.
 
+use crate::client::escape::{Style, escape};
 use crate::proto as pb;
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -61,7 +62,7 @@ pub(crate) fn json<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
     let mut text = serde_json::to_string_pretty(&dynamic(msg)?)
         .with_context(|| format!("cannot render {} as JSON", M::FULL_NAME))?;
     text.push('\n');
-    Ok(text)
+    Ok(escape(&text, Style::Json).into_owned())
 }
 
 /// Renders `msg` as canonical proto3 JSON on one line (for streams: one
@@ -70,7 +71,7 @@ pub(crate) fn json_line<M: ProtoMessage>(msg: &M) -> anyhow::Result<String> {
     let mut text = serde_json::to_string(&dynamic(msg)?)
         .with_context(|| format!("cannot render {} as JSON", M::FULL_NAME))?;
     text.push('\n');
-    Ok(text)
+    Ok(escape(&text, Style::Json).into_owned())
 }
 
 /// Prints `msg` as JSON when `json` is set, else as `human(msg)`.
@@ -83,8 +84,10 @@ pub(crate) fn print<M: ProtoMessage>(
     write_stdout(&text)
 }
 
-/// Writes `text` to stdout; a closed pipe is not an error.
+/// Writes `text` to stdout, escaped ([`escape`]: nothing the server sent
+/// reaches the terminal raw); a closed pipe is not an error.
 fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let text = escape(text, Style::Terminal);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -320,6 +323,21 @@ mod tests {
             <pb::GetAffectedServicesResponse as ProtoMessage>::FULL_NAME,
         ] {
             assert!(pool.get_message_by_name(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn json_output_escapes_hidden_characters_but_keeps_their_meaning() {
+        let msg = pb::GetIncidentResponse {
+            incident: Some(pb::Incident {
+                title: "pay\u{202E}gnp.exe\u{85}".into(),
+                ..Default::default()
+            }),
+        };
+        for text in [json(&msg).unwrap(), json_line(&msg).unwrap()] {
+            assert!(text.contains("pay\\u202egnp.exe\\u0085"), "{text}");
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back["incident"]["title"], "pay\u{202E}gnp.exe\u{85}");
         }
     }
 

@@ -61,7 +61,11 @@ fn line(d: &pb::Decision) -> String {
     parts.join("  ") + "\n"
 }
 
+/// Writes one update, escaped; unlike `output::write_stdout` a closed pipe
+/// is an error here, so `verdict watch | head` ends the watch.
 fn emit(text: &str) -> anyhow::Result<()> {
+    use crate::client::escape::{Style, escape};
+    let text = escape(text, Style::Terminal);
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
@@ -107,8 +111,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: WatchArgs) -> anyhow::Result<
                 if !resumable {
                     return Err(e);
                 }
+                let why = e.to_string();
                 eprintln!(
-                    "watch interrupted ({e}); reconnecting in {}",
+                    "watch interrupted ({}); reconnecting in {}",
+                    crate::client::escape::escape(&why, crate::client::escape::Style::Line),
                     humantime::format_duration(backoff)
                 );
                 tokio::time::sleep(backoff).await;

@@ -4,11 +4,13 @@
 //! both, and neither of them imports the other.
 //!
 //! `connect.rs` opens a channel (eagerly, with a bounded wait), `code.rs`
-//! names gRPC codes as grpcurl does, `table.rs` prints aligned tables.
+//! names gRPC codes as grpcurl does, `table.rs` prints aligned tables,
+//! `escape.rs` escapes what came from the server before it is printed.
 //! Like its users, this module knows the server only through the wire.
 
 mod code;
 mod connect;
+pub(crate) mod escape;
 mod table;
 
 pub(crate) use code::code_name;

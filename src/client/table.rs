@@ -16,8 +16,16 @@ impl Table {
         }
     }
 
+    /// Adds a row; each cell is one line, so a newline or a control
+    /// character in it (from the server) is escaped, never printed raw.
     pub(crate) fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        use super::escape::{Style, escape};
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|c| escape(&c, Style::Line).into_owned())
+                .collect(),
+        );
     }
 
     /// The table, each line ending in a newline.
@@ -55,6 +63,16 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_cannot_break_the_table_or_steer_the_terminal() {
+        let mut t = Table::new(vec!["ID", "TITLE"]);
+        t.row(vec!["INC-1".into(), "a\nINC-2  forged\x1b[31m".into()]);
+        assert_eq!(
+            t.render(),
+            "ID     TITLE\nINC-1  a\\u{a}INC-2  forged\\u{1b}[31m\n"
+        );
+    }
 
     #[test]
     fn table_aligns_columns() {

@@ -178,6 +178,10 @@ pub struct Decision {
     /// commands here); None before, and with `external`/`dry-run`.
     #[serde(default)]
     pub preflight: Option<Preflight>,
+    /// Request ids of the approvals, rejections and completions applied,
+    /// written with them: a retry with one of them changes nothing.
+    #[serde(default, skip_serializing_if = "super::AppliedRequests::is_empty")]
+    pub applied_requests: super::AppliedRequests,
 }
 
 impl Decision {
@@ -192,6 +196,7 @@ impl Decision {
         analysis_deadline: DateTime<Utc>,
     ) -> Self {
         Decision {
+            applied_requests: Default::default(),
             token: Token::generate(),
             incident_id,
             state: DecisionState::Analyzing,

@@ -97,8 +97,11 @@ impl IncidentId {
     }
 }
 
-/// An idempotency key for `CreateIncident`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// An idempotency key: `CreateIncident`'s, and the state changes'
+/// (approve, reject, complete, status change), which keep theirs in the
+/// record they changed ([`AppliedRequests`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct RequestId(String);
 
 impl RequestId {
@@ -166,11 +169,67 @@ macro_rules! string_newtype_impls {
         }
     )*};
 }
-string_newtype_impls!(Token, IncidentId, K8sName);
+string_newtype_impls!(Token, IncidentId, K8sName, RequestId);
+
+/// The request ids of the last changes applied to a record, kept *in* the
+/// record: recording one is part of the same compare-and-set write as the
+/// change, so "changed" and "remembered as changed" cannot disagree after a
+/// crash or a lost reply. A retry whose id is here is answered with the
+/// record as it is, without applying the change again.
+///
+/// Bounded to the last [`AppliedRequests::KEPT`] ids: a record sees a
+/// handful of changes in its life (approvals, a completion, status moves),
+/// and a retry comes within seconds of its first attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AppliedRequests(std::collections::VecDeque<RequestId>);
+
+impl AppliedRequests {
+    /// How many ids a record keeps.
+    pub const KEPT: usize = 16;
+
+    /// Whether the change with this id was applied to the record.
+    pub fn contains(&self, id: &RequestId) -> bool {
+        self.0.contains(id)
+    }
+
+    /// Remembers `id` as applied, forgetting the oldest beyond [`Self::KEPT`].
+    pub fn record(&mut self, id: RequestId) {
+        if self.contains(&id) {
+            return;
+        }
+        if self.0.len() >= Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(id);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn applied_requests_are_bounded_and_round_trip() {
+        let id = |n: usize| RequestId::parse(&format!("req-{n}")).unwrap();
+        let mut applied = AppliedRequests::default();
+        for n in 0..AppliedRequests::KEPT + 3 {
+            applied.record(id(n));
+            applied.record(id(n));
+        }
+        assert!(!applied.contains(&id(2)), "the oldest are forgotten");
+        assert!(applied.contains(&id(3)) && applied.contains(&id(AppliedRequests::KEPT + 2)));
+        let json = serde_json::to_string(&applied).unwrap();
+        assert_eq!(
+            serde_json::from_str::<AppliedRequests>(&json).unwrap(),
+            applied
+        );
+        assert!(serde_json::from_str::<AppliedRequests>(r#"["bad id!"]"#).is_err());
+    }
 
     #[test]
     fn generated_tokens_have_the_seed_format() {

@@ -18,7 +18,7 @@ pub mod validation;
 pub use decision::{Approval, Decision, DecisionMode, DecisionState, Preflight, TransitionError};
 pub use display::{DisplayText, TextWarning};
 pub use group::GroupKey;
-pub use ids::{IncidentId, K8sName, RequestId, Token};
+pub use ids::{AppliedRequests, IncidentId, K8sName, RequestId, Token};
 pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};
 pub use principal::{AuthMethod, Principal, Role};
 pub use proposal::{

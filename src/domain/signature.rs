@@ -57,37 +57,14 @@ impl Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{IncidentId, IncidentStatus, K8sName, Severity, Signal, SignalStatus};
+    use crate::domain::{K8sName, Severity};
 
     fn incident(alerts: &[&str], service: &str, severity: Severity) -> Incident {
-        let now = chrono::Utc::now();
-        Incident {
-            id: IncidentId::generate(),
-            title: "t".into(),
-            severity,
-            status: IncidentStatus::Open,
-            signals: alerts
-                .iter()
-                .map(|a| Signal {
-                    alert_name: a.to_string(),
-                    labels: Default::default(),
-                    annotations: Default::default(),
-                    starts_at: None,
-                    ends_at: None,
-                    fingerprint: String::new(),
-                    status: SignalStatus::Firing,
-                    generator_url: String::new(),
-                })
-                .collect(),
-            affected_services: vec![K8sName::parse(service).unwrap()],
-            namespace: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-        }
+        crate::domain::incident::fixture::incident()
+            .severity(severity)
+            .alerts(alerts)
+            .services(&[service])
+            .build()
     }
 
     #[test]

@@ -229,41 +229,12 @@ impl ExpertEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{IncidentId, IncidentStatus, Severity, Signal, SignalStatus};
-    use chrono::Utc;
 
     fn incident(alerts: &[&str], services: &[&str]) -> Incident {
-        let now = Utc::now();
-        Incident {
-            id: IncidentId::generate(),
-            title: "t".into(),
-            severity: Severity::P2,
-            status: IncidentStatus::Open,
-            signals: alerts
-                .iter()
-                .map(|a| Signal {
-                    alert_name: a.to_string(),
-                    labels: Default::default(),
-                    annotations: Default::default(),
-                    starts_at: None,
-                    ends_at: None,
-                    fingerprint: String::new(),
-                    status: SignalStatus::Firing,
-                    generator_url: String::new(),
-                })
-                .collect(),
-            affected_services: services
-                .iter()
-                .map(|s| K8sName::parse(s).unwrap())
-                .collect(),
-            namespace: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-        }
+        crate::domain::incident::fixture::incident()
+            .alerts(alerts)
+            .services(services)
+            .build()
     }
 
     #[test]

@@ -478,30 +478,16 @@ fn label(field: &str, s: &str) -> Result<K8sName, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{IncidentId, IncidentStatus, Severity};
+    use crate::domain::Severity;
     use proptest::prelude::*;
     use serde_json::json;
 
     fn incident() -> Incident {
-        let now = chrono::Utc::now();
-        Incident {
-            id: IncidentId::parse("INC-1").unwrap(),
-            title: "t".into(),
-            severity: Severity::P2,
-            status: IncidentStatus::Open,
-            signals: vec![],
-            affected_services: vec![
-                K8sName::parse("checkout").unwrap(),
-                K8sName::parse("cart").unwrap(),
-            ],
-            namespace: Some(K8sName::parse("shop").unwrap()),
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-        }
+        crate::domain::incident::fixture::incident()
+            .id("INC-1")
+            .services(&["checkout", "cart"])
+            .namespace("shop")
+            .build()
     }
 
     fn policy() -> Policy {

@@ -130,6 +130,7 @@ pub fn open(
         version: 1,
         status_actor: String::new(),
         status_note: String::new(),
+        applied_requests: Default::default(),
     };
     if !signals.iter().any(|s| s.status == SignalStatus::Firing) {
         incident.severity = policy.default_severity;

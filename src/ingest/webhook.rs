@@ -45,8 +45,15 @@ impl WebhookToken {
     /// token. Compared in constant time, so response timing does not reveal
     /// how much of a guess was right.
     fn admits(&self, header: Option<&HeaderValue>) -> bool {
-        let Some(presented) = header
-            .and_then(|h| h.to_str().ok())
+        self.admits_value(header.and_then(|h| h.to_str().ok()))
+    }
+
+    /// [`Self::admits`] for an `authorization` value already read as text:
+    /// gRPC metadata (`IngestSignals`) is checked by the same rule as the
+    /// webhook's HTTP header, so the two doors into ingestion take the same
+    /// key.
+    pub fn admits_value(&self, value: Option<&str>) -> bool {
+        let Some(presented) = value
             .and_then(|h| h.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())

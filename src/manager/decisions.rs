@@ -13,7 +13,7 @@ use crate::audit;
 use crate::clock::Clock;
 use crate::domain::{
     AuthMethod, Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId,
-    Principal, Token, TransitionError,
+    Principal, RequestId, Token, TransitionError,
 };
 use crate::engine::{Analyzer, ExpertEngine};
 use crate::stats::record as stats;
@@ -559,17 +559,32 @@ impl DecisionManager {
     /// version, a lost race is reported as stale; without one, the call
     /// re-reads and re-validates (so of two approvers exactly one wins and
     /// the other learns the decision is no longer READY).
+    ///
+    /// With a request id, the id is recorded in the decision by the same
+    /// write, and a call whose id the decision already holds is a retry of
+    /// a change that was applied: it gets the decision as it is (success,
+    /// nothing changed), before any state or version check could refuse it.
     async fn transition(
         &self,
         token: &Token,
         expected_version: u64,
+        request_id: Option<&RequestId>,
         next_state: DecisionState,
         edit: impl Fn(&mut Decision),
     ) -> Result<Decision, ManagerError> {
         for _ in 0..CAS_ATTEMPTS {
             let d = self.load(token).await?;
+            if let Some(rid) = request_id
+                && d.applied_requests.contains(rid)
+            {
+                tracing::info!(%token, request_id = rid.as_str(), "retried change: already applied");
+                return Ok(d);
+            }
             let mut next = d.transition(next_state, expected_version, self.clock.now())?;
             edit(&mut next);
+            if let Some(rid) = request_id {
+                next.applied_requests.record(rid.clone());
+            }
             let stats = stats::decision(Some(&d), &next);
             let event = audit::Draft::decision_change(Some(&d), &next);
             match self
@@ -583,6 +598,11 @@ impl DecisionManager {
                     return Ok(next);
                 }
                 Cas::Conflict(Some(cur)) if expected_version != 0 => {
+                    if let Some(rid) = request_id
+                        && cur.applied_requests.contains(rid)
+                    {
+                        return Ok(cur);
+                    }
                     return Err(TransitionError::StaleVersion {
                         token: token.clone(),
                         expected: expected_version,
@@ -621,11 +641,14 @@ impl DecisionManager {
     /// version compare-and-set, so concurrent approvers on any replicas
     /// each either land on the version they read or retry on the next: the
     /// decision executes exactly once and every approval is recorded.
+    /// A retry with the request id of an applied approval returns the
+    /// decision as it is and runs nothing again.
     pub async fn approve(
         self: &Arc<Self>,
         token: &Token,
         who: &Principal,
         expected_version: u64,
+        request_id: Option<&RequestId>,
     ) -> Result<Decision, ManagerError> {
         // A failed dry run refuses the approval. (A dry run recorded
         // between this read and the compare-and-set does not: the
@@ -634,6 +657,12 @@ impl DecisionManager {
         let mut d = None;
         for _ in 0..CAS_ATTEMPTS {
             let cur = self.load(token).await?;
+            if let Some(rid) = request_id
+                && cur.applied_requests.contains(rid)
+            {
+                tracing::info!(%token, request_id = rid.as_str(), "retried approval: already applied");
+                return Ok(cur);
+            }
             let policy = self.approval_policy();
             // Four-eyes needs principals that are who they say: without
             // authentication any caller could claim two names, so one
@@ -642,7 +671,10 @@ impl DecisionManager {
                 AuthMethod::Anonymous => 1,
                 _ => policy.required(&cur),
             };
-            let next = cur.approve(who, required, expected_version, self.clock.now())?;
+            let mut next = cur.approve(who, required, expected_version, self.clock.now())?;
+            if let Some(rid) = request_id {
+                next.applied_requests.record(rid.clone());
+            }
             // Eligibility after the state checks: a decided decision says
             // so, whoever asks.
             policy
@@ -669,7 +701,7 @@ impl DecisionManager {
                     .as_ref()
                     .map(|p| p.command.render())
                     .unwrap_or_default();
-                self.complete(token, true, &format!("dry-run: would run `{line}`"))
+                self.complete(token, true, &format!("dry-run: would run `{line}`"), None)
                     .await
             }
         }
@@ -716,11 +748,21 @@ impl DecisionManager {
         who: &Principal,
         reason: &str,
         expected_version: u64,
+        request_id: Option<&RequestId>,
     ) -> Result<Decision, ManagerError> {
         let now = self.clock.now();
         for _ in 0..CAS_ATTEMPTS {
             let cur = self.load(token).await?;
+            if let Some(rid) = request_id
+                && cur.applied_requests.contains(rid)
+            {
+                tracing::info!(%token, request_id = rid.as_str(), "retried rejection: already applied");
+                return Ok(cur);
+            }
             let mut next = cur.transition(DecisionState::Rejected, expected_version, now)?;
+            if let Some(rid) = request_id {
+                next.applied_requests.record(rid.clone());
+            }
             self.approval_policy()
                 .may_decide(who, &cur)
                 .map_err(ManagerError::NotAllowed)?;
@@ -741,6 +783,7 @@ impl DecisionManager {
         token: &Token,
         success: bool,
         output: &str,
+        request_id: Option<&RequestId>,
     ) -> Result<Decision, ManagerError> {
         let now = self.clock.now();
         let next = if success {
@@ -748,7 +791,7 @@ impl DecisionManager {
         } else {
             DecisionState::Error
         };
-        self.transition(token, 0, next, |d| {
+        self.transition(token, 0, request_id, next, |d| {
             d.output = output.to_owned();
             d.completed_at = Some(now);
             if !success {
@@ -763,7 +806,7 @@ impl DecisionManager {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::domain::{IncidentStatus, K8sName, Proposal, Severity};
+    use crate::domain::Proposal;
     use crate::store::{MemoryStore, Retention};
     use tokio::sync::Notify;
 
@@ -802,21 +845,10 @@ mod tests {
 
     async fn incident(store: &Arc<dyn Store>) -> IncidentId {
         let now = chrono::Utc::now();
-        let incident = Incident {
-            id: IncidentId::generate(),
-            title: "t".into(),
-            severity: Severity::P2,
-            status: IncidentStatus::Open,
-            signals: vec![],
-            affected_services: vec![K8sName::parse("web").unwrap()],
-            namespace: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-        };
+        let incident = crate::domain::incident::fixture::incident()
+            .services(&["web"])
+            .at(now)
+            .build();
         store
             .create_incident(&incident, None, &crate::stats::StatDelta::default(), None)
             .await

@@ -293,7 +293,8 @@ impl DecisionManager {
             return Ok(());
         }
         let Some(command) = d.proposal.as_ref().map(|p| p.command.clone()) else {
-            self.complete(token, false, "no command to run").await?;
+            self.complete(token, false, "no command to run", None)
+                .await?;
             return Ok(());
         };
         let run = run_of(&d);
@@ -304,11 +305,11 @@ impl DecisionManager {
         };
         match outcome {
             Some(Ok(o)) => {
-                self.complete(token, true, &o.summary).await?;
+                self.complete(token, true, &o.summary, None).await?;
             }
             Some(Err(e)) => {
                 tracing::warn!(%token, error = %e, "command failed");
-                self.complete(token, false, &e.to_string()).await?;
+                self.complete(token, false, &e.to_string(), None).await?;
             }
             None => {
                 // Lost the lease (a pause longer than the lease): another

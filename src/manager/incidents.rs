@@ -82,6 +82,7 @@ impl IncidentManager {
             version: 1,
             status_actor: String::new(),
             status_note: String::new(),
+            applied_requests: Default::default(),
         };
         if new.status != IncidentStatus::Open {
             incident.set_status(new.status, now);
@@ -168,23 +169,30 @@ impl IncidentManager {
     }
 
     /// Changes the status; RESOLVED sets `resolved_at`. Setting the status
-    /// the incident already has changes nothing.
+    /// the incident already has changes nothing. With a request id, the id
+    /// is recorded in the incident by the same write, and a retry with it
+    /// returns the incident as it is, even if its status moved since.
     pub async fn update_status(
         &self,
         id: &IncidentId,
         status: IncidentStatus,
         actor: &str,
         note: &str,
+        request_id: Option<&RequestId>,
     ) -> Result<Incident, ManagerError> {
         for _ in 0..CAS_ATTEMPTS {
             let cur = self.get(id).await?;
-            if cur.status == status {
+            if cur.status == status || request_id.is_some_and(|r| cur.applied_requests.contains(r))
+            {
                 return Ok(cur);
             }
             let mut next = cur.clone();
             next.set_status(status, self.clock.now());
             next.status_actor = actor.to_owned();
             next.status_note = note.to_owned();
+            if let Some(rid) = request_id {
+                next.applied_requests.record(rid.clone());
+            }
             let stats = crate::stats::record::incident(Some(&cur), &next);
             let event =
                 audit::Draft::incident_change(audit::Action::StatusChanged, cur.version, &next)

@@ -114,9 +114,7 @@ impl Sweeper {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::domain::{
-        DecisionMode, FallbackReason, Incident, IncidentId, IncidentStatus, K8sName, Severity,
-    };
+    use crate::domain::{DecisionMode, FallbackReason};
     use crate::engine::ExpertEngine;
     use crate::manager::{DecisionSettings, ExecutorKind};
     use crate::store::{MemoryStore, Retention};
@@ -149,21 +147,10 @@ mod tests {
         // Two decisions left ANALYZING by a "dead" replica, due in 10 s and 60 s.
         let mut tokens = vec![];
         for secs in [10, 60] {
-            let incident = Incident {
-                id: IncidentId::generate(),
-                title: "t".into(),
-                severity: Severity::P2,
-                status: IncidentStatus::Open,
-                signals: vec![],
-                affected_services: vec![K8sName::parse("web").unwrap()],
-                namespace: None,
-                created_at: start,
-                updated_at: start,
-                resolved_at: None,
-                version: 1,
-                status_actor: String::new(),
-                status_note: String::new(),
-            };
+            let incident = crate::domain::incident::fixture::incident()
+                .services(&["web"])
+                .at(start)
+                .build();
             store
                 .create_incident(&incident, None, &crate::stats::StatDelta::default(), None)
                 .await

@@ -177,12 +177,18 @@ impl Notifier {
         let result = match button.answer {
             Answer::Approve => {
                 self.decisions
-                    .approve(&token, &principal, button.version)
+                    .approve(&token, &principal, button.version, None)
                     .await
             }
             Answer::Reject => {
                 self.decisions
-                    .reject(&token, &principal, "rejected from chat", button.version)
+                    .reject(
+                        &token,
+                        &principal,
+                        "rejected from chat",
+                        button.version,
+                        None,
+                    )
                     .await
             }
         };

@@ -162,22 +162,11 @@ mod tests {
     }
 
     fn open_incident() -> Incident {
-        let n = |s: &str| K8sName::parse(s).unwrap();
-        Incident {
-            id: IncidentId::generate(),
-            title: "t".into(),
-            severity: Severity::P1,
-            status: IncidentStatus::Open,
-            signals: vec![],
-            affected_services: vec![n("checkout"), n("cart"), n("checkout")],
-            namespace: None,
-            created_at: t(10, 5),
-            updated_at: t(10, 5),
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-        }
+        crate::domain::incident::fixture::incident()
+            .severity(Severity::P1)
+            .services(&["checkout", "cart", "checkout"])
+            .at(t(10, 5))
+            .build()
     }
 
     fn counts(d: &StatDelta) -> Vec<(String, String, i64)> {

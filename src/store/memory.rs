@@ -698,7 +698,7 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use crate::domain::proposal::{CommandVerb, RemediationCommand, RiskLevel, WorkloadKind};
-    use crate::domain::{IncidentId, IncidentStatus, K8sName, ProposalSource, Severity};
+    use crate::domain::{K8sName, ProposalSource};
     use std::time::Duration;
 
     /// A proposal built by hand: the store stores any proposal, and its
@@ -733,21 +733,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cached_proposals_expire_after_their_ttl() {
         let now = chrono::Utc::now();
-        let incident = Incident {
-            id: IncidentId::generate(),
-            title: "t".into(),
-            severity: Severity::P2,
-            status: IncidentStatus::Open,
-            signals: vec![],
-            affected_services: vec![],
-            namespace: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-        };
+        let incident = crate::domain::incident::fixture::incident().at(now).build();
         let sig = Signature::of(&incident, "dual");
         let p = proposal();
         let s = MemoryStore::new(Retention::default());

@@ -22,6 +22,7 @@ fn trail(redis: &RedisServer) -> AuditLog {
         PoolConfig {
             size: 2,
             wait: std::time::Duration::from_secs(2),
+            ..Default::default()
         },
         Retention::default(),
     )
@@ -78,6 +79,7 @@ async fn every_mutating_rpc_leaves_exactly_its_events() {
     let status = added(&log, async {
         s.incidents
             .update_incident_status(UpdateIncidentStatusRequest {
+                request_id: String::new(),
                 id: id.clone(),
                 status: verdict::proto::IncidentStatus::Investigating as i32,
                 actor: "alice".into(),
@@ -140,6 +142,7 @@ async fn every_mutating_rpc_leaves_exactly_its_events() {
     let completed = added(&log, async {
         s.decisions
             .complete_decision(CompleteDecisionRequest {
+                request_id: String::new(),
                 token: token.clone(),
                 success: true,
                 output: "done".into(),
@@ -253,6 +256,7 @@ async fn a_stale_version_is_refused_changes_nothing_and_is_recorded() {
     let e = s
         .decisions
         .approve_decision(ApproveDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             actor: "late".into(),
             expected_version: d.version + 5,

@@ -293,6 +293,7 @@ async fn ready(
 
 fn approve(token: &str, actor: &str, expected_version: u64) -> pb::ApproveDecisionRequest {
     pb::ApproveDecisionRequest {
+        request_id: String::new(),
         token: token.into(),
         actor: actor.into(),
         expected_version,

@@ -139,6 +139,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.incidents
             .update_incident_status(UpdateIncidentStatusRequest {
+                request_id: String::new(),
                 id: id.clone(),
                 status: 0,
                 actor: "a".into(),
@@ -150,6 +151,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.incidents
             .update_incident_status(UpdateIncidentStatusRequest {
+                request_id: String::new(),
                 id: id.clone(),
                 status: 3,
                 actor: "a".repeat(200),
@@ -213,6 +215,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.decisions
             .approve_decision(ApproveDecisionRequest {
+                request_id: String::new(),
                 token: d.token.clone(),
                 actor: String::new(),
                 expected_version: 0,
@@ -223,6 +226,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.decisions
             .reject_decision(RejectDecisionRequest {
+                request_id: String::new(),
                 token: d.token.clone(),
                 actor: "a".into(),
                 reason: "r".repeat(5000),
@@ -234,6 +238,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.decisions
             .complete_decision(CompleteDecisionRequest {
+                request_id: String::new(),
                 token: "DEC-x".into(),
                 success: true,
                 output: String::new(),
@@ -266,5 +271,66 @@ async fn oversized_messages_are_refused() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    // Issue 12.5: the gRPC specification's code for a message over the
+    // server's limit (tonic's own choice was OUT_OF_RANGE).
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+}
+
+/// Sends `payload` as the one message of a unary call to `path` and returns
+/// the status the server answers (from its headers or trailers).
+async fn raw_call(
+    channel: &tonic::transport::Channel,
+    path: &str,
+    payload: &[u8],
+) -> tonic::Status {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(payload);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://verdict{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            tonic::codegen::Bytes::from(frame),
+        )))
+        .unwrap();
+    let resp = channel.clone().oneshot(req).await.expect("HTTP/2 exchange");
+    if let Some(s) = tonic::Status::from_header_map(resp.headers()) {
+        return s;
+    }
+    let trailers = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .trailers()
+        .cloned()
+        .unwrap_or_default();
+    tonic::Status::from_header_map(&trailers).expect("a grpc-status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_protobuf_is_invalid_argument_not_internal() {
+    let s = TestServer::start(config(None)).await;
+    let path = "/verdict.v1.IncidentService/GetIncident";
+    // Field 1 (`id`, a string) holding bytes that are not UTF-8.
+    let not_utf8 = [0x0a, 0x02, 0xff, 0xfe];
+    // Field 1 announcing 10 bytes and carrying 2.
+    let truncated = [0x0a, 0x0a, b'I', b'N'];
+    // A wire type that does not exist (7).
+    let bad_wire_type = [0x0f];
+    for (what, payload) in [
+        ("invalid UTF-8", &not_utf8[..]),
+        ("truncated", &truncated[..]),
+        ("bad wire type", &bad_wire_type[..]),
+    ] {
+        let status = raw_call(&s.channel, path, payload).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+    }
+    // A well-formed request still reaches the handler.
+    let status = raw_call(&s.channel, path, &[0x0a, 0x02, b'I', b'N']).await;
+    assert_ne!(status.code(), Code::Internal, "{status:?}");
 }

@@ -129,6 +129,7 @@ async fn one_card_per_ready_across_two_replicas() {
     // A later change is edited in; by then both replicas have seen READY.
     a.decisions
         .approve_decision(proto::ApproveDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             actor: "grpc-user".into(),
             expected_version: d.version,
@@ -253,6 +254,7 @@ async fn a_stale_card_says_the_decision_changed() {
     let (approve, _) = first_card(&tg).await;
     s.decisions
         .reject_decision(proto::RejectDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             actor: "bob".into(),
             reason: "not now".into(),
@@ -282,6 +284,7 @@ async fn the_card_is_edited_on_each_change() {
     first_card(&tg).await;
     s.decisions
         .approve_decision(proto::ApproveDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             actor: "bob".into(),
             expected_version: d.version,
@@ -297,6 +300,7 @@ async fn the_card_is_edited_on_each_change() {
         .await;
     s.decisions
         .complete_decision(proto::CompleteDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             success: true,
             output: "ok".into(),
@@ -404,6 +408,7 @@ async fn the_grace_period_pages_nobody_for_an_incident_that_resolves_itself() {
     common::decide(&mut s, &quiet).await;
     s.incidents
         .update_incident_status(proto::UpdateIncidentStatusRequest {
+            request_id: String::new(),
             id: quiet.clone(),
             status: proto::IncidentStatus::Resolved as i32,
             actor: "alertmanager".into(),

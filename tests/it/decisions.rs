@@ -15,6 +15,7 @@ use verdict::proto::{
 
 fn approve(token: &str, actor: &str, expected_version: u64) -> ApproveDecisionRequest {
     ApproveDecisionRequest {
+        request_id: String::new(),
         token: token.into(),
         actor: actor.into(),
         expected_version,
@@ -23,6 +24,7 @@ fn approve(token: &str, actor: &str, expected_version: u64) -> ApproveDecisionRe
 
 fn complete(token: &str, success: bool) -> CompleteDecisionRequest {
     CompleteDecisionRequest {
+        request_id: String::new(),
         token: token.into(),
         success,
         output: "done".into(),
@@ -170,6 +172,7 @@ async fn a_completed_decision_of_an_active_incident_gets_a_new_token() {
         .unwrap();
     s.incidents
         .update_incident_status(UpdateIncidentStatusRequest {
+            request_id: String::new(),
             id: id.clone(),
             status: IncidentStatus::Resolved as i32,
             actor: "alice".into(),
@@ -202,6 +205,7 @@ async fn rejected_and_failed_decisions_are_replaced() {
     let r = s
         .decisions
         .reject_decision(RejectDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             actor: "bob".into(),
             reason: "too risky".into(),
@@ -242,6 +246,7 @@ async fn every_refused_transition_is_failed_precondition() {
     let t = d.token.clone();
 
     let reject = |token: &str| RejectDecisionRequest {
+        request_id: String::new(),
         token: token.into(),
         actor: "bob".into(),
         reason: String::new(),

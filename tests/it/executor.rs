@@ -96,6 +96,7 @@ async fn approve_and_finish(
         .into_inner();
     client
         .approve_decision(ApproveDecisionRequest {
+            request_id: String::new(),
             token: token.into(),
             actor: "alice".into(),
             expected_version: 0,
@@ -208,6 +209,7 @@ async fn an_approved_scale_patches_the_scale_subresource() {
 async fn approval_refused(s: &mut TestServer, token: &str) -> tonic::Status {
     s.decisions
         .approve_decision(ApproveDecisionRequest {
+            request_id: String::new(),
             token: token.into(),
             actor: "alice".into(),
             expected_version: 0,
@@ -428,6 +430,7 @@ async fn a_replica_killed_mid_execution_is_taken_over_without_a_second_rollout()
         .expect("decision");
     client
         .approve_decision(ApproveDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             actor: "alice".into(),
             expected_version: 0,

@@ -212,6 +212,7 @@ async fn a_stored_out_of_range_time_is_clamped_not_an_error() {
         verdict::store::redis::PoolConfig {
             size: 2,
             wait: std::time::Duration::from_secs(2),
+            ..Default::default()
         },
         Default::default(),
     )
@@ -242,6 +243,7 @@ async fn a_stored_out_of_range_time_is_clamped_not_an_error() {
         version: 1,
         status_actor: String::new(),
         status_note: String::new(),
+        applied_requests: Default::default(),
     };
     verdict::store::Store::create_incident(
         &store,
@@ -318,6 +320,7 @@ async fn control_characters_are_refused_in_lines_and_removed_from_prose() {
     let id = create_incident(&mut s, "PodCrash").await;
     let d = decide(&mut s, &id).await;
     let approve = |actor: &str| ApproveDecisionRequest {
+        request_id: String::new(),
         token: d.token.clone(),
         actor: actor.into(),
         expected_version: d.version,
@@ -334,6 +337,7 @@ async fn control_characters_are_refused_in_lines_and_removed_from_prose() {
     let done = s
         .decisions
         .complete_decision(CompleteDecisionRequest {
+            request_id: String::new(),
             token: d.token.clone(),
             success: true,
             output: "\u{1b}[2Jdeployment restarted\r\n\tok\u{202e}\u{0}".into(),
@@ -347,6 +351,7 @@ async fn control_characters_are_refused_in_lines_and_removed_from_prose() {
     let r = s
         .incidents
         .update_incident_status(UpdateIncidentStatusRequest {
+            request_id: String::new(),
             id: id.clone(),
             status: IncidentStatus::Resolved as i32,
             actor: "bob\u{7}".into(),
@@ -357,6 +362,7 @@ async fn control_characters_are_refused_in_lines_and_removed_from_prose() {
     let i = s
         .incidents
         .update_incident_status(UpdateIncidentStatusRequest {
+            request_id: String::new(),
             id,
             status: IncidentStatus::Resolved as i32,
             actor: "bob".into(),
@@ -374,6 +380,7 @@ async fn control_characters_are_refused_in_lines_and_removed_from_prose() {
     let rejected = s
         .decisions
         .reject_decision(RejectDecisionRequest {
+            request_id: String::new(),
             token: d.token,
             actor: "carol".into(),
             reason: "not\u{1b}[8m now".into(),
@@ -415,6 +422,7 @@ async fn re_resolving_keeps_record_and_statistics_in_step(config: Config) {
     let set = async |s: &mut TestServer, status: IncidentStatus| {
         s.incidents
             .update_incident_status(UpdateIncidentStatusRequest {
+                request_id: String::new(),
                 id: id.clone(),
                 status: status as i32,
                 actor: "test".into(),

@@ -47,6 +47,7 @@ fn incident(severity: Severity) -> Incident {
         version: 1,
         status_actor: String::new(),
         status_note: String::new(),
+        applied_requests: Default::default(),
     }
 }
 

@@ -67,6 +67,7 @@ async fn status_changes_set_and_clear_resolved_at() {
     let mut s = TestServer::start(config(Some(&redis))).await;
     let id = common::create_incident(&mut s, "PodCrashLooping").await;
     let upd = |status: IncidentStatus| UpdateIncidentStatusRequest {
+        request_id: String::new(),
         id: id.clone(),
         status: status as i32,
         actor: "alice".into(),

@@ -641,6 +641,7 @@ async fn a_crash_between_creating_and_pointing_is_caught_up() {
             verdict::store::redis::PoolConfig {
                 size: 4,
                 wait: std::time::Duration::from_secs(2),
+                ..Default::default()
             },
             Retention::default(),
         )

@@ -119,3 +119,60 @@ async fn a_named_but_unset_token_variable_stops_the_start() {
     assert!(!status.expect("wait for verdict").success());
     assert!(err.contains("VERDICT_TEST_SURELY_UNSET_TOKEN"), "{err}");
 }
+
+/// Issue 12.9: with the webhook's token configured, `IngestSignals` over
+/// gRPC demands the same key as `authorization: Bearer` metadata — the
+/// gRPC door no longer opens incidents without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_signals_over_grpc_requires_the_same_bearer_token() {
+    use verdict::proto::incident_service_client::IncidentServiceClient;
+    use verdict::proto::{IngestSignalsRequest, Signal};
+
+    let redis = RedisServer::start();
+    let v = VerdictProcess::start(
+        &["--redis-url", &redis.url()],
+        &[
+            ("VERDICT_WEBHOOK_TOKEN_ENV", "HOOK_TOKEN"),
+            ("HOOK_TOKEN", TOKEN),
+        ],
+    )
+    .await;
+    let mut client = IncidentServiceClient::new(v.serving_channel().await);
+    let request = |auth: Option<&str>| {
+        let mut req = tonic::Request::new(IngestSignalsRequest {
+            signals: vec![Signal {
+                alert_name: "PodCrashLooping".into(),
+                labels: [("service".to_string(), "checkout".to_string())].into(),
+                fingerprint: "fp-grpc-ingest".into(),
+                ..Default::default()
+            }],
+        });
+        if let Some(a) = auth {
+            req.metadata_mut()
+                .insert("authorization", a.parse().expect("ascii metadata"));
+        }
+        req
+    };
+    let wrong = format!("Bearer {TOKEN}x");
+    for auth in [None, Some(wrong.as_str()), Some("Bearer ")] {
+        let e = client
+            .ingest_signals(request(auth))
+            .await
+            .expect_err("refused without the token");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{auth:?}: {e:?}");
+    }
+    let mut conn = redis.conn().await;
+    let stored: Vec<String> = redis::AsyncCommands::keys(&mut conn, "verdict:*incident*")
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
+
+    let good = format!("Bearer {TOKEN}");
+    let answer = client
+        .ingest_signals(request(Some(&good)))
+        .await
+        .expect("admitted with the token")
+        .into_inner();
+    assert_eq!(answer.incidents.len(), 1, "{answer:?}");
+    assert!(!v.logs().contains(TOKEN), "the token must never be logged");
+}

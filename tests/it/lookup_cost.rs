@@ -21,6 +21,7 @@ async fn seed(redis: &RedisServer, n: usize) {
         PoolConfig {
             size: 2,
             wait: std::time::Duration::from_secs(5),
+            ..Default::default()
         },
         Default::default(),
     )

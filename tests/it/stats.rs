@@ -11,10 +11,10 @@
 use crate::common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use common::{
-    IncidentBuilder, RedisServer, TestServer, command_counts, config, reset_command_counts,
-    violations,
-};
+use common::{IncidentBuilder, RedisServer, TestServer, config, violations};
+// Used only by the bench-seeded test below.
+#[cfg(feature = "bench")]
+use common::{command_counts, reset_command_counts};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -72,6 +72,7 @@ fn incident(severity: Severity, services: &[&str]) -> CreateIncidentRequest {
 
 fn set_status(id: &str, status: IncidentStatus) -> UpdateIncidentStatusRequest {
     UpdateIncidentStatusRequest {
+        request_id: String::new(),
         id: id.into(),
         status: status as i32,
         actor: "test".into(),
@@ -563,6 +564,7 @@ async fn two_replicas_writing_at_once_give_exact_counts() {
                     decided.wait().await;
                     let approved = d
                         .approve_decision(ApproveDecisionRequest {
+                            request_id: String::new(),
                             token: dec.token.clone(),
                             actor: "a".into(),
                             expected_version: 0,
@@ -571,6 +573,7 @@ async fn two_replicas_writing_at_once_give_exact_counts() {
                         .is_ok();
                     let completed = d
                         .complete_decision(CompleteDecisionRequest {
+                            request_id: String::new(),
                             token: dec.token,
                             success: true,
                             output: String::new(),
@@ -655,6 +658,7 @@ async fn a_retried_transition_does_not_double_count(config: Config) {
     );
     let d = common::decide(&mut s, &id).await;
     let approve = ApproveDecisionRequest {
+        request_id: String::new(),
         token: d.token.clone(),
         actor: "alice".into(),
         expected_version: d.version,
@@ -666,6 +670,7 @@ async fn a_retried_transition_does_not_double_count(config: Config) {
     let e = s.decisions.approve_decision(approve).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     let complete = CompleteDecisionRequest {
+        request_id: String::new(),
         token: d.token.clone(),
         success: false,
         output: "boom".into(),
@@ -812,6 +817,7 @@ async fn redis_a_replayed_write_counts_once() {
         verdict::store::redis::PoolConfig {
             size: 2,
             wait: std::time::Duration::from_secs(2),
+            ..Default::default()
         },
         Default::default(),
     )
@@ -955,6 +961,7 @@ async fn seeded_statistics_read_back_and_cost_the_same_at_any_volume() {
         verdict::store::redis::PoolConfig {
             size: 2,
             wait: std::time::Duration::from_secs(5),
+            ..Default::default()
         },
         Default::default(),
     )

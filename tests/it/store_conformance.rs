@@ -47,6 +47,7 @@ fn redis() -> Fixture {
         PoolConfig {
             size: 4,
             wait: std::time::Duration::from_secs(2),
+            ..Default::default()
         },
         retention(),
     )

@@ -68,6 +68,7 @@ fn versions_and_states(ds: &[Decision]) -> Vec<(u64, i32)> {
 async fn approve_and_complete(s: &TestServer, token: &str) {
     let mut c = s.decisions.clone();
     c.approve_decision(ApproveDecisionRequest {
+        request_id: String::new(),
         token: token.into(),
         actor: "alice".into(),
         expected_version: 0,
@@ -75,6 +76,7 @@ async fn approve_and_complete(s: &TestServer, token: &str) {
     .await
     .expect("approve");
     c.complete_decision(CompleteDecisionRequest {
+        request_id: String::new(),
         token: token.into(),
         success: true,
         output: "ok".into(),

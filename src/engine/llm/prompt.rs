@@ -187,6 +187,7 @@ mod tests {
             version: 1,
             status_actor: String::new(),
             status_note: String::new(),
+            applied_requests: Default::default(),
         }
     }
 

@@ -14,17 +14,39 @@ use crate::store::error::{Outage, StoreError, is_transport};
 use bb8_redis::RedisConnectionManager;
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::TcpSettings;
-use redis::{ConnectionInfo, IntoConnectionInfo, RedisError};
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, RedisError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Pool settings.
+/// Pool and connection settings. Every timeout is explicit: redis-rs's own
+/// defaults (1 s to connect, **500 ms** for a reply) are never used, since a
+/// hidden half-second reply timeout failed calls during ordinary fsync
+/// stalls while their writes were applied (issue 12.2).
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     pub size: u32,
     /// How long a call waits for a connection before failing UNAVAILABLE.
     pub wait: Duration,
+    /// How long opening one connection may take.
+    pub connect_timeout: Duration,
+    /// How long one command waits for its reply before the call fails
+    /// UNAVAILABLE. A caller's gRPC deadline, when shorter, ends the wait
+    /// first (the handler is dropped with it), so this only bounds calls
+    /// whose deadline is longer or absent.
+    pub response_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    /// The server's defaults (`config::Config::default` maps onto these).
+    fn default() -> Self {
+        PoolConfig {
+            size: 32,
+            wait: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// A pooled connection that remembers whether it failed at the transport
@@ -37,22 +59,32 @@ pub struct Conn {
     broken: Arc<AtomicBool>,
 }
 
-/// bb8 manager: connects through bb8-redis, tracks broken connections.
-pub struct Manager(RedisConnectionManager);
+/// bb8 manager: connects with the configured timeouts (bb8-redis's own
+/// `connect` would take redis-rs's defaults), checks through bb8-redis,
+/// tracks broken connections.
+pub struct Manager {
+    checks: RedisConnectionManager,
+    client: redis::Client,
+    timeouts: AsyncConnectionConfig,
+}
 
 impl bb8::ManageConnection for Manager {
     type Connection = Conn;
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Conn, RedisError> {
+        let inner = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.timeouts)
+            .await?;
         Ok(Conn {
-            inner: self.0.connect().await?,
+            inner,
             broken: Arc::new(AtomicBool::new(false)),
         })
     }
 
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), RedisError> {
-        self.0.is_valid(&mut conn.inner).await
+        self.checks.is_valid(&mut conn.inner).await
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -74,12 +106,20 @@ pub(super) fn build(
     info: ConnectionInfo,
     config: &PoolConfig,
 ) -> Result<bb8::Pool<Manager>, StoreError> {
-    let manager = RedisConnectionManager::new(info).map_err(StoreError::InvalidUrl)?;
+    let checks = RedisConnectionManager::new(info.clone()).map_err(StoreError::InvalidUrl)?;
+    let client = redis::Client::open(info).map_err(StoreError::InvalidUrl)?;
+    let timeouts = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout));
     Ok(bb8::Pool::builder()
         .max_size(config.size.max(1))
         .connection_timeout(config.wait)
         .test_on_check_out(false)
-        .build_unchecked(Manager(manager)))
+        .build_unchecked(Manager {
+            checks,
+            client,
+            timeouts,
+        }))
 }
 
 impl RedisStore {

@@ -193,6 +193,7 @@ impl IncidentBuilder {
             version: 1,
             status_actor: String::new(),
             status_note: String::new(),
+            applied_requests: Default::default(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct VerdictProcess {
     /// `127.0.0.1:PORT`, from its "verdict listening" log line.
     pub addr: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The number of lines logged so far, for waiting on a line.
+    lines: tokio::sync::watch::Receiver<usize>,
 }
 
 impl VerdictProcess {
@@ -29,8 +31,35 @@ impl VerdictProcess {
     /// with `env` added (and `RUST_LOG` removed, so the listening line is
     /// logged), and returns once it has logged the address it listens on.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> VerdictProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_verdict"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+        Self::spawn(command, args, env).await
+    }
+
+    /// [`Self::start`] with the open-file limit (`ulimit -n`) lowered to
+    /// `nofile` for the child only (through `sh`, so no unsafe `setrlimit`
+    /// between fork and exec).
+    pub async fn start_with_nofile(
+        nofile: u32,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> VerdictProcess {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_verdict"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ]);
+        Self::spawn(command, args, env).await
+    }
+
+    async fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> VerdictProcess {
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
@@ -41,6 +70,7 @@ impl VerdictProcess {
         let stdout = child.stdout.take().expect("stdout");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = oneshot::channel();
+        let (count, lines) = tokio::sync::watch::channel(0usize);
         let kept = logs.clone();
         // Reads every line (so the pipe never fills) and reports the
         // listening address once.
@@ -54,13 +84,19 @@ impl VerdictProcess {
                 {
                     let _ = tx.send(addr.to_string());
                 }
-                kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                let n = {
+                    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                    kept.push(line);
+                    kept.len()
+                };
+                count.send_replace(n);
             }
         });
         let mut process = VerdictProcess {
             child,
             addr: String::new(),
             logs,
+            lines,
         };
         let what = "verdict serve logging its address";
         match within(START, what, rx).await {
@@ -77,6 +113,27 @@ impl VerdictProcess {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .join("\n")
+    }
+
+    /// Waits (up to `limit`) until a logged line contains `needle`: woken
+    /// by each new line, never polling.
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let mut lines = self.lines.clone();
+        let what = format!("verdict serve logging {needle:?}");
+        within(limit, &what, async {
+            loop {
+                if self.logs().contains(needle) {
+                    return;
+                }
+                if lines.changed().await.is_err() {
+                    panic!(
+                        "verdict serve exited before logging {needle:?}: {}",
+                        self.logs()
+                    );
+                }
+            }
+        })
+        .await;
     }
 
     /// A channel to it, once its health service says SERVING (it has

@@ -302,14 +302,16 @@ class ListDecisionsResponse(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class ApproveDecisionRequest(_message.Message):
-    __slots__ = ("token", "actor", "expected_version")
+    __slots__ = ("token", "actor", "expected_version", "request_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     actor: str
     expected_version: int
-    def __init__(self, token: _Optional[str] = ..., actor: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, token: _Optional[str] = ..., actor: _Optional[str] = ..., expected_version: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ApproveDecisionResponse(_message.Message):
     __slots__ = ("decision",)
@@ -318,16 +320,18 @@ class ApproveDecisionResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class RejectDecisionRequest(_message.Message):
-    __slots__ = ("token", "actor", "reason", "expected_version")
+    __slots__ = ("token", "actor", "reason", "expected_version", "request_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     actor: str
     reason: str
     expected_version: int
-    def __init__(self, token: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, token: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., expected_version: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RejectDecisionResponse(_message.Message):
     __slots__ = ("decision",)
@@ -336,14 +340,16 @@ class RejectDecisionResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class CompleteDecisionRequest(_message.Message):
-    __slots__ = ("token", "success", "output")
+    __slots__ = ("token", "success", "output", "request_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     success: bool
     output: str
-    def __init__(self, token: _Optional[str] = ..., success: _Optional[bool] = ..., output: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, token: _Optional[str] = ..., success: _Optional[bool] = ..., output: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CompleteDecisionResponse(_message.Message):
     __slots__ = ("decision",)

@@ -172,16 +172,18 @@ class ListIncidentsResponse(_message.Message):
     def __init__(self, incidents: _Optional[_Iterable[_Union[Incident, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateIncidentStatusRequest(_message.Message):
-    __slots__ = ("id", "status", "actor", "note")
+    __slots__ = ("id", "status", "actor", "note", "request_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: IncidentStatus
     actor: str
     note: str
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[IncidentStatus, str]] = ..., actor: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[IncidentStatus, str]] = ..., actor: _Optional[str] = ..., note: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class UpdateIncidentStatusResponse(_message.Message):
     __slots__ = ("incident",)
