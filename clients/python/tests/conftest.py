@@ -166,6 +166,13 @@ def redis_server(verdict_bin: Path, tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture
+def dev_server(verdict_bin: Path, tmp_path: Path) -> Iterator[Server]:
+    """A `--dev` server of this test's own: the one that checks a presented
+    token (it prints a fresh admin token and accepts anonymous calls)."""
+    yield from _serve(verdict_bin, tmp_path, "memory")
+
+
+@pytest.fixture
 def client(server: Server) -> Iterator[Client]:
     with Client(server.address, deadline=30.0) as c:
         yield c
