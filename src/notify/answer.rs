@@ -34,8 +34,14 @@ const MAX_UPDATE_BYTES: usize = 64 * 1024;
 /// Who pressed a button, and where.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Presser<'a> {
-    Telegram { user: i64, chat: Option<i64> },
-    Slack { user: &'a str, channel: Option<&'a str> },
+    Telegram {
+        user: i64,
+        chat: Option<i64>,
+    },
+    Slack {
+        user: &'a str,
+        channel: Option<&'a str>,
+    },
 }
 
 impl Presser<'_> {

@@ -124,7 +124,10 @@ impl Slack {
                 http::header::AUTHORIZATION,
                 format!("Bearer {}", self.token.expose()),
             )
-            .header(http::header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
             .body(body.to_string())
             .timeout(CALL_TIMEOUT)
             .send()

@@ -31,6 +31,7 @@ mod lookup_cost;
 mod metrics;
 mod otlp;
 mod recovery;
+mod slack;
 mod stats;
 mod store_conformance;
 mod ui;
