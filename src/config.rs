@@ -1439,6 +1439,45 @@ instructions = "Think about the database."
     }
 
     #[test]
+    fn slack_needs_both_secrets_and_routes_pick_their_network() {
+        use crate::notify::Secret;
+        let s = || Some(Secret::new("s"));
+        let mut c = Config {
+            notify_routes: vec![Route {
+                namespace: Some("payments".into()),
+                service: None,
+                severity: None,
+                telegram_chat: None,
+                slack_channel: Some("C1".into()),
+            }],
+            ..Config::default()
+        };
+        let err = c
+            .notify_settings_with_all(None, None, s(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VERDICT_SLACK_SIGNING_SECRET"), "{err}");
+        let on = c.notify_settings_with_all(None, None, s(), s()).unwrap();
+        assert!(
+            on.slack.is_some() && on.telegram.is_none(),
+            "a Slack-only route"
+        );
+        c.notify_users = vec![ChatUser {
+            telegram_id: None,
+            slack_id: None,
+            subject: "nobody".into(),
+            roles: Default::default(),
+        }];
+        let err = c
+            .notify_settings_with_all(None, None, s(), s())
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither telegram_id nor slack_id"), "{err}");
+    }
+
+    #[test]
     fn help_defaults_and_readme_agree() {
         use std::collections::BTreeMap;
         let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
