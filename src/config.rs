@@ -38,7 +38,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 pub use crate::ingest::IngestConfig;
-use crate::notify::{ChatUser, NotifySettings, Route, Secret, TelegramSettings, Updates};
+use crate::notify::{
+    ChatUser, NotifySettings, Route, Secret, SlackSettings, TelegramSettings, Updates,
+};
 
 /// Statistics are kept at least a day (day buckets must outlive their day)
 /// and at most a year (bounds the buckets an "all time" query reads).
@@ -429,6 +431,42 @@ pub struct ServeArgs {
         help_heading = "Chat notifications"
     )]
     pub notify_max_attempts: Option<u32>,
+    /// Slack Web API base URL (a fake in tests).
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_SLACK_API_URL",
+        value_name = "URL",
+        help_heading = "Chat notifications"
+    )]
+    pub notify_slack_api_url: Option<String>,
+    /// Name of the environment variable holding the Slack bot token
+    /// (`xoxb-…`; never a flag, never logged).
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_SLACK_TOKEN_ENV",
+        value_name = "VAR",
+        help_heading = "Chat notifications"
+    )]
+    pub notify_slack_token_env: Option<String>,
+    /// Name of the environment variable holding the Slack app's signing
+    /// secret (verifies every button press).
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_SLACK_SIGNING_SECRET_ENV",
+        value_name = "VAR",
+        help_heading = "Chat notifications"
+    )]
+    pub notify_slack_signing_secret_env: Option<String>,
+    /// Slack channel id (C…) that gets the card of every incident no
+    /// `notify_routes` entry matches. Slack is on when this or a route's
+    /// `slack_channel` is set.
+    #[arg(
+        long,
+        env = "VERDICT_NOTIFY_SLACK_CHANNEL",
+        value_name = "CHANNEL_ID",
+        help_heading = "Chat notifications"
+    )]
+    pub notify_slack_channel: Option<String>,
 
     // ---- who decides: authentication, approval policy ----
     /// Start without authentication on an address other than loopback
@@ -579,6 +617,10 @@ pub struct Config {
     #[serde(with = "duration")]
     pub notify_retry_interval: Duration,
     pub notify_max_attempts: u32,
+    pub notify_slack_api_url: String,
+    pub notify_slack_token_env: String,
+    pub notify_slack_signing_secret_env: String,
+    pub notify_slack_channel: Option<String>,
     /// TOML only: `[[notify_routes]]` with `telegram_chat` and any of
     /// `namespace`, `service`, `severity`; the first match wins.
     pub notify_routes: Vec<Route>,
@@ -672,6 +714,10 @@ impl Default for Config {
             notify_lease: Duration::from_secs(30),
             notify_retry_interval: Duration::from_secs(5),
             notify_max_attempts: 10,
+            notify_slack_api_url: "https://slack.com/api".into(),
+            notify_slack_token_env: "VERDICT_SLACK_BOT_TOKEN".into(),
+            notify_slack_signing_secret_env: "VERDICT_SLACK_SIGNING_SECRET".into(),
+            notify_slack_channel: None,
             notify_routes: Vec::new(),
             notify_users: Vec::new(),
             allow_unauthenticated: false,
@@ -771,7 +817,8 @@ impl Config {
             "sweep_interval must be at most 1h"
         );
         self.ingest.validate()?;
-        self.notify_settings_with(Some(Secret::new("-")), Some(Secret::new("-")))?
+        let some = || Some(Secret::new("-"));
+        self.notify_settings_with_all(some(), some(), some(), some())?
             .validate()
     }
 
@@ -786,13 +833,32 @@ impl Config {
         )
     }
 
-    /// [`Self::notify_settings`] with the secrets given.
+    /// [`Self::notify_settings`] with the Telegram secrets given (Slack's
+    /// still from the environment).
     pub fn notify_settings_with(
         &self,
         token: Option<Secret>,
         webhook_secret: Option<Secret>,
     ) -> anyhow::Result<NotifySettings> {
-        let wanted = self.notify_telegram_chat.is_some() || !self.notify_routes.is_empty();
+        self.notify_settings_with_all(
+            token,
+            webhook_secret,
+            Secret::from_env(&self.notify_slack_token_env),
+            Secret::from_env(&self.notify_slack_signing_secret_env),
+        )
+    }
+
+    /// [`Self::notify_settings`] with every secret given: Telegram's bot
+    /// token and webhook secret, Slack's bot token and signing secret.
+    pub fn notify_settings_with_all(
+        &self,
+        token: Option<Secret>,
+        webhook_secret: Option<Secret>,
+        slack_token: Option<Secret>,
+        slack_signing_secret: Option<Secret>,
+    ) -> anyhow::Result<NotifySettings> {
+        let wanted = self.notify_telegram_chat.is_some()
+            || self.notify_routes.iter().any(|r| r.telegram_chat.is_some());
         let telegram = if wanted {
             let token = token.ok_or_else(|| {
                 anyhow::anyhow!(
@@ -811,8 +877,27 @@ impl Config {
         } else {
             None
         };
+        let slack_wanted = self.notify_slack_channel.is_some()
+            || self.notify_routes.iter().any(|r| r.slack_channel.is_some());
+        let slack = if slack_wanted {
+            let missing = |var: &str, what: &str| {
+                anyhow::anyhow!("Slack cards are configured but {var} is unset or empty ({what})")
+            };
+            Some(SlackSettings {
+                api_url: self.notify_slack_api_url.clone(),
+                token: slack_token
+                    .ok_or_else(|| missing(&self.notify_slack_token_env, "the bot token"))?,
+                signing_secret: slack_signing_secret.ok_or_else(|| {
+                    missing(&self.notify_slack_signing_secret_env, "the signing secret")
+                })?,
+                default_channel: self.notify_slack_channel.clone(),
+            })
+        } else {
+            None
+        };
         Ok(NotifySettings {
             telegram,
+            slack,
             routes: self.notify_routes.clone(),
             users: self.notify_users.clone(),
             notify_after: self
@@ -1351,6 +1436,45 @@ instructions = "Think about the database."
         );
         c.notify_after = vec!["P9=1m".into()];
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn slack_needs_both_secrets_and_routes_pick_their_network() {
+        use crate::notify::Secret;
+        let s = || Some(Secret::new("s"));
+        let mut c = Config {
+            notify_routes: vec![Route {
+                namespace: Some("payments".into()),
+                service: None,
+                severity: None,
+                telegram_chat: None,
+                slack_channel: Some("C1".into()),
+            }],
+            ..Config::default()
+        };
+        let err = c
+            .notify_settings_with_all(None, None, s(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VERDICT_SLACK_SIGNING_SECRET"), "{err}");
+        let on = c.notify_settings_with_all(None, None, s(), s()).unwrap();
+        assert!(
+            on.slack.is_some() && on.telegram.is_none(),
+            "a Slack-only route"
+        );
+        c.notify_users = vec![ChatUser {
+            telegram_id: None,
+            slack_id: None,
+            subject: "nobody".into(),
+            roles: Default::default(),
+        }];
+        let err = c
+            .notify_settings_with_all(None, None, s(), s())
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither telegram_id nor slack_id"), "{err}");
     }
 
     #[test]

@@ -472,6 +472,9 @@ async fn start_background(
         if n.polls_telegram() {
             background.spawn("telegram poller", n.clone().run_poller(stop.clone()));
         }
+        if n.answers_slack() {
+            background.spawn("slack answers", n.clone().run_slack_answers(stop.clone()));
+        }
     }
     // Dry-runs the commands of decisions this replica makes READY.
     if let Some(worker) = parts

@@ -97,6 +97,9 @@ pub const TABLE: &[(&str, Access)] = &[
     // Telegram's webhook proves itself with its own secret token, checked
     // by the route in constant time.
     ("/api/v1/telegram", Access::Open),
+    // Slack's interactivity requests likewise: the route checks their v0
+    // HMAC signature and age.
+    ("/api/v1/slack/interactions", Access::Open),
     // The dashboard's static page and bundle: the login form must load
     // before a token exists; everything it then does is a gRPC-Web call
     // checked like any other.

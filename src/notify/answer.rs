@@ -2,7 +2,10 @@
 //! across replicas under a Redis lease, the offset in Redis) or by the
 //! webhook, then authorised and applied.
 //!
-//! **Fail closed.** A press counts only from a Telegram user mapped to a
+//! Slack presses arrive at their own signed route (`slack.rs`) and are
+//! applied by the same [`Notifier::press`].
+//!
+//! **Fail closed.** A press counts only from a chat user mapped to a
 //! principal whose roles grant `approver`; anyone else is told so and
 //! nothing changes. A button is an opaque id looked up on the server, used
 //! up by the press that acts on it, bound to the decision version its card
@@ -27,6 +30,28 @@ pub const WEBHOOK_PATH: &str = "/api/v1/telegram";
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// Largest webhook body accepted.
 const MAX_UPDATE_BYTES: usize = 64 * 1024;
+
+/// Who pressed a button, and where.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Presser<'a> {
+    Telegram {
+        user: i64,
+        chat: Option<i64>,
+    },
+    Slack {
+        user: &'a str,
+        channel: Option<&'a str>,
+    },
+}
+
+impl Presser<'_> {
+    fn network(&self) -> &'static str {
+        match self {
+            Presser::Telegram { .. } => "Telegram",
+            Presser::Slack { .. } => "Slack",
+        }
+    }
+}
 
 impl Notifier {
     /// Long-polls Telegram while this replica holds the poller lease; waits
@@ -123,8 +148,12 @@ impl Notifier {
         };
         let Some(tg) = &self.telegram else { return };
         let chat = q.message.as_ref().map(|m| m.chat.id);
+        let from = Presser::Telegram {
+            user: q.from.id,
+            chat,
+        };
         let reply = self
-            .press(q.from.id, chat, q.data.as_deref().unwrap_or_default())
+            .press(from, q.data.as_deref().unwrap_or_default())
             .await;
         if let Err(e) = tg.answer_callback(&q.id, &reply).await {
             tracing::warn!(error = %e, "answerCallbackQuery failed");
@@ -132,10 +161,17 @@ impl Notifier {
     }
 
     /// Authorises and applies one press; the text shown to the user.
-    pub(super) async fn press(&self, user: i64, chat: Option<i64>, id: &str) -> String {
-        let Some(principal) = self.settings.telegram_principal(user) else {
-            tracing::info!(user, "button press from an unmapped Telegram user refused");
-            return "⛔ Not allowed: your Telegram account is not mapped to a verdict user.".into();
+    pub(super) async fn press(&self, from: Presser<'_>, id: &str) -> String {
+        let principal = match from {
+            Presser::Telegram { user, .. } => self.settings.telegram_principal(user),
+            Presser::Slack { user, .. } => self.settings.slack_principal(user),
+        };
+        let Some(principal) = principal else {
+            tracing::info!(?from, "button press from an unmapped chat user refused");
+            return format!(
+                "⛔ Not allowed: your {} account is not mapped to a verdict user.",
+                from.network()
+            );
         };
         if !principal.may(Role::Approver) {
             return format!(
@@ -151,7 +187,13 @@ impl Notifier {
             Ok(None) => return "This button is no longer valid (already used or expired).".into(),
             Err(e) => return format!("verdict cannot read this button now ({e}); try again."),
         };
-        if chat.is_none_or(|c| !button.chats.contains(&c)) {
+        let from_card_chat = match from {
+            Presser::Telegram { chat, .. } => chat.is_some_and(|c| button.chats.contains(&c)),
+            Presser::Slack { channel, .. } => {
+                channel.is_some_and(|c| button.slack_channels.iter().any(|s| s == c))
+            }
+        };
+        if !from_card_chat {
             return "This button does not belong to this chat.".into();
         }
         let Ok(token) = Token::parse(&button.token) else {
@@ -249,12 +291,18 @@ fn shown_state(d: &crate::domain::Decision, now: chrono::DateTime<chrono::Utc>) 
     }
 }
 
-/// The Telegram webhook route (`POST /api/v1/telegram`): the secret token
-/// header compared in constant time, then the update handled like a polled
-/// one. Anything refused answers 401 and changes nothing.
+/// The chat routes: the Telegram webhook (`POST /api/v1/telegram`: the
+/// secret token header compared in constant time, then the update handled
+/// like a polled one) and Slack interactivity (`POST
+/// /api/v1/slack/interactions`, see `slack.rs`). Anything refused answers
+/// 401 and changes nothing.
 pub fn webhook_router(notifier: Arc<Notifier>) -> axum::Router {
     axum::Router::new()
         .route(WEBHOOK_PATH, axum::routing::post(receive))
+        .route(
+            super::slack::INTERACTIONS_PATH,
+            axum::routing::post(super::slack::receive),
+        )
         .with_state(notifier)
 }
 

@@ -27,8 +27,12 @@ pub struct Button {
     /// The decision version the card showed: the answer is bound to it.
     pub version: u64,
     pub answer: Answer,
-    /// The chats the card went to: a press from any other is refused.
+    /// The Telegram chats the card went to: a press from any other is
+    /// refused.
     pub chats: Vec<i64>,
+    /// The Slack channels the card went to, likewise.
+    #[serde(default)]
+    pub slack_channels: Vec<String>,
 }
 
 /// One message showing the card.
@@ -38,10 +42,22 @@ pub struct Sent {
     pub message: i64,
 }
 
+/// One Slack message showing the card (Slack names a message by its
+/// channel and timestamp).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackSent {
+    pub channel: String,
+    pub ts: String,
+}
+
 /// A decision's card: where it was sent and what it shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardRecord {
+    /// Telegram messages.
     pub sent: Vec<Sent>,
+    /// Slack messages.
+    #[serde(default)]
+    pub slack: Vec<SlackSent>,
     /// The decision version the messages show.
     pub version: u64,
     /// Whether they show the token as expired.
@@ -152,6 +168,17 @@ pub fn shorten(s: &str, max: usize) -> String {
         return clean;
     }
     let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// At most `max` characters of the card text `s` (line breaks kept),
+/// with `…` when cut.
+pub fn shorten_keep_lines(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
 }

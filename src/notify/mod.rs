@@ -7,6 +7,8 @@
 //! - `settings.rs`: routes, user mapping (fail closed), grace periods.
 //! - `card.rs`: what a card says; the card and button records.
 //! - `telegram.rs`: the Bot API client.
+//! - `slack.rs`: the Slack Web API client and the signed interactivity
+//!   route.
 //! - `outbox.rs`: the worker that sends and edits cards, exactly one job
 //!   per decision at a time across replicas (the store's outbox).
 //! - `answer.rs`: button presses (long polling under a lease, or the
@@ -21,10 +23,13 @@ mod answer;
 pub mod card;
 mod outbox;
 pub mod settings;
+pub mod slack;
 pub mod telegram;
 
 pub use answer::webhook_router;
-pub use settings::{ChatUser, NotifySettings, Route, Secret, TelegramSettings, Updates};
+pub use settings::{
+    ChatUser, NotifySettings, Route, Secret, SlackSettings, TelegramSettings, Updates,
+};
 
 use crate::clock::Clock;
 use crate::domain::{Decision, Token};
@@ -44,6 +49,11 @@ pub struct Notifier {
     clock: Arc<dyn Clock>,
     settings: NotifySettings,
     telegram: Option<telegram::Telegram>,
+    slack: Option<slack::Slack>,
+    /// Verified Slack presses, between the route and the Slack task.
+    slack_presses: mpsc::Sender<slack::Press>,
+    /// Taken by the Slack task when it starts.
+    slack_queued: Mutex<Option<mpsc::Receiver<slack::Press>>>,
     /// This replica, as the owner of leases.
     owner: String,
     queue: mpsc::Sender<Token>,
@@ -69,13 +79,22 @@ impl Notifier {
             .as_ref()
             .map(|t| telegram::Telegram::new(&t.api_url, t.token.clone()))
             .transpose()?;
+        let slack = settings
+            .slack
+            .as_ref()
+            .map(|s| slack::Slack::new(&s.api_url, s.token.clone()))
+            .transpose()?;
         let (queue, queued) = mpsc::channel(QUEUE);
+        let (slack_presses, slack_queued) = mpsc::channel(slack::PRESS_QUEUE);
         Ok(Arc::new(Notifier {
             store,
             decisions,
             clock,
             settings,
             telegram,
+            slack,
+            slack_presses,
+            slack_queued: Mutex::new(Some(slack_queued)),
             owner: uuid::Uuid::new_v4().to_string(),
             queue,
             queued: Mutex::new(Some(queued)),
@@ -92,6 +111,12 @@ impl Notifier {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(token = %d.token, dropped = n, "notifier queue full; change not queued");
         }
+    }
+
+    /// Whether Slack presses are taken on this replica (every replica
+    /// serves the interactivity route).
+    pub fn answers_slack(&self) -> bool {
+        self.slack.is_some()
     }
 
     /// Whether the Telegram poller should run on this replica.

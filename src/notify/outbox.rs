@@ -5,7 +5,7 @@
 //! replica dying mid-send.
 
 use super::Notifier;
-use super::card::{self, Button, CardRecord, Sent, answerable};
+use super::card::{self, Button, CardRecord, Sent, SlackSent, answerable};
 use super::telegram::{ChatError, keyboard};
 use crate::domain::{Decision, DecisionState, Token};
 use crate::store::{Claim, StoreError};
@@ -95,8 +95,8 @@ impl Notifier {
             Ok(Next::Done) => self.store.outbox_done(&claim).await,
             Ok(Next::At(at)) => self.store.outbox_defer(&claim, at).await,
             Err(Failure::Chat(ChatError::RetryAfter(after))) => {
-                // Rate limited: honour Telegram's retry_after; not a failure
-                // of the card.
+                // Rate limited: honour Telegram's retry_after or Slack's
+                // Retry-After; not a failure of the card.
                 tracing::info!(%token, ?after, "chat API rate limit; waiting as told");
                 let _ = self.store.count("rate_limited", 1).await;
                 let at = self.clock.now() + chrono(after);
@@ -125,11 +125,12 @@ impl Notifier {
         }
     }
 
-    /// Brings `token`'s cards up to date with the decision as it is now.
+    /// Brings `token`'s cards up to date with the decision as it is now,
+    /// in every configured chat network.
     async fn sync(&self, token: &Token) -> Result<Next, Failure> {
-        let Some(tg) = &self.telegram else {
+        if self.telegram.is_none() && self.slack.is_none() {
             return Ok(Next::Done);
-        };
+        }
         let Some(d) = self.store.get_decision(token).await? else {
             return Ok(Next::Done);
         };
@@ -160,14 +161,26 @@ impl Notifier {
         }
         let mut record = record.unwrap_or_default();
         let expired = d.state == DecisionState::Ready && d.is_expired(now);
-        let targets = self.settings.telegram_chats(&incident);
-        let missing: Vec<i64> = targets
+        let chats = match &self.telegram {
+            Some(_) => self.settings.telegram_chats(&incident),
+            None => Vec::new(),
+        };
+        let channels = match &self.slack {
+            Some(_) => self.settings.slack_channels(&incident),
+            None => Vec::new(),
+        };
+        let missing: Vec<i64> = chats
             .iter()
             .copied()
             .filter(|c| !record.sent.iter().any(|s| s.chat == *c))
             .collect();
+        let missing_channels: Vec<&String> = channels
+            .iter()
+            .filter(|c| !record.slack.iter().any(|s| &s.channel == *c))
+            .collect();
         let current = record.version == d.version && record.expired == expired;
-        if current && (missing.is_empty() || !open) {
+        let nothing_new = missing.is_empty() && missing_channels.is_empty();
+        if current && (nothing_new || !open) {
             return Ok(self.after(&d, now));
         }
         let text = card::render(&incident, &d, now);
@@ -177,25 +190,46 @@ impl Notifier {
         let ids = match (open, keep) {
             (false, _) => None,
             (true, true) => Some((record.buttons[0].clone(), record.buttons[1].clone())),
-            (true, false) => Some(self.new_buttons(&d, &targets, now).await?),
+            (true, false) => Some(self.new_buttons(&d, &chats, &channels, now).await?),
         };
         let kb = || ids.as_ref().map(|(a, r)| keyboard(a, r));
+        let pair = ids.as_ref().map(|(a, r)| (a.as_str(), r.as_str()));
         if !current {
-            for s in &record.sent {
-                tg.edit(s.chat, s.message, &text, kb()).await?;
+            if let Some(tg) = &self.telegram {
+                for s in &record.sent {
+                    tg.edit(s.chat, s.message, &text, kb()).await?;
+                }
             }
-            if !record.sent.is_empty() {
+            if let Some(slack) = &self.slack {
+                for s in &record.slack {
+                    slack.update(&s.channel, &s.ts, &text, pair).await?;
+                }
+            }
+            if !record.sent.is_empty() || !record.slack.is_empty() {
                 self.store.count("edited", 1).await?;
             }
         }
         if open {
-            for chat in missing {
-                let message = tg.send(chat, &text, kb()).await?;
-                record.sent.push(Sent { chat, message });
-                // Saved at once: a retry after a later failure does not
-                // send this chat a second card.
-                self.save(token, &record).await?;
-                self.store.count("sent", 1).await?;
+            if let Some(tg) = &self.telegram {
+                for chat in missing {
+                    let message = tg.send(chat, &text, kb()).await?;
+                    record.sent.push(Sent { chat, message });
+                    // Saved at once: a retry after a later failure does not
+                    // send this chat a second card.
+                    self.save(token, &record).await?;
+                    self.store.count("sent", 1).await?;
+                }
+            }
+            if let Some(slack) = &self.slack {
+                for channel in missing_channels {
+                    let ts = slack.post(channel, &text, pair).await?;
+                    record.slack.push(SlackSent {
+                        channel: channel.clone(),
+                        ts,
+                    });
+                    self.save(token, &record).await?;
+                    self.store.count("sent", 1).await?;
+                }
             }
         }
         // Replaced buttons are left to expire: bound to an older version,
@@ -227,6 +261,7 @@ impl Notifier {
         &self,
         d: &Decision,
         chats: &[i64],
+        channels: &[String],
         now: DateTime<Utc>,
     ) -> Result<(String, String), StoreError> {
         let ttl = (d.expires_at - now)
@@ -241,6 +276,7 @@ impl Notifier {
                 version: d.version,
                 answer,
                 chats: chats.to_vec(),
+                slack_channels: channels.to_vec(),
             };
             let json = serde_json::to_string(&b).unwrap_or_default();
             self.store.put_button(&id, &json, ttl).await?;

@@ -76,6 +76,20 @@ pub struct TelegramSettings {
     pub webhook_secret: Option<Secret>,
 }
 
+/// The Slack app: a bot token (`xoxb-…`) for the Web API and the signing
+/// secret that proves an interactivity request comes from Slack.
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    /// `https://slack.com/api` or a fake in tests.
+    pub api_url: String,
+    pub token: Secret,
+    /// Verifies the `v0` signature of every interactivity request.
+    pub signing_secret: Secret,
+    /// Channel id of every incident no route names a Slack channel for
+    /// (None: such incidents get no Slack card).
+    pub default_channel: Option<String>,
+}
+
 /// Routes incidents to a chat: every given field must match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,7 +101,11 @@ pub struct Route {
     #[serde(default)]
     pub severity: Option<Severity>,
     /// The Telegram chat id (64-bit; groups are negative).
-    pub telegram_chat: i64,
+    #[serde(default)]
+    pub telegram_chat: Option<i64>,
+    /// The Slack channel id (`C…`), not its name: names change.
+    #[serde(default)]
+    pub slack_channel: Option<String>,
 }
 
 impl Route {
@@ -108,7 +126,11 @@ impl Route {
 #[serde(deny_unknown_fields)]
 pub struct ChatUser {
     /// Telegram user id (64-bit).
-    pub telegram_id: i64,
+    #[serde(default)]
+    pub telegram_id: Option<i64>,
+    /// Slack user id (`U…`), stable across renames, unlike the handle.
+    #[serde(default)]
+    pub slack_id: Option<String>,
     /// The principal's subject, as recorded on what they approve.
     pub subject: String,
     pub roles: BTreeSet<Role>,
@@ -118,6 +140,7 @@ pub struct ChatUser {
 #[derive(Debug, Clone)]
 pub struct NotifySettings {
     pub telegram: Option<TelegramSettings>,
+    pub slack: Option<SlackSettings>,
     /// First match wins; none: the default chat.
     pub routes: Vec<Route>,
     /// Fail closed: a user not listed cannot answer.
@@ -135,13 +158,13 @@ pub struct NotifySettings {
 impl NotifySettings {
     /// Whether any adapter is configured.
     pub fn enabled(&self) -> bool {
-        self.telegram.is_some()
+        self.telegram.is_some() || self.slack.is_some()
     }
 
     /// The Telegram chats an incident's cards go to.
     pub fn telegram_chats(&self, incident: &Incident) -> Vec<i64> {
         match self.routes.iter().find(|r| r.matches(incident)) {
-            Some(r) => vec![r.telegram_chat],
+            Some(r) => r.telegram_chat.into_iter().collect(),
             None => self
                 .telegram
                 .as_ref()
@@ -151,16 +174,36 @@ impl NotifySettings {
         }
     }
 
+    /// The Slack channels an incident's cards go to: the first matching
+    /// route's, else the default channel.
+    pub fn slack_channels(&self, incident: &Incident) -> Vec<String> {
+        match self.routes.iter().find(|r| r.matches(incident)) {
+            Some(r) => r.slack_channel.iter().cloned().collect(),
+            None => self
+                .slack
+                .as_ref()
+                .and_then(|s| s.default_channel.clone())
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// The principal a Telegram user acts as, if mapped.
     pub fn telegram_principal(&self, user_id: i64) -> Option<Principal> {
-        self.users
-            .iter()
-            .find(|u| u.telegram_id == user_id)
-            .map(|u| Principal {
-                subject: u.subject.clone(),
-                method: AuthMethod::Chat,
-                roles: u.roles.clone(),
-            })
+        self.principal(|u| u.telegram_id == Some(user_id))
+    }
+
+    /// The principal a Slack user acts as, if mapped.
+    pub fn slack_principal(&self, user_id: &str) -> Option<Principal> {
+        self.principal(|u| u.slack_id.as_deref() == Some(user_id))
+    }
+
+    fn principal(&self, found: impl Fn(&ChatUser) -> bool) -> Option<Principal> {
+        self.users.iter().find(|u| found(u)).map(|u| Principal {
+            subject: u.subject.clone(),
+            method: AuthMethod::Chat,
+            roles: u.roles.clone(),
+        })
     }
 
     /// The grace period of a severity.
@@ -186,23 +229,40 @@ impl NotifySettings {
                 "notify_poll_timeout must be between 1s and 50s"
             );
         }
+        if let Some(s) = &self.slack {
+            anyhow::ensure!(
+                s.api_url.starts_with("http://") || s.api_url.starts_with("https://"),
+                "notify_slack_api_url must be an http(s) URL"
+            );
+        }
         anyhow::ensure!(!self.lease.is_zero(), "notify_lease must be positive");
         anyhow::ensure!(
             self.max_attempts >= 1,
             "notify_max_attempts must be at least 1"
         );
-        let mut ids = BTreeSet::new();
+        let (mut ids, mut slack_ids) = (BTreeSet::new(), BTreeSet::new());
         for u in &self.users {
             anyhow::ensure!(
-                ids.insert(u.telegram_id),
-                "notify_users: telegram_id {} is listed twice",
-                u.telegram_id
+                !u.subject.is_empty(),
+                "notify_users: an entry has no subject"
             );
             anyhow::ensure!(
-                !u.subject.is_empty(),
-                "notify_users: telegram_id {} has no subject",
-                u.telegram_id
+                u.telegram_id.is_some() || u.slack_id.is_some(),
+                "notify_users: {} has neither telegram_id nor slack_id",
+                u.subject
             );
+            if let Some(id) = u.telegram_id {
+                anyhow::ensure!(
+                    ids.insert(id),
+                    "notify_users: telegram_id {id} is listed twice"
+                );
+            }
+            if let Some(id) = &u.slack_id {
+                anyhow::ensure!(
+                    slack_ids.insert(id.clone()),
+                    "notify_users: slack_id {id} is listed twice"
+                );
+            }
         }
         Ok(())
     }

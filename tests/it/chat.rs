@@ -35,17 +35,20 @@ fn config(redis: &RedisServer, tg: &FakeTelegram) -> Config {
     c.notify_after = Vec::new();
     c.notify_users = vec![
         ChatUser {
-            telegram_id: ALICE,
+            telegram_id: Some(ALICE),
+            slack_id: None,
             subject: "alice".into(),
             roles: [Role::Approver].into_iter().collect(),
         },
         ChatUser {
-            telegram_id: BOB,
+            telegram_id: Some(BOB),
+            slack_id: None,
             subject: "bob".into(),
             roles: [Role::Approver].into_iter().collect(),
         },
         ChatUser {
-            telegram_id: VICTOR,
+            telegram_id: Some(VICTOR),
+            slack_id: None,
             subject: "victor".into(),
             roles: [Role::Viewer].into_iter().collect(),
         },

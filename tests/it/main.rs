@@ -32,6 +32,7 @@ mod metrics;
 mod otlp;
 mod recovery;
 mod redis_loading;
+mod slack;
 mod stats;
 mod store_conformance;
 mod ui;

@@ -10,6 +10,7 @@
 mod commandstats;
 pub mod fake_kube;
 pub mod fake_llm;
+pub mod fake_slack;
 pub mod fake_telegram;
 mod incident;
 mod process;
