@@ -1304,6 +1304,36 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_jwt_example_loads() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("**OIDC / JWT bearer tokens.**")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("README has the JWT example");
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
+        )
+        .unwrap();
+        let path = dir.path().join("v.toml");
+        let text = example.replace("/etc/verdict/jwks.json", &jwks.display().to_string());
+        std::fs::write(&path, text).unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let c = Config::load(&args).expect("the example loads");
+        let jwt = c.auth_settings().jwt.expect("JWT on");
+        assert_eq!(jwt.subject_claim, "email");
+        assert_eq!(jwt.group_roles.len(), 2);
+        assert_eq!(jwt.leeway_secs, 60);
+    }
+
+    #[test]
     fn llm_settings_from_file_and_flags_are_validated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.toml");

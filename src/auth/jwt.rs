@@ -25,6 +25,9 @@ pub const DEFAULT_ALGORITHMS: &[&str] = &["RS256", "ES256", "EdDSA"];
 /// and of verdict may disagree a little.
 pub const DEFAULT_LEEWAY_SECS: u64 = 60;
 
+/// Largest leeway: more would keep an expired token alive for long.
+pub const MAX_LEEWAY_SECS: u64 = 300;
+
 /// Largest accepted JWKS file: a real one holds a handful of keys.
 const MAX_JWKS_BYTES: u64 = 1 << 20;
 
@@ -128,6 +131,11 @@ impl JwtVerifier {
         }
         if s.audience.trim().is_empty() {
             return Err("auth_jwt_audience must be set".into());
+        }
+        if s.leeway_secs > MAX_LEEWAY_SECS {
+            return Err(format!(
+                "auth_jwt_leeway must be at most {MAX_LEEWAY_SECS}s (it extends every token's life)"
+            ));
         }
         if s.subject_claim.is_empty() || s.groups_claim.is_empty() {
             return Err("auth_jwt_subject_claim and auth_jwt_groups_claim must be set".into());

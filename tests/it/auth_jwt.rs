@@ -309,6 +309,12 @@ fn symmetric_algorithms_and_keys_are_refused_in_the_configuration() {
         ..Idp::new().config()
     };
     assert!(no_issuer.validate().is_err());
+    let lax = Config {
+        auth_jwt_leeway: std::time::Duration::from_secs(3600),
+        ..Idp::new().config()
+    };
+    let e = lax.validate().unwrap_err().to_string();
+    assert!(e.contains("auth_jwt_leeway"), "{e}");
 }
 
 #[tokio::test]
