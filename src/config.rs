@@ -20,7 +20,7 @@
 //! each checks its own settings ([`Config::validate`] only adds the checks
 //! that span modules).
 
-use crate::auth::{AuthSettings, Authenticator, TokenEntry};
+use crate::auth::{AuthSettings, Authenticator, GroupRoles, JwtSettings, TokenEntry};
 use crate::domain::{RiskLevel, Severity};
 use crate::engine::EngineSettings;
 use crate::engine::consensus::{ConsensusSettings, Persona, default_personas, validate_personas};
@@ -488,6 +488,63 @@ pub struct ServeArgs {
     )]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_reflection_open: bool,
+    /// JWKS file (`{"keys": [...]}`) of the identity provider whose JWTs
+    /// are accepted as bearer tokens. When unset: no JWT is accepted.
+    #[arg(
+        long,
+        env = "VERDICT_AUTH_JWT_JWKS_FILE",
+        value_name = "FILE",
+        help_heading = "Authentication"
+    )]
+    pub auth_jwt_jwks_file: Option<PathBuf>,
+    /// The only accepted JWT issuer (`iss`); required with a JWKS file.
+    #[arg(
+        long,
+        env = "VERDICT_AUTH_JWT_ISSUER",
+        value_name = "URL",
+        help_heading = "Authentication"
+    )]
+    pub auth_jwt_issuer: Option<String>,
+    /// The audience (`aud`) a JWT must carry; required with a JWKS file.
+    #[arg(
+        long,
+        env = "VERDICT_AUTH_JWT_AUDIENCE",
+        value_name = "AUDIENCE",
+        help_heading = "Authentication"
+    )]
+    pub auth_jwt_audience: Option<String>,
+    /// Accepted JWT algorithms, asymmetric only (RS*, PS*, ES256, ES384,
+    /// EdDSA); `none` and HS* are refused.
+    #[arg(
+        long,
+        env = "VERDICT_AUTH_JWT_ALGORITHMS",
+        value_delimiter = ',',
+        value_name = "ALG",
+        help_heading = "Authentication"
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub auth_jwt_algorithms: Vec<String>,
+    /// Clock leeway for a JWT's `exp` and `nbf`.
+    #[arg(long, env = "VERDICT_AUTH_JWT_LEEWAY", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Authentication")]
+    #[serde(with = "humantime_serde")]
+    pub auth_jwt_leeway: Option<Duration>,
+    /// The JWT claim naming the principal.
+    #[arg(
+        long,
+        env = "VERDICT_AUTH_JWT_SUBJECT_CLAIM",
+        value_name = "CLAIM",
+        help_heading = "Authentication"
+    )]
+    pub auth_jwt_subject_claim: Option<String>,
+    /// The JWT claim listing the principal's groups (mapped to roles by
+    /// `auth_jwt_group_roles`).
+    #[arg(
+        long,
+        env = "VERDICT_AUTH_JWT_GROUPS_CLAIM",
+        value_name = "CLAIM",
+        help_heading = "Authentication"
+    )]
+    pub auth_jwt_groups_claim: Option<String>,
     /// Proposals at this risk or above need two distinct approvers
     /// (low, medium, high, critical).
     #[arg(long, env = "VERDICT_APPROVAL_FOUR_EYES_RISK", value_name = "RISK", value_parser = risk_parser(), help_heading = "Authentication")]
@@ -632,6 +689,17 @@ pub struct Config {
     /// TOML only: `[[auth_tokens]]` with `subject`, `roles` and `sha256`
     /// (of the token; `verdict token create` prints an entry).
     pub auth_tokens: Vec<TokenEntry>,
+    pub auth_jwt_jwks_file: Option<PathBuf>,
+    pub auth_jwt_issuer: Option<String>,
+    pub auth_jwt_audience: Option<String>,
+    pub auth_jwt_algorithms: Vec<String>,
+    #[serde(with = "duration")]
+    pub auth_jwt_leeway: Duration,
+    pub auth_jwt_subject_claim: String,
+    pub auth_jwt_groups_claim: String,
+    /// TOML only: `[[auth_jwt_group_roles]]` with `group` and `roles`: a
+    /// JWT principal holds the roles of every group its groups claim names.
+    pub auth_jwt_group_roles: Vec<GroupRoles>,
     pub approval_four_eyes_risk: RiskLevel,
     pub approval_four_eyes_severity: Severity,
     /// TOML only: `[[approval_rules]]` with `subjects` or `roles`, and
@@ -723,6 +791,17 @@ impl Default for Config {
             allow_unauthenticated: false,
             auth_reflection_open: false,
             auth_tokens: Vec::new(),
+            auth_jwt_jwks_file: None,
+            auth_jwt_issuer: None,
+            auth_jwt_audience: None,
+            auth_jwt_algorithms: crate::auth::jwt::DEFAULT_ALGORITHMS
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            auth_jwt_leeway: Duration::from_secs(crate::auth::jwt::DEFAULT_LEEWAY_SECS),
+            auth_jwt_subject_claim: "sub".into(),
+            auth_jwt_groups_claim: "groups".into(),
+            auth_jwt_group_roles: Vec::new(),
             approval_four_eyes_risk: ApprovalPolicy::default().four_eyes_risk,
             approval_four_eyes_severity: ApprovalPolicy::default().four_eyes_severity,
             approval_rules: Vec::new(),
@@ -1022,6 +1101,16 @@ impl Config {
     pub fn auth_settings(&self) -> AuthSettings {
         AuthSettings {
             tokens: self.auth_tokens.clone(),
+            jwt: self.auth_jwt_jwks_file.as_ref().map(|jwks| JwtSettings {
+                jwks_file: jwks.clone(),
+                issuer: self.auth_jwt_issuer.clone().unwrap_or_default(),
+                audience: self.auth_jwt_audience.clone().unwrap_or_default(),
+                algorithms: self.auth_jwt_algorithms.clone(),
+                leeway_secs: self.auth_jwt_leeway.as_secs(),
+                subject_claim: self.auth_jwt_subject_claim.clone(),
+                groups_claim: self.auth_jwt_groups_claim.clone(),
+                group_roles: self.auth_jwt_group_roles.clone(),
+            }),
             reflection_open: self.auth_reflection_open,
             webhook_token: self.ingest.webhook_token_env.is_some(),
             optional: false,
@@ -1300,6 +1389,36 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_jwt_example_loads() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("**OIDC / JWT bearer tokens.**")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("README has the JWT example");
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
+        )
+        .unwrap();
+        let path = dir.path().join("v.toml");
+        let text = example.replace("/etc/verdict/jwks.json", &jwks.display().to_string());
+        std::fs::write(&path, text).unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let c = Config::load(&args).expect("the example loads");
+        let jwt = c.auth_settings().jwt.expect("JWT on");
+        assert_eq!(jwt.subject_claim, "email");
+        assert_eq!(jwt.group_roles.len(), 2);
+        assert_eq!(jwt.leeway_secs, 60);
+    }
+
+    #[test]
     fn llm_settings_from_file_and_flags_are_validated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.toml");
@@ -1503,6 +1622,7 @@ instructions = "Think about the database."
             "notify_routes",
             "notify_users",
             "auth_tokens",
+            "auth_jwt_group_roles",
             "approval_rules",
         ];
 

@@ -573,7 +573,11 @@ fn routes(
     } else {
         app
     };
-    Ok(edge::apply(app.fallback_service(grpc), auth))
+    let gate = edge::Gate {
+        auth,
+        audit: config.audit.then(|| parts.incidents.audit_log()),
+    };
+    Ok(edge::apply(app.fallback_service(grpc), gate))
 }
 
 /// How a running server stops.

@@ -4,7 +4,8 @@
 //! headers, calls [`Authenticator::check`] and turns an [`AuthError`] into
 //! a gRPC status or an HTTP answer; handlers only ever see the principal.
 //!
-//! Credentials today: static bearer tokens ([`token`]). The configuration
+//! Credentials today: static bearer tokens ([`token`]) and OIDC / JWT
+//! bearer tokens checked against a JWKS file ([`jwt`]). The configuration
 //! is swapped as a whole on reload ([`Authenticator::reload`]): a new file
 //! that does not check keeps the old configuration.
 //!
@@ -12,11 +13,13 @@
 //! caller is [`Principal::anonymous`] (every role), which the server only
 //! allows on loopback unless told otherwise (`--allow-unauthenticated`).
 
+pub mod jwt;
 pub mod table;
 pub mod token;
 
 use crate::domain::{Principal, Role};
 use crate::error_code::ErrorCode;
+pub use jwt::{GroupRoles, JwtSettings, JwtVerifier};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 use table::Access;
@@ -29,6 +32,9 @@ pub struct AuthSettings {
     /// Static bearer tokens (`[[auth_tokens]]`).
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// OIDC / JWT bearer tokens (`auth_jwt_*`), when configured.
+    #[serde(default)]
+    pub jwt: Option<JwtSettings>,
     /// Reflection open to anyone (default: any authenticated principal).
     #[serde(default)]
     pub reflection_open: bool,
@@ -45,7 +51,7 @@ pub struct AuthSettings {
 impl AuthSettings {
     /// Whether any credential is configured (authentication on).
     pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.tokens.is_empty() || self.jwt.is_some()
     }
 }
 
@@ -57,8 +63,8 @@ pub enum AuthError {
     #[error("{0}")]
     Unauthenticated(&'static str),
     /// A known principal without the role the call needs.
-    #[error("{subject} lacks the {needed} role this call needs")]
-    Forbidden { subject: String, needed: Role },
+    #[error("{} lacks the {needed} role this call needs", .principal.subject)]
+    Forbidden { principal: Principal, needed: Role },
     /// Reflection without any credentials.
     #[error("an authenticated principal is required")]
     AnyPrincipal,
@@ -91,6 +97,7 @@ pub struct Presented<'a> {
 #[derive(Debug, Default)]
 struct Active {
     tokens: StaticTokens,
+    jwt: Option<JwtVerifier>,
     reflection_open: bool,
     webhook_token: bool,
     optional: bool,
@@ -100,6 +107,7 @@ impl Active {
     fn new(s: &AuthSettings) -> Result<Self, String> {
         Ok(Active {
             tokens: StaticTokens::new(&s.tokens)?,
+            jwt: s.jwt.as_ref().map(JwtVerifier::new).transpose()?,
             reflection_open: s.reflection_open,
             webhook_token: s.webhook_token,
             optional: s.optional,
@@ -107,7 +115,7 @@ impl Active {
     }
 
     fn enabled(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.tokens.is_empty() || self.jwt.is_some()
     }
 }
 
@@ -173,7 +181,7 @@ impl Authenticator {
             // to judge; without one, an operator principal is required.
             (Access::Webhook, _) if active.webhook_token => Ok(None),
             (Access::Webhook, Ok(Some(p))) => Err(AuthError::Forbidden {
-                subject: p.subject,
+                principal: p,
                 needed: Role::Operator,
             }),
             (_, Err(e)) => Err(e),
@@ -182,7 +190,7 @@ impl Authenticator {
             (Access::Authenticated, Ok(Some(p))) => Ok(Some(p)),
             (Access::Role(needed), Ok(Some(p))) if p.may(needed) => Ok(Some(p)),
             (Access::Role(needed), Ok(Some(p))) => Err(AuthError::Forbidden {
-                subject: p.subject,
+                principal: p,
                 needed,
             }),
         }
@@ -200,6 +208,12 @@ fn identify(active: &Active, presented: Presented<'_>) -> Result<Option<Principa
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or(AuthError::Unauthenticated(MALFORMED))?;
+    if let Some(jwt) = active.jwt.as_ref().filter(|_| jwt::looks_like_jwt(token)) {
+        return jwt
+            .verify(token)
+            .map(Some)
+            .map_err(AuthError::Unauthenticated);
+    }
     active
         .tokens
         .lookup(token)

@@ -125,6 +125,23 @@ pub fn required(path: &str, reflection_open: bool) -> Access {
     }
 }
 
+/// Whether a call of `path` changes something: a route that needs more
+/// than `viewer` (operator, approver, executor, admin) or the webhook. Its
+/// refusals are audited. An unlisted path outside verdict's own services
+/// (a scanner's `/wp-login.php`) needs `admin` but changes nothing and
+/// answers 404 to anyone allowed, so its refusals are not audited — they
+/// would only let anyone fill the trail.
+pub fn mutating(path: &str) -> bool {
+    let listed = TABLE.iter().any(|(p, _)| *p == path)
+        || path.starts_with("/verdict.")
+        || path.starts_with("/grpc.");
+    match required(path, false) {
+        Access::Role(Role::Viewer) | Access::Open | Access::Authenticated => false,
+        Access::Role(_) => listed,
+        Access::Webhook => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +169,18 @@ mod tests {
         let reflect = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
         assert_eq!(required(reflect, false), Access::Authenticated);
         assert_eq!(required(reflect, true), Access::Open);
+    }
+
+    #[test]
+    fn mutating_routes_are_those_above_viewer() {
+        assert!(mutating("/verdict.v1.DecisionService/ApproveDecision"));
+        assert!(mutating("/verdict.v1.DecisionService/CompleteDecision"));
+        assert!(mutating("/verdict.v1.IncidentService/CreateIncident"));
+        assert!(mutating("/verdict.v1.Admin/Unlisted"));
+        assert!(mutating("/api/v1/alertmanager"));
+        assert!(!mutating("/verdict.v1.DecisionService/GetDecision"));
+        assert!(!mutating("/verdict.v1.AuditService/ListAuditEvents"));
+        assert!(!mutating("/grpc.health.v1.Health/Check"));
+        assert!(!mutating("/wp-login.php"));
     }
 }

@@ -15,7 +15,9 @@
 //!    it with `Principal::of`. A refusal answers here — UNAUTHENTICATED /
 //!    401 or PERMISSION_DENIED / 403 — so no handler runs and nothing is
 //!    stored. It sits inside the span, so every refusal is logged with its
-//!    request id.
+//!    request id. A refused *mutating* call (`auth::table::mutating`) is
+//!    also recorded in the audit trail (`AuditLog::refused`) before the
+//!    answer leaves; reads are not, so the trail is not a request log.
 //! 4. **Timeout backstop** ([`BACKSTOP`]): bounds how long a request waits
 //!    for its *response head*, above the longest legal RPC deadline, so it
 //!    only ever catches a bug (a handler that hangs). A streaming RPC
@@ -26,7 +28,8 @@
 //! tracing and then applies to every route without touching a handler.
 
 use crate::auth::{AuthError, Authenticator, Presented};
-use crate::domain::Principal;
+use crate::domain::{AuthMethod, Principal};
+use crate::manager::AuditLog;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -45,20 +48,28 @@ pub const BACKSTOP: Duration =
 /// The request-id header (and gRPC metadata key).
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// What the authorization layer needs: who decides, and where refusals
+/// are recorded (None: auditing off).
+#[derive(Clone)]
+pub struct Gate {
+    pub auth: Arc<Authenticator>,
+    pub audit: Option<AuditLog>,
+}
+
 /// Wraps every route of `app` in the edge stack.
-pub fn apply(app: axum::Router, auth: Arc<Authenticator>) -> axum::Router {
-    with_backstop(app, auth, BACKSTOP)
+pub fn apply(app: axum::Router, gate: Gate) -> axum::Router {
+    with_backstop(app, gate, BACKSTOP)
 }
 
 /// The edge stack with a given backstop (tests use a short one).
-fn with_backstop(app: axum::Router, auth: Arc<Authenticator>, backstop: Duration) -> axum::Router {
+fn with_backstop(app: axum::Router, gate: Gate, backstop: Duration) -> axum::Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     app.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(span))
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(axum::middleware::from_fn_with_state(auth, authorize))
+            .layer(axum::middleware::from_fn_with_state(gate, authorize))
             .layer(HandleErrorLayer::new(backstop_expired))
             .timeout(backstop),
     )
@@ -68,7 +79,7 @@ fn with_backstop(app: axum::Router, auth: Arc<Authenticator>, backstop: Duration
 /// goes into the request's extensions. Browsers' CORS preflights carry no
 /// credentials and reach no handler, so they pass.
 async fn authorize(
-    State(auth): State<Arc<Authenticator>>,
+    State(gate): State<Gate>,
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -81,14 +92,78 @@ async fn authorize(
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     };
-    match auth.check(req.uri().path(), presented) {
+    match gate.auth.check(req.uri().path(), presented) {
         Ok(Some(principal)) => {
             tracing::debug!(subject = %principal.subject, method = %principal.method, "authenticated");
             req.extensions_mut().insert::<Principal>(principal);
             next.run(req).await
         }
         Ok(None) => next.run(req).await,
-        Err(e) => refuse(req.headers(), &e),
+        Err(e) => {
+            if let Some(audit) = &gate.audit
+                && crate::auth::table::mutating(req.uri().path())
+            {
+                let context = refusal_context(&req, &e);
+                record_refusal(audit, context, &e).await;
+            }
+            refuse(req.headers(), &e)
+        }
+    }
+}
+
+/// The audit context of a refused request: who (as far as known), from
+/// where, which call.
+fn refusal_context(req: &axum::extract::Request, e: &AuthError) -> crate::audit::Context {
+    let path = req.uri().path();
+    let grpc = is_grpc(req.headers());
+    // The RPC's name as the API layer records it, or the HTTP route.
+    let rpc = match path.rsplit_once('/') {
+        Some((_, method)) if grpc => method.to_owned(),
+        _ => format!("{} {path}", req.method()),
+    };
+    let principal = match e {
+        AuthError::Forbidden { principal, .. } => principal.clone(),
+        // Nobody proved who they are: no subject to believe.
+        AuthError::Unauthenticated(_) | AuthError::AnyPrincipal => Principal {
+            subject: "unauthenticated".into(),
+            method: AuthMethod::Anonymous,
+            roles: Default::default(),
+        },
+    };
+    crate::audit::Context {
+        principal,
+        actor: String::new(),
+        peer: req
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|i| i.remote_addr())
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        rpc,
+        request_id: req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+/// Records a refused mutating call. A failure to record is logged: the
+/// call is refused either way and nothing changed that the trail misses.
+async fn record_refusal(audit: &AuditLog, context: crate::audit::Context, e: &AuthError) {
+    let (principal, rpc) = (context.principal.clone(), context.rpc.clone());
+    let code = match e.code().grpc() {
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        _ => "UNAUTHENTICATED",
+    };
+    let recorded = crate::audit::scope(
+        context,
+        audit.refused(&principal, &rpc, code, &e.to_string()),
+    )
+    .await;
+    if let Err(err) = recorded {
+        tracing::error!(error = %err, rpc, "could not record a refused call");
     }
 }
 
@@ -199,7 +274,10 @@ mod tests {
             axum::Router::new()
                 .route("/hang", axum::routing::post(hang))
                 .route("/stream", axum::routing::post(stream)),
-            Arc::new(Authenticator::new(&Default::default()).unwrap()),
+            Gate {
+                auth: Arc::new(Authenticator::new(&Default::default()).unwrap()),
+                audit: None,
+            },
             SHORT,
         )
     }

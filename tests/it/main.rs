@@ -10,6 +10,7 @@ mod common;
 mod architecture;
 mod audit;
 mod auth;
+mod auth_jwt;
 mod bad_input;
 #[cfg(feature = "bench")]
 mod bench_smoke;
