@@ -19,6 +19,7 @@
 //! ballots and refusals, [`tally`] (pure), and build the proposal.
 
 use super::EngineError;
+use super::before_llm;
 use super::cache::ProposalCache;
 use super::expert::ExpertEngine;
 use super::llm::LlmProposer;
@@ -30,6 +31,7 @@ use crate::domain::{
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -304,15 +306,18 @@ impl ConsensusEngine {
 
     /// The voted proposal for `incident`, ready by `deadline`.
     pub async fn analyze(&self, incident: &Incident, deadline: Instant) -> Proposal {
-        let mut expert = self.expert.propose(incident);
-        let Some(llm) = &self.llm else {
-            return expert;
-        };
-        if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(incident, SCOPE).await
+        let (mut expert, llm) = match before_llm(
+            &self.expert,
+            self.llm.as_ref(),
+            self.cache.as_ref(),
+            incident,
+            SCOPE,
+        )
+        .await
         {
-            return hit;
-        }
+            ControlFlow::Break(answer) => return answer,
+            ControlFlow::Continue(next) => next,
+        };
         let answers = self.ask_agents(llm, incident, deadline).await;
         let votes = self.sort_answers(incident, &expert, answers);
         if votes.ballots.len() == 1 {
