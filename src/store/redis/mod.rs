@@ -104,6 +104,46 @@ impl RedisStore {
         .transpose()
     }
 
+    /// Up to `limit` members of the sorted-set `index` whose score (a due
+    /// time in milliseconds) is before `before`, soonest first: the sweeper's
+    /// read of the analysing and executing indexes.
+    async fn due(
+        &self,
+        index: &str,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(index)
+                .arg("-inf")
+                .arg(before.timestamp_millis())
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
+    /// Removes `members` from the sorted-set `index`.
+    async fn unindex<M: redis::ToRedisArgs + Send + Sync>(
+        &self,
+        index: &str,
+        members: &[M],
+    ) -> Result<(), StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZREM")
+                .arg(index)
+                .arg(members)
+                .query_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<Token, IncidentId>> {
         // A poisoned cache only means a panic elsewhere mid-insert; the map
         // itself is still consistent.
@@ -551,19 +591,7 @@ impl Store for RedisStore {
         before: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
-        let members: Vec<String> = self
-            .run(async |c| {
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(keys::ANALYZING_INDEX)
-                    .arg("-inf")
-                    .arg(before.timestamp_millis())
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit)
-                    .query_async(c)
-                    .await
-            })
-            .await?;
+        let members = self.due(keys::ANALYZING_INDEX, before, limit).await?;
         let mut out = Vec::with_capacity(members.len());
         let mut foreign = Vec::new();
         for m in members {
@@ -575,14 +603,7 @@ impl Store for RedisStore {
         // A member that is not a token was not written by verdict; left in
         // place it would take a slot of every sweep for ever.
         if !foreign.is_empty() {
-            self.run(async |c| {
-                redis::cmd("ZREM")
-                    .arg(keys::ANALYZING_INDEX)
-                    .arg(&foreign)
-                    .query_async::<i64>(c)
-                    .await
-            })
-            .await?;
+            self.unindex(keys::ANALYZING_INDEX, &foreign).await?;
         }
         Ok(out)
     }
@@ -592,15 +613,7 @@ impl Store for RedisStore {
     }
 
     async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError> {
-        self.run(async |c| {
-            redis::cmd("ZREM")
-                .arg(keys::ANALYZING_INDEX)
-                .arg(token.as_str())
-                .query_async::<i64>(c)
-                .await
-        })
-        .await
-        .map(|_| ())
+        self.unindex(keys::ANALYZING_INDEX, &[token.as_str()]).await
     }
 
     async fn overdue_executions(
@@ -608,19 +621,7 @@ impl Store for RedisStore {
         before: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
-        let members: Vec<String> = self
-            .run(async |c| {
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(keys::EXECUTING_INDEX)
-                    .arg("-inf")
-                    .arg(before.timestamp_millis())
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit)
-                    .query_async(c)
-                    .await
-            })
-            .await?;
+        let members = self.due(keys::EXECUTING_INDEX, before, limit).await?;
         // A member that is not a token was not written by verdict: skipped.
         Ok(members
             .iter()
@@ -629,15 +630,7 @@ impl Store for RedisStore {
     }
 
     async fn forget_execution(&self, token: &Token) -> Result<(), StoreError> {
-        self.run(async |c| {
-            redis::cmd("ZREM")
-                .arg(keys::EXECUTING_INDEX)
-                .arg(token.as_str())
-                .query_async::<i64>(c)
-                .await
-        })
-        .await
-        .map(|_| ())
+        self.unindex(keys::EXECUTING_INDEX, &[token.as_str()]).await
     }
 
     async fn take_lease(
