@@ -222,25 +222,16 @@ impl Store for RedisStore {
                 .await
         })
         .await?;
-        let mut attempt = self::audit::Attempt::default();
-        let reply = loop {
-            let sealed = self.seal(audit, attempt.head.take());
-            let reply: Vec<Value> = self
-                .run(async |c| {
-                    script
-                        .key(&key)
-                        .arg(incident.version)
-                        .arg(&json)
-                        .arg(&sealed.args)
-                        .arg(&stats)
-                        .invoke_async(c)
-                        .await
-                })
-                .await?;
-            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
-                break reply;
-            }
-        };
+        let reply = self
+            .audited(audit, |sealed| {
+                let mut call = script.key(&key);
+                call.arg(incident.version)
+                    .arg(&json)
+                    .arg(sealed)
+                    .arg(&stats);
+                call
+            })
+            .await?;
         Ok(if matches!(reply.first(), Some(Value::Int(1))) {
             Created::New(incident.clone())
         } else {
@@ -320,27 +311,18 @@ impl Store for RedisStore {
         let script = &self.scripts.cas;
         let stats = self.stats_args(stats);
         // Incidents never expire: retention 0.
-        let mut attempt = self::audit::Attempt::default();
-        let reply = loop {
-            let sealed = self.seal(audit, attempt.head.take());
-            let reply: Vec<Value> = self
-                .run(async |c| {
-                    script
-                        .key(&key)
-                        .arg(expected_version)
-                        .arg(incident.version)
-                        .arg(&json)
-                        .arg(0)
-                        .arg(&sealed.args)
-                        .arg(&stats)
-                        .invoke_async(c)
-                        .await
-                })
-                .await?;
-            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
-                break reply;
-            }
-        };
+        let reply = self
+            .audited(audit, |sealed| {
+                let mut call = script.key(&key);
+                call.arg(expected_version)
+                    .arg(incident.version)
+                    .arg(&json)
+                    .arg(0)
+                    .arg(sealed)
+                    .arg(&stats);
+                call
+            })
+            .await?;
         cas_reply(reply, |j| decode(&key, j))
     }
 
@@ -422,36 +404,27 @@ impl Store for RedisStore {
                 .await
         })
         .await?;
-        let mut attempt = self::audit::Attempt::default();
-        let reply = loop {
-            let sealed = self.seal(audit, attempt.head.take());
-            let reply: Vec<Value> = self
-                .run(async |c| {
-                    script
-                        .key(&ck)
-                        .key(&dk)
-                        .key(&hk)
-                        .key(keys::CHANGES)
-                        .key(keys::ANALYZING_INDEX)
-                        .arg(expected)
-                        .arg(decision.token.as_str())
-                        .arg(decision.version)
-                        .arg(&json)
-                        .arg(retention)
-                        .arg(history_len)
-                        .arg(&prefix)
-                        .arg(stream_len)
-                        .arg(&deadline_ms)
-                        .arg(&sealed.args)
-                        .arg(&stats)
-                        .invoke_async(c)
-                        .await
-                })
-                .await?;
-            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
-                break reply;
-            }
-        };
+        let reply = self
+            .audited(audit, |sealed| {
+                let mut call = script.key(&ck);
+                call.key(&dk)
+                    .key(&hk)
+                    .key(keys::CHANGES)
+                    .key(keys::ANALYZING_INDEX)
+                    .arg(expected)
+                    .arg(decision.token.as_str())
+                    .arg(decision.version)
+                    .arg(&json)
+                    .arg(retention)
+                    .arg(history_len)
+                    .arg(&prefix)
+                    .arg(stream_len)
+                    .arg(&deadline_ms)
+                    .arg(sealed)
+                    .arg(&stats);
+                call
+            })
+            .await?;
         let outcome = cas_reply(reply, |j| decode(&ck, j))?;
         if matches!(outcome, Cas::Written) {
             self.cache().put(decision.token.clone(), id.clone());
@@ -486,34 +459,25 @@ impl Store for RedisStore {
         };
         let entered_ms = decision.updated_at.timestamp_millis();
         let stats = self.stats_args(stats);
-        let mut attempt = self::audit::Attempt::default();
-        let reply = loop {
-            let sealed = self.seal(audit, attempt.head.take());
-            let reply: Vec<Value> = self
-                .run(async |c| {
-                    script
-                        .key(&key)
-                        .key(keys::CHANGES)
-                        .key(keys::ANALYZING_INDEX)
-                        .key(keys::EXECUTING_INDEX)
-                        .arg(expected_version)
-                        .arg(decision.version)
-                        .arg(&json)
-                        .arg(retention)
-                        .arg(stream_len)
-                        .arg(leaves_analyzing)
-                        .arg(executing)
-                        .arg(entered_ms)
-                        .arg(&sealed.args)
-                        .arg(&stats)
-                        .invoke_async(c)
-                        .await
-                })
-                .await?;
-            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
-                break reply;
-            }
-        };
+        let reply = self
+            .audited(audit, |sealed| {
+                let mut call = script.key(&key);
+                call.key(keys::CHANGES)
+                    .key(keys::ANALYZING_INDEX)
+                    .key(keys::EXECUTING_INDEX)
+                    .arg(expected_version)
+                    .arg(decision.version)
+                    .arg(&json)
+                    .arg(retention)
+                    .arg(stream_len)
+                    .arg(leaves_analyzing)
+                    .arg(executing)
+                    .arg(entered_ms)
+                    .arg(sealed)
+                    .arg(&stats);
+                call
+            })
+            .await?;
         cas_reply(reply, |j| decode(&key, j))
     }
 
