@@ -289,14 +289,8 @@ mod tests {
         let mut i = incident();
         assert_eq!(i.target_namespace().as_str(), "default");
         i.signals.push(Signal {
-            alert_name: "PodCrash".into(),
             labels: [("namespace".to_string(), "shop; rm -rf /".to_string())].into(),
-            annotations: Default::default(),
-            starts_at: None,
-            ends_at: None,
-            fingerprint: String::new(),
-            status: SignalStatus::Firing,
-            generator_url: String::new(),
+            ..fixture::signal("PodCrash")
         });
         assert_eq!(i.target_namespace().as_str(), "default");
         i.signals[0]

@@ -199,6 +199,42 @@ pub struct Dissent {
     pub text_warnings: Vec<TextWarning>,
 }
 
+/// The one hand-built proposal unit tests start from (struct update syntax
+/// changes what a test is about): the expert's low-risk `kubectl rollout
+/// restart deployment/checkout -n shop`, confidence 0.8, every text empty.
+#[cfg(test)]
+pub mod fixture {
+    use super::*;
+
+    pub fn proposal() -> Proposal {
+        let n = |s: &str| K8sName::parse(s).expect("a valid RFC 1123 label");
+        Proposal {
+            source: ProposalSource::Expert,
+            provider: String::new(),
+            model: String::new(),
+            command: RemediationCommand {
+                verb: CommandVerb::RolloutRestart,
+                kind: WorkloadKind::Deployment,
+                name: n("checkout"),
+                namespace: n("shop"),
+                replicas: None,
+            },
+            description: String::new(),
+            reasoning: String::new(),
+            risk: RiskLevel::Low,
+            confidence: 0.8,
+            matched_rule: String::new(),
+            from_cache: false,
+            analysis_latency: Duration::ZERO,
+            fallback_reason: None,
+            consensus: None,
+            model_confidence: None,
+            text_warnings: Vec::new(),
+            policy_hash: String::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -472,8 +472,7 @@ fn most_common(reasons: &[FallbackReason]) -> FallbackReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::proposal::WorkloadKind;
-    use crate::domain::{CommandVerb, K8sName};
+    use crate::domain::CommandVerb;
 
     fn ballot(
         agent: &str,
@@ -482,34 +481,23 @@ mod tests {
         risk: RiskLevel,
         confidence: f64,
     ) -> Ballot {
-        let n = |s: &str| K8sName::parse(s).unwrap();
+        let base = crate::domain::proposal::fixture::proposal();
         Ballot {
             agent: agent.into(),
             weight: 1.0,
             is_expert: agent == EXPERT_AGENT,
             proposal: Proposal {
                 source: ProposalSource::Llm,
-                provider: String::new(),
-                model: String::new(),
                 command: RemediationCommand {
                     verb,
-                    kind: WorkloadKind::Deployment,
-                    name: n("checkout"),
-                    namespace: n("shop"),
                     replicas,
+                    ..base.command
                 },
                 description: format!("{agent} says"),
                 reasoning: format!("because {agent}"),
                 risk,
                 confidence,
-                matched_rule: String::new(),
-                from_cache: false,
-                analysis_latency: Duration::ZERO,
-                fallback_reason: None,
-                consensus: None,
-                model_confidence: None,
-                text_warnings: Vec::new(),
-                policy_hash: String::new(),
+                ..base
             },
         }
     }
