@@ -424,23 +424,15 @@ impl ConsensusEngine {
     ) -> Proposal {
         let rep = &votes.ballots[t.representative].proposal;
         Proposal {
-            source: ProposalSource::Consensus,
             provider: llm.client().provider().to_owned(),
             model: llm.client().model().to_owned(),
-            command: t.command.clone(),
             description: rep.description.clone(),
             reasoning: rep.reasoning.clone(),
-            risk: t.risk,
-            confidence: t.score,
             matched_rule: if t.expert_agrees {
                 expert.matched_rule.clone()
             } else {
                 String::new()
             },
-            from_cache: false,
-            analysis_latency: Duration::ZERO,
-            fallback_reason: None,
-            model_confidence: None,
             text_warnings: rep.text_warnings.clone(),
             policy_hash: llm.policy().hash().to_owned(),
             consensus: Some(ConsensusInfo {
@@ -453,6 +445,12 @@ impl ConsensusEngine {
                 dissenting: t.dissent,
                 refused: votes.refused,
             }),
+            ..Proposal::new(
+                ProposalSource::Consensus,
+                t.command.clone(),
+                t.risk,
+                t.score,
+            )
         }
     }
 }
