@@ -281,6 +281,21 @@ fn signal_to(s: &Signal) -> pb::Signal {
     }
 }
 
+/// The first `max` of `items`, with a violation on `field` when there are
+/// more: a request over a limit is reported, never silently cut.
+fn capped<'a, T>(
+    v: &mut Violations,
+    field: &str,
+    items: &'a [T],
+    max: usize,
+    noun: &str,
+) -> &'a [T] {
+    if items.len() > max {
+        v.add(field, format!("at most {max} {noun}"));
+    }
+    &items[..items.len().min(max)]
+}
+
 /// Parses a `CreateIncidentRequest` received at `now`, reporting every
 /// invalid field.
 pub fn create_incident(
@@ -315,37 +330,33 @@ pub fn create_incident(
     };
     let status = optional_enum(&mut v, "incident.status", inc.status, status_from)
         .unwrap_or(IncidentStatus::Open);
-    if inc.signals.len() > limits::SIGNALS {
-        v.add(
-            "incident.signals",
-            format!("at most {} signals", limits::SIGNALS),
-        );
-    }
-    let signals: Vec<Signal> = inc
-        .signals
-        .iter()
-        .take(limits::SIGNALS)
-        .enumerate()
-        .map(|(i, s)| signal_from(&mut v, &format!("incident.signals[{i}]"), s, now))
-        .collect();
-    if inc.affected_services.len() > limits::SERVICES {
-        v.add(
-            "incident.affected_services",
-            format!("at most {} services", limits::SERVICES),
-        );
-    }
-    let affected_services: Vec<K8sName> = inc
-        .affected_services
-        .iter()
-        .take(limits::SERVICES)
-        .enumerate()
-        .filter_map(|(i, s)| {
-            v.check(
-                format!("incident.affected_services[{i}]"),
-                K8sName::parse(s),
-            )
-        })
-        .collect();
+    let signals: Vec<Signal> = capped(
+        &mut v,
+        "incident.signals",
+        &inc.signals,
+        limits::SIGNALS,
+        "signals",
+    )
+    .iter()
+    .enumerate()
+    .map(|(i, s)| signal_from(&mut v, &format!("incident.signals[{i}]"), s, now))
+    .collect();
+    let affected_services: Vec<K8sName> = capped(
+        &mut v,
+        "incident.affected_services",
+        &inc.affected_services,
+        limits::SERVICES,
+        "services",
+    )
+    .iter()
+    .enumerate()
+    .filter_map(|(i, s)| {
+        v.check(
+            format!("incident.affected_services[{i}]"),
+            K8sName::parse(s),
+        )
+    })
+    .collect();
     let namespace = if inc.namespace.is_empty() {
         None
     } else {

@@ -33,9 +33,7 @@ impl StatsService for StatsApi {
         &self,
         req: Request<pb::GetIncidentSummaryRequest>,
     ) -> Result<Response<pb::GetIncidentSummaryResponse>, Status> {
-        let mut v = Violations::new();
-        let range = range(&mut v, req.get_ref().range.as_ref());
-        v.into_result().map_err(ManagerError::from)?;
+        let range = only_range(req.get_ref().range.as_ref())?;
         let (w, s) = self.stats.incident_summary(&range).await?;
         Ok(Response::new(summary_to(&w, &s)))
     }
@@ -44,9 +42,7 @@ impl StatsService for StatsApi {
         &self,
         req: Request<pb::GetResolutionStatsRequest>,
     ) -> Result<Response<pb::GetResolutionStatsResponse>, Status> {
-        let mut v = Violations::new();
-        let range = range(&mut v, req.get_ref().range.as_ref());
-        v.into_result().map_err(ManagerError::from)?;
+        let range = only_range(req.get_ref().range.as_ref())?;
         let (w, r) = self.stats.resolution(&range).await?;
         Ok(Response::new(resolution_to(&w, &r)))
     }
@@ -55,9 +51,7 @@ impl StatsService for StatsApi {
         &self,
         req: Request<pb::GetAiPerformanceRequest>,
     ) -> Result<Response<pb::GetAiPerformanceResponse>, Status> {
-        let mut v = Violations::new();
-        let range = range(&mut v, req.get_ref().range.as_ref());
-        v.into_result().map_err(ManagerError::from)?;
+        let range = only_range(req.get_ref().range.as_ref())?;
         let (w, r) = self.stats.ai_performance(&range).await?;
         Ok(Response::new(pb::GetAiPerformanceResponse {
             sources: r
@@ -126,6 +120,15 @@ impl StatsService for StatsApi {
 }
 
 /// Parses a request's optional range, recording every invalid field.
+/// The range of a request whose only field is its range: parsed, or
+/// INVALID_ARGUMENT naming what is wrong with it.
+fn only_range(r: Option<&pb::TimeRange>) -> Result<RangeSpec, ManagerError> {
+    let mut v = Violations::new();
+    let range = range(&mut v, r);
+    v.into_result()?;
+    Ok(range)
+}
+
 fn range(v: &mut Violations, r: Option<&pb::TimeRange>) -> RangeSpec {
     let Some(r) = r else {
         return RangeSpec::default();

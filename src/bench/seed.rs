@@ -6,8 +6,8 @@
 //! never builds.
 
 use crate::domain::{
-    Decision, DecisionMode, DecisionState, Incident, IncidentId, IncidentStatus, K8sName, Severity,
-    Signal, SignalStatus, Token,
+    Decision, DecisionMode, DecisionState, Incident, IncidentId, K8sName, Severity, Signal,
+    SignalStatus, Token,
 };
 use crate::engine::ExpertEngine;
 use crate::store::RedisStore;
@@ -175,10 +175,6 @@ fn records(expert: &ExpertEngine, len: usize) -> (Vec<Decision>, Vec<Incident>) 
 
 fn synthetic_incident(now: chrono::DateTime<chrono::Utc>) -> Incident {
     Incident {
-        id: IncidentId::generate(),
-        title: "Seeded by verdict bench".into(),
-        severity: Severity::P3,
-        status: IncidentStatus::Open,
         signals: vec![Signal {
             alert_name: "PodCrashLooping".into(),
             labels: [("service".to_owned(), "checkout".to_owned())].into(),
@@ -192,13 +188,11 @@ fn synthetic_incident(now: chrono::DateTime<chrono::Utc>) -> Incident {
         // A constant valid label: `parse` cannot fail, and if it ever did
         // the proposal would fall back to its own default target.
         affected_services: K8sName::parse("checkout").into_iter().collect(),
-        namespace: None,
-        created_at: now,
-        updated_at: now,
-        resolved_at: None,
-        version: 1,
-        status_actor: String::new(),
-        status_note: String::new(),
-        applied_requests: Default::default(),
+        ..Incident::opened(
+            IncidentId::generate(),
+            "Seeded by verdict bench".into(),
+            Severity::P3,
+            now,
+        )
     }
 }

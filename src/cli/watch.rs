@@ -132,21 +132,14 @@ async fn follow_one(
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
     let token = args.token.clone().unwrap_or_default();
-    let mut stream = client
+    let stream = client
         .watch_decision(super::stream_request(pb::WatchDecisionRequest {
             token,
             after_version: *after,
         }))
         .await?
         .into_inner();
-    while let Some(msg) = stream.message().await? {
-        *backoff = Duration::from_millis(200);
-        if let Some(d) = &msg.decision {
-            *after = d.version.max(*after);
-            emit(&render(&msg, d, json)?)?;
-        }
-    }
-    Ok(())
+    print_stream(stream, |m| m.decision.as_ref(), json, backoff, Some(after)).await
 }
 
 async fn follow_all(
@@ -155,16 +148,32 @@ async fn follow_all(
     json: bool,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
-    let mut stream = client
+    let stream = client
         .watch_decisions(super::stream_request(pb::WatchDecisionsRequest {
             incident_id: args.incident.clone().unwrap_or_default(),
             ..Default::default()
         }))
         .await?
         .into_inner();
+    print_stream(stream, |m| m.decision.as_ref(), json, backoff, None).await
+}
+
+/// Prints each decision `stream` carries until it ends. A message resets
+/// `backoff` (the connection is healthy again) and, when given, moves
+/// `after` to the newest version seen so a reconnection resumes there.
+async fn print_stream<M: ProtoMessage>(
+    mut stream: tonic::Streaming<M>,
+    decision_of: impl Fn(&M) -> Option<&pb::Decision>,
+    json: bool,
+    backoff: &mut Duration,
+    mut after: Option<&mut u64>,
+) -> anyhow::Result<()> {
     while let Some(msg) = stream.message().await? {
         *backoff = Duration::from_millis(200);
-        if let Some(d) = &msg.decision {
+        if let Some(d) = decision_of(&msg) {
+            if let Some(after) = after.as_deref_mut() {
+                *after = d.version.max(*after);
+            }
             emit(&render(&msg, d, json)?)?;
         }
     }

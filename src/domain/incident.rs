@@ -134,6 +134,29 @@ pub struct Incident {
 }
 
 impl Incident {
+    /// A just-opened incident at version 1: OPEN, created and updated `now`,
+    /// no signals, services or namespace yet. Every place that opens an
+    /// incident starts here (struct update syntax fills in the rest), so a
+    /// new bookkeeping field has one default.
+    pub fn opened(id: IncidentId, title: String, severity: Severity, now: DateTime<Utc>) -> Self {
+        Incident {
+            id,
+            title,
+            severity,
+            status: IncidentStatus::Open,
+            signals: Vec::new(),
+            affected_services: Vec::new(),
+            namespace: None,
+            created_at: now,
+            updated_at: now,
+            resolved_at: None,
+            version: 1,
+            status_actor: String::new(),
+            status_note: String::new(),
+            applied_requests: Default::default(),
+        }
+    }
+
     /// The namespace remediation targets: the explicit one, else the first
     /// signal's `namespace` label when it is a valid RFC 1123 label, else
     /// `default` (as in the seed). An invalid label is ignored, never used.
@@ -186,22 +209,12 @@ pub mod fixture {
     /// Starts an incident with the defaults.
     pub fn incident() -> Builder {
         let now = Utc::now();
-        Builder(Incident {
-            id: IncidentId::generate(),
-            title: "t".into(),
-            severity: Severity::P2,
-            status: IncidentStatus::Open,
-            signals: vec![],
-            affected_services: vec![],
-            namespace: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-            applied_requests: Default::default(),
-        })
+        Builder(Incident::opened(
+            IncidentId::generate(),
+            "t".into(),
+            Severity::P2,
+            now,
+        ))
     }
 
     /// An incident under construction; [`Builder::build`] ends it.
@@ -276,14 +289,8 @@ mod tests {
         let mut i = incident();
         assert_eq!(i.target_namespace().as_str(), "default");
         i.signals.push(Signal {
-            alert_name: "PodCrash".into(),
             labels: [("namespace".to_string(), "shop; rm -rf /".to_string())].into(),
-            annotations: Default::default(),
-            starts_at: None,
-            ends_at: None,
-            fingerprint: String::new(),
-            status: SignalStatus::Firing,
-            generator_url: String::new(),
+            ..fixture::signal("PodCrash")
         });
         assert_eq!(i.target_namespace().as_str(), "default");
         i.signals[0]

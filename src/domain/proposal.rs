@@ -164,6 +164,39 @@ pub struct Proposal {
     pub policy_hash: String,
 }
 
+impl Proposal {
+    /// A proposal with only what every source decides: its source, the
+    /// command, the risk and verdict's confidence; everything else empty (no
+    /// text, not from the cache, no fallback, no vote, no model claim, no
+    /// policy hash). Each engine sets the rest with struct update syntax, so
+    /// a new field has one default.
+    pub fn new(
+        source: ProposalSource,
+        command: RemediationCommand,
+        risk: RiskLevel,
+        confidence: f64,
+    ) -> Self {
+        Proposal {
+            source,
+            provider: String::new(),
+            model: String::new(),
+            command,
+            description: String::new(),
+            reasoning: String::new(),
+            risk,
+            confidence,
+            matched_rule: String::new(),
+            from_cache: false,
+            analysis_latency: Duration::ZERO,
+            fallback_reason: None,
+            consensus: None,
+            model_confidence: None,
+            text_warnings: Vec::new(),
+            policy_hash: String::new(),
+        }
+    }
+}
+
 /// What a consensus vote adds to a proposal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsensusInfo {
@@ -197,6 +230,26 @@ pub struct Dissent {
     /// What was found in `reasoning` (model-written).
     #[serde(default)]
     pub text_warnings: Vec<TextWarning>,
+}
+
+/// The one hand-built proposal unit tests start from (struct update syntax
+/// changes what a test is about): the expert's low-risk `kubectl rollout
+/// restart deployment/checkout -n shop`, confidence 0.8, every text empty.
+#[cfg(test)]
+pub mod fixture {
+    use super::*;
+
+    pub fn proposal() -> Proposal {
+        let n = |s: &str| K8sName::parse(s).expect("a valid RFC 1123 label");
+        let command = RemediationCommand {
+            verb: CommandVerb::RolloutRestart,
+            kind: WorkloadKind::Deployment,
+            name: n("checkout"),
+            namespace: n("shop"),
+            replicas: None,
+        };
+        Proposal::new(ProposalSource::Expert, command, RiskLevel::Low, 0.8)
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! ballots and refusals, [`tally`] (pure), and build the proposal.
 
 use super::EngineError;
+use super::before_llm;
 use super::cache::ProposalCache;
 use super::expert::ExpertEngine;
 use super::llm::LlmProposer;
@@ -30,6 +31,7 @@ use crate::domain::{
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -304,15 +306,18 @@ impl ConsensusEngine {
 
     /// The voted proposal for `incident`, ready by `deadline`.
     pub async fn analyze(&self, incident: &Incident, deadline: Instant) -> Proposal {
-        let mut expert = self.expert.propose(incident);
-        let Some(llm) = &self.llm else {
-            return expert;
-        };
-        if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(incident, SCOPE).await
+        let (mut expert, llm) = match before_llm(
+            &self.expert,
+            self.llm.as_ref(),
+            self.cache.as_ref(),
+            incident,
+            SCOPE,
+        )
+        .await
         {
-            return hit;
-        }
+            ControlFlow::Break(answer) => return answer,
+            ControlFlow::Continue(next) => next,
+        };
         let answers = self.ask_agents(llm, incident, deadline).await;
         let votes = self.sort_answers(incident, &expert, answers);
         if votes.ballots.len() == 1 {
@@ -419,23 +424,15 @@ impl ConsensusEngine {
     ) -> Proposal {
         let rep = &votes.ballots[t.representative].proposal;
         Proposal {
-            source: ProposalSource::Consensus,
             provider: llm.client().provider().to_owned(),
             model: llm.client().model().to_owned(),
-            command: t.command.clone(),
             description: rep.description.clone(),
             reasoning: rep.reasoning.clone(),
-            risk: t.risk,
-            confidence: t.score,
             matched_rule: if t.expert_agrees {
                 expert.matched_rule.clone()
             } else {
                 String::new()
             },
-            from_cache: false,
-            analysis_latency: Duration::ZERO,
-            fallback_reason: None,
-            model_confidence: None,
             text_warnings: rep.text_warnings.clone(),
             policy_hash: llm.policy().hash().to_owned(),
             consensus: Some(ConsensusInfo {
@@ -448,6 +445,12 @@ impl ConsensusEngine {
                 dissenting: t.dissent,
                 refused: votes.refused,
             }),
+            ..Proposal::new(
+                ProposalSource::Consensus,
+                t.command.clone(),
+                t.risk,
+                t.score,
+            )
         }
     }
 }
@@ -467,8 +470,7 @@ fn most_common(reasons: &[FallbackReason]) -> FallbackReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::proposal::WorkloadKind;
-    use crate::domain::{CommandVerb, K8sName};
+    use crate::domain::CommandVerb;
 
     fn ballot(
         agent: &str,
@@ -477,34 +479,23 @@ mod tests {
         risk: RiskLevel,
         confidence: f64,
     ) -> Ballot {
-        let n = |s: &str| K8sName::parse(s).unwrap();
+        let base = crate::domain::proposal::fixture::proposal();
         Ballot {
             agent: agent.into(),
             weight: 1.0,
             is_expert: agent == EXPERT_AGENT,
             proposal: Proposal {
                 source: ProposalSource::Llm,
-                provider: String::new(),
-                model: String::new(),
                 command: RemediationCommand {
                     verb,
-                    kind: WorkloadKind::Deployment,
-                    name: n("checkout"),
-                    namespace: n("shop"),
                     replicas,
+                    ..base.command
                 },
                 description: format!("{agent} says"),
                 reasoning: format!("because {agent}"),
                 risk,
                 confidence,
-                matched_rule: String::new(),
-                from_cache: false,
-                analysis_latency: Duration::ZERO,
-                fallback_reason: None,
-                consensus: None,
-                model_confidence: None,
-                text_warnings: Vec::new(),
-                policy_hash: String::new(),
+                ..base
             },
         }
     }

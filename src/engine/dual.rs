@@ -5,10 +5,12 @@
 //! recorded. Without an LLM configured the expert decides alone
 //! (`NotConfigured`).
 
+use super::before_llm;
 use super::cache::ProposalCache;
 use super::expert::ExpertEngine;
 use super::llm::LlmProposer;
 use crate::domain::{FallbackReason, Incident, Proposal};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -33,15 +35,18 @@ impl DualEngine {
     /// The proposal for `incident`, ready by `deadline`: at the deadline the
     /// LLM call is dropped and the expert proposal returned with `Timeout`.
     pub async fn analyze(&self, incident: &Incident, deadline: Instant) -> Proposal {
-        let mut expert = self.expert.propose(incident);
-        let Some(llm) = &self.llm else {
-            return expert;
-        };
-        if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(incident, SCOPE).await
+        let (mut expert, llm) = match before_llm(
+            &self.expert,
+            self.llm.as_ref(),
+            self.cache.as_ref(),
+            incident,
+            SCOPE,
+        )
+        .await
         {
-            return hit;
-        }
+            ControlFlow::Break(answer) => return answer,
+            ControlFlow::Continue(next) => next,
+        };
         let reason = match tokio::time::timeout_at(deadline, llm.propose(incident, None)).await {
             Ok(Ok(p)) => {
                 if let Some(cache) = &self.cache {

@@ -8,7 +8,6 @@ use crate::domain::{
 };
 use serde::Deserialize;
 use std::path::Path;
-use std::time::Duration;
 use thiserror::Error;
 
 const DEFAULT_RULES: &str = include_str!("default_rules.toml");
@@ -199,29 +198,24 @@ impl ExpertEngine {
             .first()
             .cloned()
             .unwrap_or_else(|| self.fallback_target.clone());
+        let command = RemediationCommand {
+            verb: rule.verb,
+            kind: rule.kind,
+            name,
+            namespace: incident.target_namespace(),
+            replicas: rule.replicas,
+        };
         Proposal {
-            source: ProposalSource::Expert,
-            provider: String::new(),
-            model: String::new(),
-            command: RemediationCommand {
-                verb: rule.verb,
-                kind: rule.kind,
-                name,
-                namespace: incident.target_namespace(),
-                replicas: rule.replicas,
-            },
             description: rule.description.clone(),
             reasoning: rule.reasoning.clone(),
-            risk: rule.risk,
-            confidence: EXPERT_CONFIDENCE,
             matched_rule: rule.name.clone(),
-            from_cache: false,
-            analysis_latency: Duration::ZERO,
             fallback_reason: Some(FallbackReason::NotConfigured),
-            consensus: None,
-            model_confidence: None,
-            text_warnings: Vec::new(),
-            policy_hash: String::new(),
+            ..Proposal::new(
+                ProposalSource::Expert,
+                command,
+                rule.risk,
+                EXPERT_CONFIDENCE,
+            )
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod settings;
 use crate::domain::{DecisionMode, Incident, Proposal};
 use crate::store::Store;
 use async_trait::async_trait;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -112,4 +113,28 @@ impl Analyzer for Engines {
             DecisionMode::Dual | DecisionMode::Auto => self.dual.analyze(incident, deadline).await,
         }
     }
+}
+
+/// The first step both LLM-backed engines share: the expert proposal, then
+/// either an answer without asking any model (`Break`: no LLM configured, or
+/// a cached answer for this incident's signature in `scope`) or the expert
+/// proposal and the LLM to ask (`Continue`). One function so the dual and
+/// consensus engines cannot drift on when the cache is consulted.
+async fn before_llm<'a>(
+    expert: &ExpertEngine,
+    llm: Option<&'a llm::LlmProposer>,
+    cache: Option<&cache::ProposalCache>,
+    incident: &Incident,
+    scope: &str,
+) -> ControlFlow<Proposal, (Proposal, &'a llm::LlmProposer)> {
+    let expert = expert.propose(incident);
+    let Some(llm) = llm else {
+        return ControlFlow::Break(expert);
+    };
+    if let Some(cache) = cache
+        && let Some(hit) = cache.get(incident, scope).await
+    {
+        return ControlFlow::Break(hit);
+    }
+    ControlFlow::Continue((expert, llm))
 }

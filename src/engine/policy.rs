@@ -44,7 +44,6 @@ use crate::domain::{
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Characters kept of the free-text fields shown to people.
 pub const MAX_DESCRIPTION: usize = 500;
@@ -78,22 +77,14 @@ impl Vetted {
         text_warnings.sort();
         text_warnings.dedup();
         Proposal {
-            source,
             provider: provider.to_owned(),
             model: model.to_owned(),
-            command: self.command,
             description: self.description.text,
             reasoning: self.reasoning.text,
-            risk: self.risk,
-            confidence: LLM_CONFIDENCE,
-            matched_rule: String::new(),
-            from_cache: false,
-            analysis_latency: Duration::ZERO,
-            fallback_reason: None,
-            consensus: None,
             model_confidence: Some(self.model_confidence),
             text_warnings,
             policy_hash: self.policy_hash,
+            ..Proposal::new(source, self.command, self.risk, LLM_CONFIDENCE)
         }
     }
 }

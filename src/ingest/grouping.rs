@@ -214,21 +214,14 @@ pub fn clip(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::SignalStatus;
 
     fn signal(name: &str, labels: &[(&str, &str)]) -> Signal {
         Signal {
-            alert_name: name.into(),
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            annotations: Default::default(),
-            starts_at: None,
-            ends_at: None,
-            fingerprint: String::new(),
-            status: SignalStatus::Firing,
-            generator_url: String::new(),
+            ..crate::domain::incident::fixture::signal(name)
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::grouping::{Policy, namespace_of, title_of};
 use crate::domain::incident::limits;
-use crate::domain::{Incident, IncidentId, IncidentStatus, Severity, Signal, SignalStatus};
+use crate::domain::{Incident, IncidentId, Severity, Signal, SignalStatus};
 use chrono::{DateTime, Utc};
 
 /// What folding alerts into an incident did.
@@ -113,24 +113,13 @@ pub fn open(
         .or(signals.first());
     let title = lead.map(title_of).unwrap_or_else(|| "Alerts".to_string());
     let mut incident = Incident {
-        id,
-        title,
-        // The least severe; `apply` raises it to the firing alerts'.
-        severity: Severity::P4,
-        status: IncidentStatus::Open,
-        signals: Vec::new(),
         affected_services: lead
             .and_then(|s| policy.service_of(s))
             .into_iter()
             .collect(),
         namespace: lead.and_then(namespace_of),
-        created_at: now,
-        updated_at: now,
-        resolved_at: None,
-        version: 1,
-        status_actor: String::new(),
-        status_note: String::new(),
-        applied_requests: Default::default(),
+        // The least severe; `apply` raises it to the firing alerts'.
+        ..Incident::opened(id, title, Severity::P4, now)
     };
     if !signals.iter().any(|s| s.status == SignalStatus::Firing) {
         incident.severity = policy.default_severity;

@@ -136,7 +136,6 @@ impl ApprovalPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::proposal::{CommandVerb, ProposalSource, RemediationCommand, WorkloadKind};
     use crate::domain::{AuthMethod, DecisionMode, DecisionState, IncidentId, K8sName, Proposal};
     use chrono::Utc;
 
@@ -149,29 +148,12 @@ mod tests {
             chrono::Duration::hours(1),
             now,
         );
+        let mut proposal = crate::domain::proposal::fixture::proposal();
+        proposal.command.namespace = K8sName::parse(namespace).unwrap();
         d.proposal = Some(Proposal {
-            source: ProposalSource::Expert,
-            provider: String::new(),
-            model: String::new(),
-            command: RemediationCommand {
-                verb: CommandVerb::RolloutRestart,
-                kind: WorkloadKind::Deployment,
-                name: K8sName::parse("checkout").unwrap(),
-                namespace: K8sName::parse(namespace).unwrap(),
-                replicas: None,
-            },
-            description: String::new(),
-            reasoning: String::new(),
             risk,
             confidence: 0.9,
-            matched_rule: String::new(),
-            from_cache: false,
-            analysis_latency: std::time::Duration::ZERO,
-            fallback_reason: None,
-            consensus: None,
-            model_confidence: None,
-            text_warnings: Vec::new(),
-            policy_hash: String::new(),
+            ..proposal
         });
         d.severity = Some(severity);
         d.state = DecisionState::Ready;

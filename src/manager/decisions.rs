@@ -574,10 +574,7 @@ impl DecisionManager {
     ) -> Result<Decision, ManagerError> {
         for _ in 0..CAS_ATTEMPTS {
             let d = self.load(token).await?;
-            if let Some(rid) = request_id
-                && d.applied_requests.contains(rid)
-            {
-                tracing::info!(%token, request_id = rid.as_str(), "retried change: already applied");
+            if already_applied(&d, request_id, "change") {
                 return Ok(d);
             }
             let mut next = d.transition(next_state, expected_version, self.clock.now())?;
@@ -657,10 +654,7 @@ impl DecisionManager {
         let mut d = None;
         for _ in 0..CAS_ATTEMPTS {
             let cur = self.load(token).await?;
-            if let Some(rid) = request_id
-                && cur.applied_requests.contains(rid)
-            {
-                tracing::info!(%token, request_id = rid.as_str(), "retried approval: already applied");
+            if already_applied(&cur, request_id, "approval") {
                 return Ok(cur);
             }
             let policy = self.approval_policy();
@@ -753,10 +747,7 @@ impl DecisionManager {
         let now = self.clock.now();
         for _ in 0..CAS_ATTEMPTS {
             let cur = self.load(token).await?;
-            if let Some(rid) = request_id
-                && cur.applied_requests.contains(rid)
-            {
-                tracing::info!(%token, request_id = rid.as_str(), "retried rejection: already applied");
+            if already_applied(&cur, request_id, "rejection") {
                 return Ok(cur);
             }
             let mut next = cur.transition(DecisionState::Rejected, expected_version, now)?;
@@ -800,6 +791,17 @@ impl DecisionManager {
         })
         .await
     }
+}
+
+/// Whether `d` already carries `request_id`: the call is a retry of a
+/// `what` (change, approval, rejection) that was applied, and gets the
+/// decision as it is, before any state or version check could refuse it.
+fn already_applied(d: &Decision, request_id: Option<&RequestId>, what: &str) -> bool {
+    let Some(rid) = request_id.filter(|r| d.applied_requests.contains(r)) else {
+        return false;
+    };
+    tracing::info!(token = %d.token, request_id = rid.as_str(), "retried {what}: already applied");
+    true
 }
 
 #[cfg(test)]

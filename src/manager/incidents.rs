@@ -69,20 +69,15 @@ impl IncidentManager {
         let now = self.clock.now();
         let explicit_id = new.id.is_some();
         let mut incident = Incident {
-            id: new.id.unwrap_or_else(IncidentId::generate),
-            title: new.title,
-            severity: new.severity,
-            status: IncidentStatus::Open,
             signals: new.signals,
             affected_services: new.affected_services,
             namespace: new.namespace,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-            applied_requests: Default::default(),
+            ..Incident::opened(
+                new.id.unwrap_or_else(IncidentId::generate),
+                new.title,
+                new.severity,
+                now,
+            )
         };
         if new.status != IncidentStatus::Open {
             incident.set_status(new.status, now);

@@ -259,40 +259,32 @@ mod tests {
     #[test]
     fn bad_ranges_name_the_field() {
         let now = t(2025, 11, 25, 18, 42);
+        let field_of = |spec: RangeSpec| {
+            Window::resolve(&spec, now, DAYS_90)
+                .unwrap_err()
+                .iter()
+                .next()
+                .unwrap()
+                .field
+                .clone()
+        };
         let spec = RangeSpec {
             from: Some(now),
             to: Some(now),
             ..Default::default()
         };
-        let e = Window::resolve(&spec, now, DAYS_90).unwrap_err();
-        assert_eq!(e.iter().next().unwrap().field, "range.to");
+        assert_eq!(field_of(spec), "range.to");
         let spec = RangeSpec {
             from: Some(now),
             last: Some(Duration::from_secs(60)),
             ..Default::default()
         };
-        assert_eq!(
-            Window::resolve(&spec, now, DAYS_90)
-                .unwrap_err()
-                .iter()
-                .next()
-                .unwrap()
-                .field,
-            "range.last"
-        );
+        assert_eq!(field_of(spec), "range.last");
         let spec = RangeSpec {
             last: Some(Duration::ZERO),
             ..Default::default()
         };
-        assert_eq!(
-            Window::resolve(&spec, now, DAYS_90)
-                .unwrap_err()
-                .iter()
-                .next()
-                .unwrap()
-                .field,
-            "range.last"
-        );
+        assert_eq!(field_of(spec), "range.last");
     }
 
     #[test]

@@ -150,10 +150,7 @@ fn llm_lost(r: FallbackReason) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        CommandVerb, IncidentId, IncidentStatus, K8sName, Proposal, RemediationCommand, RiskLevel,
-        Severity,
-    };
+    use crate::domain::{IncidentId, IncidentStatus, Proposal, Severity};
     use crate::stats::delta::{Action, Target};
     use chrono::{DateTime, TimeZone, Utc};
 
@@ -251,26 +248,11 @@ mod tests {
         Proposal {
             source,
             provider: "OpenAI!".into(),
-            model: String::new(),
-            command: RemediationCommand {
-                verb: CommandVerb::RolloutRestart,
-                kind: crate::domain::proposal::WorkloadKind::Deployment,
-                name: K8sName::parse("checkout").unwrap(),
-                namespace: K8sName::parse("shop").unwrap(),
-                replicas: None,
-            },
-            description: String::new(),
-            reasoning: String::new(),
-            risk: RiskLevel::Low,
             confidence: 0.9,
-            matched_rule: String::new(),
             from_cache: true,
             analysis_latency: std::time::Duration::from_millis(1500),
             fallback_reason: reason,
-            consensus: None,
-            model_confidence: None,
-            text_warnings: Vec::new(),
-            policy_hash: String::new(),
+            ..crate::domain::proposal::fixture::proposal()
         }
     }
 

@@ -697,36 +697,16 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::proposal::{CommandVerb, RemediationCommand, RiskLevel, WorkloadKind};
-    use crate::domain::{K8sName, ProposalSource};
     use std::time::Duration;
 
     /// A proposal built by hand: the store stores any proposal, and its
     /// tests need nothing from the engines.
     fn proposal() -> Proposal {
         Proposal {
-            source: ProposalSource::Expert,
-            provider: String::new(),
-            model: String::new(),
-            command: RemediationCommand {
-                verb: CommandVerb::RolloutRestart,
-                kind: WorkloadKind::Deployment,
-                name: K8sName::parse("checkout").unwrap(),
-                namespace: K8sName::parse("shop").unwrap(),
-                replicas: None,
-            },
             description: "restart".into(),
             reasoning: "a restart clears the fault".into(),
-            risk: RiskLevel::Low,
-            confidence: 0.8,
             matched_rule: "restart".into(),
-            from_cache: false,
-            analysis_latency: Duration::ZERO,
-            fallback_reason: None,
-            consensus: None,
-            model_confidence: None,
-            text_warnings: Vec::new(),
-            policy_hash: String::new(),
+            ..crate::domain::proposal::fixture::proposal()
         }
     }
 

@@ -157,16 +157,12 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{IncidentId, IncidentStatus, K8sName, Severity, Signal, SignalStatus};
+    use crate::domain::{IncidentId, K8sName, Severity, Signal, SignalStatus};
 
     fn incident() -> Incident {
         let now = chrono::Utc::now();
         let big = "x".repeat(5000);
         Incident {
-            id: IncidentId::parse("INC-1").unwrap(),
-            title: "Checkout down".into(),
-            severity: Severity::P1,
-            status: IncidentStatus::Open,
             signals: (0..50)
                 .map(|i| Signal {
                     alert_name: format!("PodCrashLooping{i}"),
@@ -181,13 +177,12 @@ mod tests {
                 .collect(),
             affected_services: vec![K8sName::parse("checkout").unwrap()],
             namespace: Some(K8sName::parse("shop").unwrap()),
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-            status_actor: String::new(),
-            status_note: String::new(),
-            applied_requests: Default::default(),
+            ..Incident::opened(
+                IncidentId::parse("INC-1").unwrap(),
+                "Checkout down".into(),
+                Severity::P1,
+                now,
+            )
         }
     }
 

@@ -15,7 +15,7 @@ use super::RedisStore;
 use crate::audit::{self, Head, Position, Signer};
 use crate::store::{StoreError, decode, keys};
 use lru::LruCache;
-use redis::Value;
+use redis::{ScriptInvocation, Value};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
@@ -95,6 +95,26 @@ impl RedisStore {
                     hash: event.hash,
                 },
             )),
+        }
+    }
+
+    /// Runs the write script `call` builds from the sealed audit arguments
+    /// until the audit chain's head did not move under it, at most
+    /// `ATTEMPTS` times: the retry every audited write shares. (A builder,
+    /// not an async closure: the future stays `Send` for `async_trait`.)
+    pub(super) async fn audited<'s>(
+        &self,
+        draft: Option<&audit::Draft>,
+        call: impl Fn(&[String]) -> ScriptInvocation<'s>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut attempt = Attempt::default();
+        loop {
+            let sealed = self.seal(draft, attempt.head.take());
+            let invocation = call(&sealed.args);
+            let reply: Vec<Value> = self.run(async |c| invocation.invoke_async(c).await).await?;
+            if let Some(reply) = self.settle_audit(draft, sealed, reply, &mut attempt)? {
+                return Ok(reply);
+            }
         }
     }
 

@@ -104,6 +104,46 @@ impl RedisStore {
         .transpose()
     }
 
+    /// Up to `limit` members of the sorted-set `index` whose score (a due
+    /// time in milliseconds) is before `before`, soonest first: the sweeper's
+    /// read of the analysing and executing indexes.
+    async fn due(
+        &self,
+        index: &str,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(index)
+                .arg("-inf")
+                .arg(before.timestamp_millis())
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
+    /// Removes `members` from the sorted-set `index`.
+    async fn unindex<M: redis::ToRedisArgs + Send + Sync>(
+        &self,
+        index: &str,
+        members: &[M],
+    ) -> Result<(), StoreError> {
+        self.run(async |c| {
+            redis::cmd("ZREM")
+                .arg(index)
+                .arg(members)
+                .query_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<Token, IncidentId>> {
         // A poisoned cache only means a panic elsewhere mid-insert; the map
         // itself is still consistent.
@@ -182,25 +222,16 @@ impl Store for RedisStore {
                 .await
         })
         .await?;
-        let mut attempt = self::audit::Attempt::default();
-        let reply = loop {
-            let sealed = self.seal(audit, attempt.head.take());
-            let reply: Vec<Value> = self
-                .run(async |c| {
-                    script
-                        .key(&key)
-                        .arg(incident.version)
-                        .arg(&json)
-                        .arg(&sealed.args)
-                        .arg(&stats)
-                        .invoke_async(c)
-                        .await
-                })
-                .await?;
-            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
-                break reply;
-            }
-        };
+        let reply = self
+            .audited(audit, |sealed| {
+                let mut call = script.key(&key);
+                call.arg(incident.version)
+                    .arg(&json)
+                    .arg(sealed)
+                    .arg(&stats);
+                call
+            })
+            .await?;
         Ok(if matches!(reply.first(), Some(Value::Int(1))) {
             Created::New(incident.clone())
         } else {
@@ -280,27 +311,18 @@ impl Store for RedisStore {
         let script = &self.scripts.cas;
         let stats = self.stats_args(stats);
         // Incidents never expire: retention 0.
-        let mut attempt = self::audit::Attempt::default();
-        let reply = loop {
-            let sealed = self.seal(audit, attempt.head.take());
-            let reply: Vec<Value> = self
-                .run(async |c| {
-                    script
-                        .key(&key)
-                        .arg(expected_version)
-                        .arg(incident.version)
-                        .arg(&json)
-                        .arg(0)
-                        .arg(&sealed.args)
-                        .arg(&stats)
-                        .invoke_async(c)
-                        .await
-                })
-                .await?;
-            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
-                break reply;
-            }
-        };
+        let reply = self
+            .audited(audit, |sealed| {
+                let mut call = script.key(&key);
+                call.arg(expected_version)
+                    .arg(incident.version)
+                    .arg(&json)
+                    .arg(0)
+                    .arg(sealed)
+                    .arg(&stats);
+                call
+            })
+            .await?;
         cas_reply(reply, |j| decode(&key, j))
     }
 
@@ -382,36 +404,27 @@ impl Store for RedisStore {
                 .await
         })
         .await?;
-        let mut attempt = self::audit::Attempt::default();
-        let reply = loop {
-            let sealed = self.seal(audit, attempt.head.take());
-            let reply: Vec<Value> = self
-                .run(async |c| {
-                    script
-                        .key(&ck)
-                        .key(&dk)
-                        .key(&hk)
-                        .key(keys::CHANGES)
-                        .key(keys::ANALYZING_INDEX)
-                        .arg(expected)
-                        .arg(decision.token.as_str())
-                        .arg(decision.version)
-                        .arg(&json)
-                        .arg(retention)
-                        .arg(history_len)
-                        .arg(&prefix)
-                        .arg(stream_len)
-                        .arg(&deadline_ms)
-                        .arg(&sealed.args)
-                        .arg(&stats)
-                        .invoke_async(c)
-                        .await
-                })
-                .await?;
-            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
-                break reply;
-            }
-        };
+        let reply = self
+            .audited(audit, |sealed| {
+                let mut call = script.key(&ck);
+                call.key(&dk)
+                    .key(&hk)
+                    .key(keys::CHANGES)
+                    .key(keys::ANALYZING_INDEX)
+                    .arg(expected)
+                    .arg(decision.token.as_str())
+                    .arg(decision.version)
+                    .arg(&json)
+                    .arg(retention)
+                    .arg(history_len)
+                    .arg(&prefix)
+                    .arg(stream_len)
+                    .arg(&deadline_ms)
+                    .arg(sealed)
+                    .arg(&stats);
+                call
+            })
+            .await?;
         let outcome = cas_reply(reply, |j| decode(&ck, j))?;
         if matches!(outcome, Cas::Written) {
             self.cache().put(decision.token.clone(), id.clone());
@@ -446,34 +459,25 @@ impl Store for RedisStore {
         };
         let entered_ms = decision.updated_at.timestamp_millis();
         let stats = self.stats_args(stats);
-        let mut attempt = self::audit::Attempt::default();
-        let reply = loop {
-            let sealed = self.seal(audit, attempt.head.take());
-            let reply: Vec<Value> = self
-                .run(async |c| {
-                    script
-                        .key(&key)
-                        .key(keys::CHANGES)
-                        .key(keys::ANALYZING_INDEX)
-                        .key(keys::EXECUTING_INDEX)
-                        .arg(expected_version)
-                        .arg(decision.version)
-                        .arg(&json)
-                        .arg(retention)
-                        .arg(stream_len)
-                        .arg(leaves_analyzing)
-                        .arg(executing)
-                        .arg(entered_ms)
-                        .arg(&sealed.args)
-                        .arg(&stats)
-                        .invoke_async(c)
-                        .await
-                })
-                .await?;
-            if let Some(reply) = self.settle_audit(audit, sealed, reply, &mut attempt)? {
-                break reply;
-            }
-        };
+        let reply = self
+            .audited(audit, |sealed| {
+                let mut call = script.key(&key);
+                call.key(keys::CHANGES)
+                    .key(keys::ANALYZING_INDEX)
+                    .key(keys::EXECUTING_INDEX)
+                    .arg(expected_version)
+                    .arg(decision.version)
+                    .arg(&json)
+                    .arg(retention)
+                    .arg(stream_len)
+                    .arg(leaves_analyzing)
+                    .arg(executing)
+                    .arg(entered_ms)
+                    .arg(sealed)
+                    .arg(&stats);
+                call
+            })
+            .await?;
         cas_reply(reply, |j| decode(&key, j))
     }
 
@@ -551,19 +555,7 @@ impl Store for RedisStore {
         before: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
-        let members: Vec<String> = self
-            .run(async |c| {
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(keys::ANALYZING_INDEX)
-                    .arg("-inf")
-                    .arg(before.timestamp_millis())
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit)
-                    .query_async(c)
-                    .await
-            })
-            .await?;
+        let members = self.due(keys::ANALYZING_INDEX, before, limit).await?;
         let mut out = Vec::with_capacity(members.len());
         let mut foreign = Vec::new();
         for m in members {
@@ -575,14 +567,7 @@ impl Store for RedisStore {
         // A member that is not a token was not written by verdict; left in
         // place it would take a slot of every sweep for ever.
         if !foreign.is_empty() {
-            self.run(async |c| {
-                redis::cmd("ZREM")
-                    .arg(keys::ANALYZING_INDEX)
-                    .arg(&foreign)
-                    .query_async::<i64>(c)
-                    .await
-            })
-            .await?;
+            self.unindex(keys::ANALYZING_INDEX, &foreign).await?;
         }
         Ok(out)
     }
@@ -592,15 +577,7 @@ impl Store for RedisStore {
     }
 
     async fn forget_analysis(&self, token: &Token) -> Result<(), StoreError> {
-        self.run(async |c| {
-            redis::cmd("ZREM")
-                .arg(keys::ANALYZING_INDEX)
-                .arg(token.as_str())
-                .query_async::<i64>(c)
-                .await
-        })
-        .await
-        .map(|_| ())
+        self.unindex(keys::ANALYZING_INDEX, &[token.as_str()]).await
     }
 
     async fn overdue_executions(
@@ -608,19 +585,7 @@ impl Store for RedisStore {
         before: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
-        let members: Vec<String> = self
-            .run(async |c| {
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(keys::EXECUTING_INDEX)
-                    .arg("-inf")
-                    .arg(before.timestamp_millis())
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit)
-                    .query_async(c)
-                    .await
-            })
-            .await?;
+        let members = self.due(keys::EXECUTING_INDEX, before, limit).await?;
         // A member that is not a token was not written by verdict: skipped.
         Ok(members
             .iter()
@@ -629,15 +594,7 @@ impl Store for RedisStore {
     }
 
     async fn forget_execution(&self, token: &Token) -> Result<(), StoreError> {
-        self.run(async |c| {
-            redis::cmd("ZREM")
-                .arg(keys::EXECUTING_INDEX)
-                .arg(token.as_str())
-                .query_async::<i64>(c)
-                .await
-        })
-        .await
-        .map(|_| ())
+        self.unindex(keys::EXECUTING_INDEX, &[token.as_str()]).await
     }
 
     async fn take_lease(

@@ -29,6 +29,21 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl RedisStore {
+    /// Sets `key` to `json`, expiring after `ttl`: the chat cards and
+    /// buttons, which are only worth keeping while a person may click them.
+    async fn set_px(&self, key: &str, json: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.run(async |c| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(json)
+                .arg("PX")
+                .arg(ms(ttl))
+                .query_async::<()>(c)
+                .await
+        })
+        .await
+    }
+
     /// Runs the settle script for `claim`; true when it went dead.
     async fn settle(
         &self,
@@ -149,30 +164,12 @@ impl NotifyStore for RedisStore {
 
     async fn save_card(&self, token: &Token, json: &str, ttl: Duration) -> Result<(), StoreError> {
         let key = keys::notify_card(token);
-        self.run(async |c| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(json)
-                .arg("PX")
-                .arg(ms(ttl))
-                .query_async::<()>(c)
-                .await
-        })
-        .await
+        self.set_px(&key, json, ttl).await
     }
 
     async fn put_button(&self, id: &str, json: &str, ttl: Duration) -> Result<(), StoreError> {
         let key = keys::notify_button(id);
-        self.run(async |c| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(json)
-                .arg("PX")
-                .arg(ms(ttl))
-                .query_async::<()>(c)
-                .await
-        })
-        .await
+        self.set_px(&key, json, ttl).await
     }
 
     async fn button(&self, id: &str) -> Result<Option<String>, StoreError> {
