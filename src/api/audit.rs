@@ -5,6 +5,9 @@ use crate::domain::Violations;
 use crate::manager::{AuditFilter, AuditLog, ManagerError};
 use crate::proto as pb;
 use crate::proto::audit_service_server::AuditService;
+use futures::StreamExt;
+use std::pin::Pin;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 /// Events per page when the caller does not say.
@@ -12,11 +15,29 @@ const DEFAULT_PAGE: usize = 100;
 
 pub struct AuditApi {
     log: AuditLog,
+    /// Ends watch streams (with UNAVAILABLE and the resume point) at
+    /// shutdown.
+    shutdown: CancellationToken,
 }
 
 impl AuditApi {
-    pub fn new(log: AuditLog) -> Self {
-        AuditApi { log }
+    pub fn new(log: AuditLog, shutdown: CancellationToken) -> Self {
+        AuditApi { log, shutdown }
+    }
+}
+
+type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// A position the client sent back (`page_token`, `after`), or the
+/// violation at `field`.
+fn position(field: &str, s: &str) -> Result<Option<Position>, ManagerError> {
+    match s {
+        "" => Ok(None),
+        t => Position::parse(t).map(Some).ok_or_else(|| {
+            let mut v = Violations::new();
+            v.add(field, "is not a position this service returned");
+            ManagerError::from(v)
+        }),
     }
 }
 
@@ -94,14 +115,7 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let r = req.get_ref();
         let f = filter(r.filter.as_ref()).map_err(ManagerError::from)?;
-        let after = match r.page_token.as_str() {
-            "" => None,
-            t => Some(Position::parse(t).ok_or_else(|| {
-                let mut v = Violations::new();
-                v.add("page_token", "is not a token this service returned");
-                ManagerError::from(v)
-            })?),
-        };
+        let after = position("page_token", &r.page_token)?;
         let size = match r.page_size {
             0 => DEFAULT_PAGE,
             n => (n as usize).min(crate::manager::audit::MAX_PAGE),
@@ -111,5 +125,28 @@ impl AuditService for AuditApi {
             events: page.events.iter().map(|(p, e)| event_to(*p, e)).collect(),
             next_page_token: page.next.map(|p| p.to_string()).unwrap_or_default(),
         }))
+    }
+
+    type WatchAuditEventsStream = Stream<pb::WatchAuditEventsResponse>;
+
+    async fn watch_audit_events(
+        &self,
+        req: Request<pb::WatchAuditEventsRequest>,
+    ) -> Result<Response<Self::WatchAuditEventsStream>, Status> {
+        let r = req.get_ref();
+        let f = filter(r.filter.as_ref()).map_err(ManagerError::from)?;
+        if f.to_ms.is_some() {
+            let mut v = Violations::new();
+            v.add("filter.to", "a watch has no end; leave it unset");
+            return Err(ManagerError::from(v).into());
+        }
+        let after = position("after", &r.after)?;
+        let stream = self.log.watch(f, after, self.shutdown.clone()).await?;
+        Ok(Response::new(Box::pin(stream.map(|item| {
+            item.map(|(p, e)| pb::WatchAuditEventsResponse {
+                event: Some(event_to(p, &e)),
+            })
+            .map_err(Status::from)
+        }))))
     }
 }
