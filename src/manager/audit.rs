@@ -7,8 +7,8 @@
 use crate::audit::{self, Action, Context, Event, Position, Signer, Verifier, VerifyReport};
 use crate::clock::Clock;
 use crate::domain::{Principal, Token};
-use crate::manager::ManagerError;
 use crate::error_code::ErrorCode;
+use crate::manager::ManagerError;
 use crate::store::{AuditTail, Store, StoreError};
 use futures::stream::BoxStream;
 use std::sync::Arc;
