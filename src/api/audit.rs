@@ -7,22 +7,35 @@ use crate::proto as pb;
 use crate::proto::audit_service_server::AuditService;
 use futures::StreamExt;
 use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 /// Events per page when the caller does not say.
 const DEFAULT_PAGE: usize = 100;
 
+/// Audit watches open at once on this replica: each holds a Redis
+/// connection of its own while it waits, so they are capped well below
+/// the decision watchers (which share one feed).
+pub const MAX_AUDIT_WATCHERS: usize = 64;
+
 pub struct AuditApi {
     log: AuditLog,
     /// Ends watch streams (with UNAVAILABLE and the resume point) at
     /// shutdown.
     shutdown: CancellationToken,
+    /// One permit per open watch ([`MAX_AUDIT_WATCHERS`]).
+    watchers: Arc<Semaphore>,
 }
 
 impl AuditApi {
     pub fn new(log: AuditLog, shutdown: CancellationToken) -> Self {
-        AuditApi { log, shutdown }
+        AuditApi {
+            log,
+            shutdown,
+            watchers: Arc::new(Semaphore::new(MAX_AUDIT_WATCHERS)),
+        }
     }
 }
 
@@ -141,8 +154,15 @@ impl AuditService for AuditApi {
             return Err(ManagerError::from(v).into());
         }
         let after = position("after", &r.after)?;
+        let permit = self.watchers.clone().try_acquire_owned().map_err(|_| {
+            ManagerError::ResourceExhausted(format!(
+                "too many audit watches on this replica (limit {MAX_AUDIT_WATCHERS}); retry later or on another replica"
+            ))
+        })?;
         let stream = self.log.watch(f, after, self.shutdown.clone()).await?;
-        Ok(Response::new(Box::pin(stream.map(|item| {
+        Ok(Response::new(Box::pin(stream.map(move |item| {
+            // Held for as long as the stream lives.
+            let _permit = &permit;
             item.map(|(p, e)| pb::WatchAuditEventsResponse {
                 event: Some(event_to(p, &e)),
             })

@@ -203,3 +203,35 @@ async fn the_cli_tails_one_json_object_per_line() {
     let ids: Vec<_> = events.iter().filter_map(|e| e.incident.clone()).collect();
     assert_eq!(ids, [before, after]);
 }
+
+#[tokio::test]
+async fn audit_watches_are_capped_per_replica_and_a_closed_one_frees_its_place() {
+    let s = TestServer::start(common::config(None)).await;
+    let max = verdict::api::MAX_AUDIT_WATCHERS;
+    let mut open = Vec::with_capacity(max);
+    for _ in 0..max {
+        open.push(watch(&s, "", PbFilter::default()).await);
+    }
+    let mut client = AuditServiceClient::new(s.channel.clone());
+    let err = client
+        .watch_audit_events(WatchAuditEventsRequest::default())
+        .await
+        .expect_err("one too many");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    drop(open.pop());
+    // The server notices the cancelled stream on its own time: retried
+    // until the place is free, each attempt answered at once.
+    within(LIMIT, "a freed place", async {
+        loop {
+            match client
+                .watch_audit_events(WatchAuditEventsRequest::default())
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}"),
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
