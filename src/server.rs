@@ -542,6 +542,7 @@ fn routes(
         )
         .add_service(AuditServiceServer::new(AuditApi::new(
             parts.incidents.audit_log(),
+            parts.shutdown.clone(),
         )));
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.

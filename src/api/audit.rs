@@ -5,18 +5,52 @@ use crate::domain::Violations;
 use crate::manager::{AuditFilter, AuditLog, ManagerError};
 use crate::proto as pb;
 use crate::proto::audit_service_server::AuditService;
+use futures::StreamExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 /// Events per page when the caller does not say.
 const DEFAULT_PAGE: usize = 100;
 
+/// Audit watches open at once on this replica: each holds a Redis
+/// connection of its own while it waits, so they are capped well below
+/// the decision watchers (which share one feed).
+pub const MAX_AUDIT_WATCHERS: usize = 64;
+
 pub struct AuditApi {
     log: AuditLog,
+    /// Ends watch streams (with UNAVAILABLE and the resume point) at
+    /// shutdown.
+    shutdown: CancellationToken,
+    /// One permit per open watch ([`MAX_AUDIT_WATCHERS`]).
+    watchers: Arc<Semaphore>,
 }
 
 impl AuditApi {
-    pub fn new(log: AuditLog) -> Self {
-        AuditApi { log }
+    pub fn new(log: AuditLog, shutdown: CancellationToken) -> Self {
+        AuditApi {
+            log,
+            shutdown,
+            watchers: Arc::new(Semaphore::new(MAX_AUDIT_WATCHERS)),
+        }
+    }
+}
+
+type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// A position the client sent back (`page_token`, `after`), or the
+/// violation at `field`.
+fn position(field: &str, s: &str) -> Result<Option<Position>, ManagerError> {
+    match s {
+        "" => Ok(None),
+        t => Position::parse(t).map(Some).ok_or_else(|| {
+            let mut v = Violations::new();
+            v.add(field, "is not a position this service returned");
+            ManagerError::from(v)
+        }),
     }
 }
 
@@ -94,14 +128,7 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let r = req.get_ref();
         let f = filter(r.filter.as_ref()).map_err(ManagerError::from)?;
-        let after = match r.page_token.as_str() {
-            "" => None,
-            t => Some(Position::parse(t).ok_or_else(|| {
-                let mut v = Violations::new();
-                v.add("page_token", "is not a token this service returned");
-                ManagerError::from(v)
-            })?),
-        };
+        let after = position("page_token", &r.page_token)?;
         let size = match r.page_size {
             0 => DEFAULT_PAGE,
             n => (n as usize).min(crate::manager::audit::MAX_PAGE),
@@ -111,5 +138,35 @@ impl AuditService for AuditApi {
             events: page.events.iter().map(|(p, e)| event_to(*p, e)).collect(),
             next_page_token: page.next.map(|p| p.to_string()).unwrap_or_default(),
         }))
+    }
+
+    type WatchAuditEventsStream = Stream<pb::WatchAuditEventsResponse>;
+
+    async fn watch_audit_events(
+        &self,
+        req: Request<pb::WatchAuditEventsRequest>,
+    ) -> Result<Response<Self::WatchAuditEventsStream>, Status> {
+        let r = req.get_ref();
+        let f = filter(r.filter.as_ref()).map_err(ManagerError::from)?;
+        if f.to_ms.is_some() {
+            let mut v = Violations::new();
+            v.add("filter.to", "a watch has no end; leave it unset");
+            return Err(ManagerError::from(v).into());
+        }
+        let after = position("after", &r.after)?;
+        let permit = self.watchers.clone().try_acquire_owned().map_err(|_| {
+            ManagerError::ResourceExhausted(format!(
+                "too many audit watches on this replica (limit {MAX_AUDIT_WATCHERS}); retry later or on another replica"
+            ))
+        })?;
+        let stream = self.log.watch(f, after, self.shutdown.clone()).await?;
+        Ok(Response::new(Box::pin(stream.map(move |item| {
+            // Held for as long as the stream lives.
+            let _permit = &permit;
+            item.map(|(p, e)| pb::WatchAuditEventsResponse {
+                event: Some(event_to(p, &e)),
+            })
+            .map_err(Status::from)
+        }))))
     }
 }

@@ -12,7 +12,7 @@ pub mod incidents;
 pub mod stats;
 pub mod status;
 
-pub use audit::AuditApi;
+pub use audit::{AuditApi, MAX_AUDIT_WATCHERS};
 pub use decisions::DecisionApi;
 pub use incidents::IncidentApi;
 pub use stats::StatsApi;

@@ -63,6 +63,12 @@ impl From<StreamEnd> for Status {
     }
 }
 
+impl From<crate::manager::AuditWatchEnd> for Status {
+    fn from(e: crate::manager::AuditWatchEnd) -> Status {
+        status(e.code(), e.to_string(), None)
+    }
+}
+
 /// The answer of RPCs whose issue has not landed yet.
 pub fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!(

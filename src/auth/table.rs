@@ -90,8 +90,16 @@ pub const TABLE: &[(&str, Access)] = &[
     ),
     // Statistics are reads.
     ("/verdict.v1.StatsService/", Access::Role(Role::Viewer)),
-    // The audit trail is read like any other record.
-    ("/verdict.v1.AuditService/", Access::Role(Role::Viewer)),
+    // The audit trail is read like any other record (each RPC named: a
+    // new one is admin-only until it is listed here).
+    (
+        "/verdict.v1.AuditService/ListAuditEvents",
+        Access::Role(Role::Viewer),
+    ),
+    (
+        "/verdict.v1.AuditService/WatchAuditEvents",
+        Access::Role(Role::Viewer),
+    ),
     // Plain HTTP.
     ("/api/v1/alertmanager", Access::Webhook),
     // Telegram's webhook proves itself with its own secret token, checked

@@ -1,8 +1,10 @@
-//! `verdict audit list|verify`: the audit trail from the command line.
+//! `verdict audit list|tail|verify`: the audit trail from the command line.
 //!
 //! `list` pages through `ListAuditEvents`; with `--json` it prints each
 //! event exactly as sealed, one JSON object per line (ready for a SIEM, and
-//! verifiable). `verify` reads the same pages and checks every chain with
+//! verifiable). `tail` follows `WatchAuditEvents` the same way, and after a
+//! dropped connection or a server restart reconnects and resumes after the
+//! last event it printed, so nothing is missed or printed twice. `verify` reads the same pages and checks every chain with
 //! the key from the environment, here, not on the server: a verifier that
 //! holds the key need not trust the server that serves the events. (A
 //! deletion of a chain's very last event leaves no gap to see from here;
@@ -22,6 +24,12 @@ pub enum AuditCommand {
     ///
     /// Example: verdict audit list --token DEC-… --action approved
     List(ListArgs),
+    /// Follows events as they are appended (runs until interrupted, or
+    /// until --limit events), reconnecting and resuming after a dropped
+    /// connection or a server restart.
+    ///
+    /// Example: verdict audit tail --action refused --json
+    Tail(TailArgs),
     /// Checks every chain (or one incident's) with the audit key; exits
     /// non-zero at the first event of a chain that does not match.
     Verify(VerifyArgs),
@@ -53,6 +61,22 @@ pub struct ListArgs {
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
 }
+
+/// Which events `tail` prints, from where.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TailArgs {
+    /// The filters; --since replays the kept events of the last DURATION
+    /// first, --limit stops after N events.
+    #[command(flatten)]
+    filter: ListArgs,
+    /// Resume after this position (an event's `position`, as printed by
+    /// `--json`) instead of starting with the next event appended.
+    #[arg(long, value_name = "POSITION", conflicts_with = "since")]
+    after: Option<String>,
+}
+
+/// Longest pause between reconnection attempts of `tail`.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What `verify` checks, with which key.
 #[derive(Debug, Clone, clap::Args)]
@@ -94,8 +118,109 @@ pub(crate) async fn run(
             })
             .await
         }
+        AuditCommand::Tail(args) => tail(client, global, args).await,
         AuditCommand::Verify(args) => verify(&mut client, global, args).await,
     }
+}
+
+/// `tail`: follows the stream, and after a transient failure reconnects
+/// with backoff and resumes after the last event seen (the position the
+/// server names when it shuts down is the same one).
+async fn tail(
+    mut client: AuditServiceClient<Channel>,
+    global: &GlobalArgs,
+    args: TailArgs,
+) -> anyhow::Result<()> {
+    let mut filter = filter_of(&args.filter);
+    let mut after = args.after.clone().unwrap_or_default();
+    let mut left = args.filter.limit.unwrap_or(usize::MAX);
+    let mut backoff = Duration::from_millis(200);
+    while left > 0 {
+        let req = pb::WatchAuditEventsRequest {
+            filter: Some(filter.clone()),
+            after: after.clone(),
+        };
+        let outcome = follow(
+            &mut client,
+            req,
+            global.json,
+            &mut after,
+            &mut left,
+            &mut backoff,
+        )
+        .await;
+        // Once any event was seen, the position (not `--since`) says where
+        // to resume.
+        if !after.is_empty() {
+            filter.from = None;
+        }
+        let status = match outcome {
+            Ok(()) => return Ok(()),
+            Err(status) if transient(&status) => status,
+            Err(status) => return Err(status.into()),
+        };
+        eprintln!(
+            "audit tail interrupted ({}); reconnecting in {}",
+            crate::client::escape::escape(status.message(), crate::client::escape::Style::Line),
+            humantime::format_duration(backoff)
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        // A fresh channel: the old one may point at a connection that died.
+        match crate::client::connect(&global.addr).await {
+            Ok(channel) => client = AuditServiceClient::new(channel),
+            Err(e) => eprintln!("audit tail cannot reconnect yet: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// One stream of `tail`, until `left` events were printed (Ok), the server
+/// ends it cleanly (Ok) or it fails (the status). `after` follows every
+/// event printed.
+async fn follow(
+    client: &mut AuditServiceClient<Channel>,
+    req: pb::WatchAuditEventsRequest,
+    json: bool,
+    after: &mut String,
+    left: &mut usize,
+    backoff: &mut Duration,
+) -> Result<(), tonic::Status> {
+    let mut stream = client.watch_audit_events(req).await?.into_inner();
+    *backoff = Duration::from_millis(200);
+    while *left > 0 {
+        let Some(msg) = stream.message().await? else {
+            return Ok(());
+        };
+        let Some(e) = msg.event else { continue };
+        let text = if json { e.json.clone() } else { line(&e) };
+        emit(&text, json).map_err(|err| tonic::Status::cancelled(format!("stdout: {err}")))?;
+        *after = e.position;
+        *left -= 1;
+    }
+    Ok(())
+}
+
+/// Whether a failed stream is worth resuming.
+fn transient(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::ResourceExhausted
+    )
+}
+
+/// Writes one event and flushes it (a tail is read as it happens); a
+/// closed pipe is an error, so `verdict audit tail | head` ends.
+/// Control characters in events (details come from outside) are escaped.
+fn emit(text: &str, json: bool) -> std::io::Result<()> {
+    use crate::client::escape::{Style, escape};
+    use std::io::Write;
+    let style = if json { Style::Json } else { Style::Line };
+    let mut out = std::io::stdout().lock();
+    out.write_all(escape(text, style).as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 fn filter_of(a: &ListArgs) -> pb::AuditFilter {

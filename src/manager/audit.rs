@@ -1,14 +1,19 @@
 //! The audit trail's application side: recording refused calls, listing
-//! events with filters and pages, and verifying the chains. Successful
+//! events with filters and pages, watching them as they are appended, and
+//! verifying the chains. Successful
 //! changes need nothing here: their events travel with the writes (see
 //! `store/`), built by the managers that make them.
 
 use crate::audit::{self, Action, Context, Event, Position, Signer, Verifier, VerifyReport};
 use crate::clock::Clock;
 use crate::domain::{Principal, Token};
+use crate::error_code::ErrorCode;
 use crate::manager::ManagerError;
-use crate::store::Store;
+use crate::store::{AuditTail, Store, StoreError};
+use futures::stream::BoxStream;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Events read from the store per page asked for, at most, while
 /// filtering: a listing with a rare filter returns a short (even empty)
@@ -43,6 +48,39 @@ impl AuditFilter {
             && eq(&self.token, e.token.as_deref())
             && eq(&self.outcome, Some(&e.outcome))
             && self.action.is_none_or(|a| a == e.action)
+    }
+}
+
+/// Events a watch reads from the store per round trip: all a watcher
+/// holds at once, since the stream is pulled by the client (a slow client
+/// slows its own reads and buffers nothing more).
+const WATCH_BATCH: usize = 256;
+
+/// How long one wait of a watch blocks in the store before it waits again
+/// (bounds a blocking read, so a lost connection is noticed).
+const WATCH_WAIT: Duration = Duration::from_secs(2);
+
+/// Why an audit watch ended.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditWatchEnd {
+    #[error("the server is shutting down; reconnect and resume with after={0}")]
+    ShuttingDown(Position),
+    #[error("reading the audit trail failed ({error}); reconnect and resume with after={after}")]
+    Store {
+        after: Position,
+        #[source]
+        error: StoreError,
+    },
+}
+
+impl AuditWatchEnd {
+    /// What kind of failure this is; the stream's final status derives
+    /// from it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuditWatchEnd::ShuttingDown(_) => ErrorCode::Unavailable,
+            AuditWatchEnd::Store { error, .. } => error.code(),
+        }
     }
 }
 
@@ -157,6 +195,59 @@ impl AuditLog {
         }
         out.next = cursor;
         Ok(out)
+    }
+
+    /// Every event matching `filter` appended after `after`, oldest first,
+    /// for as long as the stream is polled; when `after` is None, from
+    /// `filter.from_ms` if set (replaying kept events since), else from
+    /// the newest event now. `filter.to_ms` is not used (the caller
+    /// refuses it). Ends with [`AuditWatchEnd`] naming the position to
+    /// resume after on shutdown or a store failure: resuming from it
+    /// misses nothing retention kept.
+    pub async fn watch(
+        &self,
+        filter: AuditFilter,
+        after: Option<Position>,
+        shutdown: CancellationToken,
+    ) -> Result<BoxStream<'static, Result<(Position, Event), AuditWatchEnd>>, ManagerError> {
+        let start = match (after, filter.from_ms) {
+            (Some(a), _) => a,
+            (None, Some(ms)) if ms > 0 => Position {
+                ms: ms - 1,
+                n: u64::MAX,
+            },
+            (None, Some(_)) => Position::default(),
+            (None, None) => self.store.newest_audit_position().await?,
+        };
+        let store = self.store.clone();
+        Ok(Box::pin(async_stream::stream! {
+            let mut tail = AuditTail::new();
+            let mut cursor = start;
+            loop {
+                let read = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => {
+                        yield Err(AuditWatchEnd::ShuttingDown(cursor));
+                        break;
+                    }
+                    r = store.wait_audit_events(&mut tail, cursor, WATCH_BATCH, WATCH_WAIT) => r,
+                };
+                match read {
+                    Ok(batch) => {
+                        for (pos, e) in batch {
+                            cursor = pos;
+                            if filter.matches(&e) {
+                                yield Ok((pos, e));
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        yield Err(AuditWatchEnd::Store { after: cursor, error });
+                        break;
+                    }
+                }
+            }
+        }))
     }
 
     /// Walks every kept event (or those of one incident's chain) with

@@ -13,7 +13,7 @@ pub mod sweeper;
 mod waiters;
 
 pub use approval::{ApprovalPolicy, ApprovalRule};
-pub use audit::{AuditFilter, AuditLog, AuditPage};
+pub use audit::{AuditFilter, AuditLog, AuditPage, AuditWatchEnd};
 pub use decisions::{DecisionManager, DecisionRequest, DecisionSettings, ExecutorKind, Issued};
 pub use error::ManagerError;
 pub use incidents::{IncidentFilter, IncidentManager, NewIncident};

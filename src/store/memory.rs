@@ -2,7 +2,7 @@
 //! semantics as Redis (single-flight creation, compare-and-set, capped
 //! history, newest-first listing), nothing persisted.
 
-use super::{Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
+use super::{AuditTail, Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
 use crate::audit::{self, Position, Signer};
 use crate::domain::{
     Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
@@ -203,6 +203,8 @@ pub struct MemoryStore {
     pub(super) notify: Mutex<super::memory_notify::NotifyState>,
     /// Seals audit events; None = auditing off.
     signer: Option<Signer>,
+    /// Counts audit appends, to wake audit watchers.
+    audit_appended: tokio::sync::watch::Sender<u64>,
 }
 
 impl MemoryStore {
@@ -217,6 +219,7 @@ impl MemoryStore {
             )),
             notify: Mutex::default(),
             signer: None,
+            audit_appended: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -230,6 +233,7 @@ impl MemoryStore {
     fn audit(&self, g: &mut Inner, draft: Option<&audit::Draft>) {
         if let (Some(signer), Some(draft)) = (&self.signer, draft) {
             g.audit.append(signer, draft, self.retention.audit);
+            self.audit_appended.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
@@ -447,6 +451,33 @@ impl Store for MemoryStore {
             None => 0,
         };
         Ok(events.range(start..).take(limit).cloned().collect())
+    }
+
+    async fn newest_audit_position(&self) -> Result<Position, StoreError> {
+        Ok(self.lock().audit.last)
+    }
+
+    async fn wait_audit_events(
+        &self,
+        tail: &mut AuditTail,
+        after: Position,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError> {
+        // Subscribed (and the counter marked seen) before reading: an
+        // append after the read changes the counter, so it is not missed.
+        let rx = tail
+            .memory
+            .get_or_insert_with(|| self.audit_appended.subscribe());
+        rx.borrow_and_update();
+        let events = self.audit_events(Some(after), limit).await?;
+        if !events.is_empty() {
+            return Ok(events);
+        }
+        // A closed sender cannot happen while `self` lives; either way the
+        // read below returns what is there.
+        let _ = tokio::time::timeout(wait, rx.changed()).await;
+        self.audit_events(Some(after), limit).await
     }
 
     async fn audit_head(&self, chain: &str) -> Result<audit::Head, StoreError> {

@@ -46,6 +46,24 @@ pub use self::memory::MemoryStore;
 pub use self::notify::{Claim, NotifyStore};
 pub use self::redis::RedisStore;
 
+/// One audit watcher's means of waiting for new events, opened by
+/// [`AuditTail::new`] and handed back on each
+/// [`Store::wait_audit_events`]. Dropping it closes whatever it holds.
+#[derive(Default)]
+pub struct AuditTail {
+    /// Redis: the watcher's dedicated connection, opened on first use and
+    /// dropped after an error (the next wait reconnects).
+    pub(crate) redis: Option<::redis::aio::MultiplexedConnection>,
+    /// Memory: the append counter's receiver, subscribed on first use.
+    pub(crate) memory: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl AuditTail {
+    pub fn new() -> Self {
+        AuditTail::default()
+    }
+}
+
 /// The outcome of a compare-and-set.
 #[derive(Debug, PartialEq)]
 pub enum Cas<T> {
@@ -184,6 +202,23 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
     /// The head of one chain (0 when empty), to check that no event was
     /// deleted from its end.
     async fn audit_head(&self, chain: &str) -> Result<audit::Head, StoreError>;
+
+    /// The position of the newest kept audit event (`0-0` when there is
+    /// none): a watch that starts "now" starts after it.
+    async fn newest_audit_position(&self) -> Result<Position, StoreError>;
+
+    /// Up to `limit` audit events after `after`, oldest first; when there
+    /// are none yet, waits up to `wait` for one to be appended (then returns
+    /// what arrived, or nothing). `tail` is the waiting watcher's own: in
+    /// Redis a dedicated connection for the blocking read (never a pooled
+    /// one), in memory a wake-up on each append.
+    async fn wait_audit_events(
+        &self,
+        tail: &mut AuditTail,
+        after: Position,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError>;
 
     // ---- analysis recovery ------------------------------------------------
     //

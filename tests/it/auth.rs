@@ -94,7 +94,7 @@ fn need(service: &str, method: &str) -> Option<Need> {
             "GetDecision" | "ListDecisions" | "WatchDecision" | "WatchDecisions",
         ) => Need::Role(Viewer),
         ("verdict.v1.StatsService", _) => Need::Role(Viewer),
-        ("verdict.v1.AuditService", _) => Need::Role(Viewer),
+        ("verdict.v1.AuditService", "ListAuditEvents" | "WatchAuditEvents") => Need::Role(Viewer),
         _ => return None,
     })
 }

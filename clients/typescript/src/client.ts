@@ -1,5 +1,5 @@
 /**
- * The client: one method per RPC of verdict's three services, an options
+ * The client: one method per RPC of verdict's services, an options
  * object in, typed messages out, `VerdictError` subclasses thrown. It runs
  * over any Connect transport: gRPC in Node (`./node.js`), gRPC-Web in
  * browsers (`./web.js`).
@@ -8,6 +8,12 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client as ConnectClient, type Transport } from "@connectrpc/connect";
 import { Code, toVerdictError, type VerdictError } from "./errors.js";
+import {
+  AuditService,
+  type AuditEvent,
+  AuditFilterSchema,
+  type ListAuditEventsResponse,
+} from "./gen/verdict/v1/audit_pb.js";
 import {
   DecisionMode,
   DecisionService,
@@ -183,6 +189,31 @@ class Reconnect {
   }
 }
 
+/** Which audit events: every field set must match. */
+export interface AuditFilterOptions {
+  /** From this time (inclusive). */
+  since?: Date;
+  subject?: string;
+  incidentId?: string;
+  token?: string;
+  /** e.g. "incident_created", "approved", "refused". */
+  action?: string;
+  /** "OK" or a gRPC code name. */
+  outcome?: string;
+}
+
+function auditFilter(a: AuditFilterOptions, until?: Date): MessageInitShape<typeof AuditFilterSchema> {
+  return {
+    from: a.since ? timestampFromDate(a.since) : undefined,
+    to: until ? timestampFromDate(until) : undefined,
+    subject: a.subject ?? "",
+    incidentId: a.incidentId ?? "",
+    token: a.token ?? "",
+    action: a.action ?? "",
+    outcome: a.outcome ?? "",
+  };
+}
+
 /**
  * A verdict client over one Connect transport.
  *
@@ -195,12 +226,14 @@ export class VerdictClient {
   readonly incidents: ConnectClient<typeof IncidentService>;
   readonly decisions: ConnectClient<typeof DecisionService>;
   readonly stats: ConnectClient<typeof StatsService>;
+  readonly audit: ConnectClient<typeof AuditService>;
   private readonly options: ClientOptions;
 
   constructor(transport: Transport, options: ClientOptions = {}) {
     this.incidents = createClient(IncidentService, transport);
     this.decisions = createClient(DecisionService, transport);
     this.stats = createClient(StatsService, transport);
+    this.audit = createClient(AuditService, transport);
     this.options = options;
   }
 
@@ -458,6 +491,72 @@ export class VerdictClient {
             seen.delete(seen.keys().next().value!);
           }
           yield decision;
+        }
+        return;
+      } catch (e) {
+        error = toVerdictError(e);
+      } finally {
+        abort.abort();
+        args.signal?.removeEventListener("abort", onAbort);
+      }
+      const delay = reconnect.retryAfter(error, args.signal);
+      if (delay === undefined) {
+        throw error;
+      }
+      await sleep(delay, args.signal);
+    }
+  }
+
+  // -- AuditService ------------------------------------------------------
+
+  /**
+   * One page of audit events, oldest first; every filter set must match
+   * (`action` e.g. "approved", `outcome` "OK" or a gRPC code name). Keep
+   * paging with `pageToken: page.nextPageToken` while it is set: a page
+   * may be short, even empty, with a token.
+   */
+  async listAuditEvents(
+    args: AuditFilterOptions & { until?: Date; pageSize?: number; pageToken?: string } & CallOptions = {},
+  ): Promise<ListAuditEventsResponse> {
+    return this.call(
+      (o) =>
+        this.audit.listAuditEvents(
+          { filter: auditFilter(args, args.until), pageSize: args.pageSize ?? 0, pageToken: args.pageToken ?? "" },
+          o,
+        ),
+      args,
+    );
+  }
+
+  /**
+   * Every audit event matching the filter as it is appended, until the
+   * caller stops: after the event at position `after` when set, else from
+   * `since` (replaying kept events) when set, else from the next event. A
+   * dropped stream (server restart, lost connection) is reopened after the
+   * last event yielded, so nothing is lost or repeated.
+   */
+  async *watchAuditEvents(
+    args: AuditFilterOptions & { after?: string } & WatchOptions = {},
+  ): AsyncGenerator<AuditEvent> {
+    let last = args.after ?? "";
+    const reconnect = new Reconnect(args.maxRetries ?? 10);
+    for (;;) {
+      const abort = new AbortController();
+      const onAbort = () => abort.abort();
+      args.signal?.addEventListener("abort", onAbort, { once: true });
+      let error: VerdictError;
+      try {
+        // Once an event was seen, its position says where to resume.
+        const filter = auditFilter(last ? { ...args, since: undefined } : args);
+        const stream = this.audit.watchAuditEvents(
+          { filter, after: last },
+          { signal: abort.signal, headers: await this.headers() },
+        );
+        for await (const message of stream) {
+          reconnect.progressed();
+          const event = message.event!;
+          last = event.position;
+          yield event;
         }
         return;
       } catch (e) {

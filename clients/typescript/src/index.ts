@@ -9,3 +9,4 @@ export * from "./errors.js";
 export * from "./gen/verdict/v1/incident_pb.js";
 export * from "./gen/verdict/v1/decision_pb.js";
 export * from "./gen/verdict/v1/stats_pb.js";
+export * from "./gen/verdict/v1/audit_pb.js";

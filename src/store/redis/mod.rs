@@ -8,12 +8,15 @@
 //! - `stats.rs`: a statistics delta as Redis writes, and the stats reads.
 //! - `audit.rs`: sealing audit events against their chain head, and the
 //!   audit reads.
+//! - `audit_tail.rs`: audit watchers' blocking reads, each on a dedicated
+//!   connection.
 //! - `seed.rs`: bulk seeding and introspection, for benchmarks.
 //!
 //! Every read-modify-write is one Lua script, invoked by SHA; every key
 //! comes from [`super::keys`].
 
 mod audit;
+mod audit_tail;
 mod feed;
 mod notify;
 mod pool;
@@ -495,6 +498,20 @@ impl Store for RedisStore {
 
     async fn audit_head(&self, chain: &str) -> Result<audit_trail::Head, StoreError> {
         self.read_head(chain).await
+    }
+
+    async fn newest_audit_position(&self) -> Result<Position, StoreError> {
+        self.newest_audit().await
+    }
+
+    async fn wait_audit_events(
+        &self,
+        tail: &mut super::AuditTail,
+        after: Position,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<(Position, audit_trail::Event)>, StoreError> {
+        self.tail_events(tail, after, limit, wait).await
     }
 
     async fn list_decisions(

@@ -28,6 +28,7 @@ from .errors import (
     Unimplemented,
     VerdictError,
 )
+from .proto.verdict.v1.audit_pb2 import AuditEvent, ListAuditEventsResponse
 from .proto.verdict.v1.decision_pb2 import (
     CommandVerb,
     Decision,
@@ -57,6 +58,7 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "AsyncClient",
+    "AuditEvent",
     "Cancelled",
     "Client",
     "CommandVerb",
@@ -73,6 +75,7 @@ __all__ = [
     "IncidentStatus",
     "Internal",
     "InvalidArgument",
+    "ListAuditEventsResponse",
     "ListIncidentsResponse",
     "NotFound",
     "OutOfRange",

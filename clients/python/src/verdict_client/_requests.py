@@ -9,6 +9,7 @@ from typing import Any, Union
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from .proto.verdict.v1 import audit_pb2 as apb
 from .proto.verdict.v1 import decision_pb2 as dpb
 from .proto.verdict.v1 import incident_pb2 as ipb
 from .proto.verdict.v1 import stats_pb2 as spb
@@ -154,3 +155,26 @@ def watch_decisions(
         state=enum_value(dpb.DecisionState, "DECISION_STATE_", state),
         severity=enum_value(ipb.Severity, "SEVERITY_", severity),
     )
+
+
+def audit_filter(
+    *,
+    since: datetime.datetime | None = None,
+    until: datetime.datetime | None = None,
+    subject: str = "",
+    incident_id: str = "",
+    token: str = "",
+    action: str = "",
+    outcome: str = "",
+) -> apb.AuditFilter:
+    """An ``AuditFilter``; every argument set must match. ``until`` is for
+    listings only (a watch has no end)."""
+    f = apb.AuditFilter(
+        subject=subject, incident_id=incident_id, token=token, action=action, outcome=outcome
+    )
+    if since is not None:
+        # `from` is a Python keyword: the field is reached by name.
+        getattr(f, "from").CopyFrom(timestamp(since))
+    if until is not None:
+        f.to.CopyFrom(timestamp(until))
+    return f

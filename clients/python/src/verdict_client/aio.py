@@ -15,6 +15,8 @@ from . import _requests as req
 from ._watch import TERMINAL_STATES, Reconnect, SeenVersions
 from .client import DEFAULT_ADDRESS, channel_options, normalize_target
 from .errors import from_rpc_error
+from .proto.verdict.v1 import audit_pb2 as apb
+from .proto.verdict.v1 import audit_pb2_grpc as agrpc
 from .proto.verdict.v1 import decision_pb2 as dpb
 from .proto.verdict.v1 import decision_pb2_grpc as dgrpc
 from .proto.verdict.v1 import incident_pb2 as ipb
@@ -69,6 +71,7 @@ class AsyncClient:
         self._incidents = igrpc.IncidentServiceStub(channel)
         self._decisions = dgrpc.DecisionServiceStub(channel)
         self._stats = sgrpc.StatsServiceStub(channel)
+        self._audit = agrpc.AuditServiceStub(channel)
 
     def _call_metadata(self) -> tuple[tuple[str, str], ...]:
         """The metadata of one call: ``metadata`` plus the bearer token."""
@@ -336,6 +339,92 @@ class AsyncClient:
                     reconnect.progressed()
                     if seen.is_new(message.decision):
                         yield message.decision
+                return
+            except grpc.RpcError as e:
+                error = from_rpc_error(e)
+            finally:
+                call.cancel()
+            delay = reconnect.retry_after(error)
+            if delay is None:
+                raise error
+            await asyncio.sleep(delay)
+
+    # -- AuditService ----------------------------------------------------
+
+    async def list_audit_events(
+        self,
+        *,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        subject: str = "",
+        incident_id: str = "",
+        token: str = "",
+        action: str = "",
+        outcome: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        deadline: float | None = None,
+    ) -> apb.ListAuditEventsResponse:
+        """One page of audit events, oldest first; every argument set must
+        match (``action`` e.g. ``"approved"``, ``outcome`` ``"OK"`` or a gRPC
+        code name). Keep paging with ``page_token=page.next_page_token``
+        while it is set: a page may be short, even empty, with a token."""
+        request = apb.ListAuditEventsRequest(
+            filter=req.audit_filter(
+                since=since,
+                until=until,
+                subject=subject,
+                incident_id=incident_id,
+                token=token,
+                action=action,
+                outcome=outcome,
+            ),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._call(self._audit.ListAuditEvents, request, deadline)
+
+    async def watch_audit_events(
+        self,
+        *,
+        after: str = "",
+        since: datetime.datetime | None = None,
+        subject: str = "",
+        incident_id: str = "",
+        token: str = "",
+        action: str = "",
+        outcome: str = "",
+        max_retries: int | None = 10,
+    ) -> AsyncIterator[apb.AuditEvent]:
+        """Every audit event matching the filter as it is appended, until the
+        caller stops: after the event at position ``after`` when set, else
+        from ``since`` (replaying kept events) when set, else from the next
+        event. When the stream drops (UNAVAILABLE: server restart, lost
+        connection) it reconnects after the last event yielded, so nothing
+        is lost or repeated; after ``max_retries`` consecutive failed
+        reconnects (None: never give up) it raises
+        :class:`~verdict_client.errors.Unavailable`."""
+        last = after
+        reconnect = Reconnect(max_retries)
+        while True:
+            request = apb.WatchAuditEventsRequest(
+                filter=req.audit_filter(
+                    # Once an event was seen, its position says where to resume.
+                    since=None if last else since,
+                    subject=subject,
+                    incident_id=incident_id,
+                    token=token,
+                    action=action,
+                    outcome=outcome,
+                ),
+                after=last,
+            )
+            call = self._audit.WatchAuditEvents(request, metadata=self._call_metadata())
+            try:
+                async for message in call:
+                    reconnect.progressed()
+                    last = message.event.position
+                    yield message.event
                 return
             except grpc.RpcError as e:
                 error = from_rpc_error(e)

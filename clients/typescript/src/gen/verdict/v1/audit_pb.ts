@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file verdict/v1/audit.proto.
  */
 export const file_verdict_v1_audit: GenFile = /*@__PURE__*/
-  fileDesc("ChZ2ZXJkaWN0L3YxL2F1ZGl0LnByb3RvEgp2ZXJkaWN0LnYxIrYDCgpBdWRpdEV2ZW50EhAKCHBvc2l0aW9uGAEgASgJEg0KBWNoYWluGAIgASgJEgsKA3NlcRgDIAEoBBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YBSABKAkSDwoHc3ViamVjdBgGIAEoCRITCgthdXRoX21ldGhvZBgHIAEoCRINCgVyb2xlcxgIIAMoCRINCgVhY3RvchgJIAEoCRIMCgRwZWVyGAogASgJEgsKA3JwYxgLIAEoCRISCgpyZXF1ZXN0X2lkGAwgASgJEhMKC2luY2lkZW50X2lkGA0gASgJEg0KBXRva2VuGA4gASgJEhYKDnZlcnNpb25fYmVmb3JlGA8gASgEEhUKDXZlcnNpb25fYWZ0ZXIYECABKAQSDwoHb3V0Y29tZRgRIAEoCRIOCgZkZXRhaWwYEiABKAkSEgoKZGV0YWlsX2N1dBgTIAEoCBILCgNhbGcYFCABKAkSDgoGa2V5X2lkGBUgASgJEgwKBHByZXYYFiABKAkSDAoEaGFzaBgXIAEoCRIMCgRqc29uGBggASgJIrUBCgtBdWRpdEZpbHRlchIoCgRmcm9tGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3ViamVjdBgDIAEoCRITCgtpbmNpZGVudF9pZBgEIAEoCRINCgV0b2tlbhgFIAEoCRIOCgZhY3Rpb24YBiABKAkSDwoHb3V0Y29tZRgHIAEoCSJoChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EicKBmZpbHRlchgBIAEoCzIXLnZlcmRpY3QudjEuQXVkaXRGaWx0ZXISEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiWgoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USJgoGZXZlbnRzGAEgAygLMhYudmVyZGljdC52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTJqCgxBdWRpdFNlcnZpY2USWgoPTGlzdEF1ZGl0RXZlbnRzEiIudmVyZGljdC52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiMudmVyZGljdC52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZ2ZXJkaWN0L3YxL2F1ZGl0LnByb3RvEgp2ZXJkaWN0LnYxIrYDCgpBdWRpdEV2ZW50EhAKCHBvc2l0aW9uGAEgASgJEg0KBWNoYWluGAIgASgJEgsKA3NlcRgDIAEoBBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YBSABKAkSDwoHc3ViamVjdBgGIAEoCRITCgthdXRoX21ldGhvZBgHIAEoCRINCgVyb2xlcxgIIAMoCRINCgVhY3RvchgJIAEoCRIMCgRwZWVyGAogASgJEgsKA3JwYxgLIAEoCRISCgpyZXF1ZXN0X2lkGAwgASgJEhMKC2luY2lkZW50X2lkGA0gASgJEg0KBXRva2VuGA4gASgJEhYKDnZlcnNpb25fYmVmb3JlGA8gASgEEhUKDXZlcnNpb25fYWZ0ZXIYECABKAQSDwoHb3V0Y29tZRgRIAEoCRIOCgZkZXRhaWwYEiABKAkSEgoKZGV0YWlsX2N1dBgTIAEoCBILCgNhbGcYFCABKAkSDgoGa2V5X2lkGBUgASgJEgwKBHByZXYYFiABKAkSDAoEaGFzaBgXIAEoCRIMCgRqc29uGBggASgJIrUBCgtBdWRpdEZpbHRlchIoCgRmcm9tGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3ViamVjdBgDIAEoCRITCgtpbmNpZGVudF9pZBgEIAEoCRINCgV0b2tlbhgFIAEoCRIOCgZhY3Rpb24YBiABKAkSDwoHb3V0Y29tZRgHIAEoCSJoChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EicKBmZpbHRlchgBIAEoCzIXLnZlcmRpY3QudjEuQXVkaXRGaWx0ZXISEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiWgoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USJgoGZXZlbnRzGAEgAygLMhYudmVyZGljdC52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJRChdXYXRjaEF1ZGl0RXZlbnRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy52ZXJkaWN0LnYxLkF1ZGl0RmlsdGVyEg0KBWFmdGVyGAIgASgJIkEKGFdhdGNoQXVkaXRFdmVudHNSZXNwb25zZRIlCgVldmVudBgBIAEoCzIWLnZlcmRpY3QudjEuQXVkaXRFdmVudDLLAQoMQXVkaXRTZXJ2aWNlEloKD0xpc3RBdWRpdEV2ZW50cxIiLnZlcmRpY3QudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBojLnZlcmRpY3QudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USXwoQV2F0Y2hBdWRpdEV2ZW50cxIjLnZlcmRpY3QudjEuV2F0Y2hBdWRpdEV2ZW50c1JlcXVlc3QaJC52ZXJkaWN0LnYxLldhdGNoQXVkaXRFdmVudHNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * One audit event: a change verdict made, or a mutating call it refused.
@@ -331,6 +331,58 @@ export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> 
   messageDesc(file_verdict_v1_audit, 3);
 
 /**
+ * WatchAuditEvents' request.
+ *
+ * @generated from message verdict.v1.WatchAuditEventsRequest
+ */
+export type WatchAuditEventsRequest = Message<"verdict.v1.WatchAuditEventsRequest"> & {
+  /**
+   * Which events; `to` must be unset. With `after` empty, `from` starts the
+   * stream at that time (replaying kept events since); with both empty the
+   * stream starts with the next event appended.
+   *
+   * @generated from field: verdict.v1.AuditFilter filter = 1;
+   */
+  filter?: AuditFilter | undefined;
+
+  /**
+   * Resume after this position (an AuditEvent.position already seen): no
+   * event appended after it is missed, as long as retention kept it.
+   *
+   * @generated from field: string after = 2;
+   */
+  after: string;
+};
+
+/**
+ * Describes the message verdict.v1.WatchAuditEventsRequest.
+ * Use `create(WatchAuditEventsRequestSchema)` to create a new message.
+ */
+export const WatchAuditEventsRequestSchema: GenMessage<WatchAuditEventsRequest> = /*@__PURE__*/
+  messageDesc(file_verdict_v1_audit, 4);
+
+/**
+ * WatchAuditEvents' response: one event.
+ *
+ * @generated from message verdict.v1.WatchAuditEventsResponse
+ */
+export type WatchAuditEventsResponse = Message<"verdict.v1.WatchAuditEventsResponse"> & {
+  /**
+   * The event; its `position` is the resume point.
+   *
+   * @generated from field: verdict.v1.AuditEvent event = 1;
+   */
+  event?: AuditEvent | undefined;
+};
+
+/**
+ * Describes the message verdict.v1.WatchAuditEventsResponse.
+ * Use `create(WatchAuditEventsResponseSchema)` to create a new message.
+ */
+export const WatchAuditEventsResponseSchema: GenMessage<WatchAuditEventsResponse> = /*@__PURE__*/
+  messageDesc(file_verdict_v1_audit, 5);
+
+/**
  * The audit trail: every change and every refused mutating call, who made
  * it, when, from which version, hash-chained so that an edit is found.
  * Read-only: events are written by the changes themselves.
@@ -347,6 +399,19 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof ListAuditEventsRequestSchema;
     output: typeof ListAuditEventsResponseSchema;
+  },
+  /**
+   * Every event matching a filter as it is appended, oldest first, for as
+   * long as the client listens; resumable from the last position seen. At
+   * server shutdown the stream ends with UNAVAILABLE naming the position to
+   * resume after.
+   *
+   * @generated from rpc verdict.v1.AuditService.WatchAuditEvents
+   */
+  watchAuditEvents: {
+    methodKind: "server_streaming";
+    input: typeof WatchAuditEventsRequestSchema;
+    output: typeof WatchAuditEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_verdict_v1_audit, 0);

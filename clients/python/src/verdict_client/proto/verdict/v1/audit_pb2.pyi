@@ -95,3 +95,17 @@ class ListAuditEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WatchAuditEventsRequest(_message.Message):
+    __slots__ = ("filter", "after")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    filter: AuditFilter
+    after: str
+    def __init__(self, filter: _Optional[_Union[AuditFilter, _Mapping]] = ..., after: _Optional[str] = ...) -> None: ...
+
+class WatchAuditEventsResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: AuditEvent
+    def __init__(self, event: _Optional[_Union[AuditEvent, _Mapping]] = ...) -> None: ...

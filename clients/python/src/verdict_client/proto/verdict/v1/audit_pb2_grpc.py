@@ -42,6 +42,11 @@ class AuditServiceStub:
                 request_serializer=verdict_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=verdict_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.WatchAuditEvents = channel.unary_stream(
+                '/verdict.v1.AuditService/WatchAuditEvents',
+                request_serializer=verdict_dot_v1_dot_audit__pb2.WatchAuditEventsRequest.SerializeToString,
+                response_deserializer=verdict_dot_v1_dot_audit__pb2.WatchAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -57,6 +62,16 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchAuditEvents(self, request, context):
+        """Every event matching a filter as it is appended, oldest first, for as
+        long as the client listens; resumable from the last position seen. At
+        server shutdown the stream ends with UNAVAILABLE naming the position to
+        resume after.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -64,6 +79,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=verdict_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=verdict_dot_v1_dot_audit__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'WatchAuditEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAuditEvents,
+                    request_deserializer=verdict_dot_v1_dot_audit__pb2.WatchAuditEventsRequest.FromString,
+                    response_serializer=verdict_dot_v1_dot_audit__pb2.WatchAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -96,6 +116,33 @@ class AuditService:
             '/verdict.v1.AuditService/ListAuditEvents',
             verdict_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
             verdict_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/verdict.v1.AuditService/WatchAuditEvents',
+            verdict_dot_v1_dot_audit__pb2.WatchAuditEventsRequest.SerializeToString,
+            verdict_dot_v1_dot_audit__pb2.WatchAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

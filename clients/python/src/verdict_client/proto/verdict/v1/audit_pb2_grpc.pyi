@@ -38,6 +38,12 @@ class AuditServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]
     """Events matching a filter, oldest first, in pages."""
+    WatchAuditEvents: _grpc.UnaryStreamMultiCallable[_audit_pb2.WatchAuditEventsRequest, _audit_pb2.WatchAuditEventsResponse]
+    """Every event matching a filter as it is appended, oldest first, for as
+    long as the client listens; resumable from the last position seen. At
+    server shutdown the stream ends with UNAVAILABLE naming the position to
+    resume after.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -49,6 +55,12 @@ class AuditServiceAsyncStub(AuditServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_audit_pb2.ListAuditEventsRequest, _audit_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """Events matching a filter, oldest first, in pages."""
+    WatchAuditEvents: _aio.UnaryStreamMultiCallable[_audit_pb2.WatchAuditEventsRequest, _audit_pb2.WatchAuditEventsResponse]  # type: ignore[assignment]
+    """Every event matching a filter as it is appended, oldest first, for as
+    long as the client listens; resumable from the last position seen. At
+    server shutdown the stream ends with UNAVAILABLE naming the position to
+    resume after.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """The audit trail: every change and every refused mutating call, who made
@@ -63,5 +75,17 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.ListAuditEventsResponse, _abc.Awaitable[_audit_pb2.ListAuditEventsResponse]]:
         """Events matching a filter, oldest first, in pages."""
+
+    @_abc_1.abstractmethod
+    def WatchAuditEvents(
+        self,
+        request: _audit_pb2.WatchAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_audit_pb2.WatchAuditEventsResponse], _abc.AsyncIterator[_audit_pb2.WatchAuditEventsResponse]]:
+        """Every event matching a filter as it is appended, oldest first, for as
+        long as the client listens; resumable from the last position seen. At
+        server shutdown the stream ends with UNAVAILABLE naming the position to
+        resume after.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
