@@ -9,8 +9,7 @@ use crate::domain::timestamp::{self, AlertTime};
 use crate::domain::{
     CommandVerb, Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId,
     IncidentStatus, K8sName, Proposal, ProposalSource, RemediationCommand, RequestId, RiskLevel,
-    Severity, Signal, SignalStatus, TextWarning, Token, VerificationState,
-    Violations,
+    Severity, Signal, SignalStatus, TextWarning, Token, VerificationState, Violations,
 };
 use crate::manager::{IncidentFilter, NewIncident};
 use crate::proto as pb;

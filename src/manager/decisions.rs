@@ -130,7 +130,7 @@ pub struct DecisionManager {
     settings: DecisionSettings,
     /// Background analyses (calls without `wait`); drained on shutdown.
     pub(super) tasks: TaskTracker,
-    shutdown: CancellationToken,
+    pub(super) shutdown: CancellationToken,
     /// Callers joined to an analysis they do not own, woken by the change
     /// feed ([`Self::observe`]) and by local finishes.
     waiters: Waiters,

@@ -61,6 +61,9 @@ enum Finish {
     Verified(String, Verification),
     /// Someone else completed the decision while it was being verified.
     Gone,
+    /// The replica is shutting down mid-verification: the lease is given
+    /// up and another replica resumes the PENDING verification.
+    Interrupted,
 }
 
 /// The executor of a manager and the lease it runs under.
@@ -364,6 +367,9 @@ impl DecisionManager {
                 .await?;
             }
             Some(Finish::Gone) => {}
+            Some(Finish::Interrupted) => {
+                tracing::info!(%token, "shutting down mid-verification; another replica resumes it");
+            }
             None => {
                 // Lost the lease (a pause longer than the lease): another
                 // attempt owns the execution now and finishes it.
@@ -390,8 +396,8 @@ impl DecisionManager {
             });
         }
         let now = self.clock.now();
-        let until = now
-            + chrono::Duration::from_std(ex.verify_window).unwrap_or(chrono::Duration::MAX);
+        let until =
+            now + chrono::Duration::from_std(ex.verify_window).unwrap_or(chrono::Duration::MAX);
         match result {
             Ok(o) => {
                 let v = Verification {
@@ -458,7 +464,8 @@ impl DecisionManager {
     /// Watches the decision's incident until it is no longer active
     /// (verified) or `v.until` passes on the manager's clock (failed).
     /// Polled from the store: after 250 ms, then doubling up to
-    /// [`VERIFY_POLL`].
+    /// [`VERIFY_POLL`]. Stops at shutdown (the window may be long; the
+    /// PENDING record lets another replica resume it).
     async fn verify(
         &self,
         ex: &Execution,
@@ -507,7 +514,10 @@ impl DecisionManager {
                     },
                 ));
             }
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = self.shutdown.cancelled() => return Ok(Finish::Interrupted),
+            }
             every = (every * 2).min(VERIFY_POLL);
         }
     }

@@ -34,4 +34,5 @@ mod recovery;
 mod stats;
 mod store_conformance;
 mod ui;
+mod verify;
 mod watch;
