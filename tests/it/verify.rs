@@ -17,9 +17,10 @@ use verdict::config::Config;
 use verdict::manager::ExecutorKind;
 use verdict::proto::decision_service_client::DecisionServiceClient;
 use verdict::proto::incident_service_client::IncidentServiceClient;
+use verdict::proto::stats_service_client::StatsServiceClient;
 use verdict::proto::{
-    ApproveDecisionRequest, Decision, DecisionState, IncidentStatus, UpdateIncidentStatusRequest,
-    VerificationState, WatchDecisionRequest,
+    ApproveDecisionRequest, Decision, DecisionState, GetAiPerformanceRequest, IncidentStatus,
+    TimeRange, UpdateIncidentStatusRequest, VerificationState, WatchDecisionRequest,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -132,6 +133,23 @@ async fn pending(client: &mut DecisionServiceClient<tonic::transport::Channel>, 
     assert!(d.output.contains("restarted"), "{}", d.output);
 }
 
+/// (verified, not verified) fixes summed over the sources.
+async fn fixes(s: &TestServer) -> (u64, u64) {
+    let ai = StatsServiceClient::new(s.channel.clone())
+        .get_ai_performance(GetAiPerformanceRequest {
+            range: Some(TimeRange {
+                all_time: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("ai performance")
+        .into_inner();
+    ai.sources.iter().fold((0, 0), |(v, n), s| {
+        (v + s.fixes_verified, n + s.fixes_not_verified)
+    })
+}
+
 fn completed(d: &Decision) -> bool {
     d.state == DecisionState::Completed as i32 || d.state == DecisionState::Error as i32
 }
@@ -168,6 +186,7 @@ async fn an_incident_resolved_within_the_window_verifies_the_fix() {
         "{summary}"
     );
     assert_eq!(fake.writes(), 1);
+    assert_eq!(fixes(&s).await, (1, 0), "counted as a verified fix");
 
     // A resolved incident keeps its completed decision.
     let again = decide(&mut s, &id).await;
