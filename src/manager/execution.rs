@@ -30,7 +30,9 @@
 
 use super::{DecisionManager, ManagerError};
 use crate::domain::Preflight;
-use crate::domain::{Decision, DecisionState, Token, Verification, VerificationState};
+use crate::domain::{
+    Decision, DecisionState, Token, TransitionError, Verification, VerificationState,
+};
 use crate::executor::{ExecError, Executor, Outcome, Rollout, Run};
 use crate::stats::StatDelta;
 use crate::store::Cas;
@@ -359,12 +361,22 @@ impl DecisionManager {
             Some(Finish::Verified(output, v)) => {
                 tracing::info!(%token, verification = v.state.as_str(), summary = %v.summary, "verified");
                 let now = self.clock.now();
-                self.transition(token, 0, None, DecisionState::Completed, |d| {
-                    d.output = output.clone();
-                    d.completed_at = Some(now);
-                    d.verification = Some(v.clone());
-                })
-                .await?;
+                let written = self
+                    .transition(token, 0, None, DecisionState::Completed, |d| {
+                        d.output = output.clone();
+                        d.completed_at = Some(now);
+                        d.verification = Some(v.clone());
+                    })
+                    .await;
+                match written {
+                    Ok(_) => {}
+                    // Completed meanwhile by `CompleteDecision` (someone
+                    // outside settled it): their word stands.
+                    Err(ManagerError::Transition(TransitionError::NotAllowed { .. })) => {
+                        tracing::info!(%token, "completed by someone else during its verification");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Some(Finish::Gone) => {}
             Some(Finish::Interrupted) => {
