@@ -166,6 +166,13 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_EXECUTOR_ROLLOUT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub executor_rollout_timeout: Option<Duration>,
+    /// How long after a command rolled out its incident may take to
+    /// resolve: resolved within it = verified; still firing at its end =
+    /// COMPLETED with the verification failed. 0 = no verification (the
+    /// decision completes once the rollout finished).
+    #[arg(long, env = "VERDICT_EXECUTOR_VERIFY_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub executor_verify_window: Option<Duration>,
     /// Largest accepted request message in bytes.
     #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -622,6 +629,8 @@ pub struct Config {
     pub executor_timeout: Duration,
     #[serde(with = "duration")]
     pub executor_rollout_timeout: Duration,
+    #[serde(with = "duration")]
+    pub executor_verify_window: Duration,
     pub max_message_bytes: usize,
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
@@ -741,6 +750,7 @@ impl Default for Config {
             executor_lease_ttl: executor.lease_ttl,
             executor_timeout: executor.timeout,
             executor_rollout_timeout: executor.rollout_timeout,
+            executor_verify_window: executor.verify_window,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_watchers: 20_000,
@@ -1144,6 +1154,7 @@ impl Config {
             lease_ttl: self.executor_lease_ttl,
             timeout: self.executor_timeout,
             rollout_timeout: self.executor_rollout_timeout,
+            verify_window: self.executor_verify_window,
         }
     }
 }

@@ -368,11 +368,7 @@ fn build_parts(
         background.shutdown().clone(),
     );
     if let Some(executor) = executor {
-        decisions = decisions.with_executor(
-            executor,
-            config.executor_lease_ttl,
-            config.executor_rollout_timeout,
-        );
+        decisions = decisions.with_executor(executor, &config.executor_settings());
     }
     let decisions = Arc::new(decisions);
     let notify = match overrides.notify {

@@ -9,7 +9,7 @@ use crate::domain::timestamp::{self, AlertTime};
 use crate::domain::{
     CommandVerb, Decision, DecisionMode, DecisionState, FallbackReason, Incident, IncidentId,
     IncidentStatus, K8sName, Proposal, ProposalSource, RemediationCommand, RequestId, RiskLevel,
-    Severity, Signal, SignalStatus, TextWarning, Token, Violations,
+    Severity, Signal, SignalStatus, TextWarning, Token, VerificationState, Violations,
 };
 use crate::manager::{IncidentFilter, NewIncident};
 use crate::proto as pb;
@@ -601,6 +601,16 @@ pub fn decision_to(d: &Decision, now: DateTime<Utc>) -> pb::Decision {
             would_succeed: p.ok,
             summary: p.summary.clone(),
             checked_at: Some(ts(p.checked_at)),
+        }),
+        verification: d.verification.as_ref().map(|v| pb::Verification {
+            state: match v.state {
+                VerificationState::Pending => pb::VerificationState::Pending,
+                VerificationState::Verified => pb::VerificationState::Verified,
+                VerificationState::Failed => pb::VerificationState::Failed,
+            } as i32,
+            summary: v.summary.clone(),
+            until: Some(ts(v.until)),
+            decided_at: Some(ts(v.at)),
         }),
     }
 }

@@ -69,6 +69,8 @@ impl StatsService for StatsApi {
                     rejections: s.rejections,
                     executions_succeeded: s.succeeded,
                     executions_failed: s.failed,
+                    fixes_verified: s.verified,
+                    fixes_not_verified: s.not_verified,
                 })
                 .collect(),
             llm_win_rate: r.llm_win_rate(),

@@ -130,6 +130,45 @@ pub struct Preflight {
     pub checked_at: DateTime<Utc>,
 }
 
+/// Where the check that an executed command fixed its incident stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum VerificationState {
+    /// The command ran and rolled out; the decision stays EXECUTING while
+    /// the incident is watched, until it resolves or `until` passes.
+    Pending,
+    /// The incident resolved within the window: the fix worked.
+    Verified,
+    /// The rollout failed, or the incident was still firing at the end of
+    /// the window: the command ran but did not fix it.
+    Failed,
+}
+
+impl VerificationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Verified => "VERIFIED",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+/// The verification of an executed command (issue 18 item 5): recorded on
+/// the decision so any replica can finish a pending one after the replica
+/// that started it died, and so people see whether the fix held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub state: VerificationState,
+    /// What was observed: "incident resolved after …", "still firing …".
+    pub summary: String,
+    /// The end of the window: still firing then = failed.
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
+    pub until: DateTime<Utc>,
+    /// When the state was last decided (the start, for PENDING).
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
+    pub at: DateTime<Utc>,
+}
+
 /// A decision token as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -178,6 +217,10 @@ pub struct Decision {
     /// commands here); None before, and with `external`/`dry-run`.
     #[serde(default)]
     pub preflight: Option<Preflight>,
+    /// The verification after a successful execution (executors that run
+    /// commands here, with a verify window); None before and otherwise.
+    #[serde(default)]
+    pub verification: Option<Verification>,
     /// Request ids of the approvals, rejections and completions applied,
     /// written with them: a retry with one of them changes nothing.
     #[serde(default, skip_serializing_if = "super::AppliedRequests::is_empty")]
@@ -218,6 +261,7 @@ impl Decision {
             approvals: Vec::new(),
             approvals_required: 0,
             preflight: None,
+            verification: None,
         }
     }
 

@@ -15,7 +15,10 @@ pub mod text;
 pub mod timestamp;
 pub mod validation;
 
-pub use decision::{Approval, Decision, DecisionMode, DecisionState, Preflight, TransitionError};
+pub use decision::{
+    Approval, Decision, DecisionMode, DecisionState, Preflight, TransitionError, Verification,
+    VerificationState,
+};
 pub use display::{DisplayText, TextWarning};
 pub use group::GroupKey;
 pub use ids::{AppliedRequests, IncidentId, K8sName, RequestId, Token};

@@ -112,6 +112,9 @@ pub struct ExecutorSettings {
     /// How long after the command its rollout may take to finish; later,
     /// the decision ends in ERROR.
     pub rollout_timeout: Duration,
+    /// How long after the rollout the incident may take to resolve before
+    /// the fix counts as not verified; zero = no verification.
+    pub verify_window: Duration,
 }
 
 impl Default for ExecutorSettings {
@@ -122,6 +125,7 @@ impl Default for ExecutorSettings {
             lease_ttl: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
             rollout_timeout: Duration::from_secs(600),
+            verify_window: Duration::from_secs(600),
         }
     }
 }

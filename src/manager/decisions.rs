@@ -130,7 +130,7 @@ pub struct DecisionManager {
     settings: DecisionSettings,
     /// Background analyses (calls without `wait`); drained on shutdown.
     pub(super) tasks: TaskTracker,
-    shutdown: CancellationToken,
+    pub(super) shutdown: CancellationToken,
     /// Callers joined to an analysis they do not own, woken by the change
     /// feed ([`Self::observe`]) and by local finishes.
     waiters: Waiters,
@@ -217,18 +217,14 @@ impl DecisionManager {
 
     /// Gives the manager an executor: approved decisions run through it,
     /// under an execution lease of `lease_ttl`, and complete once the
-    /// rollout they started finished (within `rollout_timeout`).
+    /// rollout they started finished (within `rollout_timeout`) and, with
+    /// a `verify_window`, once their incident resolved or the window passed.
     pub fn with_executor(
         mut self,
         executor: Arc<dyn crate::executor::Executor>,
-        lease_ttl: Duration,
-        rollout_timeout: Duration,
+        settings: &crate::executor::ExecutorSettings,
     ) -> Self {
-        self.execution = Some(super::execution::Execution::new(
-            executor,
-            lease_ttl,
-            rollout_timeout,
-        ));
+        self.execution = Some(super::execution::Execution::new(executor, settings));
         self
     }
 
@@ -564,7 +560,7 @@ impl DecisionManager {
     /// write, and a call whose id the decision already holds is a retry of
     /// a change that was applied: it gets the decision as it is (success,
     /// nothing changed), before any state or version check could refuse it.
-    async fn transition(
+    pub(super) async fn transition(
         &self,
         token: &Token,
         expected_version: u64,

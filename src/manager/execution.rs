@@ -17,10 +17,22 @@
 //! [`Run`] (the restart annotation is the approval time), so sending it
 //! again converges on the state the first attempt may already have reached
 //! and changes nothing if it had.
+//!
+//! **Verification** (with a verify window): once the rollout finished, the
+//! attempt records a PENDING [`Verification`] on the decision, which stays
+//! EXECUTING (so it stays in the EXECUTING index, under the same lease), and
+//! watches the incident: resolved within the window → COMPLETED, verified;
+//! still firing at the window's end, or a rollout that failed → COMPLETED
+//! with the verification failed (the incident stays open, so the next
+//! `GetOrCreateDecision` issues a new token). A replica that takes over a
+//! decision whose verification is PENDING does not run the command again:
+//! it only watches the incident until the recorded `until`.
 
 use super::{DecisionManager, ManagerError};
 use crate::domain::Preflight;
-use crate::domain::{Decision, DecisionState, Token};
+use crate::domain::{
+    Decision, DecisionState, Token, TransitionError, Verification, VerificationState,
+};
 use crate::executor::{ExecError, Executor, Outcome, Rollout, Run};
 use crate::stats::StatDelta;
 use crate::store::Cas;
@@ -36,6 +48,26 @@ const BATCH: usize = 64;
 /// decision goes unchecked (its execution still fails the same way).
 const PREFLIGHT_QUEUE: usize = 256;
 
+/// The longest pause between two looks at the incident under verification:
+/// one store read per pending verification every 2 s at most.
+const VERIFY_POLL: Duration = Duration::from_secs(2);
+
+/// How an attempt ends; written after the lease keeper is no longer raced,
+/// so a completion is never cut half-way by a lost lease.
+enum Finish {
+    /// Ran (and rolled out); no verification asked for.
+    Done(String),
+    /// The command or its rollout failed: ERROR.
+    Failed(ExecError),
+    /// Verification over: COMPLETED with this verification.
+    Verified(String, Verification),
+    /// Someone else completed the decision while it was being verified.
+    Gone,
+    /// The replica is shutting down mid-verification: the lease is given
+    /// up and another replica resumes the PENDING verification.
+    Interrupted,
+}
+
 /// The executor of a manager and the lease it runs under.
 pub struct Execution {
     executor: Arc<dyn Executor>,
@@ -44,6 +76,9 @@ pub struct Execution {
     lease_ttl: Duration,
     /// How long a rollout may take after the command.
     rollout_timeout: Duration,
+    /// How long the incident may take to resolve after the rollout; zero:
+    /// no verification.
+    verify_window: Duration,
     /// Decisions this replica wrote READY, for the dry-run worker.
     preflight_tx: mpsc::Sender<Token>,
     /// Taken once by [`DecisionManager::preflight_worker`].
@@ -51,17 +86,14 @@ pub struct Execution {
 }
 
 impl Execution {
-    pub fn new(
-        executor: Arc<dyn Executor>,
-        lease_ttl: Duration,
-        rollout_timeout: Duration,
-    ) -> Self {
+    pub fn new(executor: Arc<dyn Executor>, settings: &crate::executor::ExecutorSettings) -> Self {
         let (preflight_tx, rx) = mpsc::channel(PREFLIGHT_QUEUE);
         Execution {
             executor,
             replica: format!("replica-{}", uuid::Uuid::new_v4().simple()),
-            lease_ttl,
-            rollout_timeout,
+            lease_ttl: settings.lease_ttl,
+            rollout_timeout: settings.rollout_timeout,
+            verify_window: settings.verify_window,
             preflight_tx,
             preflight_rx: Mutex::new(Some(rx)),
         }
@@ -298,18 +330,57 @@ impl DecisionManager {
             return Ok(());
         };
         let run = run_of(&d);
-        tracing::info!(%token, command = %command.render(), "executing");
+        let pending = d
+            .verification
+            .clone()
+            .filter(|v| v.state == VerificationState::Pending);
+        let work = async {
+            match pending {
+                Some(v) => {
+                    tracing::info!(%token, "resuming the verification of an executed command");
+                    self.verify(ex, &d, &d.output, v).await
+                }
+                None => {
+                    tracing::info!(%token, command = %command.render(), "executing");
+                    self.run_then_verify(ex, &d, &command, &run).await
+                }
+            }
+        };
         let outcome = tokio::select! {
-            r = run_and_roll_out(ex, &command, &run) => Some(r),
+            r = work => Some(r?),
             () = self.keep_lease(ex, token, owner) => None,
         };
         match outcome {
-            Some(Ok(o)) => {
-                self.complete(token, true, &o.summary, None).await?;
+            Some(Finish::Done(summary)) => {
+                self.complete(token, true, &summary, None).await?;
             }
-            Some(Err(e)) => {
+            Some(Finish::Failed(e)) => {
                 tracing::warn!(%token, error = %e, "command failed");
                 self.complete(token, false, &e.to_string(), None).await?;
+            }
+            Some(Finish::Verified(output, v)) => {
+                tracing::info!(%token, verification = v.state.as_str(), summary = %v.summary, "verified");
+                let now = self.clock.now();
+                let written = self
+                    .transition(token, 0, None, DecisionState::Completed, |d| {
+                        d.output = output.clone();
+                        d.completed_at = Some(now);
+                        d.verification = Some(v.clone());
+                    })
+                    .await;
+                match written {
+                    Ok(_) => {}
+                    // Completed meanwhile by `CompleteDecision` (someone
+                    // outside settled it): their word stands.
+                    Err(ManagerError::Transition(TransitionError::NotAllowed { .. })) => {
+                        tracing::info!(%token, "completed by someone else during its verification");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(Finish::Gone) => {}
+            Some(Finish::Interrupted) => {
+                tracing::info!(%token, "shutting down mid-verification; another replica resumes it");
             }
             None => {
                 // Lost the lease (a pause longer than the lease): another
@@ -318,6 +389,149 @@ impl DecisionManager {
             }
         }
         Ok(())
+    }
+
+    /// Runs the command and waits for its rollout; then, with a verify
+    /// window, records the verification PENDING and watches the incident.
+    async fn run_then_verify(
+        &self,
+        ex: &Execution,
+        d: &Decision,
+        command: &crate::domain::RemediationCommand,
+        run: &Run,
+    ) -> Result<Finish, ManagerError> {
+        let result = run_and_roll_out(ex, command, run).await;
+        if ex.verify_window.is_zero() {
+            return Ok(match result {
+                Ok(o) => Finish::Done(o.summary),
+                Err(e) => Finish::Failed(e),
+            });
+        }
+        let now = self.clock.now();
+        let until =
+            now + chrono::Duration::from_std(ex.verify_window).unwrap_or(chrono::Duration::MAX);
+        match result {
+            Ok(o) => {
+                let v = Verification {
+                    state: VerificationState::Pending,
+                    summary: format!(
+                        "rolled out; waiting up to {} for the incident to resolve",
+                        humantime::format_duration(ex.verify_window)
+                    ),
+                    until,
+                    at: now,
+                };
+                if !self.record_pending(&d.token, &o.summary, &v).await? {
+                    return Ok(Finish::Gone);
+                }
+                self.verify(ex, d, &o.summary, v).await
+            }
+            // The command ran but its rollout did not take: it did not fix
+            // anything, and says so as a failed verification.
+            Err(ExecError::RolloutFailed(msg)) => Ok(Finish::Verified(
+                msg.clone(),
+                Verification {
+                    state: VerificationState::Failed,
+                    summary: format!("the rollout failed: {msg}"),
+                    until,
+                    at: now,
+                },
+            )),
+            Err(e) => Ok(Finish::Failed(e)),
+        }
+    }
+
+    /// Writes the PENDING verification on the EXECUTING decision (it stays
+    /// EXECUTING and in the index). False when it is no longer EXECUTING.
+    async fn record_pending(
+        &self,
+        token: &Token,
+        output: &str,
+        v: &Verification,
+    ) -> Result<bool, ManagerError> {
+        for _ in 0..8 {
+            let cur = self.load(token).await?;
+            if cur.state != DecisionState::Executing {
+                return Ok(false);
+            }
+            let mut next = cur.clone();
+            next.version += 1;
+            next.updated_at = self.clock.now();
+            next.output = output.to_owned();
+            next.verification = Some(v.clone());
+            match self
+                .store
+                // Not a decision of anyone's: the completion that follows
+                // carries the statistics and the audit event.
+                .update_decision(cur.version, &next, &StatDelta::none(), None)
+                .await?
+            {
+                Cas::Written => return Ok(true),
+                Cas::Conflict(_) => continue,
+            }
+        }
+        Err(ManagerError::Contended(format!("decision {token}")))
+    }
+
+    /// Watches the decision's incident until it is no longer active
+    /// (verified) or `v.until` passes on the manager's clock (failed).
+    /// Polled from the store: after 250 ms, then doubling up to
+    /// [`VERIFY_POLL`]. Stops at shutdown (the window may be long; the
+    /// PENDING record lets another replica resume it).
+    async fn verify(
+        &self,
+        ex: &Execution,
+        d: &Decision,
+        output: &str,
+        v: Verification,
+    ) -> Result<Finish, ManagerError> {
+        let mut every = Duration::from_millis(250);
+        loop {
+            let incident = self.store.get_incident(&d.incident_id).await?;
+            let now = self.clock.now();
+            let resolved = incident.as_ref().is_none_or(|i| !i.status.is_active());
+            if resolved {
+                let after = (now - v.at).to_std().unwrap_or_default();
+                let summary = match incident {
+                    Some(i) => format!(
+                        "the incident is {} ({} after the rollout)",
+                        i.status.as_str(),
+                        humantime::format_duration(Duration::from_secs(after.as_secs()))
+                    ),
+                    None => "the incident no longer exists".to_owned(),
+                };
+                return Ok(Finish::Verified(
+                    output.to_owned(),
+                    Verification {
+                        state: VerificationState::Verified,
+                        summary,
+                        at: now,
+                        ..v
+                    },
+                ));
+            }
+            if now >= v.until {
+                return Ok(Finish::Verified(
+                    output.to_owned(),
+                    Verification {
+                        state: VerificationState::Failed,
+                        summary: format!(
+                            "the incident was still firing at the end of the {} window",
+                            humantime::format_duration(
+                                (v.until - v.at).to_std().unwrap_or(ex.verify_window)
+                            )
+                        ),
+                        at: now,
+                        ..v
+                    },
+                ));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = self.shutdown.cancelled() => return Ok(Finish::Interrupted),
+            }
+            every = (every * 2).min(VERIFY_POLL);
+        }
     }
 
     /// Renews the lease every third of its length; returns only when it

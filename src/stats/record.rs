@@ -25,6 +25,7 @@ use super::series::{SCORE_SCALE, Series, Source, field, reason_name};
 use super::sketch::Mapping;
 use crate::domain::{
     Decision, DecisionMode, DecisionState, FallbackReason, Incident, ProposalSource,
+    VerificationState,
 };
 use std::collections::BTreeSet;
 
@@ -124,7 +125,14 @@ pub fn decision(old: Option<&Decision>, new: &Decision) -> StatDelta {
         }
         DecisionState::Executing => by_source(&mut d, field::APPROVED),
         DecisionState::Rejected => by_source(&mut d, field::REJECTED),
-        DecisionState::Completed => by_source(&mut d, field::SUCCEEDED),
+        DecisionState::Completed => {
+            by_source(&mut d, field::SUCCEEDED);
+            match new.verification.as_ref().map(|v| v.state) {
+                Some(VerificationState::Verified) => by_source(&mut d, field::VERIFIED),
+                Some(VerificationState::Failed) => by_source(&mut d, field::NOT_VERIFIED),
+                Some(VerificationState::Pending) | None => {}
+            }
+        }
         DecisionState::Error if from == Some(DecisionState::Executing) => {
             by_source(&mut d, field::FAILED)
         }
@@ -294,6 +302,33 @@ mod tests {
             .unwrap();
         let c = counts(&decision(Some(&approved), &failed));
         assert_eq!(c[0].1, "fail:llm:openai");
+
+        // A completion counts as a success, and by its verification.
+        let verification = |state| crate::domain::Verification {
+            state,
+            summary: String::new(),
+            until: t(10, 13),
+            at: t(10, 3),
+        };
+        let mut pending = approved.clone();
+        pending.version += 1;
+        pending.verification = Some(verification(VerificationState::Pending));
+        assert!(
+            counts(&decision(Some(&approved), &pending)).is_empty(),
+            "PENDING keeps the decision EXECUTING: nothing to count"
+        );
+        for (state, field) in [
+            (VerificationState::Verified, "verified:llm:openai"),
+            (VerificationState::Failed, "unverified:llm:openai"),
+        ] {
+            let mut done = pending
+                .transition(DecisionState::Completed, 0, t(10, 4))
+                .unwrap();
+            done.verification = Some(verification(state));
+            let c = counts(&decision(Some(&pending), &done));
+            let fields: BTreeSet<_> = c.iter().map(|(_, f, _)| f.as_str()).collect();
+            assert_eq!(fields, BTreeSet::from(["ok:llm:openai", field]), "{c:?}");
+        }
     }
 
     #[test]

@@ -221,6 +221,10 @@ pub struct SourceReport {
     pub rejections: u64,
     pub succeeded: u64,
     pub failed: u64,
+    /// Completed, and the incident resolved within the verify window.
+    pub verified: u64,
+    /// Completed, but the rollout failed or the incident kept firing.
+    pub not_verified: u64,
     pub latency_p50: Duration,
     pub latency_p95: Duration,
 }
@@ -307,6 +311,8 @@ pub fn ai(r: &StatsRead, latencies: &StatsRead) -> AiReport {
                 rejections: c.get(&field::by_source(field::REJECTED, &s)),
                 succeeded: c.get(&field::by_source(field::SUCCEEDED, &s)),
                 failed: c.get(&field::by_source(field::FAILED, &s)),
+                verified: c.get(&field::by_source(field::VERIFIED, &s)),
+                not_verified: c.get(&field::by_source(field::NOT_VERIFIED, &s)),
                 latency_p50: q(0.50),
                 latency_p95: q(0.95),
                 source: s,
@@ -386,6 +392,8 @@ mod tests {
             rejections: 0,
             succeeded: 3,
             failed: 1,
+            verified: 0,
+            not_verified: 0,
             latency_p50: Duration::ZERO,
             latency_p95: Duration::ZERO,
         };

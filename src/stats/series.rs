@@ -171,6 +171,11 @@ pub mod field {
     pub const REJECTED: &str = "rej:";
     /// Executions that succeeded (→ COMPLETED), by source.
     pub const SUCCEEDED: &str = "ok:";
+    /// Completed executions whose incident resolved within the verify
+    /// window, by source.
+    pub const VERIFIED: &str = "verified:";
+    /// Completed executions whose verification failed, by source.
+    pub const NOT_VERIFIED: &str = "unverified:";
     /// Executions that failed (→ ERROR), by source.
     pub const FAILED: &str = "fail:";
     /// Expert proposals used instead of the LLM's, by reason.

@@ -24,6 +24,9 @@ fn kube_config(fake: &FakeKube, redis: Option<&RedisServer>) -> Config {
         executor: ExecutorKind::Kubernetes,
         executor_namespaces: vec!["shop".into()],
         executor_kubeconfig: Some(fake.kubeconfig()),
+        // Verification has its own tests (`verify.rs`): here a decision
+        // completes once its rollout finished.
+        executor_verify_window: Duration::ZERO,
         ..config(redis)
     }
 }
@@ -396,6 +399,8 @@ async fn a_replica_killed_mid_execution_is_taken_over_without_a_second_rollout()
             kubeconfig,
             "--executor-lease-ttl",
             "600ms",
+            "--executor-verify-window",
+            "0s",
             "--sweep-interval",
             "1h",
         ],

@@ -38,4 +38,5 @@ mod slack;
 mod stats;
 mod store_conformance;
 mod ui;
+mod verify;
 mod watch;

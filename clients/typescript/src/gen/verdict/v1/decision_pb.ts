@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file verdict/v1/decision.proto.
  */
 export const file_verdict_v1_decision: GenFile = /*@__PURE__*/
-  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2UisAUKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRZGVjaWRlZF9ieV9tZXRob2QYESABKAkSJwoJYXBwcm92YWxzGBIgAygLMhQudmVyZGljdC52MS5BcHByb3ZhbBIaChJhcHByb3ZhbHNfcmVxdWlyZWQYEyABKA0SKQoHZHJ5X3J1bhgUIAEoCzIYLnZlcmRpY3QudjEuRHJ5UnVuUmVzdWx0IlwKCEFwcHJvdmFsEg8KB3N1YmplY3QYASABKAkSDgoGbWV0aG9kGAIgASgJEi8KC2FwcHJvdmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJmCgxEcnlSdW5SZXN1bHQSFQoNd291bGRfc3VjY2VlZBgBIAEoCBIPCgdzdW1tYXJ5GAIgASgJEi4KCmNoZWNrZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpMBChpHZXRPckNyZWF0ZURlY2lzaW9uUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCRImCgRtb2RlGAIgASgOMhgudmVyZGljdC52MS5EZWNpc2lvbk1vZGUSDAoEd2FpdBgDIAEoCBIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKG0dldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24SDwoHY3JlYXRlZBgCIAEoCCIjChJHZXREZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkiPQoTR2V0RGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iKwoUTGlzdERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkiQAoVTGlzdERlY2lzaW9uc1Jlc3BvbnNlEicKCWRlY2lzaW9ucxgBIAMoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iZAoWQXBwcm92ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAMgASgEEhIKCnJlcXVlc3RfaWQYBCABKAkiQQoXQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uInMKFVJlamVjdERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoBBISCgpyZXF1ZXN0X2lkGAUgASgJIkAKFlJlamVjdERlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIl0KF0NvbXBsZXRlRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDgoGb3V0cHV0GAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiQgoYQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiI8ChRXYXRjaERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIVCg1hZnRlcl92ZXJzaW9uGAIgASgEIj8KFVdhdGNoRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24ifgoVV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEigKBXN0YXRlGAIgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHNldmVyaXR5GAMgASgOMhQudmVyZGljdC52MS5TZXZlcml0eSJAChZXYXRjaERlY2lzaW9uc1Jlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiqPAgoNRGVjaXNpb25TdGF0ZRIeChpERUNJU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0RFQ0lTSU9OX1NUQVRFX0lOSVQQARIcChhERUNJU0lPTl9TVEFURV9BTkFMWVpJTkcQAhIYChRERUNJU0lPTl9TVEFURV9SRUFEWRADEhwKGERFQ0lTSU9OX1NUQVRFX0VYRUNVVElORxAEEhwKGERFQ0lTSU9OX1NUQVRFX0NPTVBMRVRFRBAFEhgKFERFQ0lTSU9OX1NUQVRFX0VSUk9SEAYSGwoXREVDSVNJT05fU1RBVEVfUkVKRUNURUQQBxIaChZERUNJU0lPTl9TVEFURV9FWFBJUkVEEAgqegoMRGVjaXNpb25Nb2RlEh0KGURFQ0lTSU9OX01PREVfVU5TUEVDSUZJRUQQABIWChJERUNJU0lPTl9NT0RFX0FVVE8QARIWChJERUNJU0lPTl9NT0RFX0RVQUwQAhIbChdERUNJU0lPTl9NT0RFX0NPTlNFTlNVUxADKoUBCg5Qcm9wb3NhbFNvdXJjZRIfChtQUk9QT1NBTF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIaChZQUk9QT1NBTF9TT1VSQ0VfRVhQRVJUEAESFwoTUFJPUE9TQUxfU09VUkNFX0xMTRACEh0KGVBST1BPU0FMX1NPVVJDRV9DT05TRU5TVVMQAyqHAgoORmFsbGJhY2tSZWFzb24SHwobRkFMTEJBQ0tfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXRkFMTEJBQ0tfUkVBU09OX1RJTUVPVVQQARIZChVGQUxMQkFDS19SRUFTT05fRVJST1IQAhIbChdGQUxMQkFDS19SRUFTT05fSU5WQUxJRBADEhoKFkZBTExCQUNLX1JFQVNPTl9VTlNBRkUQBBIgChxGQUxMQkFDS19SRUFTT05fQ0lSQ1VJVF9PUEVOEAUSIgoeRkFMTEJBQ0tfUkVBU09OX05PVF9DT05GSUdVUkVEEAYSHQoZRkFMTEJBQ0tfUkVBU09OX1JFQ09WRVJFRBAHKoABCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhIKDlJJU0tfTEVWRUxfTE9XEAESFQoRUklTS19MRVZFTF9NRURJVU0QAhITCg9SSVNLX0xFVkVMX0hJR0gQAxIXChNSSVNLX0xFVkVMX0NSSVRJQ0FMEAQqhAEKC0NvbW1hbmRWZXJiEhwKGENPTU1BTkRfVkVSQl9VTlNQRUNJRklFRBAAEiAKHENPTU1BTkRfVkVSQl9ST0xMT1VUX1JFU1RBUlQQARIdChlDT01NQU5EX1ZFUkJfUk9MTE9VVF9VTkRPEAISFgoSQ09NTUFORF9WRVJCX1NDQUxFEAMqrQEKC1RleHRXYXJuaW5nEhwKGFRFWFRfV0FSTklOR19VTlNQRUNJRklFRBAAEiEKHVRFWFRfV0FSTklOR19NRU5USU9OU19DT01NQU5EEAESHQoZVEVYVF9XQVJOSU5HX01FTlRJT05TX1VSTBACEiIKHlRFWFRfV0FSTklOR19ISURERU5fQ0hBUkFDVEVSUxADEhoKFlRFWFRfV0FSTklOR19UUlVOQ0FURUQQBDLmBQoPRGVjaXNpb25TZXJ2aWNlEmYKE0dldE9yQ3JlYXRlRGVjaXNpb24SJi52ZXJkaWN0LnYxLkdldE9yQ3JlYXRlRGVjaXNpb25SZXF1ZXN0GicudmVyZGljdC52MS5HZXRPckNyZWF0ZURlY2lzaW9uUmVzcG9uc2USTgoLR2V0RGVjaXNpb24SHi52ZXJkaWN0LnYxLkdldERlY2lzaW9uUmVxdWVzdBofLnZlcmRpY3QudjEuR2V0RGVjaXNpb25SZXNwb25zZRJUCg1MaXN0RGVjaXNpb25zEiAudmVyZGljdC52MS5MaXN0RGVjaXNpb25zUmVxdWVzdBohLnZlcmRpY3QudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlEloKD0FwcHJvdmVEZWNpc2lvbhIiLnZlcmRpY3QudjEuQXBwcm92ZURlY2lzaW9uUmVxdWVzdBojLnZlcmRpY3QudjEuQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USVwoOUmVqZWN0RGVjaXNpb24SIS52ZXJkaWN0LnYxLlJlamVjdERlY2lzaW9uUmVxdWVzdBoiLnZlcmRpY3QudjEuUmVqZWN0RGVjaXNpb25SZXNwb25zZRJdChBDb21wbGV0ZURlY2lzaW9uEiMudmVyZGljdC52MS5Db21wbGV0ZURlY2lzaW9uUmVxdWVzdBokLnZlcmRpY3QudjEuQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlElYKDVdhdGNoRGVjaXNpb24SIC52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25SZXF1ZXN0GiEudmVyZGljdC52MS5XYXRjaERlY2lzaW9uUmVzcG9uc2UwARJZCg5XYXRjaERlY2lzaW9ucxIhLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0GiIudmVyZGljdC52MS5XYXRjaERlY2lzaW9uc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
+  fileDesc("Chl2ZXJkaWN0L3YxL2RlY2lzaW9uLnByb3RvEgp2ZXJkaWN0LnYxInwKElJlbWVkaWF0aW9uQ29tbWFuZBIlCgR2ZXJiGAEgASgOMhcudmVyZGljdC52MS5Db21tYW5kVmVyYhIMCgRraW5kGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEhAKCHJlcGxpY2FzGAUgASgNInYKEURpc3NlbnRpbmdPcGluaW9uEg0KBWFnZW50GAEgASgJEg8KB2t1YmVjdGwYAiABKAkSEQoJcmVhc29uaW5nGAMgASgJEi4KDXRleHRfd2FybmluZ3MYBCADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nIlkKDFJlZnVzZWRBZ2VudBINCgVhZ2VudBgBIAEoCRIqCgZyZWFzb24YAiABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEg4KBmRldGFpbBgDIAEoCSK5BQoIUHJvcG9zYWwSKgoGc291cmNlGAEgASgOMhoudmVyZGljdC52MS5Qcm9wb3NhbFNvdXJjZRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCRIvCgdjb21tYW5kGAQgASgLMh4udmVyZGljdC52MS5SZW1lZGlhdGlvbkNvbW1hbmQSDwoHa3ViZWN0bBgFIAEoCRITCgtkZXNjcmlwdGlvbhgGIAEoCRIRCglyZWFzb25pbmcYByABKAkSIwoEcmlzaxgIIAEoDjIVLnZlcmRpY3QudjEuUmlza0xldmVsEhIKCmNvbmZpZGVuY2UYCSABKAESFAoMbWF0Y2hlZF9ydWxlGAogASgJEhIKCmZyb21fY2FjaGUYCyABKAgSMwoQYW5hbHlzaXNfbGF0ZW5jeRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9mYWxsYmFja19yZWFzb24YDSABKA4yGi52ZXJkaWN0LnYxLkZhbGxiYWNrUmVhc29uEhQKDGNvbnNlbnN1c19pZBgOIAEoCRIXCg9jb25zZW5zdXNfc2NvcmUYDyABKAESEwoLYWdlbnRfY291bnQYECABKA0SOgoTZGlzc2VudGluZ19vcGluaW9ucxgRIAMoCzIdLnZlcmRpY3QudjEuRGlzc2VudGluZ09waW5pb24SHQoQbW9kZWxfY29uZmlkZW5jZRgSIAEoAUgAiAEBEi4KDXRleHRfd2FybmluZ3MYEyADKA4yFy52ZXJkaWN0LnYxLlRleHRXYXJuaW5nEjAKDnJlZnVzZWRfYWdlbnRzGBQgAygLMhgudmVyZGljdC52MS5SZWZ1c2VkQWdlbnQSEwoLcG9saWN5X2hhc2gYFSABKAlCEwoRX21vZGVsX2NvbmZpZGVuY2Ui4AUKCERlY2lzaW9uEg0KBXRva2VuGAEgASgJEhMKC2luY2lkZW50X2lkGAIgASgJEigKBXN0YXRlGAMgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHByb3Bvc2FsGAQgASgLMhQudmVyZGljdC52MS5Qcm9wb3NhbBIPCgd2ZXJzaW9uGAUgASgEEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWFuYWx5c2lzX2RlYWRsaW5lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgKIAEoCRISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgNIAEoCRIOCgZvdXRwdXQYDiABKAkSJgoEbW9kZRgPIAEoDjIYLnZlcmRpY3QudjEuRGVjaXNpb25Nb2RlEjAKDGNvbXBsZXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGQoRZGVjaWRlZF9ieV9tZXRob2QYESABKAkSJwoJYXBwcm92YWxzGBIgAygLMhQudmVyZGljdC52MS5BcHByb3ZhbBIaChJhcHByb3ZhbHNfcmVxdWlyZWQYEyABKA0SKQoHZHJ5X3J1bhgUIAEoCzIYLnZlcmRpY3QudjEuRHJ5UnVuUmVzdWx0Ei4KDHZlcmlmaWNhdGlvbhgVIAEoCzIYLnZlcmRpY3QudjEuVmVyaWZpY2F0aW9uIqgBCgxWZXJpZmljYXRpb24SLAoFc3RhdGUYASABKA4yHS52ZXJkaWN0LnYxLlZlcmlmaWNhdGlvblN0YXRlEg8KB3N1bW1hcnkYAiABKAkSKQoFdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmRlY2lkZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKCEFwcHJvdmFsEg8KB3N1YmplY3QYASABKAkSDgoGbWV0aG9kGAIgASgJEi8KC2FwcHJvdmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJmCgxEcnlSdW5SZXN1bHQSFQoNd291bGRfc3VjY2VlZBgBIAEoCBIPCgdzdW1tYXJ5GAIgASgJEi4KCmNoZWNrZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpMBChpHZXRPckNyZWF0ZURlY2lzaW9uUmVxdWVzdBITCgtpbmNpZGVudF9pZBgBIAEoCRImCgRtb2RlGAIgASgOMhgudmVyZGljdC52MS5EZWNpc2lvbk1vZGUSDAoEd2FpdBgDIAEoCBIqCgd0aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKG0dldE9yQ3JlYXRlRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24SDwoHY3JlYXRlZBgCIAEoCCIjChJHZXREZWNpc2lvblJlcXVlc3QSDQoFdG9rZW4YASABKAkiPQoTR2V0RGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iKwoUTGlzdERlY2lzaW9uc1JlcXVlc3QSEwoLaW5jaWRlbnRfaWQYASABKAkiQAoVTGlzdERlY2lzaW9uc1Jlc3BvbnNlEicKCWRlY2lzaW9ucxgBIAMoCzIULnZlcmRpY3QudjEuRGVjaXNpb24iZAoWQXBwcm92ZURlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAMgASgEEhIKCnJlcXVlc3RfaWQYBCABKAkiQQoXQXBwcm92ZURlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uInMKFVJlamVjdERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRINCgVhY3RvchgCIAEoCRIOCgZyZWFzb24YAyABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoBBISCgpyZXF1ZXN0X2lkGAUgASgJIkAKFlJlamVjdERlY2lzaW9uUmVzcG9uc2USJgoIZGVjaXNpb24YASABKAsyFC52ZXJkaWN0LnYxLkRlY2lzaW9uIl0KF0NvbXBsZXRlRGVjaXNpb25SZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg8KB3N1Y2Nlc3MYAiABKAgSDgoGb3V0cHV0GAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiQgoYQ29tcGxldGVEZWNpc2lvblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiI8ChRXYXRjaERlY2lzaW9uUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIVCg1hZnRlcl92ZXJzaW9uGAIgASgEIj8KFVdhdGNoRGVjaXNpb25SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoCzIULnZlcmRpY3QudjEuRGVjaXNpb24ifgoVV2F0Y2hEZWNpc2lvbnNSZXF1ZXN0EhMKC2luY2lkZW50X2lkGAEgASgJEigKBXN0YXRlGAIgASgOMhkudmVyZGljdC52MS5EZWNpc2lvblN0YXRlEiYKCHNldmVyaXR5GAMgASgOMhQudmVyZGljdC52MS5TZXZlcml0eSJAChZXYXRjaERlY2lzaW9uc1Jlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgLMhQudmVyZGljdC52MS5EZWNpc2lvbiqPAgoNRGVjaXNpb25TdGF0ZRIeChpERUNJU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0RFQ0lTSU9OX1NUQVRFX0lOSVQQARIcChhERUNJU0lPTl9TVEFURV9BTkFMWVpJTkcQAhIYChRERUNJU0lPTl9TVEFURV9SRUFEWRADEhwKGERFQ0lTSU9OX1NUQVRFX0VYRUNVVElORxAEEhwKGERFQ0lTSU9OX1NUQVRFX0NPTVBMRVRFRBAFEhgKFERFQ0lTSU9OX1NUQVRFX0VSUk9SEAYSGwoXREVDSVNJT05fU1RBVEVfUkVKRUNURUQQBxIaChZERUNJU0lPTl9TVEFURV9FWFBJUkVEEAgqegoMRGVjaXNpb25Nb2RlEh0KGURFQ0lTSU9OX01PREVfVU5TUEVDSUZJRUQQABIWChJERUNJU0lPTl9NT0RFX0FVVE8QARIWChJERUNJU0lPTl9NT0RFX0RVQUwQAhIbChdERUNJU0lPTl9NT0RFX0NPTlNFTlNVUxADKoUBCg5Qcm9wb3NhbFNvdXJjZRIfChtQUk9QT1NBTF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIaChZQUk9QT1NBTF9TT1VSQ0VfRVhQRVJUEAESFwoTUFJPUE9TQUxfU09VUkNFX0xMTRACEh0KGVBST1BPU0FMX1NPVVJDRV9DT05TRU5TVVMQAyqHAgoORmFsbGJhY2tSZWFzb24SHwobRkFMTEJBQ0tfUkVBU09OX1VOU1BFQ0lGSUVEEAASGwoXRkFMTEJBQ0tfUkVBU09OX1RJTUVPVVQQARIZChVGQUxMQkFDS19SRUFTT05fRVJST1IQAhIbChdGQUxMQkFDS19SRUFTT05fSU5WQUxJRBADEhoKFkZBTExCQUNLX1JFQVNPTl9VTlNBRkUQBBIgChxGQUxMQkFDS19SRUFTT05fQ0lSQ1VJVF9PUEVOEAUSIgoeRkFMTEJBQ0tfUkVBU09OX05PVF9DT05GSUdVUkVEEAYSHQoZRkFMTEJBQ0tfUkVBU09OX1JFQ09WRVJFRBAHKoABCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEhIKDlJJU0tfTEVWRUxfTE9XEAESFQoRUklTS19MRVZFTF9NRURJVU0QAhITCg9SSVNLX0xFVkVMX0hJR0gQAxIXChNSSVNLX0xFVkVMX0NSSVRJQ0FMEAQqhAEKC0NvbW1hbmRWZXJiEhwKGENPTU1BTkRfVkVSQl9VTlNQRUNJRklFRBAAEiAKHENPTU1BTkRfVkVSQl9ST0xMT1VUX1JFU1RBUlQQARIdChlDT01NQU5EX1ZFUkJfUk9MTE9VVF9VTkRPEAISFgoSQ09NTUFORF9WRVJCX1NDQUxFEAMqrQEKC1RleHRXYXJuaW5nEhwKGFRFWFRfV0FSTklOR19VTlNQRUNJRklFRBAAEiEKHVRFWFRfV0FSTklOR19NRU5USU9OU19DT01NQU5EEAESHQoZVEVYVF9XQVJOSU5HX01FTlRJT05TX1VSTBACEiIKHlRFWFRfV0FSTklOR19ISURERU5fQ0hBUkFDVEVSUxADEhoKFlRFWFRfV0FSTklOR19UUlVOQ0FURUQQBCqXAQoRVmVyaWZpY2F0aW9uU3RhdGUSIgoeVkVSSUZJQ0FUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHgoaVkVSSUZJQ0FUSU9OX1NUQVRFX1BFTkRJTkcQARIfChtWRVJJRklDQVRJT05fU1RBVEVfVkVSSUZJRUQQAhIdChlWRVJJRklDQVRJT05fU1RBVEVfRkFJTEVEEAMy5gUKD0RlY2lzaW9uU2VydmljZRJmChNHZXRPckNyZWF0ZURlY2lzaW9uEiYudmVyZGljdC52MS5HZXRPckNyZWF0ZURlY2lzaW9uUmVxdWVzdBonLnZlcmRpY3QudjEuR2V0T3JDcmVhdGVEZWNpc2lvblJlc3BvbnNlEk4KC0dldERlY2lzaW9uEh4udmVyZGljdC52MS5HZXREZWNpc2lvblJlcXVlc3QaHy52ZXJkaWN0LnYxLkdldERlY2lzaW9uUmVzcG9uc2USVAoNTGlzdERlY2lzaW9ucxIgLnZlcmRpY3QudjEuTGlzdERlY2lzaW9uc1JlcXVlc3QaIS52ZXJkaWN0LnYxLkxpc3REZWNpc2lvbnNSZXNwb25zZRJaCg9BcHByb3ZlRGVjaXNpb24SIi52ZXJkaWN0LnYxLkFwcHJvdmVEZWNpc2lvblJlcXVlc3QaIy52ZXJkaWN0LnYxLkFwcHJvdmVEZWNpc2lvblJlc3BvbnNlElcKDlJlamVjdERlY2lzaW9uEiEudmVyZGljdC52MS5SZWplY3REZWNpc2lvblJlcXVlc3QaIi52ZXJkaWN0LnYxLlJlamVjdERlY2lzaW9uUmVzcG9uc2USXQoQQ29tcGxldGVEZWNpc2lvbhIjLnZlcmRpY3QudjEuQ29tcGxldGVEZWNpc2lvblJlcXVlc3QaJC52ZXJkaWN0LnYxLkNvbXBsZXRlRGVjaXNpb25SZXNwb25zZRJWCg1XYXRjaERlY2lzaW9uEiAudmVyZGljdC52MS5XYXRjaERlY2lzaW9uUmVxdWVzdBohLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvblJlc3BvbnNlMAESWQoOV2F0Y2hEZWNpc2lvbnMSIS52ZXJkaWN0LnYxLldhdGNoRGVjaXNpb25zUmVxdWVzdBoiLnZlcmRpY3QudjEuV2F0Y2hEZWNpc2lvbnNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_verdict_v1_incident]);
 
 /**
  * A remediation in structured form. The kubectl line is rendered from this,
@@ -468,6 +468,17 @@ export type Decision = Message<"verdict.v1.Decision"> & {
    * @generated from field: verdict.v1.DryRunResult dry_run = 20;
    */
   dryRun?: DryRunResult | undefined;
+
+  /**
+   * Whether the executed command fixed the incident, with executors that
+   * run commands (`kubernetes`) and a verify window: set PENDING once the
+   * rollout finished (the decision stays EXECUTING while the incident is
+   * watched), then VERIFIED or FAILED as the decision becomes COMPLETED.
+   * Unset before, and with `external` or `dry-run`.
+   *
+   * @generated from field: verdict.v1.Verification verification = 21;
+   */
+  verification?: Verification | undefined;
 };
 
 /**
@@ -476,6 +487,49 @@ export type Decision = Message<"verdict.v1.Decision"> & {
  */
 export const DecisionSchema: GenMessage<Decision> = /*@__PURE__*/
   messageDesc(file_verdict_v1_decision, 4);
+
+/**
+ * The check, after a command ran, that its incident actually resolved.
+ *
+ * @generated from message verdict.v1.Verification
+ */
+export type Verification = Message<"verdict.v1.Verification"> & {
+  /**
+   * Where the check stands.
+   *
+   * @generated from field: verdict.v1.VerificationState state = 1;
+   */
+  state: VerificationState;
+
+  /**
+   * What was observed, e.g. "incident resolved 42s after the rollout",
+   * "still firing at the end of the 10m window".
+   *
+   * @generated from field: string summary = 2;
+   */
+  summary: string;
+
+  /**
+   * The end of the window: an incident still firing then fails it.
+   *
+   * @generated from field: google.protobuf.Timestamp until = 3;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * When the state was decided (when the watch began, for PENDING).
+   *
+   * @generated from field: google.protobuf.Timestamp decided_at = 4;
+   */
+  decidedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message verdict.v1.Verification.
+ * Use `create(VerificationSchema)` to create a new message.
+ */
+export const VerificationSchema: GenMessage<Verification> = /*@__PURE__*/
+  messageDesc(file_verdict_v1_decision, 5);
 
 /**
  * One approval recorded on a decision.
@@ -511,7 +565,7 @@ export type Approval = Message<"verdict.v1.Approval"> & {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 5);
+  messageDesc(file_verdict_v1_decision, 6);
 
 /**
  * What the cluster answered to a dry run (`dryRun=All`) of the exact request
@@ -548,7 +602,7 @@ export type DryRunResult = Message<"verdict.v1.DryRunResult"> & {
  * Use `create(DryRunResultSchema)` to create a new message.
  */
 export const DryRunResultSchema: GenMessage<DryRunResult> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 6);
+  messageDesc(file_verdict_v1_decision, 7);
 
 /**
  * Request of DecisionService.GetOrCreateDecision.
@@ -591,7 +645,7 @@ export type GetOrCreateDecisionRequest = Message<"verdict.v1.GetOrCreateDecision
  * Use `create(GetOrCreateDecisionRequestSchema)` to create a new message.
  */
 export const GetOrCreateDecisionRequestSchema: GenMessage<GetOrCreateDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 7);
+  messageDesc(file_verdict_v1_decision, 8);
 
 /**
  * Response of DecisionService.GetOrCreateDecision.
@@ -619,7 +673,7 @@ export type GetOrCreateDecisionResponse = Message<"verdict.v1.GetOrCreateDecisio
  * Use `create(GetOrCreateDecisionResponseSchema)` to create a new message.
  */
 export const GetOrCreateDecisionResponseSchema: GenMessage<GetOrCreateDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 8);
+  messageDesc(file_verdict_v1_decision, 9);
 
 /**
  * Request of DecisionService.GetDecision.
@@ -640,7 +694,7 @@ export type GetDecisionRequest = Message<"verdict.v1.GetDecisionRequest"> & {
  * Use `create(GetDecisionRequestSchema)` to create a new message.
  */
 export const GetDecisionRequestSchema: GenMessage<GetDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 9);
+  messageDesc(file_verdict_v1_decision, 10);
 
 /**
  * Response of DecisionService.GetDecision.
@@ -661,7 +715,7 @@ export type GetDecisionResponse = Message<"verdict.v1.GetDecisionResponse"> & {
  * Use `create(GetDecisionResponseSchema)` to create a new message.
  */
 export const GetDecisionResponseSchema: GenMessage<GetDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 10);
+  messageDesc(file_verdict_v1_decision, 11);
 
 /**
  * Request of DecisionService.ListDecisions.
@@ -682,7 +736,7 @@ export type ListDecisionsRequest = Message<"verdict.v1.ListDecisionsRequest"> & 
  * Use `create(ListDecisionsRequestSchema)` to create a new message.
  */
 export const ListDecisionsRequestSchema: GenMessage<ListDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 11);
+  messageDesc(file_verdict_v1_decision, 12);
 
 /**
  * Response of DecisionService.ListDecisions.
@@ -703,7 +757,7 @@ export type ListDecisionsResponse = Message<"verdict.v1.ListDecisionsResponse"> 
  * Use `create(ListDecisionsResponseSchema)` to create a new message.
  */
 export const ListDecisionsResponseSchema: GenMessage<ListDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 12);
+  messageDesc(file_verdict_v1_decision, 13);
 
 /**
  * Request of DecisionService.ApproveDecision.
@@ -750,7 +804,7 @@ export type ApproveDecisionRequest = Message<"verdict.v1.ApproveDecisionRequest"
  * Use `create(ApproveDecisionRequestSchema)` to create a new message.
  */
 export const ApproveDecisionRequestSchema: GenMessage<ApproveDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 13);
+  messageDesc(file_verdict_v1_decision, 14);
 
 /**
  * Response of DecisionService.ApproveDecision.
@@ -772,7 +826,7 @@ export type ApproveDecisionResponse = Message<"verdict.v1.ApproveDecisionRespons
  * Use `create(ApproveDecisionResponseSchema)` to create a new message.
  */
 export const ApproveDecisionResponseSchema: GenMessage<ApproveDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 14);
+  messageDesc(file_verdict_v1_decision, 15);
 
 /**
  * Request of DecisionService.RejectDecision.
@@ -826,7 +880,7 @@ export type RejectDecisionRequest = Message<"verdict.v1.RejectDecisionRequest"> 
  * Use `create(RejectDecisionRequestSchema)` to create a new message.
  */
 export const RejectDecisionRequestSchema: GenMessage<RejectDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 15);
+  messageDesc(file_verdict_v1_decision, 16);
 
 /**
  * Response of DecisionService.RejectDecision.
@@ -847,7 +901,7 @@ export type RejectDecisionResponse = Message<"verdict.v1.RejectDecisionResponse"
  * Use `create(RejectDecisionResponseSchema)` to create a new message.
  */
 export const RejectDecisionResponseSchema: GenMessage<RejectDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 16);
+  messageDesc(file_verdict_v1_decision, 17);
 
 /**
  * Request of DecisionService.CompleteDecision.
@@ -892,7 +946,7 @@ export type CompleteDecisionRequest = Message<"verdict.v1.CompleteDecisionReques
  * Use `create(CompleteDecisionRequestSchema)` to create a new message.
  */
 export const CompleteDecisionRequestSchema: GenMessage<CompleteDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 17);
+  messageDesc(file_verdict_v1_decision, 18);
 
 /**
  * Response of DecisionService.CompleteDecision.
@@ -913,7 +967,7 @@ export type CompleteDecisionResponse = Message<"verdict.v1.CompleteDecisionRespo
  * Use `create(CompleteDecisionResponseSchema)` to create a new message.
  */
 export const CompleteDecisionResponseSchema: GenMessage<CompleteDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 18);
+  messageDesc(file_verdict_v1_decision, 19);
 
 /**
  * Request of DecisionService.WatchDecision.
@@ -941,7 +995,7 @@ export type WatchDecisionRequest = Message<"verdict.v1.WatchDecisionRequest"> & 
  * Use `create(WatchDecisionRequestSchema)` to create a new message.
  */
 export const WatchDecisionRequestSchema: GenMessage<WatchDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 19);
+  messageDesc(file_verdict_v1_decision, 20);
 
 /**
  * Response of DecisionService.WatchDecision: one message per change.
@@ -962,7 +1016,7 @@ export type WatchDecisionResponse = Message<"verdict.v1.WatchDecisionResponse"> 
  * Use `create(WatchDecisionResponseSchema)` to create a new message.
  */
 export const WatchDecisionResponseSchema: GenMessage<WatchDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 20);
+  messageDesc(file_verdict_v1_decision, 21);
 
 /**
  * Request of DecisionService.WatchDecisions.
@@ -997,7 +1051,7 @@ export type WatchDecisionsRequest = Message<"verdict.v1.WatchDecisionsRequest"> 
  * Use `create(WatchDecisionsRequestSchema)` to create a new message.
  */
 export const WatchDecisionsRequestSchema: GenMessage<WatchDecisionsRequest> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 21);
+  messageDesc(file_verdict_v1_decision, 22);
 
 /**
  * Response of DecisionService.WatchDecisions: one message per change.
@@ -1018,7 +1072,7 @@ export type WatchDecisionsResponse = Message<"verdict.v1.WatchDecisionsResponse"
  * Use `create(WatchDecisionsResponseSchema)` to create a new message.
  */
 export const WatchDecisionsResponseSchema: GenMessage<WatchDecisionsResponse> = /*@__PURE__*/
-  messageDesc(file_verdict_v1_decision, 22);
+  messageDesc(file_verdict_v1_decision, 23);
 
 /**
  * The life of a decision token.
@@ -1391,6 +1445,49 @@ export enum TextWarning {
  */
 export const TextWarningSchema: GenEnum<TextWarning> = /*@__PURE__*/
   enumDesc(file_verdict_v1_decision, 6);
+
+/**
+ * The states of a verification.
+ *
+ * @generated from enum verdict.v1.VerificationState
+ */
+export enum VerificationState {
+  /**
+   * Not set (never sent by the server).
+   *
+   * @generated from enum value: VERIFICATION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The rollout finished; the incident is being watched.
+   *
+   * @generated from enum value: VERIFICATION_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * The incident resolved within the window: the fix worked.
+   *
+   * @generated from enum value: VERIFICATION_STATE_VERIFIED = 2;
+   */
+  VERIFIED = 2,
+
+  /**
+   * The rollout failed, or the incident still fired at the end of the
+   * window: the command ran but did not fix it; the incident stays open
+   * and its next decision gets a new token.
+   *
+   * @generated from enum value: VERIFICATION_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum verdict.v1.VerificationState.
+ */
+export const VerificationStateSchema: GenEnum<VerificationState> = /*@__PURE__*/
+  enumDesc(file_verdict_v1_decision, 7);
 
 /**
  * Issues, reads and moves decision tokens through their state machine.

@@ -71,6 +71,13 @@ class TextWarning(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TEXT_WARNING_MENTIONS_URL: _ClassVar[TextWarning]
     TEXT_WARNING_HIDDEN_CHARACTERS: _ClassVar[TextWarning]
     TEXT_WARNING_TRUNCATED: _ClassVar[TextWarning]
+
+class VerificationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERIFICATION_STATE_UNSPECIFIED: _ClassVar[VerificationState]
+    VERIFICATION_STATE_PENDING: _ClassVar[VerificationState]
+    VERIFICATION_STATE_VERIFIED: _ClassVar[VerificationState]
+    VERIFICATION_STATE_FAILED: _ClassVar[VerificationState]
 DECISION_STATE_UNSPECIFIED: DecisionState
 DECISION_STATE_INIT: DecisionState
 DECISION_STATE_ANALYZING: DecisionState
@@ -110,6 +117,10 @@ TEXT_WARNING_MENTIONS_COMMAND: TextWarning
 TEXT_WARNING_MENTIONS_URL: TextWarning
 TEXT_WARNING_HIDDEN_CHARACTERS: TextWarning
 TEXT_WARNING_TRUNCATED: TextWarning
+VERIFICATION_STATE_UNSPECIFIED: VerificationState
+VERIFICATION_STATE_PENDING: VerificationState
+VERIFICATION_STATE_VERIFIED: VerificationState
+VERIFICATION_STATE_FAILED: VerificationState
 
 class RemediationCommand(_message.Message):
     __slots__ = ("verb", "kind", "name", "namespace", "replicas")
@@ -194,7 +205,7 @@ class Proposal(_message.Message):
     def __init__(self, source: _Optional[_Union[ProposalSource, str]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., command: _Optional[_Union[RemediationCommand, _Mapping]] = ..., kubectl: _Optional[str] = ..., description: _Optional[str] = ..., reasoning: _Optional[str] = ..., risk: _Optional[_Union[RiskLevel, str]] = ..., confidence: _Optional[float] = ..., matched_rule: _Optional[str] = ..., from_cache: _Optional[bool] = ..., analysis_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fallback_reason: _Optional[_Union[FallbackReason, str]] = ..., consensus_id: _Optional[str] = ..., consensus_score: _Optional[float] = ..., agent_count: _Optional[int] = ..., dissenting_opinions: _Optional[_Iterable[_Union[DissentingOpinion, _Mapping]]] = ..., model_confidence: _Optional[float] = ..., text_warnings: _Optional[_Iterable[_Union[TextWarning, str]]] = ..., refused_agents: _Optional[_Iterable[_Union[RefusedAgent, _Mapping]]] = ..., policy_hash: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("token", "incident_id", "state", "proposal", "version", "created_at", "updated_at", "expires_at", "analysis_deadline", "error", "decided_by", "decided_at", "reason", "output", "mode", "completed_at", "decided_by_method", "approvals", "approvals_required", "dry_run")
+    __slots__ = ("token", "incident_id", "state", "proposal", "version", "created_at", "updated_at", "expires_at", "analysis_deadline", "error", "decided_by", "decided_at", "reason", "output", "mode", "completed_at", "decided_by_method", "approvals", "approvals_required", "dry_run", "verification")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +226,7 @@ class Decision(_message.Message):
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     token: str
     incident_id: str
     state: DecisionState
@@ -235,7 +247,20 @@ class Decision(_message.Message):
     approvals: _containers.RepeatedCompositeFieldContainer[Approval]
     approvals_required: int
     dry_run: DryRunResult
-    def __init__(self, token: _Optional[str] = ..., incident_id: _Optional[str] = ..., state: _Optional[_Union[DecisionState, str]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., analysis_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., output: _Optional[str] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_by_method: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., dry_run: _Optional[_Union[DryRunResult, _Mapping]] = ...) -> None: ...
+    verification: Verification
+    def __init__(self, token: _Optional[str] = ..., incident_id: _Optional[str] = ..., state: _Optional[_Union[DecisionState, str]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., analysis_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., output: _Optional[str] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_by_method: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., dry_run: _Optional[_Union[DryRunResult, _Mapping]] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ...) -> None: ...
+
+class Verification(_message.Message):
+    __slots__ = ("state", "summary", "until", "decided_at")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    state: VerificationState
+    summary: str
+    until: _timestamp_pb2.Timestamp
+    decided_at: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[VerificationState, str]] = ..., summary: _Optional[str] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("subject", "method", "approved_at")

@@ -105,7 +105,7 @@ class GetAiPerformanceRequest(_message.Message):
     def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class SourcePerformance(_message.Message):
-    __slots__ = ("source", "proposals", "approval_rate", "rejection_rate", "execution_success_rate", "latency_p50", "latency_p95", "approvals", "rejections", "executions_succeeded", "executions_failed")
+    __slots__ = ("source", "proposals", "approval_rate", "rejection_rate", "execution_success_rate", "latency_p50", "latency_p95", "approvals", "rejections", "executions_succeeded", "executions_failed", "fixes_verified", "fixes_not_verified")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     PROPOSALS_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,8 @@ class SourcePerformance(_message.Message):
     REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     EXECUTIONS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     EXECUTIONS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    FIXES_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    FIXES_NOT_VERIFIED_FIELD_NUMBER: _ClassVar[int]
     source: str
     proposals: int
     approval_rate: float
@@ -128,7 +130,9 @@ class SourcePerformance(_message.Message):
     rejections: int
     executions_succeeded: int
     executions_failed: int
-    def __init__(self, source: _Optional[str] = ..., proposals: _Optional[int] = ..., approval_rate: _Optional[float] = ..., rejection_rate: _Optional[float] = ..., execution_success_rate: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., approvals: _Optional[int] = ..., rejections: _Optional[int] = ..., executions_succeeded: _Optional[int] = ..., executions_failed: _Optional[int] = ...) -> None: ...
+    fixes_verified: int
+    fixes_not_verified: int
+    def __init__(self, source: _Optional[str] = ..., proposals: _Optional[int] = ..., approval_rate: _Optional[float] = ..., rejection_rate: _Optional[float] = ..., execution_success_rate: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., approvals: _Optional[int] = ..., rejections: _Optional[int] = ..., executions_succeeded: _Optional[int] = ..., executions_failed: _Optional[int] = ..., fixes_verified: _Optional[int] = ..., fixes_not_verified: _Optional[int] = ...) -> None: ...
 
 class FallbackCount(_message.Message):
     __slots__ = ("reason", "count")
