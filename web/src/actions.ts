@@ -27,6 +27,12 @@ export class Actions {
       this.notify(`Only a READY decision can be approved; ${d.token} is ${stateName(d.state)}.`, "error");
       return undefined;
     }
+    if (d.dryRun && !d.dryRun.wouldSucceed) {
+      // The server would refuse it; say why without a round trip (`y` on the
+      // board or in the decision view, where the button is already disabled).
+      this.notify(`${d.token} cannot be approved: its dry run failed (${d.dryRun.summary || "the cluster would refuse it"}).`, "error");
+      return undefined;
+    }
     const risk = d.proposal?.risk ?? RiskLevel.UNSPECIFIED;
     if (risk === RiskLevel.HIGH || risk === RiskLevel.CRITICAL) {
       const ok = await this.ask({

@@ -8,14 +8,27 @@
  */
 import { DecisionState, Severity, type Decision } from "@verdict/client";
 import { h, typing } from "./dom.js";
-import { ms, severityName, span, stateName } from "./format.js";
+import { awaitingSecond, firstApprover, ms, severityName, span, stateName } from "./format.js";
 import type { Entry, Live, Listener, Status } from "./live.js";
 import { before, boardOrder } from "./order.js";
 export { boardOrder };
 import type { Actions } from "./actions.js";
 
-/** The row's badge text (and its class). */
+/**
+ * The row's badge text (and its class). A READY decision that has its first
+ * of two approvals says "awaiting second approval" and who gave it, so a
+ * second approver knows it is theirs to take (and the first that it is not).
+ */
 export function badge(d: Decision | undefined): HTMLElement {
+  if (awaitingSecond(d)) {
+    return h(
+      "span",
+      { class: "badge-group" },
+      h("span", { class: "badge s-awaiting" }, "awaiting second approval"),
+      " ",
+      h("small", { class: "first-approver" }, firstApprover(d!)),
+    );
+  }
   const name = stateName(d?.state);
   const el = h("span", { class: `badge s-${name.toLowerCase().replace(/ /g, "-")}` }, name);
   if (d && (d.state === DecisionState.ANALYZING || d.state === DecisionState.INIT)) {
@@ -61,7 +74,7 @@ export class Board implements Listener {
     this.severity.append(h("option", { value: "" }, "any"), ...[1, 2, 3, 4, 5].map((s) => h("option", { value: String(s) }, Severity[s])));
     this.state.append(
       h("option", { value: "" }, "any"),
-      ...["ANALYZING", "READY", "EXECUTING", "COMPLETED", "FAILED", "REJECTED", "EXPIRED", "NO DECISION"].map((s) => h("option", { value: s }, s)),
+      ...["ANALYZING", "READY", "AWAITING", "EXECUTING", "COMPLETED", "FAILED", "REJECTED", "EXPIRED", "NO DECISION"].map((s) => h("option", { value: s }, s === "AWAITING" ? "awaiting second approval" : s)),
     );
     this.namespace.append(h("option", { value: "" }, "any"));
     for (const input of [this.search, this.severity, this.namespace, this.state]) {
@@ -199,8 +212,9 @@ export class Board implements Listener {
         "data-token": d?.token,
         "data-state": stateName(d?.state),
         "data-version": d ? String(d.version) : undefined,
+        "data-awaiting": awaitingSecond(d) ? "second-approval" : undefined,
         tabindex: "-1",
-        "aria-label": `${sev} ${i.title}, ${stateName(d?.state)}`,
+        "aria-label": `${sev} ${i.title}, ${awaitingSecond(d) ? "awaiting second approval" : stateName(d?.state)}`,
       },
       h("td", {}, h("span", { class: `sev sev-${sev.toLowerCase()}` }, sev)),
       h("td", { class: "title" }, h("a", { href: `#/incident/${encodeURIComponent(i.id)}`, tabindex: "-1" }, i.title || i.id), h("small", {}, i.id)),
@@ -225,7 +239,8 @@ export class Board implements Listener {
     const hide =
       (this.severity.value !== "" && String(e.incident.severity) !== this.severity.value) ||
       (this.namespace.value !== "" && e.incident.namespace !== this.namespace.value) ||
-      (this.state.value !== "" && stateName(e.decision?.state) !== this.state.value) ||
+      (this.state.value !== "" &&
+        (this.state.value === "AWAITING" ? !awaitingSecond(e.decision) : stateName(e.decision?.state) !== this.state.value)) ||
       (q !== "" && !q.split(/\s+/).every((w) => this.text(e).includes(w)));
     row.hidden = hide;
   }

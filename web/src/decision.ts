@@ -6,9 +6,9 @@
  * version shown. A newer version arriving while the view is open is
  * announced, not swapped in under the reader: they choose to show it.
  */
-import { DecisionState, type Decision, type Incident } from "@verdict/client";
+import { DecisionState, VerificationState, type Decision, type Incident } from "@verdict/client";
 import { h, typing } from "./dom.js";
-import { ms, riskName, severityName, sourceName, span, stateName, statusName, warningText, when } from "./format.js";
+import { awaitingSecond, ms, riskName, severityName, sourceName, span, stateName, statusName, verificationName, warningText, when } from "./format.js";
 import { badge } from "./board.js";
 import type { Actions } from "./actions.js";
 import type { Listener, Live, Status } from "./live.js";
@@ -89,7 +89,14 @@ export class DecisionView implements Listener {
     if (!d) return h("section", { "aria-labelledby": "p-title" }, h("h2", { id: "p-title" }, "Proposal"), h("p", {}, "No decision was asked for this incident yet."));
     const p = d.proposal;
     const ready = d.state === DecisionState.READY;
-    const approve = h("button", { type: "button", id: "approve", class: "primary", disabled: !ready }, "Approve (y)");
+    // The server refuses to approve a decision whose dry run failed; the
+    // button says so up front instead of letting the click fail.
+    const dryRunFailed = !!d.dryRun && !d.dryRun.wouldSucceed;
+    const approve = h(
+      "button",
+      { type: "button", id: "approve", class: "primary", disabled: !ready || dryRunFailed, "aria-describedby": dryRunFailed ? "approve-why" : undefined },
+      "Approve (y)",
+    );
     const reject = h("button", { type: "button", id: "reject", class: "danger", disabled: !ready }, "Reject (n)");
     approve.addEventListener("click", () => void this.act("approve"));
     reject.addEventListener("click", () => void this.act("reject"));
@@ -149,7 +156,74 @@ export class DecisionView implements Listener {
             p!.refusedAgents.length ? h("p", {}, `Refused: ${p!.refusedAgents.map((r) => `${r.agent} (${r.detail})`).join("; ")}`) : null,
           )
         : null,
-      h("div", { class: "buttons", role: "group", "aria-label": `Decide version ${d.version}` }, approve, reject, h("span", { class: "help" }, `Bound to version ${d.version}.`)),
+      this.approvals(d),
+      this.dryRun(d),
+      this.verification(d),
+      h(
+        "div",
+        { class: "buttons", role: "group", "aria-label": `Decide version ${d.version}` },
+        approve,
+        reject,
+        h("span", { class: "help" }, `Bound to version ${d.version}.`),
+        dryRunFailed && ready ? h("p", { id: "approve-why", class: "error" }, "Cannot be approved: the dry run says the cluster would refuse this command.") : null,
+      ),
+    );
+  }
+
+  /** The approvals recorded so far (four-eyes: the first of two leaves it READY). */
+  private approvals(d: Decision): HTMLElement | null {
+    if (d.approvals.length === 0 && d.approvalsRequired < 2) return null;
+    const needed = d.approvalsRequired
+      ? `${d.approvals.length} of ${d.approvalsRequired} approvals${awaitingSecond(d) ? ": awaiting second approval by a different approver" : ""}.`
+      : `${d.approvals.length} approval${d.approvals.length === 1 ? "" : "s"}.`;
+    return h(
+      "section",
+      { class: "approvals", "aria-labelledby": "a-title" },
+      h("h3", { id: "a-title" }, "Approvals"),
+      h("p", { id: "approvals-needed" }, needed),
+      d.approvals.length
+        ? h(
+            "table",
+            { class: "history", id: "approvals" },
+            h("thead", {}, h("tr", {}, ...["Approver", "Method", "Approved at"].map((c) => h("th", { scope: "col" }, c)))),
+            h("tbody", {}, ...d.approvals.map((a) => h("tr", {}, h("td", {}, a.subject), h("td", {}, a.method || "—"), h("td", {}, when(a.approvedAt))))),
+          )
+        : null,
+    );
+  }
+
+  /** The server-side dry run of the command (executors that run commands only). */
+  private dryRun(d: Decision): HTMLElement | null {
+    const r = d.dryRun;
+    if (!r) return null;
+    return h(
+      "section",
+      { class: `dry-run ${r.wouldSucceed ? "ok" : "bad"}`, id: "dry-run", "aria-labelledby": "dr-title" },
+      h("h3", { id: "dr-title" }, "Dry run"),
+      h("p", {}, h("strong", {}, r.wouldSucceed ? "Would succeed" : "Would fail"), ` (checked ${when(r.checkedAt)})`),
+      r.summary ? h("pre", { class: "summary" }, r.summary) : null,
+    );
+  }
+
+  /** Whether the executed command fixed the incident. */
+  private verification(d: Decision): HTMLElement | null {
+    const v = d.verification;
+    if (!v) return null;
+    const state = verificationName(v.state);
+    const head =
+      v.state === VerificationState.PENDING
+        ? `Pending: watching the incident until ${when(v.until)}`
+        : v.state === VerificationState.VERIFIED
+          ? `Verified ${when(v.decidedAt)}`
+          : v.state === VerificationState.FAILED
+            ? `Failed ${when(v.decidedAt)}`
+            : "Unknown";
+    return h(
+      "section",
+      { class: `verification v-${state}`, id: "verification", "aria-labelledby": "v-title" },
+      h("h3", { id: "v-title" }, "Verification"),
+      h("p", {}, h("strong", {}, head)),
+      v.summary ? h("p", { class: "summary" }, v.summary) : null,
     );
   }
 

@@ -3,7 +3,7 @@
 type Timestamp = { seconds: bigint; nanos: number };
 type Duration = Timestamp;
 
-import { DecisionState, IncidentStatus, ProposalSource, RiskLevel, Severity, TextWarning } from "@verdict/client";
+import { DecisionState, IncidentStatus, ProposalSource, RiskLevel, Severity, TextWarning, VerificationState, type Decision } from "@verdict/client";
 
 /** The board's badge for a state (`null` when there is no decision yet). */
 export function stateName(state: DecisionState | undefined): string {
@@ -25,6 +25,35 @@ export function stateName(state: DecisionState | undefined): string {
       return "EXPIRED";
     default:
       return "NO DECISION";
+  }
+}
+
+/**
+ * Four-eyes: a decision that needs two approvers stays READY after the first
+ * approval (no state of its own), so "awaiting second approval" is READY with
+ * 0 < approvals < approvals_required.
+ */
+export function awaitingSecond(d: Decision | undefined): boolean {
+  return !!d && d.state === DecisionState.READY && d.approvals.length > 0 && d.approvals.length < d.approvalsRequired;
+}
+
+/** Who approved first, as shown next to "awaiting second approval". */
+export function firstApprover(d: Decision): string {
+  const a = d.approvals[0];
+  return a ? `approved first by ${a.subject}` : "";
+}
+
+/** A verification's state as words. */
+export function verificationName(s: VerificationState): string {
+  switch (s) {
+    case VerificationState.PENDING:
+      return "pending";
+    case VerificationState.VERIFIED:
+      return "verified";
+    case VerificationState.FAILED:
+      return "failed";
+    default:
+      return "unknown";
   }
 }
 
