@@ -128,7 +128,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
     /// TOML file of the safety policy for model proposals (see README
-    /// "Safety"); read at startup. When unset: the built-in policy.
+    /// "Safety"); read at startup and on every reload. When unset: the built-in policy.
     #[arg(long, env = "VERDICT_POLICY_FILE", value_name = "FILE")]
     pub policy_file: Option<PathBuf>,
     /// Upper bound of `replicas` in any scale command.

@@ -85,6 +85,8 @@ pub struct Running {
 pub struct Reloader {
     auth: Arc<Authenticator>,
     decisions: Arc<DecisionManager>,
+    /// The LLM answers' safety policy (None without an LLM).
+    safety: Option<crate::engine::policy::Policy>,
 }
 
 impl Reloader {
@@ -100,10 +102,25 @@ impl Reloader {
         );
         let policy = config.approval_policy();
         policy.validate()?;
+        // The safety policy file is read and checked before anything is
+        // swapped, so a bad file changes nothing.
+        let safety = match &self.safety {
+            Some(_) => Some(
+                config
+                    .engine_settings()
+                    .policy()
+                    .map_err(|e| anyhow::anyhow!("policy_file: {e}"))?,
+            ),
+            None => None,
+        };
         if settings.enabled() {
             self.auth.reload(&settings).map_err(anyhow::Error::msg)?;
         }
         self.decisions.set_approval_policy(policy);
+        if let (Some(current), Some(new)) = (&self.safety, &safety) {
+            current.reload_from(new);
+            tracing::info!(hash = %new.hash(), "safety policy reloaded");
+        }
         tracing::info!(
             tokens = settings.tokens.len(),
             rules = config.approval_rules.len(),
@@ -268,6 +285,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let reloader = Reloader {
         auth: auth.clone(),
         decisions: parts.decisions.clone(),
+        safety: parts.safety.clone(),
     };
     let app = routes(&config, &parts, health_service, auth)?;
     let app = observe::main_port_route(app, &config, metrics.as_ref());
@@ -325,6 +343,8 @@ struct Parts {
     webhook_token: Option<crate::ingest::WebhookToken>,
     /// The chat notifier, when a chat is configured.
     notifier: Option<Arc<Notifier>>,
+    /// The LLM answers' safety policy, reloaded with the configuration.
+    safety: Option<crate::engine::policy::Policy>,
 }
 
 /// The executor of the configured kind, if it runs commands here. The
@@ -354,9 +374,13 @@ fn build_parts(
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
         None => ExpertEngine::builtin(),
     });
-    let analyzer: Arc<dyn crate::engine::Analyzer> = match overrides.analyzer {
-        Some(a) => a,
-        None => build_engines(config, &expert, &store, background)?,
+    let (analyzer, safety): (Arc<dyn crate::engine::Analyzer>, _) = match overrides.analyzer {
+        Some(a) => (a, None),
+        None => {
+            let engines = build_engines(config, &expert, &store, background)?;
+            let safety = engines.policy().cloned();
+            (engines, safety)
+        }
     };
     let webhook_token = config.ingest.webhook_token()?;
     let mut decisions = DecisionManager::new(
@@ -407,6 +431,7 @@ fn build_parts(
         ingestor,
         webhook_token,
         notifier,
+        safety,
     })
 }
 

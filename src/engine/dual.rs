@@ -24,6 +24,11 @@ pub struct DualEngine {
 }
 
 impl DualEngine {
+    /// The LLM proposer's safety policy, when there is an LLM.
+    pub fn policy(&self) -> Option<&super::policy::Policy> {
+        self.llm.as_ref().map(|l| l.policy())
+    }
+
     pub fn new(
         expert: Arc<ExpertEngine>,
         llm: Option<LlmProposer>,

@@ -60,6 +60,13 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// The safety policy the LLM's answers are vetted with (None without an
+    /// LLM). Clones share it: [`Policy::reload_from`] on this one applies to
+    /// the proposer and the proposal cache alike.
+    pub fn policy(&self) -> Option<&policy::Policy> {
+        self.dual.policy()
+    }
+
     /// Builds the engines. Without `settings.llm` both answer with the
     /// expert proposal (`NotConfigured`).
     pub fn new(

@@ -43,7 +43,7 @@ use crate::domain::{
 };
 use serde_json::{Map, Value};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Characters kept of the free-text fields shown to people.
 pub const MAX_DESCRIPTION: usize = 500;
@@ -52,9 +52,12 @@ pub const MAX_REASONING: usize = 2000;
 /// not the judgement (the expert's rules get 0.75).
 pub const LLM_CONFIDENCE: f64 = 0.5;
 /// The validated policy. Cheap to clone (shared).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Policy {
-    rules: Arc<Rules>,
+    /// Shared by every clone and swapped whole on reload
+    /// ([`Policy::reload_from`]), so the LLM proposer and the proposal
+    /// cache always vet with the same, current rules.
+    rules: Arc<RwLock<Arc<Rules>>>,
 }
 
 /// An answer that passed the policy.
@@ -123,27 +126,46 @@ impl Policy {
         max_replicas: u32,
     ) -> Result<Self, PolicyError> {
         Ok(Policy {
-            rules: Arc::new(file.compile(min_replicas, max_replicas)?),
+            rules: Arc::new(RwLock::new(Arc::new(
+                file.compile(min_replicas, max_replicas)?,
+            ))),
         })
+    }
+
+    /// The rules in force now (a cheap handle; a reload does not change
+    /// the rules a check already started with).
+    fn rules(&self) -> Arc<Rules> {
+        match self.rules.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Swaps in `other`'s rules for this policy and every clone of it
+    /// (hot reload of the policy file): proposals checked from now on
+    /// carry the new hash.
+    pub fn reload_from(&self, other: &Policy) {
+        let new = other.rules();
+        match self.rules.write() {
+            Ok(mut r) => *r = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
     }
 
     /// The global replica bounds (told to the model up front).
     pub fn bounds(&self) -> ReplicaBounds {
-        self.rules.bounds
+        self.rules().bounds
     }
 
     /// The hash recorded on every proposal this policy checked.
-    pub fn hash(&self) -> &str {
-        &self.rules.hash
+    pub fn hash(&self) -> String {
+        self.rules().hash.clone()
     }
 
     /// The replica bounds for the workload `name`.
     pub fn bounds_for(&self, name: &K8sName) -> ReplicaBounds {
-        self.rules
-            .replicas
-            .get(name)
-            .copied()
-            .unwrap_or(self.rules.bounds)
+        let rules = self.rules();
+        rules.replicas.get(name).copied().unwrap_or(rules.bounds)
     }
 
     /// The kind of the incident's workload: a signal's `workload_kind`
@@ -165,7 +187,7 @@ impl Policy {
                 return WorkloadKind::Deployment;
             }
         }
-        self.rules.default_kind
+        self.rules().default_kind
     }
 
     /// The lowest risk a command can have for `incident`: by verb (restart
@@ -191,7 +213,7 @@ impl Policy {
         if incident.severity == Severity::P0 {
             risk = risk.raised();
         }
-        if self.rules.sensitive.contains(&c.namespace) {
+        if self.rules().sensitive.contains(&c.namespace) {
             risk = risk.raised();
         }
         risk
@@ -230,7 +252,7 @@ impl Policy {
             model_confidence,
             description,
             reasoning,
-            policy_hash: self.rules.hash.clone(),
+            policy_hash: self.rules().hash.clone(),
         })
     }
 
@@ -282,7 +304,7 @@ impl Policy {
     /// fresh answers and again on cached ones (the policy may have changed
     /// since, and a cache entry is outside input too).
     pub fn check(&self, incident: &Incident, c: &RemediationCommand) -> Result<(), EngineError> {
-        let r = &self.rules;
+        let r = self.rules();
         if !incident.affected_services.contains(&c.name) {
             return Err(unsafe_(format!(
                 "target {} is not one of the incident's affected services",
@@ -339,15 +361,15 @@ impl Policy {
         self.check(incident, &p.command)?;
         p.risk = p.risk.max(self.risk_floor(incident, &p.command));
         self.within_max_risk(p.risk)?;
-        p.policy_hash = self.rules.hash.clone();
+        p.policy_hash = self.rules().hash.clone();
         Ok(())
     }
 
     fn within_max_risk(&self, risk: RiskLevel) -> Result<(), EngineError> {
-        if risk > self.rules.max_risk {
+        if risk > self.rules().max_risk {
             return Err(unsafe_(format!(
                 "risk {risk:?} is above the policy's maximum {:?}",
-                self.rules.max_risk
+                self.rules().max_risk
             )));
         }
         Ok(())
@@ -666,6 +688,23 @@ mod tests {
         assert_eq!(v.risk, RiskLevel::Medium, "a StatefulSet raises the floor");
         assert!(matches!(
             policy().vet(&sts, &good().to_string()),
+            Err(EngineError::Unsafe(_))
+        ));
+    }
+
+    /// A reload (SIGHUP, or the config file changing) swaps the rules for
+    /// every clone: the LLM proposer and the proposal cache hold clones.
+    #[test]
+    fn a_reload_reaches_every_clone_and_changes_what_is_allowed() {
+        let p = policy();
+        let held_elsewhere = p.clone();
+        let i = incident();
+        assert!(held_elsewhere.vet(&i, &good().to_string()).is_ok());
+        let stricter = Policy::from_toml("never_touch = [\"shop\"]", 1, 10).unwrap();
+        p.reload_from(&stricter);
+        assert_eq!(held_elsewhere.hash(), stricter.hash());
+        assert!(matches!(
+            held_elsewhere.vet(&i, &good().to_string()),
             Err(EngineError::Unsafe(_))
         ));
     }

@@ -22,8 +22,8 @@ pub struct EngineSettings {
     pub cache_ttl: Duration,
     pub min_replicas: u32,
     pub max_replicas: u32,
-    /// The safety policy file (TOML); None: the built-in policy. Read once
-    /// at startup (hot reload comes with the rest of the config's).
+    /// The safety policy file (TOML); None: the built-in policy. Read
+    /// at startup and again on every reload (`Policy::reload_from`).
     pub policy_file: Option<PathBuf>,
     pub consensus: ConsensusSettings,
 }
