@@ -1,9 +1,11 @@
-//! Wiring: config in; store, engines and managers built; the gRPC services,
-//! health, reflection, gRPC-Web and the plain HTTP routes (the Alertmanager
-//! webhook, the dashboard at `/`) served on one port under the edge stack (`server/edge.rs`:
-//! request ids, a span per request, the timeout backstop; where
-//! authentication and metrics plug in); background work owned by one
-//! [`Background`]; graceful shutdown.
+//! Wiring: config in; store, engines, executor and managers built; the gRPC
+//! services, health, reflection, gRPC-Web and the plain HTTP routes (the
+//! Alertmanager webhook, the chat webhooks, the dashboard at `/`, `/metrics`)
+//! served on one port under the edge stack (`server/edge.rs`: request ids, a
+//! span per request, authentication and authorization, the timeout
+//! backstop; the gRPC metrics layer sits inside gRPC-Web); background work
+//! owned by one [`Background`]; configuration reloads ([`Reloader`]);
+//! graceful shutdown.
 
 use crate::api::{AuditApi, DecisionApi, IncidentApi, StatsApi};
 use crate::auth::Authenticator;

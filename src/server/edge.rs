@@ -24,8 +24,10 @@
 //!    (`WatchDecision`, `WatchDecisions`) answers its head at once and
 //!    streams its body afterwards, so the backstop never cuts a watch.
 //!
-//! A metrics layer (request count, latency by method and code) goes beside
-//! tracing and then applies to every route without touching a handler.
+//! The gRPC metrics layer (requests by service, method and code, latency)
+//! sits inside gRPC-Web around the gRPC routes only (`server::routes`), so
+//! browser calls report their real gRPC codes; `/metrics` itself is served
+//! outside this stack (`server/observe.rs`), open to the scraper.
 
 use crate::auth::{AuthError, Authenticator, Presented};
 use crate::domain::{AuthMethod, Principal};
