@@ -385,28 +385,9 @@ async fn a_replica_killed_mid_execution_is_taken_over_without_a_second_rollout()
     let fake = FakeKube::start().await;
     fake.add_deployment("shop", "checkout", 2, false);
     fake.hang_after_write(true);
-    let kubeconfig = fake.kubeconfig();
-    let kubeconfig = kubeconfig.to_str().expect("utf-8 path");
-    let a = VerdictProcess::start(
-        &[
-            "--redis-url",
-            &redis.url(),
-            "--executor",
-            "kubernetes",
-            "--executor-namespace",
-            "shop",
-            "--executor-kubeconfig",
-            kubeconfig,
-            "--executor-lease-ttl",
-            "600ms",
-            "--executor-verify-window",
-            "0s",
-            "--sweep-interval",
-            "1h",
-        ],
-        &[],
-    )
-    .await;
+    let args = fake.replica_args(&redis.url(), &["--executor-verify-window", "0s"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let a = VerdictProcess::start(&args, &[]).await;
     let mut client = DecisionServiceClient::new(a.serving_channel().await);
     let mut incidents = verdict::proto::incident_service_client::IncidentServiceClient::new(
         a.serving_channel().await,

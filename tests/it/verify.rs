@@ -282,26 +282,9 @@ async fn a_replica_killed_mid_verification_is_taken_over_without_running_again()
     let redis = RedisServer::start();
     let fake = FakeKube::start().await;
     fake.add_deployment("shop", "checkout", 2, false);
-    let kubeconfig = fake.kubeconfig();
-    let kubeconfig = kubeconfig.to_str().expect("utf-8 path");
-    let a = VerdictProcess::start(
-        &[
-            "--redis-url",
-            &redis.url(),
-            "--executor",
-            "kubernetes",
-            "--executor-namespace",
-            "shop",
-            "--executor-kubeconfig",
-            kubeconfig,
-            "--executor-lease-ttl",
-            "600ms",
-            "--sweep-interval",
-            "1h",
-        ],
-        &[],
-    )
-    .await;
+    let args = fake.replica_args(&redis.url(), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let a = VerdictProcess::start(&args, &[]).await;
     let mut client = DecisionServiceClient::new(a.serving_channel().await);
     let mut incidents = IncidentServiceClient::new(a.serving_channel().await);
     let id = incident(&mut incidents).await;

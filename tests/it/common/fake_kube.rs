@@ -133,6 +133,33 @@ impl FakeKube {
         path
     }
 
+    /// The arguments of a `verdict serve` replica running the `kubernetes`
+    /// executor against this fake on `redis_url` (namespace `shop`, a
+    /// 600 ms execution lease, the periodic sweep out of the way), followed
+    /// by `extra`.
+    pub fn replica_args(&self, redis_url: &str, extra: &[&str]) -> Vec<String> {
+        let kubeconfig = self.kubeconfig();
+        let mut args: Vec<String> = [
+            "--redis-url",
+            redis_url,
+            "--executor",
+            "kubernetes",
+            "--executor-namespace",
+            "shop",
+            "--executor-kubeconfig",
+            &kubeconfig.to_string_lossy(),
+            "--executor-lease-ttl",
+            "600ms",
+            "--sweep-interval",
+            "1h",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.shared.world.lock().unwrap_or_else(|p| p.into_inner())
     }
