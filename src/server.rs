@@ -70,6 +70,10 @@ pub struct Overrides {
     /// Replaces the chat notifier's settings (read from the config and
     /// the environment by default): tests give the bot token directly.
     pub notify: Option<crate::notify::NotifySettings>,
+    /// The chat notifier's background tasks do not start: a replica that
+    /// writes decisions (enqueueing their cards) and dies before sending
+    /// any, for the tests of the outbox's atomicity.
+    pub notifier_idle: bool,
 }
 
 /// A running server. Dropping it does not stop it; call [`Running::shutdown`].
@@ -168,8 +172,10 @@ impl Running {
     }
 }
 
-/// Builds the store the config asks for.
-pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Builds the store the config asks for; with `chat_outbox` (a chat
+/// notifier is configured), every decision change also enqueues its card's
+/// update in the same atomic write.
+pub fn build_store(config: &Config, chat_outbox: bool) -> anyhow::Result<Arc<dyn Store>> {
     let retention = Retention {
         decisions: config.history_retention,
         stats: config.stats_retention,
@@ -181,14 +187,17 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         tracing::warn!(
             "=== IN-MEMORY STORE: nothing is persisted and replicas do not share state; use --redis-url in production ==="
         );
-        let store = MemoryStore::new(retention);
+        let mut store = MemoryStore::new(retention);
+        if chat_outbox {
+            store = store.with_chat_outbox();
+        }
         return Ok(Arc::new(match signer {
             Some(s) => store.with_audit(s),
             None => store,
         }));
     }
     let url = config.redis_url.as_deref().unwrap_or_default();
-    let store = RedisStore::new(
+    let mut store = RedisStore::new(
         url,
         crate::store::redis::PoolConfig {
             size: config.redis_pool_size,
@@ -198,6 +207,9 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         },
         retention,
     )?;
+    if chat_outbox {
+        store = store.with_chat_outbox();
+    }
     Ok(Arc::new(match signer {
         Some(s) => store.with_audit(s),
         None => store,
@@ -345,6 +357,8 @@ struct Parts {
     webhook_token: Option<crate::ingest::WebhookToken>,
     /// The chat notifier, when a chat is configured.
     notifier: Option<Arc<Notifier>>,
+    /// Whether the notifier's background tasks start ([`Overrides`]).
+    notifier_idle: bool,
     /// The LLM answers' safety policy, reloaded with the configuration.
     safety: Option<crate::engine::policy::Policy>,
 }
@@ -370,7 +384,12 @@ fn build_parts(
     executor: Option<Arc<dyn Executor>>,
     background: &Background,
 ) -> anyhow::Result<Parts> {
-    let store = build_store(config)?;
+    let notify = match overrides.notify {
+        Some(n) => n,
+        None => config.notify_settings()?,
+    };
+    let notifier_idle = overrides.notifier_idle;
+    let store = build_store(config, notify.enabled())?;
     let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let expert = Arc::new(match &config.rules_file {
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
@@ -397,10 +416,6 @@ fn build_parts(
         decisions = decisions.with_executor(executor, &config.executor_settings());
     }
     let decisions = Arc::new(decisions);
-    let notify = match overrides.notify {
-        Some(n) => n,
-        None => config.notify_settings()?,
-    };
     let notifier = if notify.enabled() {
         Some(Notifier::new(
             store.clone(),
@@ -433,6 +448,7 @@ fn build_parts(
         ingestor,
         webhook_token,
         notifier,
+        notifier_idle,
         safety,
     })
 }
@@ -488,9 +504,8 @@ async fn start_background(
         )
         .await?;
     background.spawn("change feed", feed);
-    if let Some(n) = &parts.notifier {
+    if let Some(n) = parts.notifier.as_ref().filter(|_| !parts.notifier_idle) {
         let stop = background.shutdown();
-        background.spawn("chat card queue", n.clone().run_pusher(stop.clone()));
         background.spawn("chat card outbox", n.clone().run_outbox(stop.clone()));
         if n.polls_telegram() {
             background.spawn("telegram poller", n.clone().run_poller(stop.clone()));

@@ -47,7 +47,27 @@ pub const REDIS_ERRORS: &str = "verdict_redis_errors_total";
 /// Redis pool connections, by state (`open`, `idle`).
 pub const REDIS_POOL: &str = "verdict_redis_pool_connections";
 
+/// Chat card messages, by channel (`telegram`, `slack`) and outcome.
+pub const NOTIFY_CARDS: &str = "verdict_notify_cards_total";
+/// Chat button presses, by channel and outcome.
+pub const NOTIFY_PRESSES: &str = "verdict_notify_presses_total";
+/// Cards never sent because the incident resolved itself in its grace
+/// period.
+pub const NOTIFY_SELF_RESOLVED: &str = "verdict_notify_self_resolved_total";
+
 pub(super) const COUNTERS: &[(&str, &str)] = &[
+    (
+        NOTIFY_CARDS,
+        "Chat card messages, by channel and outcome (sent, edited, failed, retried, dead_lettered, rate_limited)",
+    ),
+    (
+        NOTIFY_PRESSES,
+        "Chat button presses, by channel and outcome (approved, rejected, refused, stale, error)",
+    ),
+    (
+        NOTIFY_SELF_RESOLVED,
+        "Chat cards not sent: the incident resolved itself within its grace period",
+    ),
     (
         GRPC_REQUESTS,
         "gRPC requests finished, by service, method and code",
@@ -232,6 +252,87 @@ pub fn alerts_ignored(alerts: usize) {
     if alerts > 0 {
         counter!(ALERTS_INGESTED, "outcome" => "ignored").increment(alerts as u64);
     }
+}
+
+// ---- chat notifier ----
+
+/// The chat network of a card or press.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatChannel {
+    Telegram,
+    Slack,
+}
+
+impl ChatChannel {
+    fn label(self) -> &'static str {
+        match self {
+            ChatChannel::Telegram => "telegram",
+            ChatChannel::Slack => "slack",
+        }
+    }
+}
+
+/// What happened to a card (one message, or for the job-level outcomes
+/// one pass over a decision's cards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardOutcome {
+    /// A card message was posted.
+    Sent,
+    /// A card message was edited to a new state.
+    Edited,
+    /// A pass failed (API down, refused, store error).
+    Failed,
+    /// A failed pass was scheduled again.
+    Retried,
+    /// A pass failed for the last allowed time: the job is dropped.
+    DeadLettered,
+    /// A pass was held by a rate limit (a 429, or this replica's pacing).
+    RateLimited,
+}
+
+/// A card outcome in `channel`.
+pub fn notify_card(channel: ChatChannel, outcome: CardOutcome) {
+    let outcome = match outcome {
+        CardOutcome::Sent => "sent",
+        CardOutcome::Edited => "edited",
+        CardOutcome::Failed => "failed",
+        CardOutcome::Retried => "retried",
+        CardOutcome::DeadLettered => "dead_lettered",
+        CardOutcome::RateLimited => "rate_limited",
+    };
+    counter!(NOTIFY_CARDS, "channel" => channel.label(), "outcome" => outcome).increment(1);
+}
+
+/// How a button press ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PressOutcome {
+    Approved,
+    Rejected,
+    /// Not allowed: unmapped user, no approver role, the approval policy,
+    /// the wrong chat.
+    Refused,
+    /// The card was outdated: the decision changed, expired, or the
+    /// button is gone.
+    Stale,
+    /// verdict could not apply it (store unavailable); the user may retry.
+    Error,
+}
+
+/// A button press in `channel` ended with `outcome`.
+pub fn notify_press(channel: ChatChannel, outcome: PressOutcome) {
+    let outcome = match outcome {
+        PressOutcome::Approved => "approved",
+        PressOutcome::Rejected => "rejected",
+        PressOutcome::Refused => "refused",
+        PressOutcome::Stale => "stale",
+        PressOutcome::Error => "error",
+    };
+    counter!(NOTIFY_PRESSES, "channel" => channel.label(), "outcome" => outcome).increment(1);
+}
+
+/// A card was not sent: its incident resolved itself in the grace period.
+pub fn notify_self_resolved() {
+    counter!(NOTIFY_SELF_RESOLVED).increment(1);
 }
 
 // ---- Redis ----

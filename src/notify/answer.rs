@@ -7,15 +7,18 @@
 //!
 //! **Fail closed.** A press counts only from a chat user mapped to a
 //! principal whose roles grant `approver`; anyone else is told so and
-//! nothing changes. A button is an opaque id looked up on the server, used
-//! up by the press that acts on it, bound to the decision version its card
-//! showed: a press on an outdated card says the decision changed.
+//! nothing changes. A button is an opaque id looked up on the server,
+//! bound to the decision version its card showed: a press on an outdated
+//! card says the decision changed. It works once, for a *successful*
+//! answer (which moves the version); a refused press leaves it usable by
+//! someone allowed.
 
 use super::Notifier;
 use super::card::{Answer, Button, answerable};
 use super::telegram::{ChatError, Update};
-use crate::domain::{DecisionState, Role, Token};
+use crate::domain::{DecisionState, Role, Token, TransitionError};
 use crate::manager::ManagerError;
+use crate::metrics::{ChatChannel, PressOutcome, notify_press};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use std::sync::Arc;
@@ -45,6 +48,13 @@ pub(super) enum Presser<'a> {
 }
 
 impl Presser<'_> {
+    fn channel(&self) -> ChatChannel {
+        match self {
+            Presser::Telegram { .. } => ChatChannel::Telegram,
+            Presser::Slack { .. } => ChatChannel::Slack,
+        }
+    }
+
     fn network(&self) -> &'static str {
         match self {
             Presser::Telegram { .. } => "Telegram",
@@ -160,32 +170,46 @@ impl Notifier {
         }
     }
 
-    /// Authorises and applies one press; the text shown to the user.
+    /// Authorises and applies one press; the text shown to the user. The
+    /// outcome is counted in the metrics.
     pub(super) async fn press(&self, from: Presser<'_>, id: &str) -> String {
+        let (outcome, text) = self.apply_press(from, id).await;
+        notify_press(from.channel(), outcome);
+        text
+    }
+
+    async fn apply_press(&self, from: Presser<'_>, id: &str) -> (PressOutcome, String) {
         let principal = match from {
             Presser::Telegram { user, .. } => self.settings.telegram_principal(user),
             Presser::Slack { user, .. } => self.settings.slack_principal(user),
         };
         let Some(principal) = principal else {
             tracing::info!(?from, "button press from an unmapped chat user refused");
-            return format!(
+            return refused(format!(
                 "⛔ Not allowed: your {} account is not mapped to a verdict user.",
                 from.network()
-            );
+            ));
         };
         if !principal.may(Role::Approver) {
-            return format!(
+            return refused(format!(
                 "⛔ Not allowed: {} may not approve or reject.",
                 principal.subject
-            );
+            ));
         }
         let button = match self.store.button(id).await {
             Ok(Some(json)) => match serde_json::from_str::<Button>(&json) {
                 Ok(b) => b,
-                Err(_) => return "This button is no longer valid.".into(),
+                Err(_) => return stale("This button is no longer valid.".into()),
             },
-            Ok(None) => return "This button is no longer valid (already used or expired).".into(),
-            Err(e) => return format!("verdict cannot read this button now ({e}); try again."),
+            Ok(None) => {
+                return stale("This button is no longer valid (already used or expired).".into());
+            }
+            Err(e) => {
+                return (
+                    PressOutcome::Error,
+                    format!("verdict cannot read this button now ({e}); try again."),
+                );
+            }
         };
         let from_card_chat = match from {
             Presser::Telegram { chat, .. } => chat.is_some_and(|c| button.chats.contains(&c)),
@@ -194,26 +218,26 @@ impl Notifier {
             }
         };
         if !from_card_chat {
-            return "This button does not belong to this chat.".into();
+            return refused("This button does not belong to this chat.".into());
         }
         let Ok(token) = Token::parse(&button.token) else {
-            return "This button is no longer valid.".into();
+            return stale("This button is no longer valid.".into());
         };
-        match self.store.take_button(id).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return "This button was already used.".into(),
-            Err(e) => return format!("verdict cannot use this button now ({e}); try again."),
-        }
+        // The button is not used up here: a press that is refused (a user
+        // the approval policy does not let decide, the same approver twice)
+        // must leave it usable for someone who may. The decision's version
+        // check is what makes it work once: a successful answer moves the
+        // version, so every later press of it finds the card outdated.
         let d = match self.decisions.get(&token).await {
             Ok(d) => d,
-            Err(e) => return self.failed(id, &button, e).await,
+            Err(e) => return could_not(e),
         };
         if d.version != button.version || !answerable(&d, self.clock.now()) {
             self.refresh(&token).await;
-            return format!(
+            return stale(format!(
                 "⚠️ The decision changed: it is now {}. The card shows its current state.",
                 shown_state(&d, self.clock.now())
-            );
+            ));
         }
         let subject = principal.subject.as_str();
         let result = match button.answer {
@@ -237,7 +261,13 @@ impl Notifier {
         match result {
             Ok(d) => {
                 tracing::info!(%token, subject, answer = ?button.answer, "decision answered from chat");
-                if d.state == DecisionState::Ready && !d.approvals.is_empty() {
+                // Tidy only: the version moved, so the button is dead anyway.
+                let _ = self.store.take_button(id).await;
+                let outcome = match button.answer {
+                    Answer::Approve => PressOutcome::Approved,
+                    Answer::Reject => PressOutcome::Rejected,
+                };
+                let text = if d.state == DecisionState::Ready && !d.approvals.is_empty() {
                     format!(
                         "Your approval is recorded ({} of {}); another approver is needed.",
                         d.approvals.len(),
@@ -245,29 +275,25 @@ impl Notifier {
                     )
                 } else {
                     format!("Done: the decision is now {}.", d.state.as_str())
-                }
+                };
+                (outcome, text)
             }
-            Err(ManagerError::NotAllowed(why)) => format!("⛔ Not allowed: {why}"),
+            Err(ManagerError::NotAllowed(why)) => {
+                tracing::info!(%token, subject, "chat answer refused by the approval policy");
+                refused(format!("⛔ Not allowed: {why}"))
+            }
+            Err(ManagerError::Transition(e @ TransitionError::AlreadyApproved { .. })) => {
+                refused(format!("⛔ Not allowed: {e}"))
+            }
             Err(ManagerError::Transition(_)) => {
                 self.refresh(&token).await;
-                "⚠️ The decision changed before your answer; the card shows its current state."
-                    .into()
+                stale(
+                    "⚠️ The decision changed before your answer; the card shows its current state."
+                        .into(),
+                )
             }
-            Err(e) => self.failed(id, &button, e).await,
+            Err(e) => could_not(e),
         }
-    }
-
-    /// Puts a used button back after a failure that was not the user's
-    /// (store unavailable), so they can press again.
-    async fn failed(&self, id: &str, button: &Button, e: ManagerError) -> String {
-        tracing::warn!(error = %e, "a chat answer could not be applied");
-        if let Ok(json) = serde_json::to_string(button) {
-            let _ = self
-                .store
-                .put_button(id, &json, Duration::from_secs(3600))
-                .await;
-        }
-        format!("verdict could not record your answer ({e}); try again.")
     }
 
     /// Makes the card due for an edit now.
@@ -281,6 +307,24 @@ impl Notifier {
             self.wake.notify_one();
         }
     }
+}
+
+/// A failure that was not the user's (store unavailable): the button was
+/// not used, so they can press again.
+fn could_not(e: ManagerError) -> (PressOutcome, String) {
+    tracing::warn!(error = %e, "a chat answer could not be applied");
+    (
+        PressOutcome::Error,
+        format!("verdict could not record your answer ({e}); try again."),
+    )
+}
+
+fn refused(text: String) -> (PressOutcome, String) {
+    (PressOutcome::Refused, text)
+}
+
+fn stale(text: String) -> (PressOutcome, String) {
+    (PressOutcome::Stale, text)
 }
 
 fn shown_state(d: &crate::domain::Decision, now: chrono::DateTime<chrono::Utc>) -> &'static str {

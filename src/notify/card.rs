@@ -5,7 +5,7 @@
 //! escaping can be got wrong. A button carries only an opaque id; what it
 //! means ([`Button`]) is stored server-side.
 
-use crate::domain::{Decision, DecisionState, Incident, ProposalSource};
+use crate::domain::{Decision, DecisionState, Incident, ProposalSource, VerificationState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +122,9 @@ pub fn render(incident: &Incident, d: &Decision, now: DateTime<Utc>) -> String {
     }
     out.push(format!("Token: {}", d.token.as_str()));
     out.push(status_line(d, now));
+    if let Some(v) = verification_line(d) {
+        out.push(v);
+    }
     out.join("\n")
 }
 
@@ -155,6 +158,19 @@ fn status_line(d: &Decision, now: DateTime<Utc>) -> String {
         }
         other => format!("State: {}", other.as_str()),
     }
+}
+
+/// Whether the executed command fixed the incident, once the executor
+/// records it: the card is edited on every change, so the person who
+/// approved learns from the same card whether the fix held.
+fn verification_line(d: &Decision) -> Option<String> {
+    let v = d.verification.as_ref()?;
+    let head = match v.state {
+        VerificationState::Pending => "🔎 Verifying: the incident is being watched",
+        VerificationState::Verified => "🟢 VERIFIED: the fix held",
+        VerificationState::Failed => "🔴 Verification FAILED: the command did not fix the incident",
+    };
+    Some(format!("{head} ({})", shorten(&v.summary, 200)))
 }
 
 /// At most `max` characters of `s`, with `…` when cut; control characters

@@ -9,18 +9,26 @@
 //! - `telegram.rs`: the Bot API client.
 //! - `slack.rs`: the Slack Web API client and the signed interactivity
 //!   route.
+//! - `limiter.rs`: message pacing per chat and per bot (documented rates).
 //! - `outbox.rs`: the worker that sends and edits cards, exactly one job
 //!   per decision at a time across replicas (the store's outbox).
 //! - `answer.rs`: button presses (long polling under a lease, or the
 //!   webhook), authorised and applied.
 //!
-//! **Never in the way.** The change feed only `try_send`s a token into a
-//! bounded queue; everything else runs in the notifier's own background
-//! tasks. A chat API that is down, slow or failing delays nothing but its
-//! own cards: failures are logged, counted, and retried from the outbox.
+//! **Enqueued with the change.** The store enqueues a decision's card
+//! update in the same atomic write as the change itself
+//! (`update_decision.lua`, or under the memory store's lock), so a replica
+//! that dies right after writing READY cannot lose the card: any replica's
+//! outbox worker sends it. The change feed only wakes the worker.
+//!
+//! **Never in the way.** Everything else runs in the notifier's own
+//! background tasks. A chat API that is down, slow or failing delays
+//! nothing but its own cards: failures are logged, counted, and retried
+//! from the outbox.
 
 mod answer;
 pub mod card;
+mod limiter;
 mod outbox;
 pub mod settings;
 pub mod slack;
@@ -32,15 +40,11 @@ pub use settings::{
 };
 
 use crate::clock::Clock;
-use crate::domain::{Decision, Token};
+use crate::domain::Decision;
 use crate::manager::DecisionManager;
 use crate::store::Store;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, Notify, mpsc};
-
-/// Changes queued between the feed and the outbox pusher.
-const QUEUE: usize = 4096;
 
 /// The chat notifier of one replica.
 pub struct Notifier {
@@ -56,13 +60,8 @@ pub struct Notifier {
     slack_queued: Mutex<Option<mpsc::Receiver<slack::Press>>>,
     /// This replica, as the owner of leases.
     owner: String,
-    queue: mpsc::Sender<Token>,
-    /// Taken by the pusher task when it starts.
-    queued: Mutex<Option<mpsc::Receiver<Token>>>,
     /// Wakes the outbox worker (a job was pushed).
     wake: Notify,
-    /// Changes dropped because the queue was full.
-    dropped: AtomicU64,
 }
 
 impl Notifier {
@@ -84,7 +83,6 @@ impl Notifier {
             .as_ref()
             .map(|s| slack::Slack::new(&s.api_url, s.token.clone()))
             .transpose()?;
-        let (queue, queued) = mpsc::channel(QUEUE);
         let (slack_presses, slack_queued) = mpsc::channel(slack::PRESS_QUEUE);
         Ok(Arc::new(Notifier {
             store,
@@ -96,21 +94,15 @@ impl Notifier {
             slack_presses,
             slack_queued: Mutex::new(Some(slack_queued)),
             owner: uuid::Uuid::new_v4().to_string(),
-            queue,
-            queued: Mutex::new(Some(queued)),
             wake: Notify::new(),
-            dropped: AtomicU64::new(0),
         }))
     }
 
-    /// Hands the notifier one change from the change feed. Never waits: a
-    /// full queue drops the change (logged and counted; the next change of
-    /// the decision, or another replica's notifier, pushes it again).
-    pub fn observe(&self, d: &Decision) {
-        if self.queue.try_send(d.token.clone()).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(token = %d.token, dropped = n, "notifier queue full; change not queued");
-        }
+    /// Hands the notifier one change from the change feed: the store has
+    /// already enqueued its card update with the change, so this only
+    /// wakes the outbox worker. Never waits.
+    pub fn observe(&self, _: &Decision) {
+        self.wake.notify_one();
     }
 
     /// Whether Slack presses are taken on this replica (every replica

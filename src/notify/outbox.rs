@@ -8,6 +8,7 @@ use super::Notifier;
 use super::card::{self, Button, CardRecord, Sent, SlackSent, answerable};
 use super::telegram::{ChatError, keyboard};
 use crate::domain::{Decision, DecisionState, Token};
+use crate::metrics::{CardOutcome, ChatChannel, notify_card, notify_self_resolved};
 use crate::store::{Claim, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -30,10 +31,30 @@ enum Next {
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
-    #[error(transparent)]
-    Chat(#[from] ChatError),
+    /// A chat API call failed, in this network.
+    #[error("{1}")]
+    Chat(ChatChannel, ChatError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Failure {
+    /// The network to count the failure in (a store failure: the first
+    /// network configured).
+    fn channel(&self, fallback: ChatChannel) -> ChatChannel {
+        match self {
+            Failure::Chat(c, _) => *c,
+            Failure::Store(_) => fallback,
+        }
+    }
+}
+
+fn telegram(e: ChatError) -> Failure {
+    Failure::Chat(ChatChannel::Telegram, e)
+}
+
+fn slack(e: ChatError) -> Failure {
+    Failure::Chat(ChatChannel::Slack, e)
 }
 
 fn chrono(d: Duration) -> chrono::Duration {
@@ -41,25 +62,6 @@ fn chrono(d: Duration) -> chrono::Duration {
 }
 
 impl Notifier {
-    /// Moves queued changes into the outbox (due now) and wakes the worker.
-    pub async fn run_pusher(self: Arc<Self>, shutdown: CancellationToken) {
-        let Some(mut rx) = self.queued.lock().await.take() else {
-            return;
-        };
-        loop {
-            let token = tokio::select! {
-                t = rx.recv() => match t { Some(t) => t, None => return },
-                _ = shutdown.cancelled() => return,
-            };
-            match self.store.outbox_push(&token, self.clock.now()).await {
-                Ok(()) => self.wake.notify_one(),
-                Err(e) => {
-                    tracing::warn!(%token, error = %e, "cannot queue a card update");
-                }
-            }
-        }
-    }
-
     /// Claims and works due jobs until shutdown.
     pub async fn run_outbox(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
@@ -88,22 +90,33 @@ impl Notifier {
         }
     }
 
-    /// One pass over a claimed job, then its settlement.
+    /// One pass over a claimed job, then its settlement. Counted twice:
+    /// in the store (`counts`, shared by replicas, shown in stats) and in
+    /// this replica's metrics.
     async fn work(&self, claim: Claim) {
         let token = claim.token.clone();
+        let fallback = if self.telegram.is_some() {
+            ChatChannel::Telegram
+        } else {
+            ChatChannel::Slack
+        };
         let settled = match self.sync(&token).await {
             Ok(Next::Done) => self.store.outbox_done(&claim).await,
             Ok(Next::At(at)) => self.store.outbox_defer(&claim, at).await,
-            Err(Failure::Chat(ChatError::RetryAfter(after))) => {
+            Err(Failure::Chat(channel, ChatError::RetryAfter(after))) => {
                 // Rate limited: honour Telegram's retry_after or Slack's
-                // Retry-After; not a failure of the card.
+                // Retry-After (or this replica's pacing); not a failure of
+                // the card.
                 tracing::info!(%token, ?after, "chat API rate limit; waiting as told");
+                notify_card(channel, CardOutcome::RateLimited);
                 let _ = self.store.count("rate_limited", 1).await;
                 let at = self.clock.now() + chrono(after);
                 self.store.outbox_retry(&claim, at).await
             }
             Err(e) => {
+                let channel = e.channel(fallback);
                 tracing::warn!(%token, error = %e, "card not delivered; will retry");
+                notify_card(channel, CardOutcome::Failed);
                 let _ = self.store.count("failed", 1).await;
                 let at = self.clock.now() + chrono(self.settings.retry_interval);
                 match self
@@ -113,9 +126,15 @@ impl Notifier {
                 {
                     Ok(true) => {
                         tracing::error!(%token, attempts = self.settings.max_attempts, "card given up (dead letter)");
+                        notify_card(channel, CardOutcome::DeadLettered);
                         Ok(())
                     }
-                    other => other.map(|_| ()),
+                    Ok(false) => {
+                        notify_card(channel, CardOutcome::Retried);
+                        let _ = self.store.count("retried", 1).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
                 }
             }
         };
@@ -156,6 +175,7 @@ impl Notifier {
             if !incident.status.is_active() {
                 tracing::info!(%token, incident = %incident.id, "incident resolved itself before its card was due; nobody paged");
                 self.store.count("self_resolved", 1).await?;
+                notify_self_resolved();
                 return Ok(Next::Done);
             }
         }
@@ -197,12 +217,18 @@ impl Notifier {
         if !current {
             if let Some(tg) = &self.telegram {
                 for s in &record.sent {
-                    tg.edit(s.chat, s.message, &text, kb()).await?;
+                    tg.edit(s.chat, s.message, &text, kb())
+                        .await
+                        .map_err(telegram)?;
+                    notify_card(ChatChannel::Telegram, CardOutcome::Edited);
                 }
             }
-            if let Some(slack) = &self.slack {
+            if let Some(sl) = &self.slack {
                 for s in &record.slack {
-                    slack.update(&s.channel, &s.ts, &text, pair).await?;
+                    sl.update(&s.channel, &s.ts, &text, pair)
+                        .await
+                        .map_err(slack)?;
+                    notify_card(ChatChannel::Slack, CardOutcome::Edited);
                 }
             }
             if !record.sent.is_empty() || !record.slack.is_empty() {
@@ -212,23 +238,25 @@ impl Notifier {
         if open {
             if let Some(tg) = &self.telegram {
                 for chat in missing {
-                    let message = tg.send(chat, &text, kb()).await?;
+                    let message = tg.send(chat, &text, kb()).await.map_err(telegram)?;
                     record.sent.push(Sent { chat, message });
                     // Saved at once: a retry after a later failure does not
                     // send this chat a second card.
                     self.save(token, &record).await?;
                     self.store.count("sent", 1).await?;
+                    notify_card(ChatChannel::Telegram, CardOutcome::Sent);
                 }
             }
-            if let Some(slack) = &self.slack {
+            if let Some(sl) = &self.slack {
                 for channel in missing_channels {
-                    let ts = slack.post(channel, &text, pair).await?;
+                    let ts = sl.post(channel, &text, pair).await.map_err(slack)?;
                     record.slack.push(SlackSent {
                         channel: channel.clone(),
                         ts,
                     });
                     self.save(token, &record).await?;
                     self.store.count("sent", 1).await?;
+                    notify_card(ChatChannel::Slack, CardOutcome::Sent);
                 }
             }
         }

@@ -14,12 +14,14 @@
 //! ephemeral message only they see.
 //!
 //! **Rates.** Slack allows about one message per second per channel; every
-//! post and update to a channel waits for that channel's turn, and a 429's
-//! `Retry-After` (seconds) is handed to the outbox, which waits as told.
+//! post and update to a channel waits for that channel's turn (`limiter.rs`),
+//! and a 429's `Retry-After` (seconds) pauses that channel and is handed to
+//! the outbox, which retries the job then.
 //! The bot token travels only in the `Authorization` header, never logged.
 
 use super::Notifier;
 use super::answer::Presser;
+use super::limiter::Limiter;
 use super::settings::Secret;
 use super::telegram::ChatError;
 use axum::extract::State;
@@ -28,10 +30,8 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 /// The interactivity route.
@@ -43,8 +43,11 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Timeout of one Web API call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two messages to one channel (Slack: about one a
-/// second per channel).
+/// second per channel). No global spacing: Slack's per-app limits are per
+/// method and far above what cards need; a 429 is honoured per channel.
 const CHANNEL_SPACING: Duration = Duration::from_secs(1);
+/// Longest a message waits for its channel's turn (see `limiter.rs`).
+const MAX_WAIT: Duration = Duration::from_secs(10);
 /// Longest card text in one Block Kit section (Slack's limit is 3 000).
 const SECTION_CHARS: usize = 2900;
 /// Presses queued between the route and the Slack task.
@@ -64,8 +67,8 @@ pub struct Slack {
     http: reqwest::Client,
     api_url: String,
     token: Secret,
-    /// When each channel may get its next message (shared by clones).
-    next: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
+    /// Paces messages per channel (shared by clones).
+    limits: Arc<Limiter<String>>,
 }
 
 /// The card's blocks: its text as plain text (model-written reasoning is
@@ -99,20 +102,26 @@ impl Slack {
                 .build()?,
             api_url: api_url.trim_end_matches('/').to_owned(),
             token,
-            next: Arc::default(),
+            limits: Arc::new(Limiter::new(Duration::ZERO, MAX_WAIT)),
         })
     }
 
-    /// Waits for `channel`'s turn.
-    async fn pace(&self, channel: &str) {
-        let at = {
-            let mut next = self.next.lock().await;
-            let now = tokio::time::Instant::now();
-            let at = next.get(channel).copied().unwrap_or(now).max(now);
-            next.insert(channel.to_owned(), at + CHANNEL_SPACING);
-            at
-        };
-        tokio::time::sleep_until(at).await;
+    /// Waits for `channel`'s turn; a turn further off than [`MAX_WAIT`] is
+    /// a [`ChatError::RetryAfter`].
+    async fn pace(&self, channel: &str) -> Result<(), ChatError> {
+        self.limits
+            .acquire(&channel.to_owned(), CHANNEL_SPACING)
+            .await
+            .map_err(ChatError::RetryAfter)
+    }
+
+    /// Honours a 429: its `Retry-After` pauses the channel.
+    fn honour<T>(&self, channel: &str, r: Result<T, ChatError>) -> Result<T, ChatError> {
+        if let Err(ChatError::RetryAfter(after)) = &r {
+            self.limits
+                .pause(&channel.to_owned(), tokio::time::Instant::now() + *after);
+        }
+        r
     }
 
     /// Calls `method` with `body`; the whole reply on success.
@@ -177,8 +186,9 @@ impl Slack {
         buttons: Option<(&str, &str)>,
     ) -> Result<String, ChatError> {
         let body = json!({ "channel": channel, "text": text, "blocks": blocks(text, buttons) });
-        self.pace(channel).await;
-        let reply = self.call("chat.postMessage", body).await?;
+        self.pace(channel).await?;
+        let reply = self.call("chat.postMessage", body).await;
+        let reply = self.honour(channel, reply)?;
         reply["ts"]
             .as_str()
             .map(str::to_owned)
@@ -196,8 +206,9 @@ impl Slack {
         let body = json!({
             "channel": channel, "ts": ts, "text": text, "blocks": blocks(text, buttons),
         });
-        self.pace(channel).await;
-        self.call("chat.update", body).await.map(|_| ())
+        self.pace(channel).await?;
+        let reply = self.call("chat.update", body).await;
+        self.honour(channel, reply).map(|_| ())
     }
 
     /// Tells `user` alone something in `channel`.

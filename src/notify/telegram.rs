@@ -6,6 +6,7 @@
 //! outbox honours. The token is part of the URL path, so neither URLs nor
 //! reqwest errors (which may quote them) are ever logged.
 
+use super::limiter::Limiter;
 use super::settings::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,6 +17,14 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two messages sent or edited by this replica:
 /// Telegram allows about 30 a second per bot; 25 leaves room for answers.
 const MESSAGE_SPACING: Duration = Duration::from_millis(40);
+/// Least time between two messages to one chat: about one a second.
+const CHAT_SPACING: Duration = Duration::from_secs(1);
+/// Least time between two messages to one group (negative ids): 20 a
+/// minute.
+const GROUP_SPACING: Duration = Duration::from_secs(3);
+/// Longest a message waits for its slot; a later one is retried from the
+/// outbox (see `limiter.rs`).
+const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a chat API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +46,9 @@ pub struct Telegram {
     http: reqwest::Client,
     api_url: String,
     token: Secret,
-    /// When the next message may go (shared by clones: one bot, one pace).
-    next_message: std::sync::Arc<tokio::sync::Mutex<tokio::time::Instant>>,
+    /// Paces messages per chat and per bot (shared by clones: one bot,
+    /// one pace).
+    limits: std::sync::Arc<Limiter<i64>>,
 }
 
 /// A button press, as `getUpdates` and the webhook deliver it.
@@ -91,15 +101,35 @@ impl Telegram {
                 .build()?,
             api_url: api_url.trim_end_matches('/').to_owned(),
             token,
-            next_message: std::sync::Arc::new(tokio::sync::Mutex::new(tokio::time::Instant::now())),
+            limits: std::sync::Arc::new(Limiter::new(MESSAGE_SPACING, MAX_WAIT)),
         })
     }
 
-    /// Waits for this replica's turn to send or edit a message.
-    async fn pace(&self) {
-        let mut next = self.next_message.lock().await;
-        tokio::time::sleep_until(*next).await;
-        *next = tokio::time::Instant::now() + MESSAGE_SPACING;
+    /// Waits for this replica's turn to send or edit a message in `chat`;
+    /// a turn further off than [`MAX_WAIT`] is a [`ChatError::RetryAfter`].
+    async fn pace(&self, chat: i64) -> Result<(), ChatError> {
+        let spacing = if chat < 0 {
+            GROUP_SPACING
+        } else {
+            CHAT_SPACING
+        };
+        self.limits
+            .acquire(&chat, spacing)
+            .await
+            .map_err(ChatError::RetryAfter)
+    }
+
+    /// Honours a 429: its `retry_after` pauses `chat`, or every chat when
+    /// the call had none (answers, polling).
+    fn honour<T>(&self, chat: Option<i64>, r: Result<T, ChatError>) -> Result<T, ChatError> {
+        if let Err(ChatError::RetryAfter(after)) = &r {
+            let until = tokio::time::Instant::now() + *after;
+            match chat {
+                Some(c) => self.limits.pause(&c, until),
+                None => self.limits.pause_all(until),
+            }
+        }
+        r
     }
 
     /// Calls `method` with `body`; the `result` on success.
@@ -155,8 +185,9 @@ impl Telegram {
         if let Some(k) = keyboard {
             body["reply_markup"] = k;
         }
-        self.pace().await;
-        let result = self.call("sendMessage", body, CALL_TIMEOUT).await?;
+        self.pace(chat).await?;
+        let result = self.call("sendMessage", body, CALL_TIMEOUT).await;
+        let result = self.honour(Some(chat), result)?;
         result["message_id"]
             .as_i64()
             .ok_or_else(|| ChatError::Unavailable("sendMessage: no message_id".into()))
@@ -177,8 +208,9 @@ impl Telegram {
             "text": text,
             "reply_markup": keyboard.unwrap_or_else(|| json!({ "inline_keyboard": [] })),
         });
-        self.pace().await;
-        match self.call("editMessageText", body, CALL_TIMEOUT).await {
+        self.pace(chat).await?;
+        let result = self.call("editMessageText", body, CALL_TIMEOUT).await;
+        match self.honour(Some(chat), result) {
             Err(ChatError::Refused(m)) if m.contains("message is not modified") => Ok(()),
             other => other.map(|_| ()),
         }
@@ -187,9 +219,8 @@ impl Telegram {
     /// Answers a button press (the spinner stops; `text` shows as a toast).
     pub async fn answer_callback(&self, id: &str, text: &str) -> Result<(), ChatError> {
         let body = json!({ "callback_query_id": id, "text": text });
-        self.call("answerCallbackQuery", body, CALL_TIMEOUT)
-            .await
-            .map(|_| ())
+        let result = self.call("answerCallbackQuery", body, CALL_TIMEOUT).await;
+        self.honour(None, result).map(|_| ())
     }
 
     /// Long-polls for button presses from `offset`, waiting up to `wait`.
@@ -199,7 +230,8 @@ impl Telegram {
             "timeout": wait.as_secs().max(1),
             "allowed_updates": ["callback_query"],
         });
-        let result = self.call("getUpdates", body, wait + CALL_TIMEOUT).await?;
+        let result = self.call("getUpdates", body, wait + CALL_TIMEOUT).await;
+        let result = self.honour(None, result)?;
         serde_json::from_value(result)
             .map_err(|e| ChatError::Unavailable(format!("getUpdates: unreadable reply: {e}")))
     }

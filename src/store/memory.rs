@@ -203,6 +203,9 @@ pub struct MemoryStore {
     pub(super) notify: Mutex<super::memory_notify::NotifyState>,
     /// Seals audit events; None = auditing off.
     signer: Option<Signer>,
+    /// Whether decision changes enqueue their chat card's update (see
+    /// [`MemoryStore::with_chat_outbox`]).
+    chat_outbox: bool,
     /// Counts audit appends, to wake audit watchers.
     audit_appended: tokio::sync::watch::Sender<u64>,
 }
@@ -219,6 +222,7 @@ impl MemoryStore {
             )),
             notify: Mutex::default(),
             signer: None,
+            chat_outbox: false,
             audit_appended: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -226,6 +230,14 @@ impl MemoryStore {
     /// The same store, auditing every write with `signer`.
     pub fn with_audit(mut self, signer: Signer) -> Self {
         self.signer = Some(signer);
+        self
+    }
+
+    /// The same store, enqueueing every decision change into the chat
+    /// notifier's outbox under the same lock as the write (as the Redis
+    /// store does in the write's script).
+    pub fn with_chat_outbox(mut self) -> Self {
+        self.chat_outbox = true;
         self
     }
 
@@ -427,6 +439,12 @@ impl Store for MemoryStore {
                 }
                 g.stats.apply(stats, self.retention.stats);
                 self.audit(&mut g, audit);
+                if self.chat_outbox {
+                    // Lock order: data, then notifier records (never the
+                    // other way round).
+                    self.notify_state()
+                        .push(&decision.token, decision.updated_at.timestamp_millis());
+                }
                 Ok(Cas::Written)
             }
             other => Ok(Cas::Conflict(other.cloned())),

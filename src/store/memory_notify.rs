@@ -27,6 +27,17 @@ pub(super) struct NotifyState {
 }
 
 impl NotifyState {
+    /// `notify_push.lua`: due at `ms` (or earlier), or pending while a live
+    /// claim is being worked.
+    pub(super) fn push(&mut self, token: &Token, ms: i64) {
+        if self.claims.get(token).is_some_and(|&c| c > ms) {
+            let p = self.pending.entry(token.clone()).or_insert(ms);
+            *p = (*p).min(ms);
+        } else if self.due_at.get(token).is_none_or(|&old| ms < old) {
+            self.set_due(token, ms);
+        }
+    }
+
     fn set_due(&mut self, token: &Token, ms: i64) {
         if let Some(old) = self.due_at.insert(token.clone(), ms) {
             self.due.remove(&(old, token.clone()));
@@ -107,7 +118,7 @@ enum Settle {
 }
 
 impl MemoryStore {
-    fn notify_state(&self) -> std::sync::MutexGuard<'_, NotifyState> {
+    pub(super) fn notify_state(&self) -> std::sync::MutexGuard<'_, NotifyState> {
         // Every mutation completes under the guard.
         self.notify.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -116,14 +127,7 @@ impl MemoryStore {
 #[async_trait]
 impl NotifyStore for MemoryStore {
     async fn outbox_push(&self, token: &Token, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut g = self.notify_state();
-        let ms = now.timestamp_millis();
-        if g.claims.get(token).is_some_and(|&c| c > ms) {
-            let p = g.pending.entry(token.clone()).or_insert(ms);
-            *p = (*p).min(ms);
-        } else if g.due_at.get(token).is_none_or(|&old| ms < old) {
-            g.set_due(token, ms);
-        }
+        self.notify_state().push(token, now.timestamp_millis());
         Ok(())
     }
 

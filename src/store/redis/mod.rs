@@ -62,6 +62,9 @@ pub struct RedisStore {
     token_cache: Mutex<LruCache<Token, IncidentId>>,
     /// The signer and the chain heads last seen.
     audit: self::audit::AuditState,
+    /// Whether every decision change also enqueues its chat card's update
+    /// (see [`RedisStore::with_chat_outbox`]).
+    chat_outbox: bool,
 }
 
 impl RedisStore {
@@ -77,7 +80,17 @@ impl RedisStore {
             retention,
             token_cache: Mutex::new(LruCache::new(TOKEN_CACHE_ENTRIES)),
             audit: self::audit::AuditState::new(),
+            chat_outbox: false,
         })
+    }
+
+    /// The same store, enqueueing every decision change into the chat
+    /// notifier's outbox in the script that writes the change: a replica
+    /// that dies right after a write cannot lose the card update (issue 16).
+    /// Off without a notifier, so nothing fills an outbox nobody drains.
+    pub fn with_chat_outbox(mut self) -> Self {
+        self.chat_outbox = true;
+        self
     }
 
     /// The same store, auditing every write with `signer`.
@@ -461,6 +474,12 @@ impl Store for RedisStore {
             _ => "",
         };
         let entered_ms = decision.updated_at.timestamp_millis();
+        // The chat card's update is enqueued by the same script.
+        let card = if self.chat_outbox {
+            decision.token.as_str()
+        } else {
+            ""
+        };
         let stats = self.stats_args(stats);
         let reply = self
             .audited(audit, |sealed| {
@@ -468,6 +487,9 @@ impl Store for RedisStore {
                 call.key(keys::CHANGES)
                     .key(keys::ANALYZING_INDEX)
                     .key(keys::EXECUTING_INDEX)
+                    .key(keys::NOTIFY_OUTBOX)
+                    .key(keys::NOTIFY_CLAIMS)
+                    .key(keys::NOTIFY_PENDING)
                     .arg(expected_version)
                     .arg(decision.version)
                     .arg(&json)
@@ -475,6 +497,8 @@ impl Store for RedisStore {
                     .arg(stream_len)
                     .arg(leaves_analyzing)
                     .arg(executing)
+                    .arg(entered_ms)
+                    .arg(card)
                     .arg(entered_ms)
                     .arg(sealed)
                     .arg(&stats);

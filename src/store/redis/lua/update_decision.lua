@@ -8,6 +8,11 @@
 -- KEYS[4]  verdict:executing; ARGV[7] 'enter' when the decision is written
 --          EXECUTING (indexed with score ARGV[8], ms), 'leave' when it is
 --          written COMPLETED or ERROR (removed), else ''
+-- KEYS[5..7] the chat outbox (due zset, claims hash, pending hash);
+--          ARGV[9] the token when the change must reach its chat card
+--          (the notifier is on), else ''; ARGV[10] now in ms. The push is
+--          notify_push.lua's, so a card update is enqueued in the same
+--          atomic step as the change it shows (nothing lost between them).
 -- then the audit event (audit.lua) and the statistics increments
 -- (stats.lua), applied only when written.
 -- Returns {1} when written, {2, seq, hash} when the audit chain moved,
@@ -30,6 +35,17 @@ if ARGV[7] == 'enter' then
   redis.call('ZADD', KEYS[4], 'NX', ARGV[8], ARGV[6])
 elseif ARGV[7] == 'leave' then
   redis.call('ZREM', KEYS[4], ARGV[6])
+end
+if ARGV[9] ~= '' then
+  local c = redis.call('HGET', KEYS[6], ARGV[9])
+  if c and tonumber(c) > tonumber(ARGV[10]) then
+    local p = redis.call('HGET', KEYS[7], ARGV[9])
+    if not p or tonumber(ARGV[10]) < tonumber(p) then
+      redis.call('HSET', KEYS[7], ARGV[9], ARGV[10])
+    end
+  else
+    redis.call('ZADD', KEYS[5], 'LT', ARGV[10], ARGV[9])
+  end
 end
 apply_stats()
 append_audit()
