@@ -243,8 +243,8 @@ impl Notifier {
                     // Saved at once: a retry after a later failure does not
                     // send this chat a second card.
                     self.save(token, &record).await?;
-                    self.store.count("sent", 1).await?;
                     notify_card(ChatChannel::Telegram, CardOutcome::Sent);
+                    self.store.count("sent", 1).await?;
                 }
             }
             if let Some(sl) = &self.slack {
@@ -255,8 +255,8 @@ impl Notifier {
                         ts,
                     });
                     self.save(token, &record).await?;
-                    self.store.count("sent", 1).await?;
                     notify_card(ChatChannel::Slack, CardOutcome::Sent);
+                    self.store.count("sent", 1).await?;
                 }
             }
         }

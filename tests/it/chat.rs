@@ -549,3 +549,221 @@ async fn four_eyes_through_two_chat_users() {
     let who: Vec<&str> = now.approvals.iter().map(|a| a.subject.as_str()).collect();
     assert_eq!(who, ["alice", "bob"]);
 }
+
+/// A refused press does not use the button up: the first approver of a
+/// four-eyes decision pressing again is told no (the policy wants a second,
+/// different approver), and the same button then works for that approver.
+#[tokio::test]
+async fn a_refused_press_leaves_the_button_to_an_allowed_user() {
+    let redis = RedisServer::start();
+    let tg = FakeTelegram::start().await;
+    let mut s = replica(config(&redis, &tg), None).await;
+    let id = common::create_incident(&mut s, "HighErrorRate").await;
+    let d = common::decide(&mut s, &id).await;
+    let (approve, _) = first_card(&tg).await;
+    let first = tg.answer_to(&tg.press(ALICE, CHAT, 1, &approve)).await;
+    assert!(first.contains("1 of 2"), "{first}");
+    let calls = tg
+        .until("the card is re-issued with buttons", |c| {
+            c.iter()
+                .any(|c| c.method == "editMessageText" && buttons(c).is_some())
+        })
+        .await;
+    let (again, _) = calls
+        .iter()
+        .rev()
+        .filter(|c| c.method == "editMessageText")
+        .find_map(buttons)
+        .expect("fresh buttons");
+
+    let refused = tg.answer_to(&tg.press(ALICE, CHAT, 1, &again)).await;
+    assert!(
+        refused.contains("Not allowed") && refused.contains("already approved"),
+        "{refused}"
+    );
+    let unchanged = get(&s, &d.token).await;
+    assert_eq!(unchanged.approvals.len(), 1, "nothing changed");
+
+    let second = tg.answer_to(&tg.press(BOB, CHAT, 1, &again)).await;
+    assert!(second.contains("EXECUTING"), "{second}");
+    let now = get(&s, &d.token).await;
+    assert_eq!(now.state, proto::DecisionState::Executing as i32);
+    assert_eq!(now.decided_by, "bob");
+    // Used by a successful answer: it works no more.
+    let late = tg.answer_to(&tg.press(BOB, CHAT, 1, &again)).await;
+    assert!(late.contains("no longer valid"), "{late}");
+}
+
+/// The card update is enqueued by the script that writes READY, not by the
+/// writer's notifier afterwards: a replica whose notifier never runs (it
+/// died right after the write) loses no card; a replica started later
+/// sends it, once.
+#[tokio::test]
+async fn a_card_written_by_a_replica_that_died_is_sent_once() {
+    let redis = RedisServer::start();
+    let tg = FakeTelegram::start().await;
+    let c = config(&redis, &tg);
+    let notify = c
+        .notify_settings_with(Some(Secret::new(BOT_TOKEN)), None)
+        .expect("notify settings");
+    let mut a = TestServer::start_overridden(
+        c,
+        Overrides {
+            notify: Some(notify),
+            notifier_idle: true,
+            ..Overrides::default()
+        },
+    )
+    .await;
+    let id = common::create_incident(&mut a, "PodCrashLooping").await;
+    let d = common::decide(&mut a, &id).await;
+    a.stop().await;
+    assert!(tg.calls_of("sendMessage").is_empty(), "A sent nothing");
+
+    // B starts after the change: its change feed never sees READY.
+    let b = replica(config(&redis, &tg), None).await;
+    let (approve, _) = first_card(&tg).await;
+    let answer = tg.answer_to(&tg.press(ALICE, CHAT, 1, &approve)).await;
+    assert!(answer.contains("EXECUTING"), "{answer}");
+    tg.until("the card shows the approval", |c| {
+        c.iter().any(|c| {
+            c.method == "editMessageText"
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("APPROVED by alice")
+        })
+    })
+    .await;
+    assert_eq!(tg.calls_of("sendMessage").len(), 1, "one card");
+    assert_eq!(get(&b, &d.token).await.decided_by, "alice");
+}
+
+/// The executor's verification (written on the decision after the run)
+/// edits the card: the person who approved sees whether the fix held.
+#[tokio::test]
+async fn the_card_shows_the_verification() {
+    use verdict::domain::{DecisionState, Verification, VerificationState};
+    use verdict::store::Store;
+    let redis = RedisServer::start();
+    let tg = FakeTelegram::start().await;
+    let mut s = replica(config(&redis, &tg), None).await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
+    let d = common::decide(&mut s, &id).await;
+    let (approve, _) = first_card(&tg).await;
+    let answer = tg.answer_to(&tg.press(ALICE, CHAT, 1, &approve)).await;
+    assert!(answer.contains("EXECUTING"), "{answer}");
+
+    // Written as the executor writes it: EXECUTING → COMPLETED with the
+    // verification, one compare-and-set through the store.
+    let store = verdict::store::RedisStore::new(
+        &redis.url(),
+        verdict::store::redis::PoolConfig {
+            size: 2,
+            wait: Duration::from_secs(2),
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .expect("store")
+    .with_chat_outbox();
+    let token = verdict::domain::Token::parse(&d.token).expect("token");
+    let cur = store
+        .get_decision(&token)
+        .await
+        .expect("read")
+        .expect("decision");
+    assert_eq!(cur.state, DecisionState::Executing);
+    let now = chrono::Utc::now();
+    let mut next = cur.clone();
+    next.version += 1;
+    next.updated_at = now;
+    next.state = DecisionState::Completed;
+    next.completed_at = Some(now);
+    next.verification = Some(Verification {
+        state: VerificationState::Verified,
+        summary: "incident resolved 40s after the rollout".into(),
+        until: now,
+        at: now,
+    });
+    let written = store
+        .update_decision(cur.version, &next, &verdict::stats::StatDelta::none(), None)
+        .await
+        .expect("write");
+    assert!(matches!(written, verdict::store::Cas::Written));
+    let calls = tg
+        .until("the card shows the verification", |c| {
+            c.iter().any(|c| {
+                c.method == "editMessageText"
+                    && c.body["text"].as_str().unwrap_or("").contains("VERIFIED")
+            })
+        })
+        .await;
+    let edit = calls
+        .iter()
+        .rfind(|c| c.method == "editMessageText")
+        .expect("edit");
+    let text = edit.body["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("completed") && text.contains("incident resolved 40s after"),
+        "{text}"
+    );
+}
+
+/// The notifier's counters are in `/metrics`: cards sent and edited,
+/// presses approved, refused and stale, by channel.
+#[tokio::test]
+async fn counters_show_in_metrics() {
+    let redis = RedisServer::start();
+    let tg = FakeTelegram::start().await;
+    let mut s = replica(config(&redis, &tg), None).await;
+    let mut events = redis.key_events("verdict:notify:{outbox}:counts").await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
+    common::decide(&mut s, &id).await;
+    let (approve, _) = first_card(&tg).await;
+    // The metric moves before the store's counter, so once that moved
+    // the scrape shows it.
+    within(Duration::from_secs(30), "sent is counted", async {
+        while counter(&redis, "sent").await < 1 {
+            events
+                .next("hincrby", Duration::from_secs(30), "a counter changes")
+                .await;
+        }
+    })
+    .await;
+    tg.answer_to(&tg.press(STRANGER, CHAT, 1, &approve)).await;
+    tg.answer_to(&tg.press(ALICE, CHAT, 1, &approve)).await;
+    tg.answer_to(&tg.press(ALICE, CHAT, 1, &approve)).await;
+    within(Duration::from_secs(30), "the edit is counted", async {
+        while counter(&redis, "edited").await < 1 {
+            events
+                .next("hincrby", Duration::from_secs(30), "a counter changes")
+                .await;
+        }
+    })
+    .await;
+    let text = reqwest::get(format!("{}/metrics", s.http_base()))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    let value = |name: &str, outcome: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && l.contains("channel=\"telegram\"")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(value("verdict_notify_cards_total", "sent"), 1.0, "{text}");
+    assert!(
+        value("verdict_notify_cards_total", "edited") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(value("verdict_notify_presses_total", "refused"), 1.0);
+    assert_eq!(value("verdict_notify_presses_total", "approved"), 1.0);
+    assert_eq!(value("verdict_notify_presses_total", "stale"), 1.0);
+}

@@ -372,3 +372,76 @@ async fn slacks_retry_after_is_honoured() {
     // A lower bound: the retry waited at least as long as Slack said.
     assert!(posts[1].at.duration_since(posts[0].at) >= Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn a_stale_card_gets_an_ephemeral_decision_changed() {
+    let redis = RedisServer::start();
+    let slack = FakeSlack::start().await;
+    let mut s = replica(config(&redis, &slack)).await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
+    let d = common::decide(&mut s, &id).await;
+    let (approve, _) = first_card(&slack).await;
+    s.decisions
+        .reject_decision(proto::RejectDecisionRequest {
+            request_id: String::new(),
+            token: d.token.clone(),
+            actor: "bob".into(),
+            reason: "not now".into(),
+            expected_version: d.version,
+        })
+        .await
+        .expect("reject");
+    let reply = press(&s, &slack, ALICE, CHANNEL, &approve, 1).await;
+    assert!(
+        reply.contains("decision changed") && reply.contains("REJECTED"),
+        "{reply}"
+    );
+    let now = get(&s, &d.token).await;
+    assert_eq!(now.state, proto::DecisionState::Rejected as i32);
+    assert_eq!(now.decided_by, "bob", "the press changed nothing");
+    // The card shows the current state, without buttons.
+    let calls = slack
+        .until("the card shows the rejection", |c| {
+            updated_with(c, "REJECTED by bob")
+        })
+        .await;
+    let update = calls
+        .iter()
+        .rfind(|c| c.method == "chat.update")
+        .expect("update");
+    assert!(buttons(update).is_none());
+}
+
+#[tokio::test]
+async fn slack_down_then_back_delivers_the_card_later() {
+    let redis = RedisServer::start();
+    let slack = FakeSlack::start().await;
+    for _ in 0..3 {
+        slack.fail("chat.postMessage", 503, None);
+    }
+    let mut s = replica(config(&redis, &slack)).await;
+    let id = common::create_incident(&mut s, "PodCrashLooping").await;
+    // The decision is READY whatever Slack does.
+    let d = common::decide(&mut s, &id).await;
+    assert_eq!(d.state, proto::DecisionState::Ready as i32);
+    let calls = slack
+        .until("the card is posted once Slack is back", |c| {
+            c.iter().filter(|c| c.method == "chat.postMessage").count() >= 4
+        })
+        .await;
+    let posted = calls
+        .iter()
+        .filter(|c| c.method == "chat.postMessage")
+        .nth(3)
+        .expect("the fourth post");
+    let (approve, _) = buttons(posted).expect("buttons");
+    let unchanged = get(&s, &d.token).await;
+    assert_eq!(
+        (unchanged.state, unchanged.version),
+        (d.state, d.version),
+        "the outage changed nothing"
+    );
+    let reply = press(&s, &slack, ALICE, CHANNEL, &approve, 1).await;
+    assert!(reply.contains("EXECUTING"), "{reply}");
+    assert_eq!(slack.calls_of("chat.postMessage").len(), 4, "one card");
+}
