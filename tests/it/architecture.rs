@@ -87,7 +87,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "notify",
-        &["domain", "error_code", "manager", "store", "clock"],
+        &[
+            "domain",
+            "error_code",
+            "manager",
+            "store",
+            "clock",
+            "metrics",
+        ],
     ),
     (
         "api",
