@@ -13,7 +13,7 @@ use verdict::domain::{
 use verdict::engine::ExpertEngine;
 use verdict::stats::StatDelta;
 use verdict::store::redis::PoolConfig;
-use verdict::store::{Cas, Created, MemoryStore, RedisStore, Retention, Store};
+use verdict::store::{Cas, Created, MemoryStore, NotifyStore, RedisStore, Retention, Store};
 
 /// Conformance of records; statistics have their own suite (tests/stats.rs).
 fn none() -> StatDelta {
@@ -483,3 +483,104 @@ conformance!(
     group_pointers_compare_and_set,
     executions_are_indexed_with_the_state_and_leased_exclusively,
 );
+
+/// With the chat outbox on, a decision change enqueues its card's update in
+/// the same write (and a lost compare-and-set enqueues nothing); while the
+/// job is claimed, a change is kept pending, not handed to a second worker,
+/// and is due again once the claim settles.
+async fn decision_changes_enqueue_their_card_with_the_write(s: Arc<dyn Store>) {
+    let lease = std::time::Duration::from_secs(30);
+    let inc = incident(1_000);
+    s.create_incident(&inc, None, &none(), None).await.unwrap();
+    let d = decision(&inc.id);
+    s.create_decision(None, &d, &none(), None).await.unwrap();
+    let later = || Utc::now() + Duration::seconds(1);
+    assert_eq!(s.outbox_claim(later(), lease).await.unwrap(), None);
+
+    let stale = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
+    let ready = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
+    s.update_decision(d.version, &ready, &none(), None)
+        .await
+        .unwrap();
+    let claim = s
+        .outbox_claim(later(), lease)
+        .await
+        .unwrap()
+        .expect("READY enqueued its card");
+    assert_eq!(claim.token, d.token);
+
+    // A lost compare-and-set changes nothing, enqueues nothing.
+    assert!(matches!(
+        s.update_decision(d.version, &stale, &none(), None)
+            .await
+            .unwrap(),
+        Cas::Conflict(_)
+    ));
+    let executing = ready
+        .transition(DecisionState::Executing, 0, Utc::now())
+        .unwrap();
+    s.update_decision(ready.version, &executing, &none(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.outbox_claim(later(), lease).await.unwrap(),
+        None,
+        "claimed: the change waits for the claim"
+    );
+    s.outbox_done(&claim).await.unwrap();
+    let again = s
+        .outbox_claim(later(), lease)
+        .await
+        .unwrap()
+        .expect("the change made during the claim is due");
+    assert_eq!(again.token, d.token);
+    s.outbox_done(&again).await.unwrap();
+    assert_eq!(s.outbox_claim(later(), lease).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn memory_store_decision_changes_enqueue_their_card_with_the_write() {
+    decision_changes_enqueue_their_card_with_the_write(Arc::new(
+        MemoryStore::new(retention()).with_chat_outbox(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn redis_store_decision_changes_enqueue_their_card_with_the_write() {
+    let r = RedisServer::start();
+    let store = RedisStore::new(
+        &r.url(),
+        PoolConfig {
+            size: 4,
+            wait: std::time::Duration::from_secs(2),
+            ..Default::default()
+        },
+        retention(),
+    )
+    .expect("store")
+    .with_chat_outbox();
+    decision_changes_enqueue_their_card_with_the_write(Arc::new(store)).await;
+}
+
+/// Without a notifier nothing is enqueued: no outbox grows that nobody
+/// drains.
+#[tokio::test]
+async fn without_the_chat_outbox_nothing_is_enqueued() {
+    let s: Arc<dyn Store> = Arc::new(MemoryStore::new(retention()));
+    let inc = incident(1_000);
+    s.create_incident(&inc, None, &none(), None).await.unwrap();
+    let d = decision(&inc.id);
+    s.create_decision(None, &d, &none(), None).await.unwrap();
+    let ready = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
+    s.update_decision(d.version, &ready, &none(), None)
+        .await
+        .unwrap();
+    let later = Utc::now() + Duration::seconds(1);
+    assert_eq!(
+        s.outbox_claim(later, std::time::Duration::from_secs(30))
+            .await
+            .unwrap(),
+        None
+    );
+}
