@@ -13,7 +13,7 @@ use verdict::domain::{
 use verdict::engine::ExpertEngine;
 use verdict::stats::StatDelta;
 use verdict::store::redis::PoolConfig;
-use verdict::store::{Cas, Created, MemoryStore, NotifyStore, RedisStore, Retention, Store};
+use verdict::store::{Cas, Created, MemoryStore, RedisStore, Retention, Store};
 
 /// Conformance of records; statistics have their own suite (tests/stats.rs).
 fn none() -> StatDelta {
