@@ -132,7 +132,7 @@ pub const STATS_SCRATCH: &str = "verdict:stats:tmp:svc";
 //
 // | key                                  | type   | holds                                  |
 // |--------------------------------------|--------|----------------------------------------|
-// | `verdict:notify:{outbox}:due`        | zset   | tokens whose card is due for sending or editing, scored by due ms (a claimed job: its lease end) |
+// | `verdict:notify:{outbox}:due`        | zset   | tokens whose card is due for sending or editing, scored by due ms (a claimed job: its lease end); pushed by `update_decision.lua` with the change |
 // | `verdict:notify:{outbox}:claims`     | hash   | token → claim score of jobs being worked |
 // | `verdict:notify:{outbox}:pending`    | hash   | token → due ms of a push made while its job was claimed |
 // | `verdict:notify:{outbox}:attempts`   | hash   | failed attempts per token               |

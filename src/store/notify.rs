@@ -4,7 +4,9 @@
 //!
 //! The outbox is a sorted set of tokens scored by when they are due. A
 //! change to a decision pushes its token (`ZADD LT`: an earlier due time
-//! wins). A worker on any replica claims the earliest due token by moving
+//! wins) in the same script that writes the change, when the store was
+//! built `with_chat_outbox` (a notifier runs): no replica can die between
+//! the two. A worker on any replica claims the earliest due token by moving
 //! its score to the end of a lease and recording the claim; the job stays
 //! in the set, so a worker that dies mid-send loses nothing: the job is due
 //! again when the lease ends. While a claim is live, a push does not touch
