@@ -211,6 +211,40 @@ mod tests {
     }
 
     #[test]
+    fn the_verification_is_shown_with_its_summary_cleaned() {
+        let now = Utc::now();
+        let mut d = Decision::start(
+            crate::domain::IncidentId::generate(),
+            crate::domain::DecisionMode::Auto,
+            now,
+            chrono::Duration::hours(1),
+            now,
+        );
+        assert_eq!(verification_line(&d), None, "nothing before it runs");
+        let mut v = crate::domain::Verification {
+            state: VerificationState::Pending,
+            summary: "watching\u{1b}[31m".into(),
+            until: now,
+            at: now,
+        };
+        d.verification = Some(v.clone());
+        let line = verification_line(&d).unwrap_or_default();
+        assert!(line.starts_with("🔎 Verifying"), "{line}");
+        assert!(
+            !line.contains('\u{1b}'),
+            "control characters never reach chat"
+        );
+        v.state = VerificationState::Failed;
+        d.verification = Some(v.clone());
+        let line = verification_line(&d).unwrap_or_default();
+        assert!(line.contains("Verification FAILED"), "{line}");
+        v.state = VerificationState::Verified;
+        d.verification = Some(v);
+        let line = verification_line(&d).unwrap_or_default();
+        assert!(line.contains("VERIFIED"), "{line}");
+    }
+
+    #[test]
     fn text_is_shortened_and_cleaned() {
         assert_eq!(shorten("a\u{7}b", 10), "a b");
         assert_eq!(shorten("abcdef", 4), "abc…");
