@@ -7,7 +7,7 @@
 //! owned by one [`Background`]; configuration reloads ([`Reloader`]);
 //! graceful shutdown.
 
-use crate::api::{AuditApi, DecisionApi, IncidentApi, StatsApi};
+use crate::api::{AuditApi, DecisionApi, IdentityApi, IncidentApi, StatsApi};
 use crate::auth::Authenticator;
 use crate::background::Background;
 use crate::clock::{Clock, SystemClock};
@@ -22,6 +22,7 @@ use crate::notify::Notifier;
 
 use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::decision_service_server::DecisionServiceServer;
+use crate::proto::identity_service_server::IdentityServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
 use crate::store::{MemoryStore, RedisStore, Retention, Store};
@@ -47,11 +48,12 @@ use tonic_health::server::HealthReporter;
 
 /// The fully qualified names of verdict's services, as health reports them
 /// (taken from the generated servers, never typed by hand).
-pub const SERVICE_NAMES: [&str; 4] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     <IncidentServiceServer<IncidentApi> as NamedService>::NAME,
     <DecisionServiceServer<DecisionApi> as NamedService>::NAME,
     <StatsServiceServer<StatsApi> as NamedService>::NAME,
     <AuditServiceServer<AuditApi> as NamedService>::NAME,
+    <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
 ];
 
 /// The least time background tasks get to stop after the drain (a sweep
@@ -566,7 +568,8 @@ fn routes(
         .add_service(AuditServiceServer::new(AuditApi::new(
             parts.incidents.audit_log(),
             parts.shutdown.clone(),
-        )));
+        )))
+        .add_service(IdentityServiceServer::new(IdentityApi::new()));
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.
     // CORS (when configured) answers browsers' preflights before gRPC-Web.
@@ -712,6 +715,9 @@ async fn set_health(health: &HealthReporter, serving: bool) {
             .await;
         health.set_serving::<StatsServiceServer<StatsApi>>().await;
         health.set_serving::<AuditServiceServer<AuditApi>>().await;
+        health
+            .set_serving::<IdentityServiceServer<IdentityApi>>()
+            .await;
     } else {
         health
             .set_not_serving::<IncidentServiceServer<IncidentApi>>()
@@ -724,6 +730,9 @@ async fn set_health(health: &HealthReporter, serving: bool) {
             .await;
         health
             .set_not_serving::<AuditServiceServer<AuditApi>>()
+            .await;
+        health
+            .set_not_serving::<IdentityServiceServer<IdentityApi>>()
             .await;
     }
 }

@@ -103,6 +103,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "ingest",
             "proto",
             "audit",
+            "auth",
         ],
     ),
     (

@@ -125,7 +125,7 @@ test("approving by button reaches EXECUTING in this page and in a second context
   await a.waitForSelector("#approve:not([disabled])");
   await a.waitForSelector("#command");
   assert.equal(await a.textContent("#command"), decision.proposal.kubectl, "the exact command");
-  await shot(a, "dashboard-decision");
+  // The README's decision screenshot (four-eyes, dry run) is roles.test.mjs's.
   await a.click("#approve");
   await confirmIfHighRisk(a, decision);
   await a.waitForSelector("#proposal .s-executing");

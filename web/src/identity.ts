@@ -1,0 +1,37 @@
+/**
+ * What the signed-in principal may do, from `IdentityService.WhoAmI`
+ * (asked once after login). The server's answer is read from the same
+ * role table that admits or refuses each call, so a control disabled here
+ * is exactly one the server would refuse; the server still decides.
+ * Without an answer (an older server) nothing is disabled in advance.
+ */
+import { DecisionService, Role, permission, roleName, type RpcMethod, type WhoAmIResponse } from "@verdict/client";
+
+export class Identity {
+  constructor(readonly who: WhoAmIResponse | undefined) {}
+
+  /** The principal's name and roles, for the header ("vera · viewer"). */
+  label(): string | undefined {
+    const w = this.who;
+    if (!w) return undefined;
+    const roles = w.roles.filter((r) => r !== Role.UNSPECIFIED).map(roleName);
+    return roles.length ? `${w.subject} · ${roles.join(", ")}` : w.subject;
+  }
+
+  /** Why `method` is not for this principal ("needs approver"), or undefined when it is (or nobody knows). */
+  lacks(method: RpcMethod): string | undefined {
+    if (!this.who) return undefined;
+    const p = permission(this.who, method);
+    return p.allowed ? undefined : `needs ${roleName(p.neededRole)}`;
+  }
+
+  /** Why approving is not for this principal, or undefined. */
+  cannotApprove(): string | undefined {
+    return this.lacks(DecisionService.method.approveDecision);
+  }
+
+  /** Why rejecting is not for this principal, or undefined. */
+  cannotReject(): string | undefined {
+    return this.lacks(DecisionService.method.rejectDecision);
+  }
+}
