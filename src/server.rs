@@ -25,7 +25,7 @@ use crate::proto::decision_service_server::DecisionServiceServer;
 use crate::proto::identity_service_server::IdentityServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
-use crate::store::{MemoryStore, RedisStore, Retention, Store};
+use crate::store::{Change, MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
 mod edge;
@@ -479,12 +479,15 @@ async fn start_background(
     let feed = parts
         .store
         .follow_changes(
-            Arc::new(move |d| {
-                decisions.observe(&d);
-                if let Some(n) = &notifier {
-                    n.observe(&d);
+            Arc::new(move |change| match change {
+                Change::Decision(d) => {
+                    decisions.observe(&d);
+                    if let Some(n) = &notifier {
+                        n.observe(&d);
+                    }
+                    hub.publish(*d);
                 }
-                hub.publish(d);
+                Change::Incident(i) => hub.publish_incident(*i),
             }),
             background.shutdown().clone(),
         )

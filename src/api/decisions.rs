@@ -8,7 +8,7 @@ use crate::domain::{AuthMethod, Principal, Violations};
 use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::proto as pb;
 use crate::proto::decision_service_server::DecisionService;
-use crate::watch::WatchContext;
+use crate::watch::{Change, WatchContext};
 use futures::StreamExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -276,8 +276,15 @@ impl DecisionService for DecisionApi {
         let stream = crate::watch::watch_all(self.watch.clone(), filter)?;
         let clock = self.clock.clone();
         Ok(Response::new(Box::pin(stream.map(move |item| {
-            item.map(|d| pb::WatchDecisionsResponse {
-                decision: Some(convert::decision_to(&d, clock.now())),
+            item.map(|change| match change {
+                Change::Decision(d) => pb::WatchDecisionsResponse {
+                    decision: Some(convert::decision_to(&d, clock.now())),
+                    incident: None,
+                },
+                Change::Incident(i) => pb::WatchDecisionsResponse {
+                    decision: None,
+                    incident: Some(convert::incident_to(&i)),
+                },
             })
             .map_err(Status::from)
         }))))

@@ -873,7 +873,11 @@ mod tests {
         let sink_waiter = waiter.clone();
         let feed = store
             .follow_changes(
-                Arc::new(move |d| sink_waiter.observe(&d)),
+                Arc::new(move |change| {
+                    if let crate::store::Change::Decision(d) = change {
+                        sink_waiter.observe(&d)
+                    }
+                }),
                 CancellationToken::new(),
             )
             .await

@@ -1,6 +1,8 @@
 /**
  * The live model behind the board: every open incident and its current
- * decision, kept up to date from `WatchDecisions` without polling.
+ * decision, kept up to date from `WatchDecisions` without polling. The
+ * stream is asked for incident changes too (`include_incidents`), so an
+ * incident resolved or closed anywhere leaves the board at once.
  *
  * Resuming without losing or repeating a change. `WatchDecisions` does not
  * replay changes made while a client was away, so on every (re)connect the
@@ -102,8 +104,9 @@ export class Live {
           abort.signal,
           undefined,
           this.headers,
+          // Incident changes too: a resolved incident leaves the board at once.
           (async function* () {
-            yield {};
+            yield { includeIncidents: true };
           })(),
         );
         // Live once the incidents are in; their decisions keep arriving
@@ -114,6 +117,7 @@ export class Live {
         void decisions;
         for await (const message of response.message) {
           if (message.decision) this.apply(message.decision);
+          else if (message.incident) this.applyIncident(message.incident);
         }
       } catch (e) {
         if (signal.aborted) return;
@@ -166,6 +170,27 @@ export class Live {
       this.lastLoad.decisionsMs = performance.now() - listed;
     });
     return { decisions };
+  }
+
+  /**
+   * Takes one incident change from the stream: a resolved or closed
+   * incident leaves the model, an open one is updated (or, reopened,
+   * comes back; its decision follows from the next read or change).
+   * Incident changes carry a version, so an older one never overwrites
+   * a newer.
+   */
+  applyIncident(incident: Incident): void {
+    const held = this.entries.get(incident.id);
+    if (held && incident.version < held.incident.version) return;
+    if (!isOpen(incident)) {
+      if (!held) return;
+      this.entries.delete(incident.id);
+    } else if (held) {
+      held.incident = incident;
+    } else {
+      this.entries.set(incident.id, { incident });
+    }
+    this.emit((l) => l.changed(incident.id));
   }
 
   /** Takes one decision change (from the stream or a snapshot). */

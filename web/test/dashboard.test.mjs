@@ -116,6 +116,29 @@ test("an incident created through the API appears live on the board", async () =
   await shot(page, "dashboard-board");
 });
 
+test("an incident resolved through the API leaves the board live, in every open page", async () => {
+  const a = await openBoard("alice");
+  const b = await openBoard("bob");
+  const { incident } = await readyIncident({ title: "Resolved elsewhere", service: "billing" });
+  const stays = await readyIncident({ title: "Still open", service: "billing" });
+  for (const p of [a, b]) {
+    await p.waitForSelector(row(incident.id, "READY"));
+    await p.waitForSelector(row(stays.incident.id, "READY"));
+  }
+  const reloads = [a, b].map((p) => {
+    let n = 0;
+    p.on("framenavigated", () => n++);
+    return () => n;
+  });
+  await api.updateIncidentStatus(incident.id, { status: "RESOLVED", actor: "carol", note: "fixed by hand" });
+  for (const p of [a, b]) await p.waitForSelector(row(incident.id), { state: "detached" });
+  assert.deepEqual(reloads.map((n) => n()), [0, 0], "no page reloaded");
+  for (const p of [a, b]) assert.equal(await p.locator(row(stays.incident.id)).count(), 1, "the other incident stays");
+  // Closing works the same way.
+  await api.updateIncidentStatus(stays.incident.id, { status: "CLOSED", actor: "carol" });
+  await a.waitForSelector(row(stays.incident.id), { state: "detached" });
+});
+
 test("approving by button reaches EXECUTING in this page and in a second context", async () => {
   const a = await openBoard("alice");
   const b = await openBoard("bob");

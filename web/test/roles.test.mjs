@@ -3,7 +3,7 @@
 // covered by dashboard.test.mjs) with static bearer tokens for a viewer
 // (vera), an operator (otto) and an approver (alice), and the `kubernetes`
 // executor against a fake Kubernetes API (fake_kube.mjs) that forbids the
-// namespace `locked`, with a short verification window.
+// namespace `locked` (support/fake_kube.mjs), with a short verification window.
 //
 // - The page asks `WhoAmI` after login: vera sees Approve and Reject
 //   disabled with the role they need, and `y`/`n` only explain; alice sees
@@ -25,7 +25,7 @@ import { chromium } from "playwright-core";
 import { freePort, uniqueId } from "../../clients/typescript/dist/test/server.js";
 import { connectNode } from "../../clients/typescript/dist/src/node.js";
 import { VerificationState } from "../../clients/typescript/dist/src/index.js";
-import { FakeKube } from "./fake_kube.mjs";
+import { FakeKube } from "../support/fake_kube.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS = join(HERE, "..", "test-results");
@@ -142,7 +142,9 @@ async function until(token, done) {
 const dryRun = (token) => until(token, (d) => d.dryRun !== undefined);
 
 test("a viewer sees Approve and Reject disabled with the role they need; y and n only explain", async () => {
-  const { incident, decision } = await readyIncident();
+  const { incident, decision: ready } = await readyIncident();
+  // The dry run writes the next version; the view shows the one after it.
+  const decision = await dryRun(ready.token);
   const page = await signIn("vera");
   await page.waitForSelector(".conn.live");
   assert.equal(await page.textContent("#principal"), "vera · viewer");
