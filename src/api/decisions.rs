@@ -5,6 +5,7 @@ use super::{convert, deadline};
 use crate::clock::Clock;
 use crate::domain::incident::limits;
 use crate::domain::{AuthMethod, Principal, Violations};
+use crate::manager::decisions::MAX_CURRENT;
 use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::proto as pb;
 use crate::proto::decision_service_server::DecisionService;
@@ -213,6 +214,32 @@ impl DecisionService for DecisionApi {
         let list = self.decisions.list(&id).await?;
         let now = self.clock.now();
         Ok(Response::new(pb::ListDecisionsResponse {
+            decisions: list.iter().map(|d| convert::decision_to(d, now)).collect(),
+        }))
+    }
+
+    async fn list_current_decisions(
+        &self,
+        req: Request<pb::ListCurrentDecisionsRequest>,
+    ) -> Result<Response<pb::ListCurrentDecisionsResponse>, Status> {
+        let raw = &req.get_ref().incident_ids;
+        let mut v = Violations::new();
+        if raw.is_empty() || raw.len() > MAX_CURRENT {
+            v.add(
+                "incident_ids",
+                format!("must hold 1 to {MAX_CURRENT} ids, not {}", raw.len()),
+            );
+            return Err(invalid(v));
+        }
+        let ids: Vec<_> = raw
+            .iter()
+            .enumerate()
+            .filter_map(|(n, id)| convert::incident_id(&mut v, &format!("incident_ids[{n}]"), id))
+            .collect();
+        v.into_result().map_err(invalid)?;
+        let list = self.decisions.current_of(&ids).await?;
+        let now = self.clock.now();
+        Ok(Response::new(pb::ListCurrentDecisionsResponse {
             decisions: list.iter().map(|d| convert::decision_to(d, now)).collect(),
         }))
     }

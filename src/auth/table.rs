@@ -69,6 +69,10 @@ pub const TABLE: &[(&str, Access)] = &[
         Access::Role(Role::Viewer),
     ),
     (
+        "/verdict.v1.DecisionService/ListCurrentDecisions",
+        Access::Role(Role::Viewer),
+    ),
+    (
         "/verdict.v1.DecisionService/ApproveDecision",
         Access::Role(Role::Approver),
     ),

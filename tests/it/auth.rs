@@ -91,7 +91,11 @@ fn need(service: &str, method: &str) -> Option<Need> {
         ("verdict.v1.DecisionService", "CompleteDecision") => Need::Role(Executor),
         (
             "verdict.v1.DecisionService",
-            "GetDecision" | "ListDecisions" | "WatchDecision" | "WatchDecisions",
+            "GetDecision"
+            | "ListDecisions"
+            | "ListCurrentDecisions"
+            | "WatchDecision"
+            | "WatchDecisions",
         ) => Need::Role(Viewer),
         ("verdict.v1.StatsService", _) => Need::Role(Viewer),
         ("verdict.v1.AuditService", "ListAuditEvents" | "WatchAuditEvents") => Need::Role(Viewer),

@@ -362,7 +362,7 @@ test(`measured: render of ${BULK} open incidents and change-to-DOM latency`, { t
   const total = Number(open);
   await page.waitForFunction((n) => window.__verdict.rendered >= n, total, { timeout: 120_000 });
   const probe = await page.evaluate(() => ({ renderMs: window.__verdict.renderMs, rendered: window.__verdict.rendered }));
-  // Every row's decision loaded (one ListDecisions per incident).
+  // Every row's decision loaded (ListCurrentDecisions, 500 incidents per call).
   await page.waitForFunction((n) => document.querySelectorAll("tbody tr[data-token]").length >= n, total, { timeout: 300_000 });
   const loadedMs = Date.now() - started;
 

@@ -326,6 +326,18 @@ class ListDecisionsResponse(_message.Message):
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
+class ListCurrentDecisionsRequest(_message.Message):
+    __slots__ = ("incident_ids",)
+    INCIDENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    incident_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, incident_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListCurrentDecisionsResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
 class ApproveDecisionRequest(_message.Message):
     __slots__ = ("token", "actor", "expected_version", "request_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
