@@ -25,10 +25,10 @@ export class Actions {
 
   /** Approves `d` at its version; resolves with the new decision, or undefined. */
   async approve(d: Decision): Promise<Decision | undefined> {
-    const lacks = this.identity.cannotApprove();
+    const lacks = this.identity.cannotApprove(d);
     if (lacks) {
       // `y` where the button is disabled: say why instead of a refused call.
-      this.notify(`You cannot approve ${d.token}: approving ${lacks} (you are ${this.identity.label()}).`, "error");
+      this.notify(`You cannot approve ${d.token}: it ${lacks} (you are ${this.identity.label()}).`, "error");
       return undefined;
     }
     if (d.state !== DecisionState.READY) {

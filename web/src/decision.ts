@@ -94,7 +94,7 @@ export class DecisionView implements Listener {
     const dryRunFailed = !!d.dryRun && !d.dryRun.wouldSucceed;
     // A principal without the role sees the buttons disabled with the role
     // they need (title for the pointer, aria-describedby for the reader).
-    const approveLacks = this.actions.identity.cannotApprove();
+    const approveLacks = this.actions.identity.cannotApprove(d);
     const rejectLacks = this.actions.identity.cannotReject();
     const approveWhy = [approveLacks ? "approve-role" : "", dryRunFailed ? "approve-why" : ""].filter(Boolean).join(" ");
     const approve = h(

@@ -5,7 +5,7 @@
  * is exactly one the server would refuse; the server still decides.
  * Without an answer (an older server) nothing is disabled in advance.
  */
-import { DecisionService, Role, permission, roleName, type RpcMethod, type WhoAmIResponse } from "@verdict/client";
+import { DecisionService, Role, permission, roleName, type Decision, type RpcMethod, type WhoAmIResponse } from "@verdict/client";
 
 export class Identity {
   constructor(readonly who: WhoAmIResponse | undefined) {}
@@ -25,9 +25,15 @@ export class Identity {
     return p.allowed ? undefined : `needs ${roleName(p.neededRole)}`;
   }
 
-  /** Why approving is not for this principal, or undefined. */
-  cannotApprove(): string | undefined {
-    return this.lacks(DecisionService.method.approveDecision);
+  /**
+   * Why approving `d` is not for this principal, or undefined: the role,
+   * or (four-eyes) having approved it already, which the server refuses.
+   */
+  cannotApprove(d?: Decision): string | undefined {
+    const lacks = this.lacks(DecisionService.method.approveDecision);
+    if (lacks || !d || !this.who) return lacks;
+    const mine = d.approvals.some((a) => a.subject === this.who!.subject);
+    return mine ? "needs a second, different approver" : undefined;
   }
 
   /** Why rejecting is not for this principal, or undefined. */

@@ -160,7 +160,7 @@ test("a viewer sees Approve and Reject disabled with the role they need; y and n
   assert.match(await page.textContent(`#${await reject.getAttribute("aria-describedby")}`), /needs approver/);
 
   await page.keyboard.press("y");
-  assert.match(await page.textContent("#notice.error"), /cannot approve .*needs approver.*vera · viewer/);
+  assert.match(await page.textContent("#notice.error"), /cannot approve .*it needs approver.*vera · viewer/);
   assert.equal(await page.isVisible("dialog[open]"), false, "no confirmation asked");
   await page.keyboard.press("n");
   await page.waitForSelector("#notice.error >> text=/cannot reject/");
@@ -250,6 +250,9 @@ test("screenshot: a P0 decision awaiting its second approval, with its dry run",
   await page.goto(`${baseUrl}/#/incident/${incident.id}`);
   await page.waitForSelector("#proposal .s-awaiting");
   await page.waitForSelector("#dry-run.ok");
+  // Her own second approval would be refused: the button says so.
+  assert.ok(await page.isDisabled("#approve"));
+  assert.equal(await page.getAttribute("#approve", "title"), "needs a second, different approver");
   await shot(page, "dashboard-decision");
 });
 
