@@ -5,6 +5,7 @@
  * is exactly one the server would refuse; the server still decides.
  * Without an answer (an older server) nothing is disabled in advance.
  */
+import { awaitingSecond } from "./format.js";
 import { DecisionService, Role, permission, roleName, type Decision, type RpcMethod, type WhoAmIResponse } from "@verdict/client";
 
 export class Identity {
@@ -31,7 +32,7 @@ export class Identity {
    */
   cannotApprove(d?: Decision): string | undefined {
     const lacks = this.lacks(DecisionService.method.approveDecision);
-    if (lacks || !d || !this.who) return lacks;
+    if (lacks || !d || !this.who || !awaitingSecond(d)) return lacks;
     const mine = d.approvals.some((a) => a.subject === this.who!.subject);
     return mine ? "needs a second, different approver" : undefined;
   }
