@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "verdict/v1/decision.proto",
     "verdict/v1/stats.proto",
     "verdict/v1/audit.proto",
+    "verdict/v1/identity.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

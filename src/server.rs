@@ -7,7 +7,7 @@
 //! owned by one [`Background`]; configuration reloads ([`Reloader`]);
 //! graceful shutdown.
 
-use crate::api::{AuditApi, DecisionApi, IncidentApi, StatsApi};
+use crate::api::{AuditApi, DecisionApi, IdentityApi, IncidentApi, StatsApi};
 use crate::auth::Authenticator;
 use crate::background::Background;
 use crate::clock::{Clock, SystemClock};
@@ -22,9 +22,10 @@ use crate::notify::Notifier;
 
 use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::decision_service_server::DecisionServiceServer;
+use crate::proto::identity_service_server::IdentityServiceServer;
 use crate::proto::incident_service_server::IncidentServiceServer;
 use crate::proto::stats_service_server::StatsServiceServer;
-use crate::store::{MemoryStore, RedisStore, Retention, Store};
+use crate::store::{Change, MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
 mod edge;
@@ -47,11 +48,12 @@ use tonic_health::server::HealthReporter;
 
 /// The fully qualified names of verdict's services, as health reports them
 /// (taken from the generated servers, never typed by hand).
-pub const SERVICE_NAMES: [&str; 4] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     <IncidentServiceServer<IncidentApi> as NamedService>::NAME,
     <DecisionServiceServer<DecisionApi> as NamedService>::NAME,
     <StatsServiceServer<StatsApi> as NamedService>::NAME,
     <AuditServiceServer<AuditApi> as NamedService>::NAME,
+    <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
 ];
 
 /// The least time background tasks get to stop after the drain (a sweep
@@ -493,12 +495,15 @@ async fn start_background(
     let feed = parts
         .store
         .follow_changes(
-            Arc::new(move |d| {
-                decisions.observe(&d);
-                if let Some(n) = &notifier {
-                    n.observe(&d);
+            Arc::new(move |change| match change {
+                Change::Decision(d) => {
+                    decisions.observe(&d);
+                    if let Some(n) = &notifier {
+                        n.observe(&d);
+                    }
+                    hub.publish(*d);
                 }
-                hub.publish(d);
+                Change::Incident(i) => hub.publish_incident(*i),
             }),
             background.shutdown().clone(),
         )
@@ -581,7 +586,8 @@ fn routes(
         .add_service(AuditServiceServer::new(AuditApi::new(
             parts.incidents.audit_log(),
             parts.shutdown.clone(),
-        )));
+        )))
+        .add_service(IdentityServiceServer::new(IdentityApi::new()));
     // gRPC-Web wraps the gRPC routes only: tonic-web answers 400 to every
     // other HTTP/1.1 request, which would shut out the plain HTTP routes.
     // CORS (when configured) answers browsers' preflights before gRPC-Web.
@@ -727,6 +733,9 @@ async fn set_health(health: &HealthReporter, serving: bool) {
             .await;
         health.set_serving::<StatsServiceServer<StatsApi>>().await;
         health.set_serving::<AuditServiceServer<AuditApi>>().await;
+        health
+            .set_serving::<IdentityServiceServer<IdentityApi>>()
+            .await;
     } else {
         health
             .set_not_serving::<IncidentServiceServer<IncidentApi>>()
@@ -739,6 +748,9 @@ async fn set_health(health: &HealthReporter, serving: bool) {
             .await;
         health
             .set_not_serving::<AuditServiceServer<AuditApi>>()
+            .await;
+        health
+            .set_not_serving::<IdentityServiceServer<IdentityApi>>()
             .await;
     }
 }

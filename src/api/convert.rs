@@ -665,6 +665,7 @@ pub fn watch_filter(req: &pb::WatchDecisionsRequest) -> Result<crate::watch::Fil
         incident,
         state,
         severity,
+        incidents: req.include_incidents,
     })
 }
 

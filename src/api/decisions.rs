@@ -5,10 +5,11 @@ use super::{convert, deadline};
 use crate::clock::Clock;
 use crate::domain::incident::limits;
 use crate::domain::{AuthMethod, Principal, Violations};
+use crate::manager::decisions::MAX_CURRENT;
 use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::proto as pb;
 use crate::proto::decision_service_server::DecisionService;
-use crate::watch::WatchContext;
+use crate::watch::{Change, WatchContext};
 use futures::StreamExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -217,6 +218,32 @@ impl DecisionService for DecisionApi {
         }))
     }
 
+    async fn list_current_decisions(
+        &self,
+        req: Request<pb::ListCurrentDecisionsRequest>,
+    ) -> Result<Response<pb::ListCurrentDecisionsResponse>, Status> {
+        let raw = &req.get_ref().incident_ids;
+        let mut v = Violations::new();
+        if raw.is_empty() || raw.len() > MAX_CURRENT {
+            v.add(
+                "incident_ids",
+                format!("must hold 1 to {MAX_CURRENT} ids, not {}", raw.len()),
+            );
+            return Err(invalid(v));
+        }
+        let ids: Vec<_> = raw
+            .iter()
+            .enumerate()
+            .filter_map(|(n, id)| convert::incident_id(&mut v, &format!("incident_ids[{n}]"), id))
+            .collect();
+        v.into_result().map_err(invalid)?;
+        let list = self.decisions.current_of(&ids).await?;
+        let now = self.clock.now();
+        Ok(Response::new(pb::ListCurrentDecisionsResponse {
+            decisions: list.iter().map(|d| convert::decision_to(d, now)).collect(),
+        }))
+    }
+
     async fn approve_decision(
         &self,
         req: Request<pb::ApproveDecisionRequest>,
@@ -276,8 +303,15 @@ impl DecisionService for DecisionApi {
         let stream = crate::watch::watch_all(self.watch.clone(), filter)?;
         let clock = self.clock.clone();
         Ok(Response::new(Box::pin(stream.map(move |item| {
-            item.map(|d| pb::WatchDecisionsResponse {
-                decision: Some(convert::decision_to(&d, clock.now())),
+            item.map(|change| match change {
+                Change::Decision(d) => pb::WatchDecisionsResponse {
+                    decision: Some(convert::decision_to(&d, clock.now())),
+                    incident: None,
+                },
+                Change::Incident(i) => pb::WatchDecisionsResponse {
+                    decision: None,
+                    incident: Some(convert::incident_to(&i)),
+                },
             })
             .map_err(Status::from)
         }))))

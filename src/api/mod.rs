@@ -8,11 +8,13 @@ pub mod audited;
 pub mod convert;
 pub mod deadline;
 pub mod decisions;
+pub mod identity;
 pub mod incidents;
 pub mod stats;
 pub mod status;
 
 pub use audit::{AuditApi, MAX_AUDIT_WATCHERS};
 pub use decisions::DecisionApi;
+pub use identity::IdentityApi;
 pub use incidents::IncidentApi;
 pub use stats::StatsApi;

@@ -10,8 +10,8 @@ use crate::domain::Role;
 pub enum Access {
     /// Anyone, with or without credentials (health probes).
     Open,
-    /// Any authenticated principal, whatever its roles (reflection, unless
-    /// configured open).
+    /// Any authenticated principal, whatever its roles (`WhoAmI`;
+    /// reflection, unless configured open).
     Authenticated,
     /// A principal holding a role that grants this one.
     Role(Role),
@@ -69,6 +69,10 @@ pub const TABLE: &[(&str, Access)] = &[
         Access::Role(Role::Viewer),
     ),
     (
+        "/verdict.v1.DecisionService/ListCurrentDecisions",
+        Access::Role(Role::Viewer),
+    ),
+    (
         "/verdict.v1.DecisionService/ApproveDecision",
         Access::Role(Role::Approver),
     ),
@@ -100,6 +104,9 @@ pub const TABLE: &[(&str, Access)] = &[
         "/verdict.v1.AuditService/WatchAuditEvents",
         Access::Role(Role::Viewer),
     ),
+    // Who am I: anyone who authenticated may ask what it may do (never
+    // open: without credentials there is nobody to describe).
+    ("/verdict.v1.IdentityService/WhoAmI", Access::Authenticated),
     // Plain HTTP.
     ("/api/v1/alertmanager", Access::Webhook),
     // Telegram's webhook proves itself with its own secret token, checked
@@ -116,8 +123,12 @@ pub const TABLE: &[(&str, Access)] = &[
     ("/assets/app.css", Access::Open),
 ];
 
+/// The reflection services, which `reflection_open` opens to anyone.
+const REFLECTION: &str = "/grpc.reflection.";
+
 /// What `path` needs: its entry (an exact path before its service's), or
-/// `admin` for anything unlisted.
+/// `admin` for anything unlisted. `reflection_open` opens reflection only:
+/// every other `Authenticated` route (`WhoAmI`) keeps needing credentials.
 pub fn required(path: &str, reflection_open: bool) -> Access {
     let exact = TABLE.iter().find(|(p, _)| *p == path);
     let service = || {
@@ -127,7 +138,9 @@ pub fn required(path: &str, reflection_open: bool) -> Access {
             .find(|(p, _)| p.len() > 1 && p.ends_with('/') && path.starts_with(p))
     };
     match exact.or_else(service).map(|(_, a)| *a) {
-        Some(Access::Authenticated) if reflection_open => Access::Open,
+        Some(Access::Authenticated) if reflection_open && path.starts_with(REFLECTION) => {
+            Access::Open
+        }
         Some(a) => a,
         None => Access::Role(Role::Admin),
     }
@@ -177,6 +190,14 @@ mod tests {
         let reflect = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
         assert_eq!(required(reflect, false), Access::Authenticated);
         assert_eq!(required(reflect, true), Access::Open);
+        let whoami = "/verdict.v1.IdentityService/WhoAmI";
+        assert_eq!(required(whoami, false), Access::Authenticated);
+        assert_eq!(
+            required(whoami, true),
+            Access::Authenticated,
+            "opening reflection does not open WhoAmI"
+        );
+        assert!(!mutating(whoami));
     }
 
     #[test]

@@ -48,6 +48,12 @@ fn until_abandoned(d: &Decision, now: chrono::DateTime<chrono::Utc>) -> Duration
 /// The longest analysis timeout a caller may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Store reads in flight at once for [`DecisionManager::current_of`].
+pub const CURRENT_READS: usize = 16;
+
+/// Incidents one [`DecisionManager::current_of`] call may ask for.
+pub const MAX_CURRENT: usize = 500;
+
 /// What happens after approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -539,6 +545,24 @@ impl DecisionManager {
             .ok_or_else(|| ManagerError::NotFound(format!("decision {token}")))
     }
 
+    /// The current decision of each of `ids` that has one, in order. The
+    /// reads run a few at a time ([`CURRENT_READS`]), so a page of 500
+    /// costs the store a bounded burst rather than 500 sequential trips.
+    pub async fn current_of(&self, ids: &[IncidentId]) -> Result<Vec<Decision>, ManagerError> {
+        use futures::{StreamExt, TryStreamExt};
+        // Owned ids and store handles: the futures must be `Send` for any
+        // lifetime the gRPC handler's future is polled under.
+        let found: Vec<Option<Decision>> = futures::stream::iter(ids.to_vec())
+            .map(|id| {
+                let store = self.store.clone();
+                async move { store.incident_and_current(&id).await.map(|(_, d)| d) }
+            })
+            .buffered(CURRENT_READS)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
     /// The incident's decisions, newest first.
     pub async fn list(&self, incident_id: &IncidentId) -> Result<Vec<Decision>, ManagerError> {
         let out = self
@@ -873,7 +897,11 @@ mod tests {
         let sink_waiter = waiter.clone();
         let feed = store
             .follow_changes(
-                Arc::new(move |d| sink_waiter.observe(&d)),
+                Arc::new(move |change| {
+                    if let crate::store::Change::Decision(d) = change {
+                        sink_waiter.observe(&d)
+                    }
+                }),
                 CancellationToken::new(),
             )
             .await

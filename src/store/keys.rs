@@ -14,7 +14,7 @@
 //! | `verdict:token:DEC-…`            | string | the token's incident id (retention TTL) |
 //! | `verdict:incidents`              | zset   | incident ids scored by creation ms      |
 //! | `verdict:req:REQUEST-ID`         | string | incident id created by that request (24 h) |
-//! | `verdict:changes`                | stream | every decision change (`d` = JSON), capped |
+//! | `verdict:changes`                | stream | every decision change (`d` = JSON) and incident update (`i`), capped |
 //! | `verdict:analyzing`              | zset   | tokens of ANALYZING decisions scored by analysis deadline (ms) |
 //! | `verdict:cache:SHA1`             | string | cached proposal JSON with its full signature (cache TTL) |
 //! | `verdict:group:{GROUP}`          | string | the incident an alert group last opened (no TTL) |

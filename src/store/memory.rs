@@ -2,7 +2,9 @@
 //! semantics as Redis (single-flight creation, compare-and-set, capped
 //! history, newest-first listing), nothing persisted.
 
-use super::{AuditTail, Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError};
+use super::{
+    AuditTail, Cas, Change, ChangeSink, Created, ListCursor, Retention, Store, StoreError,
+};
 use crate::audit::{self, Position, Signer};
 use crate::domain::{
     Decision, DecisionState, GroupKey, Incident, IncidentId, Proposal, RequestId, Signature, Token,
@@ -256,9 +258,15 @@ impl MemoryStore {
             .entry(d.token.clone())
             .or_default()
             .push(d.clone());
+        self.feed(Change::Decision(Box::new(d.clone())));
+    }
+
+    /// Hands one change to the followers (called with the data lock held,
+    /// so changes arrive in the order they were made).
+    fn feed(&self, change: Change) {
         let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
         for (_, sink) in sinks.iter() {
-            sink(d.clone());
+            sink(change.clone());
         }
     }
 
@@ -358,6 +366,7 @@ impl Store for MemoryStore {
                 g.incidents.insert(incident.id.clone(), incident.clone());
                 g.stats.apply(stats, self.retention.stats);
                 self.audit(&mut g, audit);
+                self.feed(Change::Incident(Box::new(incident.clone())));
                 Ok(Cas::Written)
             }
             other => Ok(Cas::Conflict(other.cloned())),

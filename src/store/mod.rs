@@ -37,9 +37,20 @@ use futures::future::BoxFuture;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Receives every decision change, each exactly once per replica, in the
-/// order the changes were made. Must not block: it runs inside the feed.
-pub type ChangeSink = Arc<dyn Fn(Decision) + Send + Sync>;
+/// One entry of the change feed.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A decision after a change (both boxed: the variants differ in size).
+    Decision(Box<Decision>),
+    /// An existing incident after a change (its status, merged signals);
+    /// written by [`Store::update_incident`] in the same step as the
+    /// change. Creations are not in the feed.
+    Incident(Box<Incident>),
+}
+
+/// Receives every change, each exactly once per replica, in the order the
+/// changes were made. Must not block: it runs inside the feed.
+pub type ChangeSink = Arc<dyn Fn(Change) + Send + Sync>;
 
 pub use self::error::{BoxError, Outage, StoreError};
 pub use self::memory::MemoryStore;
@@ -121,7 +132,8 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
     ) -> Result<(Vec<Incident>, Option<ListCursor>), StoreError>;
 
     /// Writes `incident` if the stored version is still `expected_version`,
-    /// applying `stats` in the same step (and only then).
+    /// applying `stats` and appending it to the change feed in the same
+    /// step (and only then).
     async fn update_incident(
         &self,
         expected_version: u64,
@@ -176,8 +188,8 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
         after: u64,
     ) -> Result<Vec<Decision>, StoreError>;
 
-    /// Starts following the change feed: every decision change made from
-    /// now on, by any replica, reaches `sink`. Returns once following has
+    /// Starts following the change feed: every decision change (and
+    /// incident update) made from now on, by any replica, reaches `sink`. Returns once following has
     /// begun (so no later change is missed) with the future that does the
     /// following; it ends when `shutdown` is cancelled.
     async fn follow_changes(

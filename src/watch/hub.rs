@@ -1,6 +1,7 @@
-//! The per-replica fan-out of decision changes to local watchers.
+//! The per-replica fan-out of decision (and, to watchers that ask,
+//! incident) changes to local watchers.
 
-use crate::domain::{Decision, DecisionState, IncidentId, Severity, Token};
+use crate::domain::{Decision, DecisionState, Incident, IncidentId, Severity, Token};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,9 @@ pub struct Filter {
     pub incident: Option<IncidentId>,
     pub state: Option<DecisionState>,
     pub severity: Option<Severity>,
+    /// Also incident changes (matched by `incident` and `severity`; a
+    /// decision state says nothing about them).
+    pub incidents: bool,
 }
 
 impl Filter {
@@ -44,24 +48,49 @@ impl Filter {
             && self.state.is_none_or(|s| s == d.state)
             && self.severity.is_none_or(|s| d.severity == Some(s))
     }
+
+    fn matches_incident(&self, i: &Incident) -> bool {
+        self.incidents
+            && self.incident.as_ref().is_none_or(|id| *id == i.id)
+            && self.severity.is_none_or(|s| s == i.severity)
+    }
 }
 
-struct Slot {
+/// One change a `WatchDecisions` watcher receives.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Decision(Arc<Decision>),
+    /// Only to watchers whose filter asks for incidents.
+    Incident(Arc<Incident>),
+}
+
+struct Slot<T> {
     id: u64,
-    tx: mpsc::Sender<Arc<Decision>>,
+    tx: mpsc::Sender<T>,
     /// Set when a change could not be buffered; the watcher is woken.
     lagged: Arc<AtomicBool>,
     wake: Arc<Notify>,
 }
 
+impl<T: Clone> Slot<T> {
+    /// Offers one change without ever waiting: a full buffer marks the
+    /// watcher lagged and wakes it instead.
+    fn offer(&self, change: &T) {
+        if self.tx.try_send(change.clone()).is_err() {
+            self.lagged.store(true, Ordering::Release);
+            self.wake.notify_one();
+        }
+    }
+}
+
 struct AllSlot {
-    slot: Slot,
+    slot: Slot<Change>,
     filter: Filter,
 }
 
 #[derive(Default)]
 struct Inner {
-    by_token: HashMap<Token, Vec<Slot>>,
+    by_token: HashMap<Token, Vec<Slot<Arc<Decision>>>>,
     all: Vec<AllSlot>,
 }
 
@@ -75,17 +104,18 @@ pub struct Hub {
     max_watchers: usize,
 }
 
-/// A registered watcher. Dropping it unregisters at once.
-pub struct Subscription {
+/// A registered watcher (of one token: `T` = `Arc<Decision>`; of
+/// everything: [`Change`]). Dropping it unregisters at once.
+pub struct Subscription<T> {
     hub: Arc<Hub>,
     id: u64,
     token: Option<Token>,
-    pub rx: mpsc::Receiver<Arc<Decision>>,
+    pub rx: mpsc::Receiver<T>,
     pub lagged: Arc<AtomicBool>,
     pub wake: Arc<Notify>,
 }
 
-impl Drop for Subscription {
+impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
         let mut g = self.hub.lock();
         match &self.token {
@@ -129,7 +159,7 @@ impl Hub {
         self.live.subscribe()
     }
 
-    fn slot(&self, cap: usize) -> Result<(Slot, mpsc::Receiver<Arc<Decision>>), WatchError> {
+    fn slot<T>(&self, cap: usize) -> Result<(Slot<T>, mpsc::Receiver<T>), WatchError> {
         // Checked and counted in one step, under the channel's lock.
         let admitted = self.live.send_if_modified(|n| {
             let room = *n < self.max_watchers;
@@ -154,12 +184,12 @@ impl Hub {
         ))
     }
 
-    fn subscription(
+    fn subscription<T>(
         self: &Arc<Self>,
-        slot: &Slot,
+        slot: &Slot<T>,
         token: Option<Token>,
-        rx: mpsc::Receiver<Arc<Decision>>,
-    ) -> Subscription {
+        rx: mpsc::Receiver<T>,
+    ) -> Subscription<T> {
         Subscription {
             hub: Arc::clone(self),
             id: slot.id,
@@ -171,7 +201,10 @@ impl Hub {
     }
 
     /// Registers a watcher of one token.
-    pub fn subscribe(self: &Arc<Self>, token: &Token) -> Result<Subscription, WatchError> {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        token: &Token,
+    ) -> Result<Subscription<Arc<Decision>>, WatchError> {
         let (slot, rx) = self.slot(TOKEN_BUFFER)?;
         let sub = self.subscription(&slot, Some(token.clone()), rx);
         self.lock()
@@ -183,7 +216,10 @@ impl Hub {
     }
 
     /// Registers a watcher of every change matching `filter`.
-    pub fn subscribe_all(self: &Arc<Self>, filter: Filter) -> Result<Subscription, WatchError> {
+    pub fn subscribe_all(
+        self: &Arc<Self>,
+        filter: Filter,
+    ) -> Result<Subscription<Change>, WatchError> {
         let (slot, rx) = self.slot(ALL_BUFFER)?;
         let sub = self.subscription(&slot, None, rx);
         self.lock().all.push(AllSlot { slot, filter });
@@ -195,17 +231,23 @@ impl Hub {
     pub fn publish(&self, d: Decision) {
         let d = Arc::new(d);
         let g = self.lock();
-        let offer = |s: &Slot| {
-            if s.tx.try_send(Arc::clone(&d)).is_err() {
-                s.lagged.store(true, Ordering::Release);
-                s.wake.notify_one();
-            }
-        };
         if let Some(slots) = g.by_token.get(&d.token) {
-            slots.iter().for_each(offer);
+            slots.iter().for_each(|s| s.offer(&d));
         }
+        let change = Change::Decision(Arc::clone(&d));
         for a in g.all.iter().filter(|a| a.filter.matches(&d)) {
-            offer(&a.slot);
+            a.slot.offer(&change);
+        }
+    }
+
+    /// Hands one incident change to the watchers that asked for incidents,
+    /// the same way (never waiting).
+    pub fn publish_incident(&self, i: Incident) {
+        let g = self.lock();
+        let mut change = None;
+        for a in g.all.iter().filter(|a| a.filter.matches_incident(&i)) {
+            let c = change.get_or_insert_with(|| Change::Incident(Arc::new(i.clone())));
+            a.slot.offer(c);
         }
     }
 }
@@ -247,6 +289,49 @@ mod tests {
             got += 1;
         }
         assert_eq!(got, TOKEN_BUFFER, "the buffer stays bounded");
+    }
+
+    #[test]
+    fn incident_changes_reach_only_the_watchers_that_asked_matching_their_filter() {
+        let hub = Hub::new(10);
+        let mut decisions_only = hub.subscribe_all(Filter::default()).unwrap();
+        let mut all = hub
+            .subscribe_all(Filter {
+                incidents: true,
+                ..Filter::default()
+            })
+            .unwrap();
+        let mut other = hub
+            .subscribe_all(Filter {
+                incidents: true,
+                incident: Some(IncidentId::parse("INC-2").unwrap()),
+                ..Filter::default()
+            })
+            .unwrap();
+        let mut p0 = hub
+            .subscribe_all(Filter {
+                incidents: true,
+                severity: Some(Severity::P0),
+                ..Filter::default()
+            })
+            .unwrap();
+        let i = Incident::opened(
+            IncidentId::parse("INC-1").unwrap(),
+            "t".into(),
+            Severity::P2,
+            Utc::now(),
+        );
+        hub.publish_incident(i);
+        assert!(matches!(all.rx.try_recv(), Ok(Change::Incident(i)) if i.id.as_str() == "INC-1"));
+        assert!(decisions_only.rx.try_recv().is_err(), "not asked for");
+        assert!(other.rx.try_recv().is_err(), "another incident's watcher");
+        assert!(p0.rx.try_recv().is_err(), "another severity's watcher");
+        hub.publish(decision(1));
+        assert!(matches!(all.rx.try_recv(), Ok(Change::Decision(d)) if d.version == 1));
+        assert!(matches!(
+            decisions_only.rx.try_recv(),
+            Ok(Change::Decision(_))
+        ));
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! Live decisions: one change feed per replica fanned out to local watchers.
+//! `WatchDecisions` watchers may also ask for incident changes (a status
+//! moved, signals merged), which travel the same feed, so a board drops a
+//! resolved incident at once.
 //!
 //! Every decision change is appended to the store's change feed in the same
 //! atomic step as the change itself (a Redis Stream, or in-process for the
@@ -18,5 +21,5 @@
 pub mod hub;
 pub mod watcher;
 
-pub use hub::{Filter, Hub, WatchError};
+pub use hub::{Change, Filter, Hub, WatchError};
 pub use watcher::{StreamEnd, WatchContext, watch_all, watch_decision};

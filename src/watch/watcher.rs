@@ -1,6 +1,6 @@
 //! The two watch streams, built on the hub and the store.
 
-use super::hub::{Filter, Hub, Subscription};
+use super::hub::{Change, Filter, Hub, Subscription};
 use crate::clock::Clock;
 use crate::domain::{Decision, DecisionState, Token, Violations};
 use crate::error_code::ErrorCode;
@@ -135,8 +135,8 @@ async fn start(
     ctx: &WatchContext,
     token: &Token,
     after_version: u64,
-) -> Result<(Subscription, Decision, Vec<Decision>), ManagerError> {
-    let sub: Subscription = ctx
+) -> Result<(Subscription<Arc<Decision>>, Decision, Vec<Decision>), ManagerError> {
+    let sub = ctx
         .hub
         .subscribe(token)
         .map_err(|e| ManagerError::ResourceExhausted(e.to_string()))?;
@@ -211,7 +211,7 @@ enum Wake {
 /// shutdown first.
 async fn next_wake(
     ctx: &WatchContext,
-    sub: &mut Subscription,
+    sub: &mut Subscription<Arc<Decision>>,
     resync: &mut tokio::time::Interval,
     wake_in: Duration,
 ) -> Wake {
@@ -225,13 +225,14 @@ async fn next_wake(
     }
 }
 
-/// `WatchDecisions`: every change matching `filter`, as it happens, for as
-/// long as the client listens. A watcher that falls too far behind is cut
-/// off (see the module docs).
+/// `WatchDecisions`: every change matching `filter` (decisions, and
+/// incidents when it asks), as it happens, for as long as the client
+/// listens. A watcher that falls too far behind is cut off (see the module
+/// docs).
 pub fn watch_all(
     ctx: WatchContext,
     filter: Filter,
-) -> Result<BoxStream<'static, Result<Decision, StreamEnd>>, ManagerError> {
+) -> Result<BoxStream<'static, Result<Change, StreamEnd>>, ManagerError> {
     let mut sub = ctx
         .hub
         .subscribe_all(filter)
@@ -252,7 +253,7 @@ pub fn watch_all(
                     }
                 }
                 ev = sub.rx.recv() => match ev {
-                    Some(d) => yield Ok((*d).clone()),
+                    Some(change) => yield Ok(change),
                     None => break,
                 },
             }

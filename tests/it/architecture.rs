@@ -110,6 +110,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "ingest",
             "proto",
             "audit",
+            "auth",
         ],
     ),
     (

@@ -91,10 +91,15 @@ fn need(service: &str, method: &str) -> Option<Need> {
         ("verdict.v1.DecisionService", "CompleteDecision") => Need::Role(Executor),
         (
             "verdict.v1.DecisionService",
-            "GetDecision" | "ListDecisions" | "WatchDecision" | "WatchDecisions",
+            "GetDecision"
+            | "ListDecisions"
+            | "ListCurrentDecisions"
+            | "WatchDecision"
+            | "WatchDecisions",
         ) => Need::Role(Viewer),
         ("verdict.v1.StatsService", _) => Need::Role(Viewer),
         ("verdict.v1.AuditService", "ListAuditEvents" | "WatchAuditEvents") => Need::Role(Viewer),
+        ("verdict.v1.IdentityService", "WhoAmI") => Need::Anyone,
         _ => return None,
     })
 }
@@ -203,6 +208,116 @@ async fn every_rpc_with_every_role_and_with_none() {
         }
     }
     assert!(checked >= 5 * 20, "every RPC was called ({checked})");
+}
+
+/// `WhoAmI` as `subject` (or without credentials).
+async fn who_am_i(
+    s: &TestServer,
+    p: &Principals,
+    subject: Option<&str>,
+) -> Result<pb::WhoAmIResponse, tonic::Status> {
+    let mut c = pb::identity_service_client::IdentityServiceClient::new(s.channel.clone());
+    within(
+        LIMIT,
+        "WhoAmI",
+        c.who_am_i(as_(p, subject, pb::WhoAmIRequest {})),
+    )
+    .await
+    .map(|r| r.into_inner())
+}
+
+/// The permission `WhoAmI` reported for `method`: (allowed, needed role).
+fn permission(w: &pb::WhoAmIResponse, method: &str) -> (bool, pb::Role) {
+    let found = w.permissions.iter().find(|x| x.method == method);
+    let x = found.unwrap_or_else(|| panic!("{method} missing from {:?}", w.permissions));
+    (x.allowed, x.needed_role())
+}
+
+#[tokio::test]
+async fn who_am_i_names_each_role_and_what_it_may_do() {
+    let roles = [
+        ("vera", Role::Viewer, pb::Role::Viewer),
+        ("otto", Role::Operator, pb::Role::Operator),
+        ("alice", Role::Approver, pb::Role::Approver),
+        ("root", Role::Admin, pb::Role::Admin),
+        ("exec", Role::Executor, pb::Role::Executor),
+    ];
+    let p = Principals::new(&roles.map(|(s, r, _)| (s, r)));
+    // Reflection opened to anyone must not open WhoAmI with it.
+    let s = TestServer::start(Config {
+        auth_reflection_open: true,
+        ..config(&p, None)
+    })
+    .await;
+    let none = who_am_i(&s, &p, None).await.unwrap_err();
+    assert_eq!(none.code(), Code::Unauthenticated, "{none:?}");
+
+    let approve = "verdict.v1.DecisionService/ApproveDecision";
+    let complete = "verdict.v1.DecisionService/CompleteDecision";
+    let create = "verdict.v1.IncidentService/CreateIncident";
+    let read = "verdict.v1.DecisionService/GetDecision";
+    for (subject, role, wire) in roles {
+        let w = who_am_i(&s, &p, Some(subject)).await.unwrap();
+        assert_eq!(w.subject, subject);
+        assert_eq!(w.auth_method(), pb::AuthMethod::StaticToken);
+        assert_eq!(
+            w.roles,
+            vec![wire as i32],
+            "{subject}: the roles as configured"
+        );
+        for (method, needed, wire_needed) in [
+            (approve, Role::Approver, pb::Role::Approver),
+            (complete, Role::Executor, pb::Role::Executor),
+            (create, Role::Operator, pb::Role::Operator),
+            (read, Role::Viewer, pb::Role::Viewer),
+        ] {
+            assert_eq!(
+                permission(&w, method),
+                (role.grants(needed), wire_needed),
+                "{subject} and {method}"
+            );
+        }
+        // What it says is what the server does: ApproveDecision of a
+        // token that does not exist is refused for the role, or reaches
+        // the handler (NOT_FOUND) when WhoAmI said it was allowed.
+        let mut d = pb::decision_service_client::DecisionServiceClient::new(s.channel.clone());
+        let req = approve_missing();
+        let got = within(
+            LIMIT,
+            "approve",
+            d.approve_decision(as_(&p, Some(subject), req)),
+        )
+        .await
+        .unwrap_err()
+        .code();
+        let expected = if permission(&w, approve).0 {
+            Code::NotFound
+        } else {
+            Code::PermissionDenied
+        };
+        assert_eq!(got, expected, "{subject} approving");
+    }
+}
+
+/// An approval of a well-formed token that does not exist.
+fn approve_missing() -> pb::ApproveDecisionRequest {
+    approve("DEC-0123456789AB", "someone", 1)
+}
+
+#[tokio::test]
+async fn who_am_i_without_authentication_is_the_anonymous_admin() {
+    let p = Principals::new(&[]);
+    let s = TestServer::start(config(&p, None)).await;
+    let w = who_am_i(&s, &p, None).await.unwrap();
+    assert_eq!(w.subject, "anonymous");
+    assert_eq!(w.auth_method(), pb::AuthMethod::Anonymous);
+    assert!(w.roles.contains(&(pb::Role::Admin as i32)));
+    assert!(w.permissions.len() >= 20);
+    assert!(
+        w.permissions.iter().all(|x| x.allowed),
+        "{:?}",
+        w.permissions
+    );
 }
 
 #[tokio::test]

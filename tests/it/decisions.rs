@@ -454,3 +454,52 @@ async fn unknown_ids_are_not_found_and_malformed_ones_invalid() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_current_decisions_reads_a_page_of_incidents_in_one_call() {
+    let redis = RedisServer::start();
+    let mut s = TestServer::start(config(Some(&redis))).await;
+    let a = create_incident(&mut s, "PodCrashLooping").await;
+    let undecided = create_incident(&mut s, "PodCrashLooping").await;
+    let c = create_incident(&mut s, "PodCrashLooping").await;
+    let da = decide(&mut s, &a).await;
+    let dc = decide(&mut s, &c).await;
+    let ask = |ids: Vec<String>| verdict::proto::ListCurrentDecisionsRequest { incident_ids: ids };
+    let got = s
+        .decisions
+        .list_current_decisions(ask(vec![
+            c.clone(),
+            undecided,
+            "INC-NEVER-MADE".into(),
+            a.clone(),
+        ]))
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions;
+    assert_eq!(
+        got.iter()
+            .map(|d| (d.token.as_str(), d.incident_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (dc.token.as_str(), c.as_str()),
+            (da.token.as_str(), a.as_str())
+        ],
+        "in the order asked; undecided and unknown incidents left out"
+    );
+
+    // Bad input names the field; nothing is read.
+    for (ids, field) in [
+        (vec![], "incident_ids"),
+        (vec!["INC-1".to_string(); 501], "incident_ids"),
+        (vec![a.clone(), "not an id".into()], "incident_ids[1]"),
+    ] {
+        let e = s
+            .decisions
+            .list_current_decisions(ask(ids))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert_eq!(violations(&e), vec![field.to_string()]);
+    }
+}

@@ -8,8 +8,10 @@ use common::{RedisServer, TestServer, config, create_incident, decide, within};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tonic::Code;
+use tonic::transport::Channel;
 use verdict::domain::{DecisionMode, Incident, Proposal};
 use verdict::engine::{Analyzer, ExpertEngine};
+use verdict::proto::decision_service_client::DecisionServiceClient;
 use verdict::proto::{
     ApproveDecisionRequest, CompleteDecisionRequest, Decision, DecisionState,
     GetOrCreateDecisionRequest, WatchDecisionRequest, WatchDecisionsRequest,
@@ -382,4 +384,84 @@ async fn shutdown_ends_open_streams_with_unavailable_and_a_resume_point() {
         e.message()
     );
     stop.await.unwrap();
+}
+
+/// Resolves `id` through the API.
+async fn resolve(s: &mut TestServer, id: &str) {
+    s.incidents
+        .update_incident_status(verdict::proto::UpdateIncidentStatusRequest {
+            id: id.to_owned(),
+            status: verdict::proto::IncidentStatus::Resolved as i32,
+            actor: "alice".into(),
+            note: "fixed".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+/// A `WatchDecisions` stream through `decisions`, with or without
+/// incident changes.
+async fn watch_all(
+    mut decisions: DecisionServiceClient<Channel>,
+    include_incidents: bool,
+) -> tonic::Streaming<verdict::proto::WatchDecisionsResponse> {
+    decisions
+        .watch_decisions(WatchDecisionsRequest {
+            include_incidents,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Both stores: an incident resolved through `a` reaches the watchers
+/// opened through `b` (another replica, or the same one) that asked for
+/// incident changes, and only those.
+async fn incident_changes_reach_watchers_that_asked(
+    a: &mut TestServer,
+    b: DecisionServiceClient<Channel>,
+) {
+    let id = create_incident(a, "PodCrashLooping").await;
+    let mut with = watch_all(b.clone(), true).await;
+    let mut without = watch_all(b, false).await;
+    resolve(a, &id).await;
+    let m = within(INCIDENT_LIMIT, "the incident change", with.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        m.decision.is_none(),
+        "an incident's message has no decision"
+    );
+    let i = m.incident.expect("the incident");
+    assert_eq!(i.id, id);
+    assert_eq!(i.status, verdict::proto::IncidentStatus::Resolved as i32);
+    // The watcher that did not ask sees the next decision change first.
+    let other = create_incident(a, "PodCrashLooping").await;
+    let d = decide(a, &other).await;
+    let first = within(INCIDENT_LIMIT, "a decision", without.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.incident.is_none(), "not asked for");
+    assert_eq!(first.decision.unwrap().incident_id, d.incident_id);
+}
+
+const INCIDENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_changes_travel_the_feed_across_replicas() {
+    let redis = RedisServer::start();
+    let mut a = TestServer::start(config(Some(&redis))).await;
+    let b = TestServer::start(config(Some(&redis))).await;
+    incident_changes_reach_watchers_that_asked(&mut a, b.decisions.clone()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_changes_reach_watchers_on_the_memory_store() {
+    let mut s = TestServer::start(config(None)).await;
+    let b = s.decisions.clone();
+    incident_changes_reach_watchers_that_asked(&mut s, b).await;
 }

@@ -8,6 +8,7 @@
 import { DecisionState, FailedPrecondition, RiskLevel, type Decision, type VerdictClient } from "@verdict/client";
 import { h } from "./dom.js";
 import { riskName, stateName } from "./format.js";
+import type { Identity } from "./identity.js";
 import type { Live } from "./live.js";
 
 export type Notify = (message: string, kind: "ok" | "error") => void;
@@ -17,12 +18,19 @@ export class Actions {
     private readonly client: VerdictClient,
     private readonly live: Live,
     private readonly actor: string,
+    readonly identity: Identity,
     private readonly dialog: HTMLDialogElement,
     private readonly notify: Notify,
   ) {}
 
   /** Approves `d` at its version; resolves with the new decision, or undefined. */
   async approve(d: Decision): Promise<Decision | undefined> {
+    const lacks = this.identity.cannotApprove(d);
+    if (lacks) {
+      // `y` where the button is disabled: say why instead of a refused call.
+      this.notify(`You cannot approve ${d.token}: it ${lacks} (you are ${this.identity.label()}).`, "error");
+      return undefined;
+    }
     if (d.state !== DecisionState.READY) {
       this.notify(`Only a READY decision can be approved; ${d.token} is ${stateName(d.state)}.`, "error");
       return undefined;
@@ -55,6 +63,11 @@ export class Actions {
 
   /** Rejects `d` at its version, after asking for a reason. */
   async reject(d: Decision): Promise<Decision | undefined> {
+    const lacks = this.identity.cannotReject();
+    if (lacks) {
+      this.notify(`You cannot reject ${d.token}: rejecting ${lacks} (you are ${this.identity.label()}).`, "error");
+      return undefined;
+    }
     if (d.state !== DecisionState.READY) {
       this.notify(`Only a READY decision can be rejected; ${d.token} is ${stateName(d.state)}.`, "error");
       return undefined;

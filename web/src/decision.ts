@@ -92,12 +92,28 @@ export class DecisionView implements Listener {
     // The server refuses to approve a decision whose dry run failed; the
     // button says so up front instead of letting the click fail.
     const dryRunFailed = !!d.dryRun && !d.dryRun.wouldSucceed;
+    // A principal without the role sees the buttons disabled with the role
+    // they need (title for the pointer, aria-describedby for the reader).
+    const approveLacks = this.actions.identity.cannotApprove(d);
+    const rejectLacks = this.actions.identity.cannotReject();
+    const approveWhy = [approveLacks ? "approve-role" : "", dryRunFailed ? "approve-why" : ""].filter(Boolean).join(" ");
     const approve = h(
       "button",
-      { type: "button", id: "approve", class: "primary", disabled: !ready || dryRunFailed, "aria-describedby": dryRunFailed ? "approve-why" : undefined },
+      {
+        type: "button",
+        id: "approve",
+        class: "primary",
+        disabled: !ready || dryRunFailed || !!approveLacks,
+        title: approveLacks,
+        "aria-describedby": approveWhy || undefined,
+      },
       "Approve (y)",
     );
-    const reject = h("button", { type: "button", id: "reject", class: "danger", disabled: !ready }, "Reject (n)");
+    const reject = h(
+      "button",
+      { type: "button", id: "reject", class: "danger", disabled: !ready || !!rejectLacks, title: rejectLacks, "aria-describedby": rejectLacks ? "reject-role" : undefined },
+      "Reject (n)",
+    );
     approve.addEventListener("click", () => void this.act("approve"));
     reject.addEventListener("click", () => void this.act("reject"));
     const row = (k: string, v: Node | string) => [h("dt", {}, k), h("dd", {}, v)];
@@ -165,6 +181,8 @@ export class DecisionView implements Listener {
         approve,
         reject,
         h("span", { class: "help" }, `Bound to version ${d.version}.`),
+        approveLacks ? h("span", { id: "approve-role", class: "needs" }, `Approve: ${approveLacks}.`) : null,
+        rejectLacks ? h("span", { id: "reject-role", class: "needs" }, `Reject: ${rejectLacks}.`) : null,
         dryRunFailed && ready ? h("p", { id: "approve-why", class: "error" }, "Cannot be approved: the dry run says the cluster would refuse this command.") : null,
       ),
     );

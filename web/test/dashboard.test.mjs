@@ -116,6 +116,29 @@ test("an incident created through the API appears live on the board", async () =
   await shot(page, "dashboard-board");
 });
 
+test("an incident resolved through the API leaves the board live, in every open page", async () => {
+  const a = await openBoard("alice");
+  const b = await openBoard("bob");
+  const { incident } = await readyIncident({ title: "Resolved elsewhere", service: "billing" });
+  const stays = await readyIncident({ title: "Still open", service: "billing" });
+  for (const p of [a, b]) {
+    await p.waitForSelector(row(incident.id, "READY"));
+    await p.waitForSelector(row(stays.incident.id, "READY"));
+  }
+  const reloads = [a, b].map((p) => {
+    let n = 0;
+    p.on("framenavigated", () => n++);
+    return () => n;
+  });
+  await api.updateIncidentStatus(incident.id, { status: "RESOLVED", actor: "carol", note: "fixed by hand" });
+  for (const p of [a, b]) await p.waitForSelector(row(incident.id), { state: "detached" });
+  assert.deepEqual(reloads.map((n) => n()), [0, 0], "no page reloaded");
+  for (const p of [a, b]) assert.equal(await p.locator(row(stays.incident.id)).count(), 1, "the other incident stays");
+  // Closing works the same way.
+  await api.updateIncidentStatus(stays.incident.id, { status: "CLOSED", actor: "carol" });
+  await a.waitForSelector(row(stays.incident.id), { state: "detached" });
+});
+
 test("approving by button reaches EXECUTING in this page and in a second context", async () => {
   const a = await openBoard("alice");
   const b = await openBoard("bob");
@@ -125,7 +148,7 @@ test("approving by button reaches EXECUTING in this page and in a second context
   await a.waitForSelector("#approve:not([disabled])");
   await a.waitForSelector("#command");
   assert.equal(await a.textContent("#command"), decision.proposal.kubectl, "the exact command");
-  await shot(a, "dashboard-decision");
+  // The README's decision screenshot (four-eyes, dry run) is roles.test.mjs's.
   await a.click("#approve");
   await confirmIfHighRisk(a, decision);
   await a.waitForSelector("#proposal .s-executing");
@@ -339,7 +362,7 @@ test(`measured: render of ${BULK} open incidents and change-to-DOM latency`, { t
   const total = Number(open);
   await page.waitForFunction((n) => window.__verdict.rendered >= n, total, { timeout: 120_000 });
   const probe = await page.evaluate(() => ({ renderMs: window.__verdict.renderMs, rendered: window.__verdict.rendered }));
-  // Every row's decision loaded (one ListDecisions per incident).
+  // Every row's decision loaded (ListCurrentDecisions, 500 incidents per call).
   await page.waitForFunction((n) => document.querySelectorAll("tbody tr[data-token]").length >= n, total, { timeout: 300_000 });
   const loadedMs = Date.now() - started;
 

@@ -10,3 +10,4 @@ export * from "./gen/verdict/v1/incident_pb.js";
 export * from "./gen/verdict/v1/decision_pb.js";
 export * from "./gen/verdict/v1/stats_pb.js";
 export * from "./gen/verdict/v1/audit_pb.js";
+export * from "./gen/verdict/v1/identity_pb.js";

@@ -1,5 +1,6 @@
-//! The change feed of the Redis store: every decision change is appended to
-//! the `verdict:changes` stream by the script that makes it, and each
+//! The change feed of the Redis store: every decision change (and incident
+//! update) is appended to the `verdict:changes` stream by the script that
+//! makes it, and each
 //! replica follows the stream to hand every change to its sink once.
 //!
 //! Apart from the pool because it is the one long-lived reader: a blocking
@@ -7,8 +8,8 @@
 //! a dedicated connection of its own and reconnects by itself.
 
 use super::RedisStore;
-use crate::domain::Decision;
-use crate::store::{ChangeSink, StoreError, decode, keys};
+use crate::domain::{Decision, Incident};
+use crate::store::{Change, ChangeSink, StoreError, decode, keys};
 use futures::future::BoxFuture;
 use redis::RedisError;
 use redis::aio::MultiplexedConnection;
@@ -126,18 +127,23 @@ async fn follow(
     }
 }
 
-/// Hands one stream entry's decision to the sink; an entry that does not
-/// hold one is logged and skipped (it cannot be retried into shape).
+/// Hands one stream entry's change to the sink: a decision (`d`) or an
+/// incident (`i`). An entry that holds neither is logged and skipped (it
+/// cannot be retried into shape).
 fn deliver(sink: &ChangeSink, entry: &redis::streams::StreamId) {
-    let json: Option<String> = entry.get("d");
-    match json
-        .as_deref()
-        .map(|j| decode::<Decision>(keys::CHANGES, j))
-    {
-        Some(Ok(d)) => sink(d),
-        Some(Err(e)) => {
-            tracing::error!(id = %entry.id, error = %e, "undecodable change skipped")
-        }
-        None => tracing::error!(id = %entry.id, "change without a decision skipped"),
+    let decision: Option<String> = entry.get("d");
+    let change = match decision {
+        Some(j) => decode::<Decision>(keys::CHANGES, &j).map(|d| Change::Decision(Box::new(d))),
+        None => match entry.get::<String>("i") {
+            Some(j) => decode::<Incident>(keys::CHANGES, &j).map(|i| Change::Incident(Box::new(i))),
+            None => {
+                tracing::error!(id = %entry.id, "change without a decision or an incident skipped");
+                return;
+            }
+        },
+    };
+    match change {
+        Ok(c) => sink(c),
+        Err(e) => tracing::error!(id = %entry.id, error = %e, "undecodable change skipped"),
     }
 }

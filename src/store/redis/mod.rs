@@ -324,16 +324,18 @@ impl Store for RedisStore {
     ) -> Result<Cas<Incident>, StoreError> {
         let key = keys::incident(&incident.id);
         let json = encode(incident);
-        let script = &self.scripts.cas;
+        let script = &self.scripts.update_incident;
         let stats = self.stats_args(stats);
-        // Incidents never expire: retention 0.
+        let stream_len = self.retention.change_stream_len;
+        // Incidents never expire.
         let reply = self
             .audited(audit, |sealed| {
                 let mut call = script.key(&key);
-                call.arg(expected_version)
+                call.key(keys::CHANGES)
+                    .arg(expected_version)
                     .arg(incident.version)
                     .arg(&json)
-                    .arg(0)
+                    .arg(stream_len)
                     .arg(sealed)
                     .arg(&stats);
                 call

@@ -24,7 +24,7 @@ macro_rules! with_stats {
 
 /// Every script the store runs, hashed once at start-up.
 pub(super) struct Scripts {
-    pub cas: Script,
+    pub update_incident: Script,
     pub update_decision: Script,
     pub create_decision: Script,
     pub incident_and_current: Script,
@@ -40,7 +40,7 @@ pub(super) struct Scripts {
 impl Scripts {
     pub fn load() -> Self {
         Scripts {
-            cas: with_stats!("cas.lua"),
+            update_incident: with_stats!("update_incident.lua"),
             update_decision: with_stats!("update_decision.lua"),
             create_decision: with_stats!("create_decision.lua"),
             incident_and_current: Script::new(include_str!("lua/incident_and_current.lua")),

@@ -28,6 +28,7 @@ from .errors import (
     Unimplemented,
     VerdictError,
 )
+from ._identity import may, needed_role
 from .proto.verdict.v1.audit_pb2 import AuditEvent, ListAuditEventsResponse
 from .proto.verdict.v1.decision_pb2 import (
     CommandVerb,
@@ -42,6 +43,7 @@ from .proto.verdict.v1.decision_pb2 import (
     RemediationCommand,
     RiskLevel,
 )
+from .proto.verdict.v1.identity_pb2 import AuthMethod, Permission, Role, WhoAmIResponse
 from .proto.verdict.v1.incident_pb2 import (
     Incident,
     IncidentStatus,
@@ -59,6 +61,7 @@ __all__ = [
     "AlreadyExists",
     "AsyncClient",
     "AuditEvent",
+    "AuthMethod",
     "Cancelled",
     "Client",
     "CommandVerb",
@@ -79,6 +82,7 @@ __all__ = [
     "ListIncidentsResponse",
     "NotFound",
     "OutOfRange",
+    "Permission",
     "PermissionDenied",
     "PreconditionViolation",
     "Proposal",
@@ -86,6 +90,7 @@ __all__ = [
     "RemediationCommand",
     "ResourceExhausted",
     "RiskLevel",
+    "Role",
     "Severity",
     "Signal",
     "SignalStatus",
@@ -93,4 +98,7 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "VerdictError",
+    "WhoAmIResponse",
+    "may",
+    "needed_role",
 ]

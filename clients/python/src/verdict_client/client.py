@@ -18,6 +18,8 @@ from .proto.verdict.v1 import audit_pb2 as apb
 from .proto.verdict.v1 import audit_pb2_grpc as agrpc
 from .proto.verdict.v1 import decision_pb2 as dpb
 from .proto.verdict.v1 import decision_pb2_grpc as dgrpc
+from .proto.verdict.v1 import identity_pb2 as idpb
+from .proto.verdict.v1 import identity_pb2_grpc as idgrpc
 from .proto.verdict.v1 import incident_pb2 as ipb
 from .proto.verdict.v1 import incident_pb2_grpc as igrpc
 from .proto.verdict.v1 import stats_pb2 as spb
@@ -97,6 +99,7 @@ class Client:
         self._decisions = dgrpc.DecisionServiceStub(channel)
         self._stats = sgrpc.StatsServiceStub(channel)
         self._audit = agrpc.AuditServiceStub(channel)
+        self._identity = idgrpc.IdentityServiceStub(channel)
 
     def _call_metadata(self) -> tuple[tuple[str, str], ...]:
         """The metadata of one call: ``metadata`` plus the bearer token."""
@@ -258,6 +261,14 @@ class Client:
         """An incident's decisions, newest first."""
         request = dpb.ListDecisionsRequest(incident_id=incident_id)
         return list(self._call(self._decisions.ListDecisions, request, deadline).decisions)
+
+    def list_current_decisions(
+        self, incident_ids: Iterable[str], *, deadline: float | None = None
+    ) -> list[dpb.Decision]:
+        """The current decision of each of up to 500 incidents in one call, in
+        the order asked (incidents without one left out)."""
+        request = dpb.ListCurrentDecisionsRequest(incident_ids=list(incident_ids))
+        return list(self._call(self._decisions.ListCurrentDecisions, request, deadline).decisions)
 
     def approve_decision(
         self,
@@ -458,6 +469,16 @@ class Client:
             if delay is None:
                 raise error
             time.sleep(delay)
+
+    # -- IdentityService -------------------------------------------------
+
+    def who_am_i(self, *, deadline: float | None = None) -> idpb.WhoAmIResponse:
+        """Who this client is to the server (subject, authentication method,
+        roles) and, for every verdict RPC, whether it may call it and the
+        role it needs (``permissions``; :func:`verdict_client.may` reads
+        one). Any authenticated caller may ask; with authentication off the
+        answer is the anonymous principal, holding every role."""
+        return self._call(self._identity.WhoAmI, idpb.WhoAmIRequest(), deadline)
 
     # -- StatsService ----------------------------------------------------
 

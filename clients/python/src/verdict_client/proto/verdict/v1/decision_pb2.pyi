@@ -326,6 +326,18 @@ class ListDecisionsResponse(_message.Message):
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
+class ListCurrentDecisionsRequest(_message.Message):
+    __slots__ = ("incident_ids",)
+    INCIDENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    incident_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, incident_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListCurrentDecisionsResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
 class ApproveDecisionRequest(_message.Message):
     __slots__ = ("token", "actor", "expected_version", "request_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -397,17 +409,21 @@ class WatchDecisionResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class WatchDecisionsRequest(_message.Message):
-    __slots__ = ("incident_id", "state", "severity")
+    __slots__ = ("incident_id", "state", "severity", "include_incidents")
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_INCIDENTS_FIELD_NUMBER: _ClassVar[int]
     incident_id: str
     state: DecisionState
     severity: _incident_pb2.Severity
-    def __init__(self, incident_id: _Optional[str] = ..., state: _Optional[_Union[DecisionState, str]] = ..., severity: _Optional[_Union[_incident_pb2.Severity, str]] = ...) -> None: ...
+    include_incidents: bool
+    def __init__(self, incident_id: _Optional[str] = ..., state: _Optional[_Union[DecisionState, str]] = ..., severity: _Optional[_Union[_incident_pb2.Severity, str]] = ..., include_incidents: _Optional[bool] = ...) -> None: ...
 
 class WatchDecisionsResponse(_message.Message):
-    __slots__ = ("decision",)
+    __slots__ = ("decision", "incident")
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
-    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+    incident: _incident_pb2.Incident
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., incident: _Optional[_Union[_incident_pb2.Incident, _Mapping]] = ...) -> None: ...

@@ -50,6 +50,11 @@ class DecisionServiceStub:
                 request_serializer=verdict_dot_v1_dot_decision__pb2.ListDecisionsRequest.SerializeToString,
                 response_deserializer=verdict_dot_v1_dot_decision__pb2.ListDecisionsResponse.FromString,
                 _registered_method=True)
+        self.ListCurrentDecisions = channel.unary_unary(
+                '/verdict.v1.DecisionService/ListCurrentDecisions',
+                request_serializer=verdict_dot_v1_dot_decision__pb2.ListCurrentDecisionsRequest.SerializeToString,
+                response_deserializer=verdict_dot_v1_dot_decision__pb2.ListCurrentDecisionsResponse.FromString,
+                _registered_method=True)
         self.ApproveDecision = channel.unary_unary(
                 '/verdict.v1.DecisionService/ApproveDecision',
                 request_serializer=verdict_dot_v1_dot_decision__pb2.ApproveDecisionRequest.SerializeToString,
@@ -100,6 +105,15 @@ class DecisionServiceServicer:
 
     def ListDecisions(self, request, context):
         """Returns an incident's decisions, newest first (history outlives the token TTL).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCurrentDecisions(self, request, context):
+        """The current (newest) decision of each of up to 500 incidents in one
+        call: what a board needs after listing the open incidents, instead of
+        one ListDecisions per incident.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,6 +181,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.ListDecisions,
                     request_deserializer=verdict_dot_v1_dot_decision__pb2.ListDecisionsRequest.FromString,
                     response_serializer=verdict_dot_v1_dot_decision__pb2.ListDecisionsResponse.SerializeToString,
+            ),
+            'ListCurrentDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCurrentDecisions,
+                    request_deserializer=verdict_dot_v1_dot_decision__pb2.ListCurrentDecisionsRequest.FromString,
+                    response_serializer=verdict_dot_v1_dot_decision__pb2.ListCurrentDecisionsResponse.SerializeToString,
             ),
             'ApproveDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveDecision,
@@ -276,6 +295,33 @@ class DecisionService:
             '/verdict.v1.DecisionService/ListDecisions',
             verdict_dot_v1_dot_decision__pb2.ListDecisionsRequest.SerializeToString,
             verdict_dot_v1_dot_decision__pb2.ListDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCurrentDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/verdict.v1.DecisionService/ListCurrentDecisions',
+            verdict_dot_v1_dot_decision__pb2.ListCurrentDecisionsRequest.SerializeToString,
+            verdict_dot_v1_dot_decision__pb2.ListCurrentDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,11 @@ class DecisionServiceStub:
     """Returns one decision by token."""
     ListDecisions: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ListDecisionsRequest, _decision_pb2.ListDecisionsResponse]
     """Returns an incident's decisions, newest first (history outlives the token TTL)."""
+    ListCurrentDecisions: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ListCurrentDecisionsRequest, _decision_pb2.ListCurrentDecisionsResponse]
+    """The current (newest) decision of each of up to 500 incidents in one
+    call: what a board needs after listing the open incidents, instead of
+    one ListDecisions per incident.
+    """
     ApproveDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ApproveDecisionRequest, _decision_pb2.ApproveDecisionResponse]
     """READY -> EXECUTING; the configured executor then runs the command. A
     decision that needs two approvers (approval policy) records the first
@@ -82,6 +87,11 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     """Returns one decision by token."""
     ListDecisions: _aio.UnaryUnaryMultiCallable[_decision_pb2.ListDecisionsRequest, _decision_pb2.ListDecisionsResponse]  # type: ignore[assignment]
     """Returns an incident's decisions, newest first (history outlives the token TTL)."""
+    ListCurrentDecisions: _aio.UnaryUnaryMultiCallable[_decision_pb2.ListCurrentDecisionsRequest, _decision_pb2.ListCurrentDecisionsResponse]  # type: ignore[assignment]
+    """The current (newest) decision of each of up to 500 incidents in one
+    call: what a board needs after listing the open incidents, instead of
+    one ListDecisions per incident.
+    """
     ApproveDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.ApproveDecisionRequest, _decision_pb2.ApproveDecisionResponse]  # type: ignore[assignment]
     """READY -> EXECUTING; the configured executor then runs the command. A
     decision that needs two approvers (approval policy) records the first
@@ -136,6 +146,17 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_decision_pb2.ListDecisionsResponse, _abc.Awaitable[_decision_pb2.ListDecisionsResponse]]:
         """Returns an incident's decisions, newest first (history outlives the token TTL)."""
+
+    @_abc_1.abstractmethod
+    def ListCurrentDecisions(
+        self,
+        request: _decision_pb2.ListCurrentDecisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_decision_pb2.ListCurrentDecisionsResponse, _abc.Awaitable[_decision_pb2.ListCurrentDecisionsResponse]]:
+        """The current (newest) decision of each of up to 500 incidents in one
+        call: what a board needs after listing the open incidents, instead of
+        one ListDecisions per incident.
+        """
 
     @_abc_1.abstractmethod
     def ApproveDecision(

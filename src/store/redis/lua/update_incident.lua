@@ -1,7 +1,9 @@
--- Compare-and-set of a versioned record (an incident or a decision).
--- KEYS[1]  the record's hash {v = version, d = JSON}
+-- Compare-and-set of an incident, publishing the change in the same step
+-- (so a dashboard drops a resolved incident at once).
+-- KEYS[1]  the incident's hash {v = version, d = JSON}
+-- KEYS[2]  the change stream verdict:changes
 -- ARGV[1]  the version the caller read; ARGV[2] the new version
--- ARGV[3]  the new JSON; ARGV[4] retention in ms (0: keep forever)
+-- ARGV[3]  the new JSON; ARGV[4] stream length kept
 -- then the audit event (audit.lua) and the statistics increments
 -- (stats.lua), applied only when written.
 -- Returns {1} when written, {2, seq, hash} when the audit chain moved,
@@ -15,9 +17,7 @@ if moved then
   return moved
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
-if tonumber(ARGV[4]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'i', ARGV[3])
 apply_stats()
 append_audit()
 return {1}
