@@ -7,8 +7,9 @@
 //! a dedicated connection of its own and reconnects by itself.
 
 use super::RedisStore;
+use super::record::decode;
 use crate::domain::Decision;
-use crate::store::{ChangeSink, StoreError, decode, keys};
+use crate::store::{ChangeSink, StoreError, keys};
 use futures::future::BoxFuture;
 use redis::RedisError;
 use redis::aio::MultiplexedConnection;
@@ -129,10 +130,10 @@ async fn follow(
 /// Hands one stream entry's decision to the sink; an entry that does not
 /// hold one is logged and skipped (it cannot be retried into shape).
 fn deliver(sink: &ChangeSink, entry: &redis::streams::StreamId) {
-    let json: Option<String> = entry.get("d");
-    match json
+    let bytes: Option<Vec<u8>> = entry.get("d");
+    match bytes
         .as_deref()
-        .map(|j| decode::<Decision>(keys::CHANGES, j))
+        .map(|b| decode::<Decision>(keys::CHANGES, b))
     {
         Some(Ok(d)) => sink(d),
         Some(Err(e)) => {
