@@ -30,6 +30,7 @@ use crate::watch::{Hub, WatchContext};
 
 mod edge;
 mod grpc_status;
+mod grpc_web_only;
 mod incoming;
 mod observe;
 mod request_timeout;
@@ -594,15 +595,20 @@ fn routes(
     // Inside gRPC-Web, the codes of requests tonic refuses before a handler
     // runs are corrected (oversized → RESOURCE_EXHAUSTED, undecodable →
     // INVALID_ARGUMENT) for both gRPC and gRPC-Web callers.
+    // Only gRPC-Web requests pass through tonic-web (`grpc_web_only.rs`);
+    // native gRPC goes straight to the same inner stack.
     let grpc = tower::ServiceBuilder::new()
-        .option_layer(cors_layer(&config.cors_origins))
-        .layer(tonic_web::GrpcWebLayer::new())
         .layer(observe::grpc_layer(config))
         .layer(grpc_status::GrpcStatusLayer)
         .layer(request_timeout::RequestTimeoutLayer::new(
             config.http2_request_timeout,
         ))
         .service(grpc);
+    let web = tower::ServiceBuilder::new()
+        .option_layer(cors_layer(&config.cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(grpc.clone());
+    let grpc = grpc_web_only::GrpcWebOnly::new(web, grpc);
     let app = crate::ingest::webhook::router(Webhook {
         ingestor: parts.ingestor.clone(),
         token: parts.webhook_token.clone(),

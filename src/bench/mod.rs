@@ -12,12 +12,14 @@
 //! data straight into Redis), `seed_stats.rs` (bulk resolved incidents and
 //! their statistics, for `examples/stats_bench.rs`), `scaling.rs` (the
 //! lookup latency as the store grows), `fanout.rs` (watch streams),
-//! `report.rs` (tables and `--json`). The tool talks to the server only
+//! `report.rs` (tables and `--json`), `compare.rs` (`--compare` against a
+//! saved run). The tool talks to the server only
 //! through the generated clients (connecting and tables come from
 //! `client/`, shared with the CLI); only seeding touches Redis, through
 //! `RedisStore::seed_bulk` and `RedisStore::write_bulk`, so data lands in
 //! the real key layout. Compiled with the `bench` cargo feature (default).
 
+pub mod compare;
 pub mod fanout;
 pub mod report;
 pub mod runner;
@@ -134,6 +136,31 @@ pub struct BenchArgs {
     /// watch-fanout: the server's process id, to report its RSS.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Also write this run's report as JSON to FILE (a baseline for a
+    /// later `--compare`).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<std::path::PathBuf>,
+    /// Compare each ratio to health with a saved run (`--json` or
+    /// `--save` output) and exit non-zero when any fell by more than
+    /// `--margin`.
+    #[arg(long, value_name = "BASELINE.json")]
+    pub compare: Option<std::path::PathBuf>,
+    /// With --compare: compare this saved run instead of measuring one.
+    #[arg(long, value_name = "FILE", requires = "compare")]
+    pub current: Option<std::path::PathBuf>,
+    /// With --compare: the largest fall of a ratio tolerated, in percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = margin)]
+    pub margin: f64,
+}
+
+/// A margin in percent, 0 to 100.
+fn margin(s: &str) -> Result<f64, String> {
+    let m: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=100.0).contains(&m) {
+        Ok(m)
+    } else {
+        Err("must be between 0 and 100".into())
+    }
 }
 
 impl BenchArgs {
@@ -193,8 +220,23 @@ impl BenchArgs {
     }
 }
 
-/// Runs `verdict bench` and prints the report (a table, or JSON).
+/// Runs `verdict bench` and prints the report (a table, or JSON), then
+/// the comparison with `--compare`'s baseline, failing on a regression.
 pub async fn main(default_addr: &str, json: bool, args: BenchArgs) -> anyhow::Result<()> {
+    // Read first: a typo in the path must not cost a whole run.
+    let baseline = args
+        .compare
+        .as_deref()
+        .map(compare::Saved::read)
+        .transpose()?;
+    if let (Some(baseline), Some(current)) = (&baseline, &args.current) {
+        let current = compare::Saved::read(current)?;
+        return print_comparison(baseline, &current, args.margin);
+    }
+    anyhow::ensure!(
+        args.scenario != Scenario::WatchFanout || (baseline.is_none() && args.save.is_none()),
+        "--compare and --save take the load scenarios' ratios; watch-fanout has none"
+    );
     let text = if args.scenario == Scenario::WatchFanout {
         let target = args
             .target
@@ -219,8 +261,34 @@ pub async fn main(default_addr: &str, json: bool, args: BenchArgs) -> anyhow::Re
         }
     } else {
         let report = run(default_addr, &args).await?;
-        if json { report.json()? } else { report.text() }
+        let saved = report.json()?;
+        if let Some(path) = &args.save {
+            std::fs::write(path, &saved)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        write_out(&if json { saved.clone() } else { report.text() })?;
+        if let Some(baseline) = &baseline {
+            let current = compare::Saved::parse(&saved)?;
+            return print_comparison(baseline, &current, args.margin);
+        }
+        return Ok(());
     };
+    write_out(&text)
+}
+
+/// Prints how `current`'s ratios moved against `baseline`'s; an error when
+/// any fell by more than `margin_pct`.
+fn print_comparison(
+    baseline: &compare::Saved,
+    current: &compare::Saved,
+    margin_pct: f64,
+) -> anyhow::Result<()> {
+    let comparison = compare::Comparison::new(baseline, current, margin_pct / 100.0);
+    write_out(&format!("\n{}", comparison.text()))?;
+    comparison.verdict()
+}
+
+fn write_out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())

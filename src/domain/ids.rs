@@ -207,6 +207,12 @@ impl AppliedRequests {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The ids, oldest first (the order [`Self::record`] keeps), so a
+    /// store can write them out and record them back in the same order.
+    pub fn iter(&self) -> impl Iterator<Item = &RequestId> {
+        self.0.iter()
+    }
 }
 
 #[cfg(test)]

@@ -7,14 +7,14 @@
 //!
 //! | key                              | type   | holds                                  |
 //! |----------------------------------|--------|----------------------------------------|
-//! | `verdict:{INC}:incident`         | hash   | `v` version, `d` incident JSON          |
+//! | `verdict:{INC}:incident`         | hash   | `v` version, `d` incident record (`redis/record.rs`) |
 //! | `verdict:{INC}:current`          | string | the incident's current token            |
-//! | `verdict:{INC}:dec:DEC-…`        | hash   | `v` version, `d` decision JSON, `h<N>` JSON of version N (retention TTL) |
+//! | `verdict:{INC}:dec:DEC-…`        | hash   | `v` version, `d` decision record, `h<N>` record of version N (retention TTL) |
 //! | `verdict:{INC}:history`          | list   | tokens, newest first (capped)           |
 //! | `verdict:token:DEC-…`            | string | the token's incident id (retention TTL) |
 //! | `verdict:incidents`              | zset   | incident ids scored by creation ms      |
 //! | `verdict:req:REQUEST-ID`         | string | incident id created by that request (24 h) |
-//! | `verdict:changes`                | stream | every decision change (`d` = JSON) and incident update (`i`), capped |
+//! | `verdict:changes`                | stream | every decision change (`d` = decision record) and incident update (`i` = incident record), capped |
 //! | `verdict:analyzing`              | zset   | tokens of ANALYZING decisions scored by analysis deadline (ms) |
 //! | `verdict:cache:SHA1`             | string | cached proposal JSON with its full signature (cache TTL) |
 //! | `verdict:group:{GROUP}`          | string | the incident an alert group last opened (no TTL) |

@@ -193,6 +193,8 @@ const CRATES: &[(&[&str], &[&str])] = &[
             "cli",
             "bench",
             "error_code",
+            // The store's own record messages (prost derive, not the API).
+            "store/redis/record",
         ],
     ),
     // Only `telemetry` knows OpenTelemetry: the rest of verdict speaks

@@ -129,3 +129,104 @@ async fn watch_fanout_delivers_the_transition_to_every_stream() {
     assert_eq!((r.watchers, r.delivered), (150, 150));
     assert!(r.server_rss_mb.is_none());
 }
+
+/// A saved report holding these ratios to health (`--json` shape).
+fn report_json(ratios: &[(&str, Option<f64>)]) -> String {
+    let scenarios: Vec<serde_json::Value> = ratios
+        .iter()
+        .map(|(n, r)| serde_json::json!({"scenario": n, "rps": 1.0, "ratio_to_health": r}))
+        .collect();
+    serde_json::json!({ "target": "x", "scenarios": scenarios }).to_string()
+}
+
+#[tokio::test]
+async fn compare_fails_when_a_ratio_falls_beyond_the_margin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, ratios: &[(&str, Option<f64>)]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, report_json(ratios)).unwrap();
+        path.display().to_string()
+    };
+    let base = file(
+        "base.json",
+        &[
+            ("health", None),
+            ("get-decision", Some(0.42)),
+            ("approve", Some(0.18)),
+        ],
+    );
+    // get-decision fell 14 %, approve rose.
+    let slower = file(
+        "slower.json",
+        &[
+            ("health", None),
+            ("get-decision", Some(0.36)),
+            ("approve", Some(0.30)),
+        ],
+    );
+    let compare = |current: &str, margin: &str| {
+        let args = bench_args(&["--compare", &base, "--current", current, "--margin", margin]);
+        bench::main("http://127.0.0.1:1", false, args)
+    };
+
+    let err = compare(&slower, "10")
+        .await
+        .expect_err("a regression fails");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("get-decision") && !text.contains("approve"),
+        "{text}"
+    );
+    compare(&slower, "15").await.expect("within a 15 % margin");
+    compare(&base, "0")
+        .await
+        .expect("the same run never regresses");
+
+    let missing = dir.path().join("missing.json").display().to_string();
+    let err = compare(&missing, "10").await.expect_err("no such file");
+    assert!(format!("{err:#}").contains("missing.json"));
+    let fanout = dir.path().join("fanout.json");
+    std::fs::write(&fanout, "[]").unwrap();
+    let err = compare(&fanout.display().to_string(), "10")
+        .await
+        .expect_err("not a load report");
+    assert!(format!("{err:#}").contains("not a bench report"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_run_is_a_baseline_and_a_run_compares_against_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("run.json").display().to_string();
+    // Ratios no run can reach, and none a run can fall below.
+    let high = dir.path().join("high.json");
+    std::fs::write(&high, report_json(&[("get-decision", Some(1000.0))])).unwrap();
+    let low = dir.path().join("low.json");
+    std::fs::write(&low, report_json(&[("get-decision", Some(1e-9))])).unwrap();
+    let run = |baseline: &std::path::Path| {
+        let args = bench_args(&[
+            "--spawn",
+            "--scenario",
+            "get-decision",
+            "-n",
+            "200",
+            "--rounds",
+            "1",
+            "--save",
+            &saved,
+            "--compare",
+            baseline.to_str().unwrap(),
+        ]);
+        bench::main("http://127.0.0.1:1", false, args)
+    };
+    run(&low)
+        .await
+        .expect("no ratio fell below a tiny baseline");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(report["scenarios"][1]["scenario"], "get-decision");
+    assert!(report["scenarios"][1]["ratio_to_health"].as_f64().is_some());
+    let err = run(&high)
+        .await
+        .expect_err("every run is below 1000× health");
+    assert!(format!("{err:#}").contains("get-decision"));
+}

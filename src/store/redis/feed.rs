@@ -8,8 +8,9 @@
 //! a dedicated connection of its own and reconnects by itself.
 
 use super::RedisStore;
+use super::record::decode;
 use crate::domain::{Decision, Incident};
-use crate::store::{Change, ChangeSink, StoreError, decode, keys};
+use crate::store::{Change, ChangeSink, StoreError, keys};
 use futures::future::BoxFuture;
 use redis::RedisError;
 use redis::aio::MultiplexedConnection;
@@ -131,11 +132,11 @@ async fn follow(
 /// incident (`i`). An entry that holds neither is logged and skipped (it
 /// cannot be retried into shape).
 fn deliver(sink: &ChangeSink, entry: &redis::streams::StreamId) {
-    let decision: Option<String> = entry.get("d");
+    let decision: Option<Vec<u8>> = entry.get("d");
     let change = match decision {
-        Some(j) => decode::<Decision>(keys::CHANGES, &j).map(|d| Change::Decision(Box::new(d))),
-        None => match entry.get::<String>("i") {
-            Some(j) => decode::<Incident>(keys::CHANGES, &j).map(|i| Change::Incident(Box::new(i))),
+        Some(b) => decode::<Decision>(keys::CHANGES, &b).map(|d| Change::Decision(Box::new(d))),
+        None => match entry.get::<Vec<u8>>("i") {
+            Some(b) => decode::<Incident>(keys::CHANGES, &b).map(|i| Change::Incident(Box::new(i))),
             None => {
                 tracing::error!(id = %entry.id, "change without a decision or an incident skipped");
                 return;

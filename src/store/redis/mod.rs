@@ -10,6 +10,8 @@
 //!   audit reads.
 //! - `audit_tail.rs`: audit watchers' blocking reads, each on a dedicated
 //!   connection.
+//! - `record.rs`: the stored form of incidents and decisions (prost with a
+//!   format byte; JSON from earlier releases is still read).
 //! - `seed.rs`: bulk seeding and introspection, for benchmarks.
 //!
 //! Every read-modify-write is one Lua script, invoked by SHA; every key
@@ -20,6 +22,7 @@ mod audit_tail;
 mod feed;
 mod notify;
 mod pool;
+mod record;
 mod scripts;
 mod seed;
 mod stats;
@@ -27,7 +30,8 @@ mod stats;
 pub use self::pool::PoolConfig;
 
 use self::pool::Manager;
-use self::scripts::{Scripts, cas_reply, optional_string};
+use self::record::{decode as decode_record, encode as encode_record};
+use self::scripts::{Scripts, cas_reply, optional_bytes};
 use super::{
     CachedProposal, Cas, ChangeSink, Created, ListCursor, Retention, Store, StoreError, decode,
     encode, keys, next_cursor,
@@ -221,7 +225,7 @@ impl Store for RedisStore {
             }
         }
         let key = keys::incident(&incident.id);
-        let json = encode(incident);
+        let json = encode_record(incident);
         let script = &self.scripts.create_incident;
         let created_ms = incident.created_at.timestamp_millis();
         let stats = self.stats_args(stats);
@@ -257,10 +261,10 @@ impl Store for RedisStore {
 
     async fn get_incident(&self, id: &IncidentId) -> Result<Option<Incident>, StoreError> {
         let key = keys::incident(id);
-        let json: Option<String> = self
+        let bytes: Option<Vec<u8>> = self
             .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
             .await?;
-        json.map(|j| decode(&key, &j)).transpose()
+        bytes.map(|b| decode_record(&key, &b)).transpose()
     }
 
     async fn list_incidents(
@@ -305,11 +309,11 @@ impl Store for RedisStore {
         for key in &records {
             pipe.cmd("HGET").arg(key).arg("d");
         }
-        let blobs: Vec<Option<String>> = self.run(async |c| pipe.query_async(c).await).await?;
+        let blobs: Vec<Option<Vec<u8>>> = self.run(async |c| pipe.query_async(c).await).await?;
         let mut out = Vec::with_capacity(blobs.len());
         for (key, blob) in records.iter().zip(blobs) {
-            if let Some(j) = blob {
-                out.push(decode(key, &j)?);
+            if let Some(b) = blob {
+                out.push(decode_record(key, &b)?);
             }
         }
         Ok((out, next))
@@ -323,7 +327,7 @@ impl Store for RedisStore {
         audit: Option<&audit_trail::Draft>,
     ) -> Result<Cas<Incident>, StoreError> {
         let key = keys::incident(&incident.id);
-        let json = encode(incident);
+        let json = encode_record(incident);
         let script = &self.scripts.update_incident;
         let stats = self.stats_args(stats);
         let stream_len = self.retention.change_stream_len;
@@ -341,7 +345,7 @@ impl Store for RedisStore {
                 call
             })
             .await?;
-        cas_reply(reply, |j| decode(&key, j))
+        cas_reply(reply, |b| decode_record(&key, b))
     }
 
     async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
@@ -349,16 +353,16 @@ impl Store for RedisStore {
             return Ok(None);
         };
         let key = keys::decision(&incident, token);
-        let json: Option<String> = self
+        let bytes: Option<Vec<u8>> = self
             .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
             .await?;
-        let Some(json) = json else { return Ok(None) };
+        let Some(bytes) = bytes else { return Ok(None) };
         // Cached only once the record is known to exist; a hit is not
         // re-inserted (that cost a lock and two clones per read).
         if !cached {
             self.cache().put(token.clone(), incident);
         }
-        decode(&key, &json).map(Some)
+        decode_record(&key, &bytes).map(Some)
     }
 
     async fn incident_and_current(
@@ -375,11 +379,11 @@ impl Store for RedisStore {
             .run(async |c| script.key(&ik).key(&ck).arg(&prefix).invoke_async(c).await)
             .await?;
         let mut it = v.into_iter();
-        let inc = optional_string(it.next())?
-            .map(|j| decode(&ik, &j))
+        let inc = optional_bytes(it.next())?
+            .map(|b| decode_record(&ik, &b))
             .transpose()?;
-        let dec = optional_string(it.next())?
-            .map(|j| decode(&ck, &j))
+        let dec = optional_bytes(it.next())?
+            .map(|b| decode_record(&ck, &b))
             .transpose()?;
         Ok((inc, dec))
     }
@@ -399,7 +403,7 @@ impl Store for RedisStore {
             keys::decision_prefix(id),
         );
         let retention = self.retention_ms();
-        let json = encode(decision);
+        let json = encode_record(decision);
         let script = &self.scripts.create_decision;
         let expected = expected_current.map(|t| t.as_str()).unwrap_or("");
         let history_len = self.retention.history_len;
@@ -443,7 +447,7 @@ impl Store for RedisStore {
                 call
             })
             .await?;
-        let outcome = cas_reply(reply, |j| decode(&ck, j))?;
+        let outcome = cas_reply(reply, |b| decode_record(&ck, b))?;
         if matches!(outcome, Cas::Written) {
             self.cache().put(decision.token.clone(), id.clone());
         }
@@ -460,7 +464,7 @@ impl Store for RedisStore {
         let key = keys::decision(&decision.incident_id, &decision.token);
         let retention = self.retention_ms();
         let stream_len = self.retention.change_stream_len;
-        let json = encode(decision);
+        let json = encode_record(decision);
         let script = &self.scripts.update_decision;
         // A decision written out of ANALYZING leaves the ANALYZING index in
         // the same script.
@@ -507,7 +511,7 @@ impl Store for RedisStore {
                 call
             })
             .await?;
-        cas_reply(reply, |j| decode(&key, j))
+        cas_reply(reply, |b| decode_record(&key, b))
     }
 
     async fn append_audit(&self, draft: &audit_trail::Draft) -> Result<(), StoreError> {
@@ -547,7 +551,7 @@ impl Store for RedisStore {
     ) -> Result<Vec<Decision>, StoreError> {
         let script = &self.scripts.list_decisions;
         let (hk, prefix) = (keys::history(id), keys::decision_prefix(id));
-        let blobs: Vec<String> = self
+        let blobs: Vec<Vec<u8>> = self
             .run(async |c| {
                 script
                     .key(&hk)
@@ -557,7 +561,7 @@ impl Store for RedisStore {
                     .await
             })
             .await?;
-        blobs.iter().map(|j| decode(&hk, j)).collect()
+        blobs.iter().map(|b| decode_record(&hk, b)).collect()
     }
 
     async fn decision_versions(
@@ -569,16 +573,16 @@ impl Store for RedisStore {
             return Ok(vec![]);
         };
         let key = keys::decision(&incident, token);
-        let fields: Vec<(String, String)> = self
+        let fields: Vec<(String, Vec<u8>)> = self
             .run(async |c| redis::cmd("HGETALL").arg(&key).query_async(c).await)
             .await?;
         let mut out: Vec<(u64, Decision)> = Vec::new();
-        for (field, json) in fields {
+        for (field, bytes) in fields {
             let Some(n) = field.strip_prefix('h').and_then(|n| n.parse::<u64>().ok()) else {
                 continue;
             };
             if n > after {
-                out.push((n, decode(&key, &json)?));
+                out.push((n, decode_record(&key, &bytes)?));
             }
         }
         out.sort_by_key(|(n, _)| *n);
@@ -741,8 +745,10 @@ impl Store for RedisStore {
                     .await
             })
             .await?;
-        cas_reply(reply, |s| {
-            IncidentId::parse(s).map_err(|e| StoreError::corrupt(&key, e))
+        cas_reply(reply, |b| {
+            std::str::from_utf8(b)
+                .map_err(|e| StoreError::corrupt(&key, e))
+                .and_then(|s| IncidentId::parse(s).map_err(|e| StoreError::corrupt(&key, e)))
         })
     }
 

@@ -55,9 +55,10 @@ impl Scripts {
     }
 }
 
-/// One element of a script's reply that is a string or nothing (Lua's
-/// `false` and `nil` both arrive as "nothing", as does a missing element).
-pub(super) fn optional_string(v: Option<Value>) -> Result<Option<String>, StoreError> {
+/// One element of a script's reply that is a (binary) string or nothing
+/// (Lua's `false` and `nil` both arrive as "nothing", as does a missing
+/// element).
+pub(super) fn optional_bytes(v: Option<Value>) -> Result<Option<Vec<u8>>, StoreError> {
     match v {
         None | Some(Value::Nil) | Some(Value::Boolean(false)) | Some(Value::Int(0)) => Ok(None),
         Some(v) => Ok(Some(redis::from_redis_value(v)?)),
@@ -68,14 +69,14 @@ pub(super) fn optional_string(v: Option<Value>) -> Result<Option<String>, StoreE
 /// [`Cas`], the current value (if any) read by `parse`.
 pub(super) fn cas_reply<T>(
     reply: Vec<Value>,
-    parse: impl FnOnce(&str) -> Result<T, StoreError>,
+    parse: impl FnOnce(&[u8]) -> Result<T, StoreError>,
 ) -> Result<Cas<T>, StoreError> {
     let mut it = reply.into_iter();
     let flag: i64 = redis::from_redis_value(it.next().unwrap_or(Value::Int(0)))?;
     if flag == 1 {
         return Ok(Cas::Written);
     }
-    let current = optional_string(it.next())?;
+    let current = optional_bytes(it.next())?;
     Ok(Cas::Conflict(current.as_deref().map(parse).transpose()?))
 }
 
@@ -87,8 +88,8 @@ mod tests {
         Value::BulkString(s.as_bytes().to_vec())
     }
 
-    fn parse(s: &str) -> Result<String, StoreError> {
-        Ok(s.to_owned())
+    fn parse(s: &[u8]) -> Result<String, StoreError> {
+        Ok(String::from_utf8_lossy(s).into_owned())
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! for live data: it fills a store fast so a measurement can start.
 
 use super::RedisStore;
+use super::record::encode;
 use super::stats::stat_writes;
 use crate::domain::{Decision, Incident};
 use crate::stats::StatDelta;
-use crate::store::{StoreError, encode, keys};
+use crate::store::{StoreError, keys};
 
 /// Commands per round trip of [`RedisStore::write_bulk`]: well inside the
 /// client's response timeout on a busy machine.

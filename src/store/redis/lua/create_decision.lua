@@ -4,7 +4,7 @@
 -- KEYS[1]  verdict:{INC}:current   KEYS[2] the new decision's hash
 -- KEYS[3]  verdict:{INC}:history   KEYS[4] the change stream verdict:changes
 -- ARGV[1]  the current token the caller saw ('' for none)
--- ARGV[2]  the new token  ARGV[3] its version  ARGV[4] its JSON
+-- ARGV[2]  the new token  ARGV[3] its version  ARGV[4] its record
 -- ARGV[5]  retention in ms  ARGV[6] history length kept
 -- ARGV[7]  decision key prefix, verdict:{INC}:dec: (same hash slot)
 -- ARGV[8]  stream length kept
@@ -13,7 +13,7 @@
 -- then the audit event (audit.lua) and the statistics increments
 -- (stats.lua), applied only when created.
 -- Returns {1} when created, {2, seq, hash} when the audit chain moved,
--- else {0, the current decision's JSON or false}.
+-- else {0, the current decision's record or false}.
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
   if cur then

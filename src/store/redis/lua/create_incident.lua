@@ -1,5 +1,5 @@
 -- Creates an incident unless one with that id exists.
--- KEYS[1] verdict:{INC}:incident  ARGV[1] version  ARGV[2] JSON
+-- KEYS[1] verdict:{INC}:incident  ARGV[1] version  ARGV[2] record
 -- then the audit event (audit.lua) and the statistics increments
 -- (stats.lua), applied only when created.
 -- Returns {1} when created, {0} when the id is taken, {2, seq, hash} when

@@ -1,7 +1,7 @@
 -- An incident's decisions, newest first, in one round trip.
 -- KEYS[1] verdict:{INC}:history
 -- ARGV[1] decision key prefix, verdict:{INC}:dec:  ARGV[2] how many
--- Returns the decisions' JSON (expired records are skipped).
+-- Returns the decisions' record (expired records are skipped).
 local out = {}
 for _, tok in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
   local d = redis.call('HGET', ARGV[1] .. tok, 'd')

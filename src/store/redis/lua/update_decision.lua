@@ -1,8 +1,8 @@
 -- Compare-and-set of a decision, publishing the change in the same step.
--- KEYS[1]  the decision's hash {v = version, d = JSON, h<N> = JSON of version N}
+-- KEYS[1]  the decision's hash {v = version, d = record, h<N> = record of version N}
 -- KEYS[2]  the change stream verdict:changes
 -- ARGV[1]  the version the caller read; ARGV[2] the new version
--- ARGV[3]  the new JSON; ARGV[4] retention in ms; ARGV[5] stream length kept
+-- ARGV[3]  the new record; ARGV[4] retention in ms; ARGV[5] stream length kept
 -- KEYS[3]  verdict:analyzing; ARGV[6] the token when the decision leaves
 --          ANALYZING (removed from that index), else ''
 -- KEYS[4]  verdict:executing; ARGV[7] 'enter' when the decision is written
@@ -16,7 +16,7 @@
 -- then the audit event (audit.lua) and the statistics increments
 -- (stats.lua), applied only when written.
 -- Returns {1} when written, {2, seq, hash} when the audit chain moved,
--- else {0, current JSON or false}.
+-- else {0, current record or false}.
 local v = redis.call('HGET', KEYS[1], 'v')
 if v ~= ARGV[1] then
   return {0, redis.call('HGET', KEYS[1], 'd')}
