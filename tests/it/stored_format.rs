@@ -166,3 +166,50 @@ async fn corrupt_records_are_errors_that_name_the_key() {
         }
     }
 }
+
+/// Creating writes its index entry and its script in one pipeline; when
+/// Redis has forgotten the script (a restart, `SCRIPT FLUSH`) the two go
+/// separately, and both still land.
+#[tokio::test]
+async fn creates_land_with_their_index_entries_after_a_script_flush() {
+    let r = RedisServer::start();
+    let mut c = r.conn().await;
+    let s = store(&r);
+    for round in 0..3 {
+        if round > 0 {
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        for _ in 0..2 {
+            let incident = IncidentBuilder::new().domain();
+            s.create_incident(&incident, None, &StatDelta::none(), None)
+                .await
+                .unwrap();
+            let score: Option<f64> = c
+                .zscore(keys::INCIDENT_INDEX, incident.id.as_str())
+                .await
+                .unwrap();
+            assert!(score.is_some(), "round {round}: indexed");
+            let now = Utc::now();
+            let d = Decision::start(
+                incident.id.clone(),
+                DecisionMode::Auto,
+                now,
+                Duration::hours(1),
+                now + Duration::seconds(30),
+            );
+            assert_eq!(
+                s.create_decision(None, &d, &StatDelta::none(), None)
+                    .await
+                    .unwrap(),
+                Cas::Written
+            );
+            let indexed: Option<String> = c.get(keys::token_index(&d.token)).await.unwrap();
+            assert_eq!(indexed.as_deref(), Some(incident.id.as_str()));
+            assert_eq!(s.get_decision(&d.token).await.unwrap(), Some(d));
+        }
+    }
+}

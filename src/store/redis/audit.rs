@@ -118,6 +118,37 @@ impl RedisStore {
         }
     }
 
+    /// [`Self::audited`], with `first` sent in the same pipeline as the
+    /// script's first attempt: one round trip instead of two for a write
+    /// that must put an index entry down before its script (issue 20
+    /// item 3). Redis runs a pipeline's commands in order, so `first` still
+    /// lands before the script. When Redis does not know the script yet
+    /// (NOSCRIPT: its first use, or after a restart) the two go separately,
+    /// as before; `first` runs twice then, so it must be idempotent.
+    pub(super) async fn audited_after<'s>(
+        &self,
+        first: &redis::Cmd,
+        draft: Option<&audit::Draft>,
+        call: impl Fn(&[String]) -> ScriptInvocation<'s>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut attempt = Attempt::default();
+        let mut first = Some(first);
+        loop {
+            let sealed = self.seal(draft, attempt.head.take());
+            let invocation = call(&sealed.args);
+            let reply: Vec<Value> = match first.take() {
+                Some(cmd) => {
+                    self.run(async |c| pipelined(c, cmd, &invocation).await)
+                        .await?
+                }
+                None => self.run(async |c| invocation.invoke_async(c).await).await?,
+            };
+            if let Some(reply) = self.settle_audit(draft, sealed, reply, &mut attempt)? {
+                return Ok(reply);
+            }
+        }
+    }
+
     /// Settles one attempt of a write script: `Some(reply)` when the script
     /// ran to its end (written or lost its compare-and-set), `None` when the
     /// chain had moved and the caller must reseal (`attempt` then holds the
@@ -244,4 +275,25 @@ fn moved(reply: &[Value]) -> Result<Option<Head>, StoreError> {
 /// The same store, auditing with `signer`.
 pub(super) fn set_signer(state: &mut AuditState, signer: Signer) {
     state.signer = Some(signer);
+}
+
+/// `first`, then `script`, in one pipeline; separately when the script is
+/// not loaded (see [`RedisStore::audited_after`]).
+async fn pipelined(
+    c: &mut redis::aio::MultiplexedConnection,
+    first: &redis::Cmd,
+    script: &ScriptInvocation<'_>,
+) -> Result<Vec<Value>, redis::RedisError> {
+    let mut pipe = redis::pipe();
+    pipe.add_command(first.clone())
+        .ignore()
+        .invoke_script(script);
+    match pipe.query_async::<(Vec<Value>,)>(c).await {
+        Ok((reply,)) => Ok(reply),
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            first.query_async::<()>(c).await?;
+            script.invoke_async(c).await
+        }
+        Err(e) => Err(e),
+    }
 }

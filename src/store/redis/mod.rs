@@ -232,18 +232,15 @@ impl Store for RedisStore {
         // Index first: a listing skips index entries whose incident is
         // missing, while an incident missing from the index would be lost
         // to listings.
-        self.run(async |c| {
-            redis::cmd("ZADD")
-                .arg(keys::INCIDENT_INDEX)
-                .arg("NX")
-                .arg(created_ms)
-                .arg(incident.id.as_str())
-                .query_async::<i64>(c)
-                .await
-        })
-        .await?;
+        // One round trip: the index entry and the script in one pipeline.
+        let mut index = redis::cmd("ZADD");
+        index
+            .arg(keys::INCIDENT_INDEX)
+            .arg("NX")
+            .arg(created_ms)
+            .arg(incident.id.as_str());
         let reply = self
-            .audited(audit, |sealed| {
+            .audited_after(&index, audit, |sealed| {
                 let mut call = script.key(&key);
                 call.arg(incident.version)
                     .arg(&json)
@@ -416,18 +413,15 @@ impl Store for RedisStore {
         let stats = self.stats_args(stats);
         // The token index lives in its own slot; written first, an orphan
         // (the script then loses) only points at nothing.
-        self.run(async |c| {
-            redis::cmd("SET")
-                .arg(keys::token_index(&decision.token))
-                .arg(id.as_str())
-                .arg("PX")
-                .arg(retention)
-                .query_async::<()>(c)
-                .await
-        })
-        .await?;
+        // One round trip: the token index and the script in one pipeline.
+        let mut index = redis::cmd("SET");
+        index
+            .arg(keys::token_index(&decision.token))
+            .arg(id.as_str())
+            .arg("PX")
+            .arg(retention);
         let reply = self
-            .audited(audit, |sealed| {
+            .audited_after(&index, audit, |sealed| {
                 let mut call = script.key(&ck);
                 call.key(&dk)
                     .key(&hk)
