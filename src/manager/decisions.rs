@@ -61,14 +61,18 @@ pub enum ExecutorKind {
     /// The Kubernetes API runs the command (`executor::kubernetes`), under
     /// an execution lease so exactly one replica runs it.
     Kubernetes,
+    /// The `kubectl` binary runs the command (`executor::kubectl`), under
+    /// the same lease.
+    Kubectl,
 }
 
 impl ExecutorKind {
     /// Every kind, for the settings' list of possible values.
-    pub const ALL: [ExecutorKind; 3] = [
+    pub const ALL: [ExecutorKind; 4] = [
         ExecutorKind::External,
         ExecutorKind::DryRun,
         ExecutorKind::Kubernetes,
+        ExecutorKind::Kubectl,
     ];
 
     /// The name used in settings (the same as its serde name).
@@ -77,6 +81,7 @@ impl ExecutorKind {
             ExecutorKind::External => "external",
             ExecutorKind::DryRun => "dry-run",
             ExecutorKind::Kubernetes => "kubernetes",
+            ExecutorKind::Kubectl => "kubectl",
         }
     }
 }
@@ -88,7 +93,9 @@ impl std::str::FromStr for ExecutorKind {
         ExecutorKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("{s:?} is not an executor: external, dry-run or kubernetes"))
+            .ok_or_else(|| {
+                format!("{s:?} is not an executor: external, dry-run, kubernetes or kubectl")
+            })
     }
 }
 
@@ -681,7 +688,7 @@ impl DecisionManager {
         }
         match self.settings.executor {
             ExecutorKind::External => Ok(d),
-            ExecutorKind::Kubernetes => {
+            ExecutorKind::Kubernetes | ExecutorKind::Kubectl => {
                 self.spawn_execution(&d);
                 Ok(d)
             }

@@ -27,6 +27,7 @@ mod idempotency;
 mod incidents;
 mod ingest;
 mod ingest_auth;
+mod kubectl;
 mod llm_client;
 mod llm_decisions;
 mod lookup_cost;
