@@ -230,6 +230,10 @@ pub struct Decision {
     /// written before it ran (see [`super::ExecutionPlan`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<super::ExecutionPlan>,
+    /// The external runner's claim, with the `external` executor (see
+    /// [`super::ExecutionClaim`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<super::ExecutionClaim>,
     /// Request ids of the approvals, rejections and completions applied,
     /// written with them: a retry with one of them changes nothing.
     #[serde(default, skip_serializing_if = "super::AppliedRequests::is_empty")]
@@ -272,6 +276,7 @@ impl Decision {
             preflight: None,
             verification: None,
             plan: None,
+            claim: None,
         }
     }
 

@@ -24,7 +24,7 @@ pub use display::{DisplayText, TextWarning};
 pub use group::GroupKey;
 pub use ids::{AppliedRequests, IncidentId, K8sName, RequestId, Token};
 pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};
-pub use observed::{ExecutionPlan, Observed, RollbackTarget};
+pub use observed::{ExecutionClaim, ExecutionPlan, Observed, RollbackTarget};
 pub use principal::{AuthMethod, Principal, Role};
 pub use proposal::{
     CommandVerb, FallbackReason, Proposal, ProposalSource, RemediationCommand, RiskLevel,

@@ -60,6 +60,22 @@ pub struct ExecutionPlan {
     pub at: DateTime<Utc>,
 }
 
+/// An external runner's claim on an EXECUTING decision
+/// (`DecisionService/ClaimExecution`): while it lasts, no other runner can
+/// claim the decision, and completing it needs `lease_id`. Kept on the
+/// decision itself, so a claim is one compare-and-set with its audit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionClaim {
+    /// Who claimed it, as the runner named itself.
+    pub runner: String,
+    /// The lease's id: what `CompleteDecision` must carry.
+    pub lease_id: String,
+    /// The lease runs out at this time; afterwards another runner may
+    /// claim the decision (and this lease no longer completes it).
+    #[serde(deserialize_with = "super::timestamp::deserialize")]
+    pub until: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

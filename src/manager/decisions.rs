@@ -134,7 +134,7 @@ pub struct DecisionManager {
     expert: Arc<ExpertEngine>,
     analyzer: Arc<dyn Analyzer>,
     pub(super) clock: Arc<dyn Clock>,
-    settings: DecisionSettings,
+    pub(super) settings: DecisionSettings,
     /// Background analyses (calls without `wait`); drained on shutdown.
     pub(super) tasks: TaskTracker,
     pub(super) shutdown: CancellationToken,
@@ -779,13 +779,26 @@ impl DecisionManager {
         output: &str,
         request_id: Option<&RequestId>,
     ) -> Result<Decision, ManagerError> {
+        self.complete_at(token, 0, success, output, request_id)
+            .await
+    }
+
+    /// [`Self::complete`] on `expected_version` (0: whatever is current).
+    pub(super) async fn complete_at(
+        &self,
+        token: &Token,
+        expected_version: u64,
+        success: bool,
+        output: &str,
+        request_id: Option<&RequestId>,
+    ) -> Result<Decision, ManagerError> {
         let now = self.clock.now();
         let next = if success {
             DecisionState::Completed
         } else {
             DecisionState::Error
         };
-        self.transition(token, 0, request_id, next, |d| {
+        self.transition(token, expected_version, request_id, next, |d| {
             d.output = output.to_owned();
             d.completed_at = Some(now);
             if !success {

@@ -16,6 +16,7 @@ mod bad_input;
 #[cfg(feature = "bench")]
 mod bench_smoke;
 mod chat;
+mod claim;
 mod cors;
 mod decisions;
 mod edge_limits;
