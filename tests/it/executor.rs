@@ -790,3 +790,125 @@ async fn a_changed_object_that_fails_its_recheck_is_not_run() {
     assert!(restarted_at(&fake, "checkout").is_none());
     s.stop().await;
 }
+
+/// Replica A rolls back (to the revision its dry run chose) and is killed
+/// before it hears back; replica B takes the execution over, restores the
+/// same ReplicaSet — which it finds already restored, so it skips — where a
+/// second `kubectl rollout undo` would have gone back one more revision.
+#[tokio::test]
+async fn a_replica_killed_mid_rollback_is_taken_over_without_a_second_undo() {
+    let redis = RedisServer::start();
+    let fake = FakeKube::start().await;
+    fake.add_deployment("shop", "checkout", 2, false);
+    fake.add_history(
+        "shop",
+        "checkout",
+        &[(1, "app:1"), (2, "app:2"), (3, "app:3")],
+        serde_json::json!({}),
+    );
+    fake.hang_after_write(true);
+    let args = fake.replica_args(&redis.url(), &["--executor-verify-window", "0s"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let a = VerdictProcess::start(&args, &[]).await;
+    let mut client = DecisionServiceClient::new(a.serving_channel().await);
+    let mut incidents = verdict::proto::incident_service_client::IncidentServiceClient::new(
+        a.serving_channel().await,
+    );
+    let id = incidents
+        .create_incident(
+            IncidentBuilder::alerting("Checkout failing", "HTTP5xxRate", "checkout").request(),
+        )
+        .await
+        .expect("create")
+        .into_inner()
+        .incident
+        .expect("incident")
+        .id;
+    let d = client
+        .get_or_create_decision(verdict::proto::GetOrCreateDecisionRequest {
+            incident_id: id,
+            wait: true,
+            ..Default::default()
+        })
+        .await
+        .expect("decide")
+        .into_inner()
+        .decision
+        .expect("decision");
+    assert_eq!(
+        kubectl(&d),
+        "kubectl rollout undo deployment/checkout -n shop"
+    );
+    for actor in ["alice", "bob"] {
+        let after = client
+            .approve_decision(ApproveDecisionRequest {
+                request_id: String::new(),
+                token: d.token.clone(),
+                actor: actor.into(),
+                expected_version: 0,
+            })
+            .await
+            .expect("approve")
+            .into_inner()
+            .decision
+            .expect("decision");
+        if after.state != DecisionState::Ready as i32 {
+            break;
+        }
+    }
+    within(
+        WAIT,
+        "replica A's rollback lands",
+        fake.until(|f| f.writes() == 1),
+    )
+    .await;
+    assert_eq!(image(&fake), "app:2");
+    a.kill();
+    fake.hang_after_write(false);
+
+    let b = TestServer::start(Config {
+        executor_lease_ttl: Duration::from_millis(600),
+        sweep_interval: Duration::from_millis(50),
+        ..kube_config(&fake, Some(&redis))
+    })
+    .await;
+    let mut stream = b
+        .decisions
+        .clone()
+        .watch_decision(WatchDecisionRequest {
+            token: d.token.clone(),
+            after_version: 0,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let done = within(WAIT, "replica B completes the rollback", async {
+        loop {
+            let d = stream
+                .message()
+                .await
+                .expect("stream")
+                .expect("open")
+                .decision
+                .expect("decision");
+            if d.state != DecisionState::Executing as i32 && d.state != DecisionState::Ready as i32
+            {
+                return d;
+            }
+        }
+    })
+    .await;
+    assert_eq!(done.state, DecisionState::Completed as i32, "{done:?}");
+    // (Preceded by the re-check's note when the approval raced ahead of
+    // the dry run at READY.)
+    assert!(
+        done.output.contains(
+            "deployment.apps/checkout -n shop skipped rollback (current template already matches revision 2)"
+        ),
+        "{}",
+        done.output
+    );
+    assert_eq!(fake.writes(), 1, "one rollback, not two");
+    assert_eq!(image(&fake), "app:2", "not app:1");
+    b.stop().await;
+}
