@@ -47,6 +47,8 @@ const RS_MAX: usize = 5_000;
 /// Runs commands through the Kubernetes API.
 pub struct KubernetesExecutor {
     client: kube::Client,
+    /// Kept to build an impersonating client per approved command.
+    config: kube::Config,
     settings: ExecutorSettings,
 }
 
@@ -61,8 +63,29 @@ impl KubernetesExecutor {
             }
             None => kube::Config::infer().await?,
         };
-        let client = kube::Client::try_from(config)?;
-        Ok(KubernetesExecutor { client, settings })
+        let client = kube::Client::try_from(config.clone())?;
+        Ok(KubernetesExecutor {
+            client,
+            config,
+            settings,
+        })
+    }
+
+    /// The client a command's writes go through: with `impersonate`, one
+    /// that sends `Impersonate-User: <the approver>` so the cluster's RBAC
+    /// also decides what that person may change (verdict's account then
+    /// needs the `impersonate` verb); else verdict's own. The dry run at
+    /// READY has no approver yet and checks as verdict's own account.
+    fn client_for(&self, run: &Run) -> Result<kube::Client, ExecError> {
+        match (&run.approver, self.settings.impersonate) {
+            (Some(subject), true) => {
+                let mut config = self.config.clone();
+                config.auth_info.impersonate = Some(subject.clone());
+                kube::Client::try_from(config)
+                    .map_err(|e| ExecError::Cluster(format!("impersonating {subject:?}: {e}")))
+            }
+            _ => Ok(self.client.clone()),
+        }
     }
 
     /// Runs one request under the configured timeout, mapping kube's errors.
@@ -96,9 +119,10 @@ impl KubernetesExecutor {
             dry_run,
             ..PatchParams::default()
         };
+        let client = self.client_for(run)?;
         let done = match command.verb {
             CommandVerb::RolloutRestart => {
-                self.restart(command, run, &pp, &target).await?;
+                self.restart(&client, command, run, &pp, &target).await?;
                 "restarted"
             }
             CommandVerb::Scale => {
@@ -107,19 +131,21 @@ impl KubernetesExecutor {
                 let name = command.name.as_str();
                 match command.kind {
                     WorkloadKind::Deployment => {
-                        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                        let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
                         self.call(&target, api.patch_scale(name, &pp, &patch))
                             .await?;
                     }
                     WorkloadKind::StatefulSet => {
-                        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+                        let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
                         self.call(&target, api.patch_scale(name, &pp, &patch))
                             .await?;
                     }
                 }
                 "scaled"
             }
-            CommandVerb::RolloutUndo => return self.rollback(command, run, &pp, &target).await,
+            CommandVerb::RolloutUndo => {
+                return self.rollback(&client, command, run, &pp, &target).await;
+            }
         };
         // The dry run records what it checked, to compare before running.
         let observed = if dry_run {
@@ -161,6 +187,7 @@ impl KubernetesExecutor {
     /// previous revision.
     async fn rollback(
         &self,
+        client: &kube::Client,
         command: &RemediationCommand,
         run: &Run,
         pp: &PatchParams,
@@ -174,11 +201,11 @@ impl KubernetesExecutor {
         }
         let ns = command.namespace.as_str();
         let name = command.name.as_str();
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
         let deployment = self.call(target, deployments.get(name)).await?;
         let all = rollback::all_replica_sets(
             &deployment,
-            self.replica_sets(&deployment, ns, target).await?,
+            self.replica_sets(client, &deployment, ns, target).await?,
         );
         let chosen = match &run.rollback_to {
             Some(t) => all
@@ -250,6 +277,7 @@ impl KubernetesExecutor {
     /// most [`RS_MAX`]); [`rollback::all_replica_sets`] keeps the owned ones.
     async fn replica_sets(
         &self,
+        client: &kube::Client,
         deployment: &Deployment,
         ns: &str,
         target: &str,
@@ -261,7 +289,7 @@ impl KubernetesExecutor {
             .unwrap_or_default();
         let selector = kube::core::Selector::try_from(selector)
             .map_err(|e| ExecError::Refused(format!("{target}: its selector: {e}")))?;
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), ns);
+        let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
         let mut lp = ListParams::default().labels_from(&selector).limit(RS_PAGE);
         let mut out = Vec::new();
         loop {
@@ -287,6 +315,7 @@ impl KubernetesExecutor {
     /// template's restart annotation with the run's stamp.
     async fn restart(
         &self,
+        client: &kube::Client,
         command: &RemediationCommand,
         run: &Run,
         pp: &PatchParams,
@@ -297,7 +326,7 @@ impl KubernetesExecutor {
         let patch = Patch::Strategic(restart_patch(run));
         match command.kind {
             WorkloadKind::Deployment => {
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
                 let current = self.call(target, api.get(name)).await?;
                 if current.spec.as_ref().and_then(|s| s.paused) == Some(true) {
                     // kubectl's wording: "can't restart paused deployment
@@ -309,7 +338,7 @@ impl KubernetesExecutor {
                 self.call(target, api.patch(name, pp, &patch)).await?;
             }
             WorkloadKind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+                let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
                 self.call(target, api.patch(name, pp, &patch)).await?;
             }
         }

@@ -41,6 +41,9 @@ pub struct Run {
     /// took over). An executor that cannot make a command converge must
     /// refuse to repeat it rather than run it twice.
     pub resumed: bool,
+    /// Who approved the command (the principal's subject); None for a dry
+    /// run before approval. Impersonated when `impersonate` is on.
+    pub approver: Option<String>,
 }
 
 impl Run {
@@ -50,6 +53,7 @@ impl Run {
             stamp,
             rollback_to: None,
             resumed: false,
+            approver: None,
         }
     }
 }
@@ -154,6 +158,10 @@ pub struct ExecutorSettings {
     pub kubectl_path: std::path::PathBuf,
     /// The `kubectl` executor's kubeconfig context; None = its current one.
     pub context: Option<String>,
+    /// The `kubernetes` executor sends `Impersonate-User: <approver>` with
+    /// the writes of an approved command, so the cluster's RBAC also
+    /// decides what each approver may change.
+    pub impersonate: bool,
     /// How long an execution lease lasts without renewal; the owner renews
     /// it every third of that. A replica that died is taken over after it.
     pub lease_ttl: Duration,
@@ -174,6 +182,7 @@ impl Default for ExecutorSettings {
             kubeconfig: None,
             kubectl_path: "kubectl".into(),
             context: None,
+            impersonate: false,
             lease_ttl: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
             rollout_timeout: Duration::from_secs(600),

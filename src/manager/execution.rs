@@ -112,6 +112,7 @@ pub fn run_of(d: &Decision) -> Run {
             .and_then(|p| p.observed.as_ref())
             .and_then(|o| o.rollback_to.clone()),
         resumed: false,
+        approver: Some(d.decided_by.clone()).filter(|s| !s.is_empty()),
     }
 }
 

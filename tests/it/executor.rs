@@ -912,3 +912,48 @@ async fn a_replica_killed_mid_rollback_is_taken_over_without_a_second_undo() {
     assert_eq!(image(&fake), "app:2", "not app:1");
     b.stop().await;
 }
+
+/// With `impersonate`, an approved command's writes carry
+/// `Impersonate-User: <approver>` (so the cluster's RBAC decides for that
+/// person); the dry run before approval (no approver yet) does not.
+/// Without it, nothing is impersonated.
+#[tokio::test]
+async fn with_impersonation_the_writes_carry_the_approver() {
+    let fake = FakeKube::start().await;
+    fake.add_deployment("shop", "checkout", 2, false);
+    let ex = KubernetesExecutor::connect(ExecutorSettings {
+        namespaces: vec!["shop".into()],
+        kubeconfig: Some(fake.kubeconfig()),
+        impersonate: true,
+        ..ExecutorSettings::default()
+    })
+    .await
+    .expect("connect");
+    let cmd = command(CommandVerb::RolloutRestart, "checkout", "shop", None);
+    ex.check(&cmd, &Run::at(chrono::Utc::now()))
+        .await
+        .expect("dry run");
+    let run = Run {
+        approver: Some("alice@example.com".into()),
+        ..Run::at(chrono::Utc::now())
+    };
+    ex.execute(&cmd, &run).await.expect("execute");
+    let seen = fake.seen();
+    let patches: Vec<_> = seen.iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), 2, "{seen:?}");
+    assert_eq!(patches[0].impersonate, None, "the dry run is verdict's own");
+    assert_eq!(
+        patches[1].impersonate.as_deref(),
+        Some("alice@example.com"),
+        "the approved write is the approver's"
+    );
+
+    let plain = executor(&fake).await;
+    plain.execute(&cmd, &run).await.expect("execute");
+    assert!(
+        fake.seen()[seen.len()..]
+            .iter()
+            .all(|r| r.impersonate.is_none()),
+        "off by default"
+    );
+}

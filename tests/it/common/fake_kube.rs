@@ -29,6 +29,8 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The `Impersonate-User` header, when sent.
+    pub impersonate: Option<String>,
 }
 
 #[derive(Default)]
@@ -447,12 +449,17 @@ fn admit(
     path: String,
     query: &str,
     ns: &str,
+    headers: &HeaderMap,
 ) -> Option<Response> {
     let mut w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
     w.seen.push(Seen {
         method: method.to_string(),
         path,
         query: query.to_owned(),
+        impersonate: headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     });
     w.forbidden.contains(ns).then(|| {
         status(
@@ -482,7 +489,7 @@ async fn object(
 ) -> Response {
     let query = query.unwrap_or_default();
     let path = format!("/{ns}/{plural}/{name}");
-    if let Some(denied) = admit(&shared, &method, path, &query, &ns) {
+    if let Some(denied) = admit(&shared, &method, path, &query, &ns, &headers) {
         return answer(&shared, Err(Some(Box::new(denied)))).await;
     }
     let key = (plural, ns, name);
@@ -530,13 +537,14 @@ fn as_scale(obj: &Value) -> Value {
 async fn scale(
     State(shared): State<Shared>,
     method: Method,
+    headers: HeaderMap,
     Path((ns, plural, name)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
     let query = query.unwrap_or_default();
     let path = format!("/{ns}/{plural}/{name}/scale");
-    if let Some(denied) = admit(&shared, &method, path, &query, &ns) {
+    if let Some(denied) = admit(&shared, &method, path, &query, &ns, &headers) {
         return answer(&shared, Err(Some(Box::new(denied)))).await;
     }
     let key = (plural, ns, name);
@@ -602,12 +610,13 @@ fn param(query: &str, name: &str) -> Option<String> {
 async fn list(
     State(shared): State<Shared>,
     method: Method,
+    headers: HeaderMap,
     Path((ns, plural)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = query.unwrap_or_default();
     let path = format!("/{ns}/{plural}");
-    if let Some(denied) = admit(&shared, &method, path, &query, &ns) {
+    if let Some(denied) = admit(&shared, &method, path, &query, &ns, &headers) {
         return answer(&shared, Err(Some(Box::new(denied)))).await;
     }
     let terms: Vec<(String, String)> = param(&query, "labelSelector")
