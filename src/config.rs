@@ -152,6 +152,17 @@ pub struct ServeArgs {
     /// service account, else `$KUBECONFIG` or `~/.kube/config`.
     #[arg(long, env = "VERDICT_EXECUTOR_KUBECONFIG", value_name = "FILE")]
     pub executor_kubeconfig: Option<PathBuf>,
+    /// The `kubectl` executor's binary; looked up in `$PATH` when not a
+    /// path.
+    #[arg(long, env = "VERDICT_EXECUTOR_KUBECTL_PATH", value_name = "FILE")]
+    pub executor_kubectl_path: Option<PathBuf>,
+    /// The `kubectl` executor's kubeconfig context; unset: the current one.
+    #[arg(long, env = "VERDICT_EXECUTOR_CONTEXT", value_name = "NAME")]
+    pub executor_context: Option<String>,
+    /// The `kubernetes` executor impersonates the approver
+    /// (`Impersonate-User`) for an approved command's writes.
+    #[arg(long, env = "VERDICT_EXECUTOR_IMPERSONATE", value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub executor_impersonate: Option<bool>,
     /// How long an execution lease lasts unrenewed: after it, another
     /// replica takes over an execution whose replica died.
     #[arg(long, env = "VERDICT_EXECUTOR_LEASE_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -623,6 +634,9 @@ pub struct Config {
     pub executor: ExecutorKind,
     pub executor_namespaces: Vec<String>,
     pub executor_kubeconfig: Option<PathBuf>,
+    pub executor_kubectl_path: PathBuf,
+    pub executor_context: Option<String>,
+    pub executor_impersonate: bool,
     #[serde(with = "duration")]
     pub executor_lease_ttl: Duration,
     #[serde(with = "duration")]
@@ -747,6 +761,9 @@ impl Default for Config {
             executor: ExecutorKind::External,
             executor_namespaces: executor.namespaces,
             executor_kubeconfig: executor.kubeconfig,
+            executor_kubectl_path: executor.kubectl_path,
+            executor_context: executor.context,
+            executor_impersonate: executor.impersonate,
             executor_lease_ttl: executor.lease_ttl,
             executor_timeout: executor.timeout,
             executor_rollout_timeout: executor.rollout_timeout,
@@ -1151,6 +1168,9 @@ impl Config {
         ExecutorSettings {
             namespaces: self.executor_namespaces.clone(),
             kubeconfig: self.executor_kubeconfig.clone(),
+            kubectl_path: self.executor_kubectl_path.clone(),
+            context: self.executor_context.clone(),
+            impersonate: self.executor_impersonate,
             lease_ttl: self.executor_lease_ttl,
             timeout: self.executor_timeout,
             rollout_timeout: self.executor_rollout_timeout,

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::domain::Role;
 use crate::engine::{Engines, ExpertEngine};
 use crate::executor::Executor;
+use crate::executor::kubectl::KubectlExecutor;
 use crate::executor::kubernetes::KubernetesExecutor;
 use crate::ingest::{IngestSettings, Ingestor, Webhook};
 use crate::manager::{DecisionManager, ExecutorKind, IncidentManager, StatsManager, Sweeper};
@@ -377,6 +378,7 @@ async fn build_executor(config: &Config) -> anyhow::Result<Option<Arc<dyn Execut
                 .await
                 .context("cannot configure the kubernetes executor")?,
         )),
+        ExecutorKind::Kubectl => Some(Arc::new(KubectlExecutor::new(config.executor_settings()))),
     })
 }
 

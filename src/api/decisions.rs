@@ -4,7 +4,7 @@ use super::audited::Audited;
 use super::{convert, deadline};
 use crate::clock::Clock;
 use crate::domain::incident::limits;
-use crate::domain::{AuthMethod, Principal, Violations};
+use crate::domain::{AuthMethod, Principal, RequestId, Violations};
 use crate::manager::decisions::MAX_CURRENT;
 use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::proto as pb;
@@ -171,11 +171,64 @@ impl DecisionApi {
             (Some(t), true) => t,
             _ => return Err(invalid(v)),
         };
+        let lease_id = if r.lease_id.is_empty() {
+            None
+        } else {
+            // Lease ids are verdict's own (32 hex digits); anything of the
+            // request-id alphabet is checked against the claim.
+            v.check("lease_id", RequestId::parse(&r.lease_id))
+        };
+        if !v.is_empty() {
+            return Err(invalid(v));
+        }
         let d = self
             .decisions
-            .complete(&token, r.success, &output, request_id.as_ref())
+            .complete_claimed(
+                &token,
+                r.success,
+                &output,
+                request_id.as_ref(),
+                lease_id.as_ref().map(|l| l.as_str()),
+            )
             .await?;
         Ok(Response::new(pb::CompleteDecisionResponse {
+            decision: self.render(&d),
+        }))
+    }
+    async fn claim_execution_inner(
+        &self,
+        req: Request<pb::ClaimExecutionRequest>,
+    ) -> Result<Response<pb::ClaimExecutionResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token);
+        let runner = v.check("runner_id", RequestId::parse(&r.runner_id));
+        let lease = match r.lease_duration.as_ref().and_then(convert::from_duration) {
+            Some(d)
+                if d >= std::time::Duration::from_secs(1)
+                    && d <= crate::manager::claim::MAX_LEASE =>
+            {
+                Some(d)
+            }
+            _ => {
+                v.add(
+                    "lease_duration",
+                    "must be set, from 1s to 10m (claim again to renew)",
+                );
+                None
+            }
+        };
+        let (Some(token), Some(runner), Some(lease), true) = (token, runner, lease, v.is_empty())
+        else {
+            return Err(invalid(v));
+        };
+        let (d, claim) = self
+            .decisions
+            .claim_execution(&token, runner.as_str(), lease)
+            .await?;
+        Ok(Response::new(pb::ClaimExecutionResponse {
+            lease_id: claim.lease_id,
+            expires_at: Some(convert::ts(claim.until)),
             decision: self.render(&d),
         }))
     }
@@ -183,6 +236,15 @@ impl DecisionApi {
 
 #[tonic::async_trait]
 impl DecisionService for DecisionApi {
+    async fn claim_execution(
+        &self,
+        req: Request<pb::ClaimExecutionRequest>,
+    ) -> Result<Response<pb::ClaimExecutionResponse>, Status> {
+        let audited = Audited::new(self.decisions.audit_log(), &req, "ClaimExecution")
+            .token(&req.get_ref().token);
+        audited.run(self.claim_execution_inner(req)).await
+    }
+
     async fn get_or_create_decision(
         &self,
         req: Request<pb::GetOrCreateDecisionRequest>,

@@ -64,13 +64,15 @@ pub enum Action {
     Approved,
     /// The executor reported: EXECUTING → COMPLETED or ERROR.
     ExecutionCompleted,
+    /// An external runner claimed (or renewed) the execution's lease.
+    ExecutionClaimed,
     /// A mutating call refused (the outcome says with which code).
     Refused,
 }
 
 impl Action {
     /// Every action, in order.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::IncidentCreated,
         Action::SignalsIngested,
         Action::StatusChanged,
@@ -80,6 +82,7 @@ impl Action {
         Action::Rejected,
         Action::Approved,
         Action::ExecutionCompleted,
+        Action::ExecutionClaimed,
         Action::Refused,
     ];
 
@@ -95,6 +98,7 @@ impl Action {
             Action::FirstApproval => "first_approval",
             Action::Rejected => "rejected",
             Action::ExecutionCompleted => "execution_completed",
+            Action::ExecutionClaimed => "execution_claimed",
             Action::Refused => "refused",
         }
     }

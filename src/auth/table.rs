@@ -85,6 +85,10 @@ pub const TABLE: &[(&str, Access)] = &[
         Access::Role(Role::Executor),
     ),
     (
+        "/verdict.v1.DecisionService/ClaimExecution",
+        Access::Role(Role::Executor),
+    ),
+    (
         "/verdict.v1.DecisionService/WatchDecision",
         Access::Role(Role::Viewer),
     ),

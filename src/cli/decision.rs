@@ -238,6 +238,7 @@ pub(crate) async fn run(
             output: text,
         } => {
             let req = pb::CompleteDecisionRequest {
+                lease_id: String::new(),
                 request_id: String::new(),
                 token,
                 success,

@@ -128,6 +128,11 @@ pub struct Preflight {
     pub summary: String,
     #[serde(deserialize_with = "super::timestamp::deserialize")]
     pub checked_at: DateTime<Utc>,
+    /// The object as the dry run saw it (and, for a rollback, the revision
+    /// it chose); compared before the command runs. None for executors
+    /// that cannot tell, and on records from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<super::Observed>,
 }
 
 /// Where the check that an executed command fixed its incident stands.
@@ -221,6 +226,14 @@ pub struct Decision {
     /// commands here, with a verify window); None before and otherwise.
     #[serde(default)]
     pub verification: Option<Verification>,
+    /// What the first attempt to run the command checked and chose,
+    /// written before it ran (see [`super::ExecutionPlan`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<super::ExecutionPlan>,
+    /// The external runner's claim, with the `external` executor (see
+    /// [`super::ExecutionClaim`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<super::ExecutionClaim>,
     /// Request ids of the approvals, rejections and completions applied,
     /// written with them: a retry with one of them changes nothing.
     #[serde(default, skip_serializing_if = "super::AppliedRequests::is_empty")]
@@ -262,6 +275,8 @@ impl Decision {
             approvals_required: 0,
             preflight: None,
             verification: None,
+            plan: None,
+            claim: None,
         }
     }
 

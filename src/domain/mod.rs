@@ -8,6 +8,7 @@ pub mod display;
 pub mod group;
 pub mod ids;
 pub mod incident;
+pub mod observed;
 pub mod principal;
 pub mod proposal;
 pub mod signature;
@@ -23,6 +24,7 @@ pub use display::{DisplayText, TextWarning};
 pub use group::GroupKey;
 pub use ids::{AppliedRequests, IncidentId, K8sName, RequestId, Token};
 pub use incident::{Incident, IncidentStatus, Severity, Signal, SignalStatus};
+pub use observed::{ExecutionClaim, ExecutionPlan, Observed, RollbackTarget};
 pub use principal::{AuthMethod, Principal, Role};
 pub use proposal::{
     CommandVerb, FallbackReason, Proposal, ProposalSource, RemediationCommand, RiskLevel,

@@ -11,20 +11,25 @@
 //!   repeated blindly.
 //! - **scale** = a merge patch of the `scale` subresource (what `kubectl
 //!   scale` sends); idempotent by nature.
-//! - **rollout undo** is refused ([`ExecError::Unsupported`]): a second
-//!   undo goes back one revision further, so it needs the target revision
-//!   recorded at approval before it can run exactly once. Use the
-//!   `external` executor for it until then.
+//! - **rollout undo** (Deployments) = kubectl's algorithm ported in
+//!   [`super::rollback`]: list the ReplicaSets, pick the previous revision,
+//!   "skipped" when its template already matches, else a JSON patch of the
+//!   template and annotations; refused for a paused Deployment. The target
+//!   is chosen by the dry run and carried in [`Run::rollback_to`], so a
+//!   second run skips instead of going back one revision further. A
+//!   StatefulSet's undo (ControllerRevisions) is not ported.
 //!
 //! [`Executor::check`] sends the same requests with `dryRun=All`: the API
 //! server runs admission and RBAC and persists nothing.
 
+use super::rollback;
 use super::{ExecError, Executor, ExecutorSettings, Outcome, Rollout, Run};
 use crate::domain::proposal::WorkloadKind;
-use crate::domain::{CommandVerb, RemediationCommand};
+use crate::domain::{CommandVerb, Observed, RemediationCommand, RollbackTarget};
 use async_trait::async_trait;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::future::Future;
 
@@ -32,10 +37,18 @@ use std::future::Future;
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// Who verdict's writes are recorded as (`managedFields`).
 const FIELD_MANAGER: &str = "verdict";
+/// ReplicaSets asked for per page when listing a Deployment's history.
+const RS_PAGE: u32 = 500;
+/// ReplicaSets read at most for one rollback (`revisionHistoryLimit` is 10
+/// by default; a selector matching more than this is refused, not paged
+/// through without end).
+const RS_MAX: usize = 5_000;
 
 /// Runs commands through the Kubernetes API.
 pub struct KubernetesExecutor {
     client: kube::Client,
+    /// Kept to build an impersonating client per approved command.
+    config: kube::Config,
     settings: ExecutorSettings,
 }
 
@@ -50,8 +63,29 @@ impl KubernetesExecutor {
             }
             None => kube::Config::infer().await?,
         };
-        let client = kube::Client::try_from(config)?;
-        Ok(KubernetesExecutor { client, settings })
+        let client = kube::Client::try_from(config.clone())?;
+        Ok(KubernetesExecutor {
+            client,
+            config,
+            settings,
+        })
+    }
+
+    /// The client a command's writes go through: with `impersonate`, one
+    /// that sends `Impersonate-User: <the approver>` so the cluster's RBAC
+    /// also decides what that person may change (verdict's account then
+    /// needs the `impersonate` verb); else verdict's own. The dry run at
+    /// READY has no approver yet and checks as verdict's own account.
+    fn client_for(&self, run: &Run) -> Result<kube::Client, ExecError> {
+        match (&run.approver, self.settings.impersonate) {
+            (Some(subject), true) => {
+                let mut config = self.config.clone();
+                config.auth_info.impersonate = Some(subject.clone());
+                kube::Client::try_from(config)
+                    .map_err(|e| ExecError::Cluster(format!("impersonating {subject:?}: {e}")))
+            }
+            _ => Ok(self.client.clone()),
+        }
     }
 
     /// Runs one request under the configured timeout, mapping kube's errors.
@@ -85,9 +119,10 @@ impl KubernetesExecutor {
             dry_run,
             ..PatchParams::default()
         };
+        let client = self.client_for(run)?;
         let done = match command.verb {
             CommandVerb::RolloutRestart => {
-                self.restart(command, run, &pp, &target).await?;
+                self.restart(&client, command, run, &pp, &target).await?;
                 "restarted"
             }
             CommandVerb::Scale => {
@@ -96,12 +131,12 @@ impl KubernetesExecutor {
                 let name = command.name.as_str();
                 match command.kind {
                     WorkloadKind::Deployment => {
-                        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                        let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
                         self.call(&target, api.patch_scale(name, &pp, &patch))
                             .await?;
                     }
                     WorkloadKind::StatefulSet => {
-                        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+                        let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
                         self.call(&target, api.patch_scale(name, &pp, &patch))
                             .await?;
                     }
@@ -109,23 +144,178 @@ impl KubernetesExecutor {
                 "scaled"
             }
             CommandVerb::RolloutUndo => {
-                return Err(ExecError::Unsupported(
-                    "rollout undo (it is not idempotent; use the external executor)".into(),
-                ));
+                return self.rollback(&client, command, run, &pp, &target).await;
             }
+        };
+        // The dry run records what it checked, to compare before running.
+        let observed = if dry_run {
+            Some(self.read_observed(command, &target).await?)
+        } else {
+            None
         };
         let summary = if dry_run {
             format!("would succeed: {target} {done} (server dry run)")
         } else {
             format!("{target} {done}")
         };
-        Ok(Outcome { summary })
+        Ok(Outcome { summary, observed })
+    }
+
+    /// The target object's `resourceVersion` and `generation` (one GET).
+    async fn read_observed(
+        &self,
+        command: &RemediationCommand,
+        target: &str,
+    ) -> Result<Observed, ExecError> {
+        let ns = command.namespace.as_str();
+        let name = command.name.as_str();
+        let meta = match command.kind {
+            WorkloadKind::Deployment => {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                self.call(target, api.get(name)).await?.metadata
+            }
+            WorkloadKind::StatefulSet => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+                self.call(target, api.get(name)).await?.metadata
+            }
+        };
+        Ok(observed_of(&meta, None))
+    }
+
+    /// `kubectl rollout undo` of a Deployment ([`super::rollback`]), to
+    /// `run.rollback_to` when the check chose it, else to kubectl's
+    /// previous revision.
+    async fn rollback(
+        &self,
+        client: &kube::Client,
+        command: &RemediationCommand,
+        run: &Run,
+        pp: &PatchParams,
+        target: &str,
+    ) -> Result<Outcome, ExecError> {
+        if command.kind != WorkloadKind::Deployment {
+            return Err(ExecError::Unsupported(
+                "rollout undo of a statefulset (kubectl restores a ControllerRevision; not ported)"
+                    .into(),
+            ));
+        }
+        let ns = command.namespace.as_str();
+        let name = command.name.as_str();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        let deployment = self.call(target, deployments.get(name)).await?;
+        let all = rollback::all_replica_sets(
+            &deployment,
+            self.replica_sets(client, &deployment, ns, target).await?,
+        );
+        let chosen = match &run.rollback_to {
+            Some(t) => all
+                .iter()
+                .find(|rs| rs.metadata.name.as_deref() == Some(t.replica_set.as_str()))
+                .ok_or_else(|| {
+                    ExecError::NotFound(format!(
+                        "replicaset {} (revision {}), the rollback's approved target,",
+                        t.replica_set, t.revision
+                    ))
+                })?,
+            None => rollback::previous_revision(&all).ok_or_else(|| {
+                ExecError::Refused(format!("no rollout history found for deployment {name:?}"))
+            })?,
+        };
+        let revision = rollback::revision(chosen).unwrap_or(0);
+        let observed = observed_of(
+            &deployment.metadata,
+            Some(RollbackTarget {
+                replica_set: chosen.metadata.name.clone().unwrap_or_default(),
+                revision,
+            }),
+        );
+        if deployment.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+            // kubectl: "you cannot rollback a paused deployment; resume it
+            // first with 'kubectl rollout resume' and try again".
+            return Err(ExecError::Refused(format!(
+                "{target} is paused (resume the rollout first)"
+            )));
+        }
+        let current = deployment
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
+        let restored = chosen
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.clone())
+            .unwrap_or_default();
+        let skipped = rollback::equal_ignore_hash(&restored, &current);
+        if !skipped {
+            let patch: json_patch::Patch =
+                serde_json::from_value(rollback::rollback_patch(&deployment, chosen))
+                    .map_err(|e| ExecError::Cluster(format!("{target}: {e}")))?;
+            self.call(
+                target,
+                deployments.patch(name, pp, &Patch::<()>::Json(patch)),
+            )
+            .await?;
+        }
+        let done = if skipped {
+            format!("skipped rollback (current template already matches revision {revision})")
+        } else {
+            format!("rolled back to revision {revision}")
+        };
+        let summary = if pp.dry_run {
+            format!("would succeed: {target} {done} (server dry run)")
+        } else {
+            format!("{target} {done}")
+        };
+        Ok(Outcome {
+            summary,
+            observed: Some(observed),
+        })
+    }
+
+    /// The ReplicaSets matching the Deployment's selector, all pages (at
+    /// most [`RS_MAX`]); [`rollback::all_replica_sets`] keeps the owned ones.
+    async fn replica_sets(
+        &self,
+        client: &kube::Client,
+        deployment: &Deployment,
+        ns: &str,
+        target: &str,
+    ) -> Result<Vec<ReplicaSet>, ExecError> {
+        let selector = deployment
+            .spec
+            .as_ref()
+            .map(|s| s.selector.clone())
+            .unwrap_or_default();
+        let selector = kube::core::Selector::try_from(selector)
+            .map_err(|e| ExecError::Refused(format!("{target}: its selector: {e}")))?;
+        let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+        let mut lp = ListParams::default().labels_from(&selector).limit(RS_PAGE);
+        let mut out = Vec::new();
+        loop {
+            let page = self
+                .call(&format!("replicasets of {target}"), api.list(&lp))
+                .await?;
+            out.extend(page.items);
+            match page.metadata.continue_ {
+                Some(c) if !c.is_empty() => {
+                    if out.len() >= RS_MAX {
+                        return Err(ExecError::Refused(format!(
+                            "{target}: its selector matches more than {RS_MAX} replicasets"
+                        )));
+                    }
+                    lp = lp.continue_token(&c);
+                }
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// `kubectl rollout restart`: refuse a paused Deployment, then patch the
     /// template's restart annotation with the run's stamp.
     async fn restart(
         &self,
+        client: &kube::Client,
         command: &RemediationCommand,
         run: &Run,
         pp: &PatchParams,
@@ -136,7 +326,7 @@ impl KubernetesExecutor {
         let patch = Patch::Strategic(restart_patch(run));
         match command.kind {
             WorkloadKind::Deployment => {
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
                 let current = self.call(target, api.get(name)).await?;
                 if current.spec.as_ref().and_then(|s| s.paused) == Some(true) {
                     // kubectl's wording: "can't restart paused deployment
@@ -148,7 +338,7 @@ impl KubernetesExecutor {
                 self.call(target, api.patch(name, pp, &patch)).await?;
             }
             WorkloadKind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+                let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
                 self.call(target, api.patch(name, pp, &patch)).await?;
             }
         }
@@ -163,6 +353,15 @@ pub fn restart_patch(run: &Run) -> serde_json::Value {
     serde_json::json!({
         "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } }
     })
+}
+
+/// What a check saw of an object.
+fn observed_of(meta: &ObjectMeta, rollback_to: Option<RollbackTarget>) -> Observed {
+    Observed {
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        generation: meta.generation.unwrap_or(0),
+        rollback_to,
+    }
 }
 
 /// `deployment.apps/api -n payments`, as kubectl names its target.
@@ -283,6 +482,17 @@ pub fn statefulset_rollout(s: &StatefulSet) -> Rollout {
 
 #[async_trait]
 impl Executor for KubernetesExecutor {
+    async fn observe(&self, command: &RemediationCommand) -> Result<Option<Observed>, ExecError> {
+        if !self.settings.allows(command.namespace.as_str()) {
+            return Err(ExecError::NamespaceNotAllowed(
+                command.namespace.as_str().to_owned(),
+            ));
+        }
+        self.read_observed(command, &target(command))
+            .await
+            .map(Some)
+    }
+
     async fn rollout(&self, command: &RemediationCommand) -> Result<Rollout, ExecError> {
         let ns = command.namespace.as_str();
         let name = command.name.as_str();
@@ -314,11 +524,11 @@ mod tests {
 
     #[test]
     fn the_restart_patch_is_kubectls_with_the_approval_time() {
-        let run = Run {
-            stamp: chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+        let run = Run::at(
+            chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
                 .map(|t| t.to_utc())
                 .unwrap_or_default(),
-        };
+        );
         assert_eq!(
             restart_patch(&run),
             serde_json::json!({"spec":{"template":{"metadata":{"annotations":{

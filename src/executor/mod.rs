@@ -5,19 +5,23 @@
 //! [`Executor`] only knows *how*. Implementations:
 //!
 //! - [`kubernetes::KubernetesExecutor`]: the Kubernetes API through kube-rs,
-//!   never a shell (restart and scale; `rollout undo` is refused, see its
-//!   module doc).
+//!   never a shell (restart, scale, and `rollout undo` ported from kubectl).
+//! - [`kubectl::KubectlExecutor`]: the `kubectl` binary, for clusters where
+//!   only kubectl is allowed: an argv built from the structured command, no
+//!   shell, a timeout, bounded output.
 //!
 //! The `external` and `dry-run` kinds need no executor: the manager leaves
 //! the decision EXECUTING for an outside runner, or completes it at once.
 //!
-//! Architecture invariant: only this module speaks to a cluster, and only
-//! `kubernetes.rs` knows kube-rs. Every command it runs is built from the
+//! Architecture invariant: only this module speaks to a cluster, only
+//! `kubernetes.rs` knows kube-rs and only `kubectl.rs` starts a process. Every command it runs is built from the
 //! structured [`RemediationCommand`], whose names are validated labels.
 
+pub mod kubectl;
 pub mod kubernetes;
+pub mod rollback;
 
-use crate::domain::RemediationCommand;
+use crate::domain::{Observed, RemediationCommand, RollbackTarget};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -30,6 +34,28 @@ use std::time::Duration;
 pub struct Run {
     /// When the command was approved; the restart annotation's value.
     pub stamp: DateTime<Utc>,
+    /// For a rollback: the revision checked (and approved) to restore.
+    /// None: choose kubectl's "previous revision" now (a dry run does).
+    pub rollback_to: Option<RollbackTarget>,
+    /// An earlier attempt may have run the command already (a replica
+    /// took over). An executor that cannot make a command converge must
+    /// refuse to repeat it rather than run it twice.
+    pub resumed: bool,
+    /// Who approved the command (the principal's subject); None for a dry
+    /// run before approval. Impersonated when `impersonate` is on.
+    pub approver: Option<String>,
+}
+
+impl Run {
+    /// A first run stamped `stamp`, with nothing chosen yet.
+    pub fn at(stamp: DateTime<Utc>) -> Run {
+        Run {
+            stamp,
+            rollback_to: None,
+            resumed: false,
+            approver: None,
+        }
+    }
 }
 
 /// What an executor did (or, for [`Executor::check`], would do).
@@ -38,6 +64,19 @@ pub struct Outcome {
     /// One line for the decision's `output`, e.g. "deployment.apps/api
     /// restarted".
     pub summary: String,
+    /// The object as the check saw it (and a rollback's chosen revision);
+    /// None when the executor cannot tell.
+    pub observed: Option<Observed>,
+}
+
+impl Outcome {
+    /// An outcome with nothing observed.
+    pub fn said(summary: impl Into<String>) -> Outcome {
+        Outcome {
+            summary: summary.into(),
+            observed: None,
+        }
+    }
 }
 
 /// Why a command did not (or would not) run. Each variant says what a
@@ -66,6 +105,11 @@ pub enum ExecError {
     /// The cluster could not be reached or answered with an error.
     #[error("cluster error: {0}")]
     Cluster(String),
+    /// The object changed since its dry run and the re-check before running
+    /// refused the command (or chose another rollback target than the one
+    /// approved). Not run.
+    #[error("{0}")]
+    Changed(String),
 }
 
 /// Where a workload's rollout stands, as `kubectl rollout status` decides.
@@ -86,6 +130,11 @@ pub trait Executor: Send + Sync + 'static {
     /// the command ran, until done, failed or out of time).
     async fn rollout(&self, command: &RemediationCommand) -> Result<Rollout, ExecError>;
 
+    /// The target object's `resourceVersion` and `generation` now (one
+    /// read), to compare with the dry run's before running. None when the
+    /// executor cannot tell.
+    async fn observe(&self, command: &RemediationCommand) -> Result<Option<Observed>, ExecError>;
+
     /// Checks the command against the cluster without changing anything
     /// (a server-side dry run of the exact request).
     async fn check(&self, command: &RemediationCommand, run: &Run) -> Result<Outcome, ExecError>;
@@ -104,6 +153,15 @@ pub struct ExecutorSettings {
     /// A kubeconfig file; None = infer (in-cluster service account, then
     /// `$KUBECONFIG`, then `~/.kube/config`).
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// The `kubectl` executor's binary (looked up in `$PATH` when not a
+    /// path).
+    pub kubectl_path: std::path::PathBuf,
+    /// The `kubectl` executor's kubeconfig context; None = its current one.
+    pub context: Option<String>,
+    /// The `kubernetes` executor sends `Impersonate-User: <approver>` with
+    /// the writes of an approved command, so the cluster's RBAC also
+    /// decides what each approver may change.
+    pub impersonate: bool,
     /// How long an execution lease lasts without renewal; the owner renews
     /// it every third of that. A replica that died is taken over after it.
     pub lease_ttl: Duration,
@@ -122,6 +180,9 @@ impl Default for ExecutorSettings {
         ExecutorSettings {
             namespaces: Vec::new(),
             kubeconfig: None,
+            kubectl_path: "kubectl".into(),
+            context: None,
+            impersonate: false,
             lease_ttl: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
             rollout_timeout: Duration::from_secs(600),

@@ -67,14 +67,18 @@ pub enum ExecutorKind {
     /// The Kubernetes API runs the command (`executor::kubernetes`), under
     /// an execution lease so exactly one replica runs it.
     Kubernetes,
+    /// The `kubectl` binary runs the command (`executor::kubectl`), under
+    /// the same lease.
+    Kubectl,
 }
 
 impl ExecutorKind {
     /// Every kind, for the settings' list of possible values.
-    pub const ALL: [ExecutorKind; 3] = [
+    pub const ALL: [ExecutorKind; 4] = [
         ExecutorKind::External,
         ExecutorKind::DryRun,
         ExecutorKind::Kubernetes,
+        ExecutorKind::Kubectl,
     ];
 
     /// The name used in settings (the same as its serde name).
@@ -83,6 +87,7 @@ impl ExecutorKind {
             ExecutorKind::External => "external",
             ExecutorKind::DryRun => "dry-run",
             ExecutorKind::Kubernetes => "kubernetes",
+            ExecutorKind::Kubectl => "kubectl",
         }
     }
 }
@@ -94,7 +99,9 @@ impl std::str::FromStr for ExecutorKind {
         ExecutorKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("{s:?} is not an executor: external, dry-run or kubernetes"))
+            .ok_or_else(|| {
+                format!("{s:?} is not an executor: external, dry-run, kubernetes or kubectl")
+            })
     }
 }
 
@@ -133,7 +140,7 @@ pub struct DecisionManager {
     expert: Arc<ExpertEngine>,
     analyzer: Arc<dyn Analyzer>,
     pub(super) clock: Arc<dyn Clock>,
-    settings: DecisionSettings,
+    pub(super) settings: DecisionSettings,
     /// Background analyses (calls without `wait`); drained on shutdown.
     pub(super) tasks: TaskTracker,
     pub(super) shutdown: CancellationToken,
@@ -705,7 +712,7 @@ impl DecisionManager {
         }
         match self.settings.executor {
             ExecutorKind::External => Ok(d),
-            ExecutorKind::Kubernetes => {
+            ExecutorKind::Kubernetes | ExecutorKind::Kubectl => {
                 self.spawn_execution(&d);
                 Ok(d)
             }
@@ -796,13 +803,26 @@ impl DecisionManager {
         output: &str,
         request_id: Option<&RequestId>,
     ) -> Result<Decision, ManagerError> {
+        self.complete_at(token, 0, success, output, request_id)
+            .await
+    }
+
+    /// [`Self::complete`] on `expected_version` (0: whatever is current).
+    pub(super) async fn complete_at(
+        &self,
+        token: &Token,
+        expected_version: u64,
+        success: bool,
+        output: &str,
+        request_id: Option<&RequestId>,
+    ) -> Result<Decision, ManagerError> {
         let now = self.clock.now();
         let next = if success {
             DecisionState::Completed
         } else {
             DecisionState::Error
         };
-        self.transition(token, 0, request_id, next, |d| {
+        self.transition(token, expected_version, request_id, next, |d| {
             d.output = output.to_owned();
             d.completed_at = Some(now);
             if !success {

@@ -22,6 +22,11 @@ pub enum ManagerError {
     /// The command's dry run failed: approving it would only fail later.
     #[error("cannot be approved: the dry run failed: {0}")]
     Unapprovable(String),
+    /// An external runner's lease does not allow this: another runner
+    /// holds the execution, or the lease given is not (or no longer) the
+    /// one held.
+    #[error("{0}")]
+    Leased(String),
     /// Kept losing compare-and-set races; the caller may retry.
     #[error("{0} is changing concurrently; retry")]
     Contended(String),
@@ -51,9 +56,9 @@ impl ManagerError {
             ManagerError::Invalid(_) => ErrorCode::BadRequest,
             ManagerError::NotFound(_) => ErrorCode::NotFound,
             ManagerError::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            ManagerError::Transition(_) | ManagerError::Unapprovable(_) => {
-                ErrorCode::FailedPrecondition
-            }
+            ManagerError::Transition(_)
+            | ManagerError::Unapprovable(_)
+            | ManagerError::Leased(_) => ErrorCode::FailedPrecondition,
             ManagerError::Contended(_) => ErrorCode::Aborted,
             ManagerError::NotAllowed(_) => ErrorCode::PermissionDenied,
             ManagerError::ShuttingDown => ErrorCode::Unavailable,

@@ -29,9 +29,9 @@
 //! it only watches the incident until the recorded `until`.
 
 use super::{DecisionManager, ManagerError};
-use crate::domain::Preflight;
 use crate::domain::{
-    Decision, DecisionState, Token, TransitionError, Verification, VerificationState,
+    Decision, DecisionState, ExecutionPlan, Observed, Preflight, RemediationCommand, Token,
+    TransitionError, Verification, VerificationState,
 };
 use crate::executor::{ExecError, Executor, Outcome, Rollout, Run};
 use crate::stats::StatDelta;
@@ -100,12 +100,32 @@ impl Execution {
     }
 }
 
-/// The run of a decision: everything an executor writes derives from it,
-/// so a second attempt sends identical requests.
+/// The run of a decision: everything an executor writes derives from it
+/// (the approval time, the plan's rollback target), so a second attempt
+/// sends identical requests.
 pub fn run_of(d: &Decision) -> Run {
     Run {
         stamp: d.decided_at.unwrap_or(d.updated_at),
+        rollback_to: d
+            .plan
+            .as_ref()
+            .and_then(|p| p.observed.as_ref())
+            .and_then(|o| o.rollback_to.clone()),
+        resumed: false,
+        approver: Some(d.decided_by.clone()).filter(|s| !s.is_empty()),
     }
+}
+
+/// What [`DecisionManager::plan`] decided.
+enum Planned {
+    /// Run the command; the re-check's note (when there was one) goes
+    /// before its output. `resumed`: the plan was recorded by an earlier
+    /// attempt, which may have run the command.
+    Run { note: Option<String>, resumed: bool },
+    /// Do not run it: the decision ends in ERROR with this.
+    Refused(ExecError),
+    /// The decision is no longer EXECUTING.
+    Gone,
 }
 
 /// Runs the command, then waits for the rollout it started to finish as
@@ -122,9 +142,7 @@ async fn run_and_roll_out(
     loop {
         match ex.executor.rollout(command).await? {
             Rollout::Done(msg) => {
-                return Ok(Outcome {
-                    summary: format!("{}; {msg}", done.summary),
-                });
+                return Ok(Outcome::said(format!("{}; {msg}", done.summary)));
             }
             Rollout::Failed(msg) => {
                 return Err(ExecError::RolloutFailed(format!(
@@ -212,17 +230,16 @@ impl DecisionManager {
         if d.state != DecisionState::Ready {
             return Ok(());
         }
-        let run = Run {
-            stamp: self.clock.now(),
-        };
+        let run = Run::at(self.clock.now());
         let result = ex.executor.check(&command, &run).await;
         let preflight = Preflight {
             ok: result.is_ok(),
+            checked_at: self.clock.now(),
+            observed: result.as_ref().ok().and_then(|o| o.observed.clone()),
             summary: match result {
                 Ok(o) => o.summary,
                 Err(e) => e.to_string(),
             },
-            checked_at: self.clock.now(),
         };
         tracing::info!(%token, ok = preflight.ok, summary = %preflight.summary, "dry run");
         for _ in 0..8 {
@@ -329,7 +346,6 @@ impl DecisionManager {
                 .await?;
             return Ok(());
         };
-        let run = run_of(&d);
         let pending = d
             .verification
             .clone()
@@ -341,8 +357,26 @@ impl DecisionManager {
                     self.verify(ex, &d, &d.output, v).await
                 }
                 None => {
-                    tracing::info!(%token, command = %command.render(), "executing");
-                    self.run_then_verify(ex, &d, &command, &run).await
+                    let (note, resumed) = match self.plan(ex, &d, &command).await? {
+                        Planned::Run { note, resumed } => (note, resumed),
+                        Planned::Refused(e) => return Ok(Finish::Failed(e)),
+                        Planned::Gone => return Ok(Finish::Gone),
+                    };
+                    // Read back: the plan is on the record now.
+                    let d = self.load(token).await?;
+                    let run = Run {
+                        resumed,
+                        ..run_of(&d)
+                    };
+                    tracing::info!(%token, command = %command.render(), resumed = run.resumed, "executing");
+                    let finish = self.run_then_verify(ex, &d, &command, &run).await?;
+                    Ok(match (note, finish) {
+                        (Some(n), Finish::Done(s)) => Finish::Done(format!("{n}; {s}")),
+                        (Some(n), Finish::Verified(s, v)) => {
+                            Finish::Verified(format!("{n}; {s}"), v)
+                        }
+                        (_, f) => f,
+                    })
                 }
             }
         };
@@ -389,6 +423,111 @@ impl DecisionManager {
             }
         }
         Ok(())
+    }
+
+    /// Before the first attempt runs the command: compares the object with
+    /// what the dry run saw; a changed one (or one no dry run observed) is
+    /// checked again first, and a failed re-check, or a rollback whose
+    /// target moved, stops it. Then records the plan on the decision, so a
+    /// later attempt (this one crashed) converges on it instead of deciding
+    /// afresh. An attempt that finds a plan recorded goes straight on.
+    async fn plan(
+        &self,
+        ex: &Execution,
+        d: &Decision,
+        command: &RemediationCommand,
+    ) -> Result<Planned, ManagerError> {
+        if let Some(p) = &d.plan {
+            return Ok(Planned::Run {
+                note: p.recheck.clone(),
+                resumed: true,
+            });
+        }
+        let dry: Option<Observed> = d.preflight.as_ref().and_then(|p| p.observed.clone());
+        let now = match ex.executor.observe(command).await {
+            Ok(o) => o,
+            Err(e) => return Ok(Planned::Refused(e)),
+        };
+        let (observed, recheck) = match (&dry, &now) {
+            // The executor cannot tell: run as checked.
+            (_, None) => (dry.clone(), None),
+            (Some(was), Some(is)) if !is.changed_since(was) => (dry.clone(), None),
+            (was, Some(is)) => {
+                let why = match was {
+                    Some(was) => format!(
+                        "changed since its dry run (resourceVersion {} → {}, generation {} → {})",
+                        was.resource_version, is.resource_version, was.generation, is.generation
+                    ),
+                    None => "no dry run was recorded".to_owned(),
+                };
+                let checked = ex.executor.check(command, &Run::at(self.clock.now())).await;
+                tracing::info!(token = %d.token, %why, ok = checked.is_ok(), "re-checked before running");
+                let checked = match checked {
+                    Ok(o) => o,
+                    Err(e) => {
+                        return Ok(Planned::Refused(ExecError::Changed(format!(
+                            "{why}; re-checked: {e}"
+                        ))));
+                    }
+                };
+                let approved = was.as_ref().and_then(|o| o.rollback_to.as_ref());
+                let chosen = checked
+                    .observed
+                    .as_ref()
+                    .and_then(|o| o.rollback_to.as_ref());
+                if let (Some(a), Some(c)) = (approved, chosen)
+                    && a != c
+                {
+                    return Ok(Planned::Refused(ExecError::Changed(format!(
+                        "{why}; the previous revision is now {} ({}), not the approved {} ({}); not run",
+                        c.revision, c.replica_set, a.revision, a.replica_set
+                    ))));
+                }
+                (
+                    checked.observed.clone(),
+                    Some(format!("{why}; re-checked: {}", checked.summary)),
+                )
+            }
+        };
+        let plan = ExecutionPlan {
+            observed,
+            recheck: recheck.clone(),
+            at: self.clock.now(),
+        };
+        for _ in 0..8 {
+            let cur = self.load(&d.token).await?;
+            if cur.state != DecisionState::Executing {
+                return Ok(Planned::Gone);
+            }
+            if let Some(p) = &cur.plan {
+                // Another attempt planned first (it cannot run meanwhile:
+                // this one holds the lease); follow its plan.
+                return Ok(Planned::Run {
+                    note: p.recheck.clone(),
+                    resumed: true,
+                });
+            }
+            let mut next = cur.clone();
+            next.version += 1;
+            next.updated_at = self.clock.now();
+            next.plan = Some(plan.clone());
+            match self
+                .store
+                // Not a decision of anyone's: the completion that follows
+                // carries the statistics and the audit event.
+                .update_decision(cur.version, &next, &StatDelta::none(), None)
+                .await?
+            {
+                Cas::Written => {
+                    return Ok(Planned::Run {
+                        note: recheck,
+                        resumed: false,
+                    });
+                }
+                Cas::Conflict(_) => continue,
+            }
+        }
+        Err(ManagerError::Contended(format!("decision {}", d.token)))
     }
 
     /// Runs the command and waits for its rollout; then, with a verify

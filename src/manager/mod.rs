@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod claim;
 pub mod decisions;
 pub mod error;
 pub mod execution;

@@ -142,6 +142,7 @@ async fn every_mutating_rpc_leaves_exactly_its_events() {
     let completed = added(&log, async {
         s.decisions
             .complete_decision(CompleteDecisionRequest {
+                lease_id: String::new(),
                 request_id: String::new(),
                 token: token.clone(),
                 success: true,

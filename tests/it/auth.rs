@@ -88,7 +88,9 @@ fn need(service: &str, method: &str) -> Option<Need> {
         ("verdict.v1.DecisionService", "ApproveDecision" | "RejectDecision") => {
             Need::Role(Approver)
         }
-        ("verdict.v1.DecisionService", "CompleteDecision") => Need::Role(Executor),
+        ("verdict.v1.DecisionService", "CompleteDecision" | "ClaimExecution") => {
+            Need::Role(Executor)
+        }
         (
             "verdict.v1.DecisionService",
             "GetDecision"

@@ -238,6 +238,7 @@ async fn bad_requests_are_refused_with_field_violations_and_change_nothing() {
     expect_invalid(
         s.decisions
             .complete_decision(CompleteDecisionRequest {
+                lease_id: String::new(),
                 request_id: String::new(),
                 token: "DEC-x".into(),
                 success: true,

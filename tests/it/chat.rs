@@ -303,6 +303,7 @@ async fn the_card_is_edited_on_each_change() {
         .await;
     s.decisions
         .complete_decision(proto::CompleteDecisionRequest {
+            lease_id: String::new(),
             request_id: String::new(),
             token: d.token.clone(),
             success: true,

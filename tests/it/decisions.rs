@@ -24,6 +24,7 @@ fn approve(token: &str, actor: &str, expected_version: u64) -> ApproveDecisionRe
 
 fn complete(token: &str, success: bool) -> CompleteDecisionRequest {
     CompleteDecisionRequest {
+        lease_id: String::new(),
         request_id: String::new(),
         token: token.into(),
         success,

@@ -337,6 +337,7 @@ async fn control_characters_are_refused_in_lines_and_removed_from_prose() {
     let done = s
         .decisions
         .complete_decision(CompleteDecisionRequest {
+            lease_id: String::new(),
             request_id: String::new(),
             token: d.token.clone(),
             success: true,

@@ -71,6 +71,7 @@ async fn approving_twice_with_one_request_id_answers_the_same_and_transitions_on
 
     // Completion: the retry answers the completed decision, once.
     let complete = |rid: &str| CompleteDecisionRequest {
+        lease_id: String::new(),
         token: d.token.clone(),
         success: true,
         output: "ok".into(),

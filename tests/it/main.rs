@@ -16,6 +16,7 @@ mod bad_input;
 #[cfg(feature = "bench")]
 mod bench_smoke;
 mod chat;
+mod claim;
 mod cors;
 mod decisions;
 mod edge_limits;
@@ -27,6 +28,7 @@ mod idempotency;
 mod incidents;
 mod ingest;
 mod ingest_auth;
+mod kubectl;
 mod llm_client;
 mod llm_decisions;
 mod lookup_cost;

@@ -196,6 +196,7 @@ async fn one_card_per_ready_across_two_replicas_updated_on_each_change() {
     );
     b.decisions
         .complete_decision(proto::CompleteDecisionRequest {
+            lease_id: String::new(),
             request_id: String::new(),
             token: d.token.clone(),
             success: true,

@@ -573,6 +573,7 @@ async fn two_replicas_writing_at_once_give_exact_counts() {
                         .is_ok();
                     let completed = d
                         .complete_decision(CompleteDecisionRequest {
+                            lease_id: String::new(),
                             request_id: String::new(),
                             token: dec.token,
                             success: true,
@@ -670,6 +671,7 @@ async fn a_retried_transition_does_not_double_count(config: Config) {
     let e = s.decisions.approve_decision(approve).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     let complete = CompleteDecisionRequest {
+        lease_id: String::new(),
         request_id: String::new(),
         token: d.token.clone(),
         success: false,

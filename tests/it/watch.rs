@@ -78,6 +78,7 @@ async fn approve_and_complete(s: &TestServer, token: &str) {
     .await
     .expect("approve");
     c.complete_decision(CompleteDecisionRequest {
+        lease_id: String::new(),
         request_id: String::new(),
         token: token.into(),
         success: true,

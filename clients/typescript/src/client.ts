@@ -411,8 +411,32 @@ export class VerdictClient {
   }
 
   /** EXECUTING → COMPLETED (`success`) or ERROR, for an external executor. */
-  async completeDecision(token: string, args: { success: boolean; output?: string }, opts?: CallOptions): Promise<Decision> {
-    const request = { token, success: args.success, output: args.output ?? "" };
+  /**
+   * Claims an EXECUTING decision for this runner for `leaseMs` (1 s to
+   * 10 min, default 30 s) so no other runner runs it; claiming again before
+   * it runs out renews it. Pass the returned `leaseId` to
+   * `completeDecision`. Throws FailedPrecondition while another runner holds it.
+   */
+  async claimExecution(
+    token: string,
+    args: { runnerId: string; leaseMs?: number },
+    opts?: CallOptions,
+  ): Promise<{ leaseId: string; expiresAt?: Date; decision: Decision }> {
+    const request = { token, runnerId: args.runnerId, leaseDuration: durationFromMs(args.leaseMs ?? 30_000) };
+    const res = await this.call((o) => this.decisions.claimExecution(request, o), opts);
+    const expiresAt = res.expiresAt
+      ? new Date(Number(res.expiresAt.seconds) * 1000 + Math.floor(res.expiresAt.nanos / 1e6))
+      : undefined;
+    return { leaseId: res.leaseId, expiresAt, decision: res.decision! };
+  }
+
+  /** EXECUTING → COMPLETED or ERROR; once claimed, `leaseId` must be the claim's. */
+  async completeDecision(
+    token: string,
+    args: { success: boolean; output?: string; leaseId?: string },
+    opts?: CallOptions,
+  ): Promise<Decision> {
+    const request = { token, success: args.success, output: args.output ?? "", leaseId: args.leaseId ?? "" };
     const res = await this.call((o) => this.decisions.completeDecision(request, o), opts);
     return res.decision!;
   }

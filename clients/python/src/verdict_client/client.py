@@ -299,16 +299,38 @@ class Client:
         )
         return self._call(self._decisions.RejectDecision, request, deadline).decision
 
+    def claim_execution(
+        self,
+        token: str,
+        *,
+        runner_id: str,
+        lease: req.DurationLike = 30,
+        deadline: float | None = None,
+    ) -> dpb.ClaimExecutionResponse:
+        """Claims an EXECUTING decision for this runner for ``lease`` (seconds
+        or timedelta, 1 s to 10 min), so no other runner runs it; claiming
+        again before it runs out renews it. ``.lease_id`` goes to
+        :meth:`complete_decision`. Raises FailedPrecondition while another
+        runner holds it."""
+        request = dpb.ClaimExecutionRequest(
+            token=token, runner_id=runner_id, lease_duration=req.duration(lease)
+        )
+        return self._call(self._decisions.ClaimExecution, request, deadline)
+
     def complete_decision(
         self,
         token: str,
         *,
         success: bool,
         output: str = "",
+        lease_id: str = "",
         deadline: float | None = None,
     ) -> dpb.Decision:
-        """EXECUTING → COMPLETED (``success``) or ERROR, for an external executor."""
+        """EXECUTING → COMPLETED (``success``) or ERROR, for an external executor.
+        Once the decision was claimed, ``lease_id`` must be the claim's."""
         request = dpb.CompleteDecisionRequest(token=token, success=success, output=output)
+        if lease_id:
+            request.lease_id = lease_id
         return self._call(self._decisions.CompleteDecision, request, deadline).decision
 
     def watch_decision(
