@@ -253,6 +253,14 @@ mod tests {
                     ok: false,
                     summary: "forbidden".into(),
                     checked_at: t(1_780_000_035, 0),
+                    observed: Some(Observed {
+                        resource_version: "4711".into(),
+                        generation: 3,
+                        rollback_to: Some(RollbackTarget {
+                            replica_set: "checkout-5d8f".into(),
+                            revision: 2,
+                        }),
+                    }),
                 }),
                 verification: Some(Verification {
                     state: VerificationState::Failed,
@@ -261,6 +269,20 @@ mod tests {
                     at: t(1_780_000_100, 0),
                 }),
                 applied_requests: applied(),
+                plan: Some(ExecutionPlan {
+                    observed: Some(Observed {
+                        resource_version: "4712".into(),
+                        generation: 4,
+                        rollback_to: None,
+                    }),
+                    recheck: Some("changed since the dry run: would succeed".into()),
+                    at: t(1_780_000_050, 1),
+                }),
+                claim: Some(ExecutionClaim {
+                    runner: "runner-1".into(),
+                    lease_id: "L-1".into(),
+                    until: t(1_780_000_090, 0),
+                }),
                 ..bare.clone()
             };
             vec![bare, full]

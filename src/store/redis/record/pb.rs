@@ -13,9 +13,10 @@ use super::{Record, RecordError};
 use crate::domain::proposal::{ConsensusInfo, Dissent, Refusal, WorkloadKind};
 use crate::domain::{
     AppliedRequests, Approval, AuthMethod, CommandVerb, Decision, DecisionMode, DecisionState,
-    FallbackReason, Incident, IncidentId, IncidentStatus, K8sName, Preflight, Proposal,
-    ProposalSource, RemediationCommand, RequestId, RiskLevel, Severity, Signal, SignalStatus,
-    TextWarning, Token, Verification, VerificationState,
+    ExecutionClaim, ExecutionPlan, FallbackReason, Incident, IncidentId, IncidentStatus, K8sName,
+    Observed, Preflight, Proposal, ProposalSource, RemediationCommand, RequestId, RiskLevel,
+    RollbackTarget, Severity, Signal, SignalStatus, TextWarning, Token, Verification,
+    VerificationState,
 };
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -77,6 +78,48 @@ pub(super) struct DecisionV1 {
     verification: Option<VerificationV1>,
     #[prost(string, repeated, tag = "23")]
     applied_requests: Vec<String>,
+    #[prost(message, optional, tag = "24")]
+    plan: Option<PlanV1>,
+    #[prost(message, optional, tag = "25")]
+    claim: Option<ClaimV1>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct ObservedV1 {
+    #[prost(string, tag = "1")]
+    resource_version: String,
+    #[prost(int64, tag = "2")]
+    generation: i64,
+    #[prost(message, optional, tag = "3")]
+    rollback_to: Option<RollbackTargetV1>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct RollbackTargetV1 {
+    #[prost(string, tag = "1")]
+    replica_set: String,
+    #[prost(int64, tag = "2")]
+    revision: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct PlanV1 {
+    #[prost(message, optional, tag = "1")]
+    observed: Option<ObservedV1>,
+    #[prost(string, optional, tag = "2")]
+    recheck: Option<String>,
+    #[prost(message, optional, tag = "3")]
+    at: Option<Time>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct ClaimV1 {
+    #[prost(string, tag = "1")]
+    runner: String,
+    #[prost(string, tag = "2")]
+    lease_id: String,
+    #[prost(message, optional, tag = "3")]
+    until: Option<Time>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -97,6 +140,8 @@ pub(super) struct PreflightV1 {
     summary: String,
     #[prost(message, optional, tag = "3")]
     checked_at: Option<Time>,
+    #[prost(message, optional, tag = "4")]
+    observed: Option<ObservedV1>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -358,6 +403,8 @@ impl Record for Decision {
             preflight,
             verification,
             applied_requests,
+            plan,
+            claim,
         } = self;
         let m = DecisionV1 {
             token: token.as_str().to_owned(),
@@ -391,6 +438,7 @@ impl Record for Decision {
                 ok: p.ok,
                 summary: p.summary.clone(),
                 checked_at: time(p.checked_at),
+                observed: p.observed.as_ref().map(observed_v1),
             }),
             verification: verification.as_ref().map(|v| VerificationV1 {
                 state: v.state.code(),
@@ -399,6 +447,16 @@ impl Record for Decision {
                 at: time(v.at),
             }),
             applied_requests: applied(applied_requests),
+            plan: plan.as_ref().map(|p| PlanV1 {
+                observed: p.observed.as_ref().map(observed_v1),
+                recheck: p.recheck.clone(),
+                at: time(p.at),
+            }),
+            claim: claim.as_ref().map(|c| ClaimV1 {
+                runner: c.runner.clone(),
+                lease_id: c.lease_id.clone(),
+                until: time(c.until),
+            }),
         };
         m.encode_raw(out);
     }
@@ -447,6 +505,7 @@ impl Record for Decision {
                         ok: p.ok,
                         summary: p.summary,
                         checked_at: read_time("preflight.checked_at", p.checked_at)?,
+                        observed: p.observed.map(read_observed),
                     })
                 })
                 .transpose()?,
@@ -462,7 +521,49 @@ impl Record for Decision {
                 })
                 .transpose()?,
             applied_requests: read_applied("applied_requests", m.applied_requests)?,
+            plan: m
+                .plan
+                .map(|p| {
+                    Ok::<_, RecordError>(ExecutionPlan {
+                        observed: p.observed.map(read_observed),
+                        recheck: p.recheck,
+                        at: read_time("plan.at", p.at)?,
+                    })
+                })
+                .transpose()?,
+            claim: m
+                .claim
+                .map(|c| {
+                    Ok::<_, RecordError>(ExecutionClaim {
+                        runner: c.runner,
+                        lease_id: c.lease_id,
+                        until: read_time("claim.until", c.until)?,
+                    })
+                })
+                .transpose()?,
         })
+    }
+}
+
+fn observed_v1(o: &Observed) -> ObservedV1 {
+    ObservedV1 {
+        resource_version: o.resource_version.clone(),
+        generation: o.generation,
+        rollback_to: o.rollback_to.as_ref().map(|r| RollbackTargetV1 {
+            replica_set: r.replica_set.clone(),
+            revision: r.revision,
+        }),
+    }
+}
+
+fn read_observed(o: ObservedV1) -> Observed {
+    Observed {
+        resource_version: o.resource_version,
+        generation: o.generation,
+        rollback_to: o.rollback_to.map(|r| RollbackTarget {
+            replica_set: r.replica_set,
+            revision: r.revision,
+        }),
     }
 }
 
