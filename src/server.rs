@@ -31,8 +31,10 @@ mod edge;
 mod grpc_status;
 mod incoming;
 mod observe;
+mod reload;
 mod request_timeout;
 mod ui;
+pub use self::reload::Reloader;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,57 +81,6 @@ pub struct Running {
     reloader: Reloader,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-/// Applies a reloaded configuration's authentication and approval policy
-/// to a running server, without a restart.
-#[derive(Clone)]
-pub struct Reloader {
-    auth: Arc<Authenticator>,
-    decisions: Arc<DecisionManager>,
-    /// The LLM answers' safety policy (None without an LLM).
-    safety: Option<crate::engine::policy::Policy>,
-}
-
-impl Reloader {
-    /// Swaps in `config`'s credentials and approval policy, or keeps the
-    /// old ones and says why: a configuration that does not check, or one
-    /// that would turn authentication off (every caller an anonymous
-    /// admin — that takes a restart, where the start rules apply).
-    pub fn reload(&self, config: &Config) -> anyhow::Result<()> {
-        let settings = config.auth_settings();
-        anyhow::ensure!(
-            settings.enabled() || !self.auth.enabled(),
-            "the new configuration has no credentials; a reload cannot turn authentication off (restart for that)"
-        );
-        let policy = config.approval_policy();
-        policy.validate()?;
-        // The safety policy file is read and checked before anything is
-        // swapped, so a bad file changes nothing.
-        let safety = match &self.safety {
-            Some(_) => Some(
-                config
-                    .engine_settings()
-                    .policy()
-                    .map_err(|e| anyhow::anyhow!("policy_file: {e}"))?,
-            ),
-            None => None,
-        };
-        if settings.enabled() {
-            self.auth.reload(&settings).map_err(anyhow::Error::msg)?;
-        }
-        self.decisions.set_approval_policy(policy);
-        if let (Some(current), Some(new)) = (&self.safety, &safety) {
-            current.reload_from(new);
-            tracing::info!(hash = %new.hash(), "safety policy reloaded");
-        }
-        tracing::info!(
-            tokens = settings.tokens.len(),
-            rules = config.approval_rules.len(),
-            "authentication and approval policy reloaded"
-        );
-        Ok(())
-    }
 }
 
 impl Running {
@@ -288,6 +239,11 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         auth: auth.clone(),
         decisions: parts.decisions.clone(),
         safety: parts.safety.clone(),
+        audit: config.audit.then(|| parts.incidents.audit_log()),
+        in_force: Arc::new(std::sync::Mutex::new(reload::Summary::of(
+            &config,
+            parts.safety.as_ref(),
+        ))),
     };
     let app = routes(&config, &parts, health_service, auth)?;
     let app = observe::main_port_route(app, &config, metrics.as_ref());

@@ -66,11 +66,15 @@ pub enum Action {
     ExecutionCompleted,
     /// A mutating call refused (the outcome says with which code).
     Refused,
+    /// The configuration (credentials, approval and safety policy) was
+    /// reloaded — or, with an outcome other than `OK`, a reload was
+    /// refused and the previous configuration stays in force.
+    ConfigReloaded,
 }
 
 impl Action {
     /// Every action, in order.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::IncidentCreated,
         Action::SignalsIngested,
         Action::StatusChanged,
@@ -81,6 +85,7 @@ impl Action {
         Action::Approved,
         Action::ExecutionCompleted,
         Action::Refused,
+        Action::ConfigReloaded,
     ];
 
     /// The action's recorded name.
@@ -96,6 +101,7 @@ impl Action {
             Action::Rejected => "rejected",
             Action::ExecutionCompleted => "execution_completed",
             Action::Refused => "refused",
+            Action::ConfigReloaded => "config_reloaded",
         }
     }
 

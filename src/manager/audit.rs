@@ -154,6 +154,29 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Records an act of verdict's own that belongs to no incident (a
+    /// configuration reload): principal `system`, on the global chain,
+    /// with `outcome` (`OK` or a gRPC code's canonical name).
+    pub async fn system_event(
+        &self,
+        action: Action,
+        rpc: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), ManagerError> {
+        let draft = audit::Draft {
+            context: Context {
+                rpc: rpc.to_owned(),
+                ..Context::system()
+            },
+            outcome: outcome.to_owned(),
+            ..audit::Draft::ok(self.clock.now().timestamp_millis(), action)
+        }
+        .detail(detail);
+        self.store.append_audit(&draft).await?;
+        Ok(())
+    }
+
     /// One page of events matching `filter`, oldest first, after `after`.
     pub async fn list(
         &self,

@@ -136,6 +136,33 @@ impl VerdictProcess {
         .await;
     }
 
+    /// Waits (up to `limit`) until `n` logged lines contain `needle`.
+    pub async fn wait_for_log_count(&self, needle: &str, n: usize, limit: Duration) {
+        let mut lines = self.lines.clone();
+        let what = format!("verdict serve logging {needle:?} {n} times");
+        let count = || {
+            self.logs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count()
+        };
+        within(limit, &what, async {
+            while count() < n {
+                if lines.changed().await.is_err() {
+                    panic!("verdict serve exited: {}", self.logs());
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Its process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A channel to it, once its health service says SERVING (it has
     /// reached Redis): waits on the health `Watch` stream, not by polling.
     pub async fn serving_channel(&self) -> Channel {
