@@ -341,6 +341,12 @@ fn build_parts(
         }
     };
     let webhook_token = config.ingest.webhook_token()?;
+    // One trail per replica: its refusal counts are shared by every caller.
+    let audit = crate::manager::AuditLog::with_limits(
+        store.clone(),
+        clock.clone(),
+        config.audit_refusal_limits(),
+    );
     let mut decisions = DecisionManager::new(
         store.clone(),
         expert,
@@ -348,7 +354,8 @@ fn build_parts(
         clock.clone(),
         config.decision_settings(),
         background.shutdown().clone(),
-    );
+    )
+    .with_audit_log(audit.clone());
     if let Some(executor) = executor {
         decisions = decisions.with_executor(executor, &config.executor_settings());
     }
@@ -375,7 +382,9 @@ fn build_parts(
         IngestSettings::from(&config.ingest),
     ));
     Ok(Parts {
-        incidents: Arc::new(IncidentManager::new(store.clone(), clock.clone())),
+        incidents: Arc::new(
+            IncidentManager::new(store.clone(), clock.clone()).with_audit_log(audit.clone()),
+        ),
         stats: Arc::new(StatsManager::new(
             store.clone(),
             clock.clone(),
@@ -444,6 +453,15 @@ async fn start_background(
         )
         .await?;
     background.spawn("change feed", feed);
+    if config.audit {
+        background.spawn(
+            "refusal summaries",
+            parts
+                .incidents
+                .audit_log()
+                .summarise_refusals(background.shutdown().clone()),
+        );
+    }
     if let Some(n) = &parts.notifier {
         let stop = background.shutdown();
         background.spawn("chat card queue", n.clone().run_pusher(stop.clone()));

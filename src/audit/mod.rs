@@ -22,6 +22,7 @@
 //! forged.
 
 mod context;
+pub mod refusals;
 mod verify;
 
 pub use self::context::{Context, scope};
@@ -70,11 +71,14 @@ pub enum Action {
     /// reloaded — or, with an outcome other than `OK`, a reload was
     /// refused and the previous configuration stays in force.
     ConfigReloaded,
+    /// Refusals counted rather than recorded one by one (a flood from one
+    /// peer, see [`refusals`]): the detail says how many, from where.
+    RefusalsSummarized,
 }
 
 impl Action {
     /// Every action, in order.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::IncidentCreated,
         Action::SignalsIngested,
         Action::StatusChanged,
@@ -86,6 +90,7 @@ impl Action {
         Action::ExecutionCompleted,
         Action::Refused,
         Action::ConfigReloaded,
+        Action::RefusalsSummarized,
     ];
 
     /// The action's recorded name.
@@ -102,6 +107,7 @@ impl Action {
             Action::ExecutionCompleted => "execution_completed",
             Action::Refused => "refused",
             Action::ConfigReloaded => "config_reloaded",
+            Action::RefusalsSummarized => "refusals_summarized",
         }
     }
 

@@ -234,6 +234,7 @@ impl MemoryStore {
         if let (Some(signer), Some(draft)) = (&self.signer, draft) {
             g.audit.append(signer, draft, self.retention.audit);
             self.audit_appended.send_modify(|n| *n = n.wrapping_add(1));
+            crate::metrics::audit_event_written(&draft.outcome);
         }
     }
 

@@ -144,3 +144,180 @@ async fn reloads_applied_and_refused_are_recorded_without_secrets() {
         .expect("verify");
     assert!(report.is_whole(), "{report:?}");
 }
+
+/// `count` in a summary's detail ("990 more refusals …").
+fn summarised(e: &Event) -> u64 {
+    e.detail
+        .split_once(" more refusals")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a summary: {}", e.detail))
+}
+
+/// A CreateIncident with `bearer` (a mutating call: its refusal is
+/// recorded), answered with the gRPC code.
+async fn create_as(channel: &tonic::transport::Channel, bearer: &str) -> tonic::Code {
+    use verdict::proto::incident_service_client::IncidentServiceClient;
+    let mut req = tonic::Request::new(crate::common::IncidentBuilder::new().request());
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {bearer}").parse().expect("ascii"),
+    );
+    match IncidentServiceClient::new(channel.clone())
+        .create_incident(req)
+        .await
+    {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_tokens_leaves_a_bounded_trail_and_a_summary_with_the_count() {
+    use futures::StreamExt;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("verdict.toml");
+    let (ops_token, ops) =
+        token::generate("ops", [Role::Admin].into_iter().collect()).expect("token");
+    std::fs::write(
+        &path,
+        format!(
+            "[[auth_tokens]]\nsubject = \"ops\"\nroles = [\"admin\"]\nsha256 = {:?}\n",
+            ops.sha256
+        ),
+    )
+    .expect("write config");
+    let path_arg = path.to_str().expect("utf-8 path");
+    // The default burst (10) and window (1 minute): the flood fits in one
+    // window; its summary is written at the graceful shutdown.
+    let v = VerdictProcess::start(&["--config", path_arg, "--redis-url", &redis.url()], &[]).await;
+    let channel = v.serving_channel().await;
+
+    const CALLS: usize = 1000;
+    let codes: Vec<tonic::Code> = futures::stream::iter(0..CALLS)
+        .map(|i| {
+            let channel = channel.clone();
+            async move { create_as(&channel, &format!("vdt_{i:064x}")).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(codes.iter().all(|c| *c == tonic::Code::Unauthenticated));
+    // A known principal is unaffected by the flood from its address.
+    assert_eq!(create_as(&channel, &ops_token).await, tonic::Code::Ok);
+
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/metrics", v.addr))
+        .bearer_auth(&ops_token)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let sample = |name: &str, labels: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{labels} ")))
+            .and_then(|l| l.rsplit_once(' '))
+            .map(|(_, v)| v.parse().expect("a number"))
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        sample(
+            "verdict_auth_refusals_total",
+            "{reason=\"bad_credentials\",code=\"UNAUTHENTICATED\"}"
+        ),
+        CALLS as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample("verdict_audit_refusals_counted_total", ""),
+        (CALLS - 10) as f64
+    );
+    assert_eq!(
+        sample(
+            "verdict_audit_events_total",
+            "{outcome=\"UNAUTHENTICATED\"}"
+        ),
+        10.0
+    );
+    assert!(sample("verdict_audit_events_total", "{outcome=\"OK\"}") >= 1.0);
+    assert_eq!(sample("verdict_audit_write_failures_total", ""), 0.0);
+
+    assert!(v.terminate(), "a graceful shutdown");
+    let log = trail(&redis);
+    let refused = events_of(&log, Action::Refused).await;
+    assert_eq!(refused.len(), 10, "the burst, one by one");
+    assert!(refused.iter().all(|e| e.outcome == "UNAUTHENTICATED"));
+    let summaries = events_of(&log, Action::RefusalsSummarized).await;
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summarised(&summaries[0]), (CALLS - 10) as u64);
+    assert_eq!(summaries[0].peer, "127.0.0.1");
+    assert_eq!(summaries[0].outcome, "UNAUTHENTICATED");
+    let report = log
+        .verify(Signer::new(DEVELOPMENT_KEY), None)
+        .await
+        .expect("verify");
+    assert!(report.is_whole(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_is_written_when_its_window_closes() {
+    use futures::StreamExt;
+    use verdict::audit::Position;
+    let redis = RedisServer::start();
+    let (_, ops) = token::generate("ops", [Role::Admin].into_iter().collect()).expect("token");
+    let config = verdict::config::Config {
+        auth_tokens: vec![ops],
+        audit_refusal_burst: 2,
+        audit_refusal_window: Duration::from_secs(1),
+        ..crate::common::config(Some(&redis))
+    };
+    let s = crate::common::TestServer::start(config).await;
+    let log = trail(&redis);
+    let filter = AuditFilter {
+        action: Some(Action::RefusalsSummarized),
+        ..Default::default()
+    };
+    let mut summaries = log
+        .watch(
+            filter,
+            Some(Position::default()),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("watch");
+    let channel = tonic::transport::Channel::from_shared(s.http_base())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    const CALLS: u64 = 7;
+    for i in 0..CALLS {
+        let code = create_as(&channel, &format!("vdt_{i:064x}")).await;
+        assert_eq!(code, tonic::Code::Unauthenticated);
+    }
+    // Written by the server's own task once each window has closed: no
+    // shutdown, no further refusal needed. (On a slow machine the calls
+    // may span two windows: then two summaries, two bursts.)
+    let mut counted = 0;
+    let mut windows = 0;
+    loop {
+        let recorded = events_of(&log, Action::Refused).await.len() as u64;
+        if recorded + counted == CALLS {
+            assert!(
+                windows >= 1 && recorded <= 2 * windows.max(1) + 2,
+                "{recorded} {windows}"
+            );
+            break;
+        }
+        let (_, e) = crate::common::within(LIMIT, "a summary", summaries.next())
+            .await
+            .expect("a summary")
+            .expect("watch");
+        counted += summarised(&e);
+        windows += 1;
+    }
+    assert!(counted > 0);
+}

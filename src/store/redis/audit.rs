@@ -108,12 +108,23 @@ impl RedisStore {
         call: impl Fn(&[String]) -> ScriptInvocation<'s>,
     ) -> Result<Vec<Value>, StoreError> {
         let mut attempt = Attempt::default();
+        let audited = draft.is_some() && self.audit.signer.is_some();
         loop {
             let sealed = self.seal(draft, attempt.head.take());
             let invocation = call(&sealed.args);
-            let reply: Vec<Value> = self.run(async |c| invocation.invoke_async(c).await).await?;
-            if let Some(reply) = self.settle_audit(draft, sealed, reply, &mut attempt)? {
-                return Ok(reply);
+            let settled = match self.run(async |c| invocation.invoke_async(c).await).await {
+                Ok(reply) => self.settle_audit(draft, sealed, reply, &mut attempt),
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(e) => {
+                    if audited {
+                        crate::metrics::audit_write_failed();
+                    }
+                    return Err(e);
+                }
             }
         }
     }
@@ -146,6 +157,9 @@ impl RedisStore {
             None => {
                 if let (Some((chain, next)), Some(Value::Int(1))) = (sealed.chain, reply.first()) {
                     self.audit.heads().put(chain, next);
+                    if let Some(d) = draft {
+                        crate::metrics::audit_event_written(&d.outcome);
+                    }
                 }
                 Ok(Some(reply))
             }
@@ -161,14 +175,20 @@ impl RedisStore {
         let mut attempt = Attempt::default();
         loop {
             let sealed = self.seal(Some(draft), attempt.head.take());
-            let reply: Vec<Value> = self
+            let settled = match self
                 .run(async |c| script.arg(&sealed.args).arg(0).invoke_async(c).await)
-                .await?;
-            if self
-                .settle_audit(Some(draft), sealed, reply, &mut attempt)?
-                .is_some()
+                .await
             {
-                return Ok(());
+                Ok(reply) => self.settle_audit(Some(draft), sealed, reply, &mut attempt),
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {}
+                Err(e) => {
+                    crate::metrics::audit_write_failed();
+                    return Err(e);
+                }
             }
         }
     }

@@ -192,6 +192,21 @@ impl VerdictProcess {
         channel
     }
 
+    /// SIGTERM (a graceful shutdown: drain, background work stopped),
+    /// then reap; whether it exited successfully. Needs a multi-threaded
+    /// runtime (the wait blocks this worker, bounded by the server's own
+    /// shutdown grace).
+    pub fn terminate(mut self) -> bool {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "kill -TERM");
+        tokio::task::block_in_place(|| self.child.wait())
+            .expect("reaped")
+            .success()
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
