@@ -280,10 +280,20 @@ impl AuditLog {
             }),
             _ => None,
         };
+        // An incident's (or a token's) events are read through that
+        // chain's index, never by scanning the whole trail.
+        let chain = self.chain_of(filter).await?;
         let mut out = AuditPage::default();
         let mut budget = page * SCAN_FACTOR;
         while budget > 0 && out.events.len() < page {
-            let batch = self.store.audit_events(cursor, page.min(budget)).await?;
+            let batch = match &chain {
+                Some(c) => {
+                    self.store
+                        .audit_chain_events(c, cursor, page.min(budget))
+                        .await?
+                }
+                None => self.store.audit_events(cursor, page.min(budget)).await?,
+            };
             let short = batch.len() < page.min(budget);
             budget = budget.saturating_sub(batch.len());
             for (pos, e) in batch {
@@ -304,6 +314,27 @@ impl AuditLog {
         }
         out.next = cursor;
         Ok(out)
+    }
+
+    /// The one chain a listing can read instead of the whole trail: the
+    /// incident's, or for a token its decision's incident's (one read);
+    /// a token no decision has (a refusal naming a made-up token) is in
+    /// the chain of events with no incident. None: no such filter.
+    async fn chain_of(&self, filter: &AuditFilter) -> Result<Option<String>, ManagerError> {
+        if let Some(i) = &filter.incident {
+            return Ok(Some(i.clone()));
+        }
+        let Some(t) = &filter.token else {
+            return Ok(None);
+        };
+        let decision = match Token::parse(t) {
+            Ok(token) => self.store.get_decision(&token).await?,
+            Err(_) => None,
+        };
+        Ok(Some(match decision {
+            Some(d) => d.incident_id.to_string(),
+            None => audit::GLOBAL_CHAIN.to_owned(),
+        }))
     }
 
     /// Every event matching `filter` appended after `after`, oldest first,

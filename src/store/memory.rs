@@ -56,6 +56,9 @@ const AUDIT_EVENTS: usize = 100_000;
 struct AuditLog {
     heads: HashMap<String, audit::Head>,
     events: VecDeque<(Position, audit::Event)>,
+    /// Each chain's positions in `events`, oldest first: the index a
+    /// listing by incident reads (as `verdict:{INC}:audit:ids` in Redis).
+    chains: HashMap<String, VecDeque<Position>>,
     last: Position,
 }
 
@@ -69,14 +72,47 @@ impl AuditLog {
         };
         let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
         self.last = self.last.next(now);
+        self.chains
+            .entry(event.chain.clone())
+            .or_default()
+            .push_back(self.last);
         self.events.push_back((self.last, event));
         let oldest = now.saturating_sub(retention.as_millis() as u64);
         while let Some((p, _)) = self.events.front() {
             if p.ms >= oldest && self.events.len() <= AUDIT_EVENTS {
                 break;
             }
-            self.events.pop_front();
+            if let Some((_, e)) = self.events.pop_front()
+                && let Some(chain) = self.chains.get_mut(&e.chain)
+            {
+                // The oldest event of the trail is its chain's oldest.
+                chain.pop_front();
+                if chain.is_empty() {
+                    self.chains.remove(&e.chain);
+                }
+            }
         }
+    }
+
+    /// Up to `limit` events of `chain` after `after`, through its index.
+    fn chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Vec<(Position, audit::Event)> {
+        let Some(index) = self.chains.get(chain) else {
+            return Vec::new();
+        };
+        let start = after.map_or(0, |a| index.partition_point(|p| *p <= a));
+        index
+            .range(start..)
+            .take(limit)
+            .filter_map(|p| {
+                let i = self.events.binary_search_by_key(p, |(q, _)| *q).ok()?;
+                self.events.get(i).cloned()
+            })
+            .collect()
     }
 }
 
@@ -452,6 +488,15 @@ impl Store for MemoryStore {
             None => 0,
         };
         Ok(events.range(start..).take(limit).cloned().collect())
+    }
+
+    async fn audit_chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError> {
+        Ok(self.lock().audit.chain_events(chain, after, limit))
     }
 
     async fn newest_audit_position(&self) -> Result<Position, StoreError> {

@@ -203,6 +203,17 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
     /// deleted from its end.
     async fn audit_head(&self, chain: &str) -> Result<audit::Head, StoreError>;
 
+    /// Up to `limit` events of one chain (an incident id, or
+    /// `audit::GLOBAL_CHAIN`) after `after`, oldest first, read through
+    /// the chain's index: the cost follows that chain's events, not the
+    /// whole trail. Positions are the same as [`Self::audit_events`]'.
+    async fn audit_chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError>;
+
     /// The position of the newest kept audit event (`0-0` when there is
     /// none): a watch that starts "now" starts after it.
     async fn newest_audit_position(&self) -> Result<Position, StoreError>;

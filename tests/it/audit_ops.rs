@@ -321,3 +321,132 @@ async fn a_summary_is_written_when_its_window_closes() {
     }
     assert!(counted > 0);
 }
+
+/// A store on `redis` sealing with the development key.
+fn store(redis: &RedisServer) -> Arc<dyn Store> {
+    Arc::new(
+        RedisStore::new(
+            &redis.url(),
+            PoolConfig {
+                size: 4,
+                wait: Duration::from_secs(2),
+                ..Default::default()
+            },
+            Retention::default(),
+        )
+        .expect("store")
+        .with_audit(Signer::new(DEVELOPMENT_KEY)),
+    )
+}
+
+fn status_event(incident: &str) -> verdict::audit::Draft {
+    verdict::audit::Draft::ok(chrono::Utc::now().timestamp_millis(), Action::StatusChanged)
+        .incident(incident)
+        .detail("status RESOLVED")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_an_incident_reads_its_chain_not_the_trail_and_pages_stay_exact() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let log = AuditLog::new(store.clone(), Arc::new(SystemClock));
+    // INC-B's three events among 3000 of INC-A's.
+    for i in 0..3000 {
+        if i % 1000 == 0 {
+            store
+                .append_audit(&status_event("INC-B"))
+                .await
+                .expect("append");
+        }
+        store
+            .append_audit(&status_event("INC-A"))
+            .await
+            .expect("append");
+    }
+    let by = |incident: &str| AuditFilter {
+        incident: Some(incident.into()),
+        ..Default::default()
+    };
+    // One page of ten holds all of B: a scan of the whole trail with its
+    // per-page budget (ten times the page) would have come back short,
+    // with a cursor, after reading 100 of A's events.
+    let page = log.list(&by("INC-B"), None, 10).await.expect("list");
+    let seqs: Vec<u64> = page.events.iter().map(|(_, e)| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert!(page.next.is_none(), "the end of B's chain");
+    assert!(page.events.iter().all(|(_, e)| e.chain == "INC-B"));
+
+    // Paging A while A keeps growing: every event once, in order.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..500 {
+                store
+                    .append_audit(&status_event("INC-A"))
+                    .await
+                    .expect("append");
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    let mut after = None;
+    for round in 0.. {
+        assert!(
+            round < 100_000,
+            "paging never reached the writer's last event"
+        );
+        let page = log.list(&by("INC-A"), after, 97).await.expect("list");
+        seen.extend(page.events.iter().map(|(_, e)| e.seq));
+        match page.next {
+            Some(n) => after = Some(n),
+            None if seen.len() >= 3500 => break,
+            // Caught up with the writer: the cursor is the last event seen.
+            None => after = page.events.last().map(|(p, _)| *p).or(after),
+        }
+    }
+    writer.await.expect("writer");
+    assert_eq!(seen, (1..=3500).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn listing_by_token_finds_the_decisions_events_through_its_incident() {
+    use verdict::proto::ApproveDecisionRequest;
+    let redis = RedisServer::start();
+    let mut s = crate::common::TestServer::start(crate::common::config(Some(&redis))).await;
+    let id = crate::common::create_incident(&mut s, "PodCrashLooping").await;
+    let d = crate::common::decide(&mut s, &id).await;
+    s.decisions
+        .approve_decision(ApproveDecisionRequest {
+            token: d.token.clone(),
+            actor: "bob".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("approve");
+    let log = trail(&redis);
+    let filter = AuditFilter {
+        token: Some(d.token.clone()),
+        ..Default::default()
+    };
+    let page = log.list(&filter, None, 100).await.expect("list");
+    let actions: Vec<Action> = page.events.iter().map(|(_, e)| e.action).collect();
+    assert!(actions.contains(&Action::DecisionIssued), "{actions:?}");
+    assert!(actions.contains(&Action::Approved), "{actions:?}");
+    assert!(
+        page.events
+            .iter()
+            .all(|(_, e)| e.token.as_deref() == Some(&*d.token))
+    );
+    // A made-up token: nothing, and no error.
+    let none = AuditFilter {
+        token: Some("DEC-00000000000000000000000000".into()),
+        ..Default::default()
+    };
+    assert!(
+        log.list(&none, None, 100)
+            .await
+            .expect("list")
+            .events
+            .is_empty()
+    );
+}

@@ -199,10 +199,7 @@ impl RedisStore {
         after: Option<Position>,
         limit: usize,
     ) -> Result<Vec<(Position, audit::Event)>, StoreError> {
-        let start = match after {
-            Some(p) => format!("({p}"),
-            None => "-".to_owned(),
-        };
+        let start = start_after(after);
         let entries: Vec<(String, Vec<(String, String)>)> = self
             .run(async |c| {
                 redis::cmd("XRANGE")
@@ -215,17 +212,32 @@ impl RedisStore {
                     .await
             })
             .await?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (id, fields) in entries {
-            let pos = Position::parse(&id)
-                .ok_or_else(|| StoreError::corrupt(keys::AUDIT_STREAM, format!("id {id}")))?;
-            // An entry without an event (not written by verdict) is left
-            // for `verify` to notice as a gap in its chain.
-            if let Some((_, json)) = fields.iter().find(|(f, _)| f == "e") {
-                out.push((pos, decode(keys::AUDIT_STREAM, json)?));
-            }
-        }
-        Ok(out)
+        entries_to_events(entries)
+    }
+
+    /// [`crate::store::Store::audit_chain_events`]: one script reading the
+    /// chain's index and each of its events (`lua/audit_chain.lua`).
+    pub(super) async fn read_chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError> {
+        let start = start_after(after);
+        let index = keys::audit_index(chain);
+        let script = &self.scripts.audit_chain;
+        let entries: Vec<(String, Vec<(String, String)>)> = self
+            .run(async |c| {
+                script
+                    .key(&index)
+                    .key(keys::AUDIT_STREAM)
+                    .arg(&start)
+                    .arg(limit)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        entries_to_events(entries)
     }
 
     /// [`crate::store::Store::audit_head`].
@@ -246,6 +258,31 @@ impl RedisStore {
             hash: hash.unwrap_or_default(),
         })
     }
+}
+
+/// The XRANGE start just after `after` (from the oldest when None).
+fn start_after(after: Option<Position>) -> String {
+    match after {
+        Some(p) => format!("({p}"),
+        None => "-".to_owned(),
+    }
+}
+
+/// Stream entries as positioned events. An entry without an event (not
+/// written by verdict, or trimmed from the trail while still indexed) is
+/// skipped: `verify` notices a gap in its chain.
+fn entries_to_events(
+    entries: Vec<(String, Vec<(String, String)>)>,
+) -> Result<Vec<(Position, audit::Event)>, StoreError> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (id, fields) in entries {
+        let pos = Position::parse(&id)
+            .ok_or_else(|| StoreError::corrupt(keys::AUDIT_STREAM, format!("id {id}")))?;
+        if let Some((_, json)) = fields.iter().find(|(f, _)| f == "e") {
+            out.push((pos, decode(keys::AUDIT_STREAM, json)?));
+        }
+    }
+    Ok(out)
 }
 
 /// The head in a `{2, seq, hash}` reply, if that is what it is.

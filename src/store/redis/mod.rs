@@ -496,6 +496,15 @@ impl Store for RedisStore {
         self.read_events(after, limit).await
     }
 
+    async fn audit_chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit_trail::Event)>, StoreError> {
+        self.read_chain_events(chain, after, limit).await
+    }
+
     async fn audit_head(&self, chain: &str) -> Result<audit_trail::Head, StoreError> {
         self.read_head(chain).await
     }
