@@ -134,6 +134,11 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_AUDIT_REFUSAL_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub audit_refusal_window: Option<Duration>,
+    /// Also write every audit event this replica appends as one JSON line
+    /// to `stdout` or to the file at this path (reopened on SIGHUP).
+    /// Unset: the trail in Redis only.
+    #[arg(long, env = "VERDICT_AUDIT_SINK", value_name = "stdout|FILE")]
+    pub audit_sink: Option<String>,
     /// TOML file of expert rules. When unset: the five built-in rules.
     #[arg(long, env = "VERDICT_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
@@ -630,6 +635,7 @@ pub struct Config {
     pub audit_refusal_burst: u32,
     #[serde(with = "duration")]
     pub audit_refusal_window: Duration,
+    pub audit_sink: Option<String>,
     pub rules_file: Option<PathBuf>,
     pub policy_file: Option<PathBuf>,
     pub max_replicas: u32,
@@ -757,6 +763,7 @@ impl Default for Config {
             audit_retention: retention.audit,
             audit_refusal_burst: refusals.burst,
             audit_refusal_window: refusals.window,
+            audit_sink: None,
             rules_file: None,
             policy_file: None,
             max_replicas: 50,
@@ -1040,6 +1047,12 @@ impl Config {
             (Duration::from_millis(100)..=Duration::from_secs(3600))
                 .contains(&self.audit_refusal_window),
             "audit_refusal_window must be between 100ms and 1h"
+        );
+        ensure!(
+            self.audit_sink
+                .as_deref()
+                .is_none_or(|s| !s.trim().is_empty()),
+            "audit_sink must be `stdout` or a file path"
         );
         ensure!(
             !self.llm_api_key_env.is_empty()

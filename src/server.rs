@@ -27,6 +27,7 @@ use crate::proto::stats_service_server::StatsServiceServer;
 use crate::store::{MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
+mod audit_sink;
 mod edge;
 mod grpc_status;
 mod incoming;
@@ -121,6 +122,14 @@ impl Running {
 
 /// Builds the store the config asks for.
 pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    build_store_with(config, None)
+}
+
+/// [`build_store`], handing appended audit events to `sink` too.
+fn build_store_with(
+    config: &Config,
+    sink: Option<crate::store::AuditSink>,
+) -> anyhow::Result<Arc<dyn Store>> {
     let retention = Retention {
         decisions: config.history_retention,
         stats: config.stats_retention,
@@ -132,7 +141,10 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         tracing::warn!(
             "=== IN-MEMORY STORE: nothing is persisted and replicas do not share state; use --redis-url in production ==="
         );
-        let store = MemoryStore::new(retention);
+        let mut store = MemoryStore::new(retention);
+        if let Some(sink) = sink {
+            store = store.with_audit_sink(sink);
+        }
         return Ok(Arc::new(match signer {
             Some(s) => store.with_audit(s),
             None => store,
@@ -149,6 +161,10 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         },
         retention,
     )?;
+    let store = match sink {
+        Some(sink) => store.with_audit_sink(sink),
+        None => store,
+    };
     Ok(Arc::new(match signer {
         Some(s) => store.with_audit(s),
         None => store,
@@ -226,7 +242,8 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     // Before anything records: handles taken earlier would record nowhere.
     let metrics = observe::install(&config)?;
     let executor = build_executor(&config).await?;
-    let parts = build_parts(&config, overrides, executor, &background)?;
+    let (sink, sink_reopen) = start_audit_sink(&config, &background).await?;
+    let parts = build_parts(&config, overrides, executor, &background, sink)?;
     start_background(&config, &parts, &background).await?;
     observe::start(&config, metrics.as_ref(), &parts.hub, &background).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -244,6 +261,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
             &config,
             parts.safety.as_ref(),
         ))),
+        sink_reopen,
     };
     let app = routes(&config, &parts, health_service, auth)?;
     let app = observe::main_port_route(app, &config, metrics.as_ref());
@@ -319,14 +337,45 @@ async fn build_executor(config: &Config) -> anyhow::Result<Option<Arc<dyn Execut
     })
 }
 
+/// The JSON-lines audit sink, when `audit_sink` is set (and auditing is
+/// on): opened now, so a path that cannot be written stops the start;
+/// its writer runs in the background. Returns the sink for the store and
+/// what reopens it (on reload).
+async fn start_audit_sink(
+    config: &Config,
+    background: &Background,
+) -> anyhow::Result<(
+    Option<crate::store::AuditSink>,
+    Option<tokio::sync::mpsc::Sender<audit_sink::Reopen>>,
+)> {
+    let (true, Some(target)) = (config.audit, config.audit_sink.as_deref()) else {
+        return Ok((None, None));
+    };
+    let target = audit_sink::Target::parse(target);
+    let first = target
+        .open()
+        .await
+        .with_context(|| format!("audit_sink: cannot open {target:?}"))?;
+    let (sink, lines) = crate::store::AuditSink::channel();
+    // One reopen at a time is plenty: reloads are rare.
+    let (reopen, reopens) = tokio::sync::mpsc::channel(1);
+    tracing::info!(?target, "audit sink on");
+    background.spawn(
+        "audit sink",
+        audit_sink::run(target, first, lines, reopens, background.shutdown().clone()),
+    );
+    Ok((Some(sink), Some(reopen)))
+}
+
 /// Store, engines and managers.
 fn build_parts(
     config: &Config,
     overrides: Overrides,
     executor: Option<Arc<dyn Executor>>,
     background: &Background,
+    sink: Option<crate::store::AuditSink>,
 ) -> anyhow::Result<Parts> {
-    let store = build_store(config)?;
+    let store = build_store_with(config, sink)?;
     let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let expert = Arc::new(match &config.rules_file {
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,

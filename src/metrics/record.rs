@@ -56,6 +56,8 @@ pub const AUDIT_EVENTS: &str = "verdict_audit_events_total";
 pub const AUDIT_WRITE_FAILURES: &str = "verdict_audit_write_failures_total";
 /// Refusals counted into a summary instead of recorded one by one.
 pub const AUDIT_REFUSALS_COUNTED: &str = "verdict_audit_refusals_counted_total";
+/// Audit events the JSON-lines sink dropped (its queue full or stopped).
+pub const AUDIT_SINK_DROPPED: &str = "verdict_audit_sink_dropped_total";
 
 pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
@@ -73,6 +75,10 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         AUDIT_REFUSALS_COUNTED,
         "Refusals counted into a summary event instead of recorded one by one",
+    ),
+    (
+        AUDIT_SINK_DROPPED,
+        "Audit events the JSON-lines sink dropped (queue full or writer stopped)",
     ),
     (
         GRPC_REQUESTS,
@@ -288,6 +294,11 @@ pub fn audit_event_written(outcome: &str) {
 /// An audit event could not be appended.
 pub fn audit_write_failed() {
     counter!(AUDIT_WRITE_FAILURES).increment(1);
+}
+
+/// The JSON-lines sink dropped an event (the trail still holds it).
+pub fn audit_sink_dropped() {
+    counter!(AUDIT_SINK_DROPPED).increment(1);
 }
 
 /// A refusal was counted into a summary rather than recorded alone.

@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 /// The RPC field of a reload's audit event (no RPC: verdict's own act).
 const RELOAD_RPC: &str = "reload";
 
+/// How long a reload waits for the audit sink to reopen its file.
+const SINK_REOPEN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Outcome of a refused reload: the new configuration did not check.
 const REFUSED: &str = "INVALID_ARGUMENT";
 
@@ -37,6 +40,9 @@ pub struct Reloader {
     pub(super) audit: Option<AuditLog>,
     /// What the configuration in force holds, to say what a reload changed.
     pub(super) in_force: Arc<Mutex<Summary>>,
+    /// Reopens the audit sink's file (logrotate sends SIGHUP after moving
+    /// it); None without a sink.
+    pub(super) sink_reopen: Option<tokio::sync::mpsc::Sender<super::audit_sink::Reopen>>,
 }
 
 /// What a configuration holds that a reload swaps, as the audit trail
@@ -117,6 +123,15 @@ impl Reloader {
         loaded: anyhow::Result<Config>,
         trigger: &str,
     ) -> anyhow::Result<()> {
+        // First, so this reload's own event goes to the new file.
+        if let Some(reopen) = &self.sink_reopen {
+            let (done, reopened) = tokio::sync::oneshot::channel();
+            if reopen.send_timeout(done, SINK_REOPEN).await.is_err()
+                || tokio::time::timeout(SINK_REOPEN, reopened).await.is_err()
+            {
+                tracing::warn!("audit sink: not reopened in time");
+            }
+        }
         let prepared = loaded.and_then(|c| self.check(&c).map(|p| (c, p)));
         let (config, safety) = match prepared {
             Ok(p) => p,

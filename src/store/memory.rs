@@ -63,7 +63,12 @@ struct AuditLog {
 }
 
 impl AuditLog {
-    fn append(&mut self, signer: &Signer, draft: &audit::Draft, retention: std::time::Duration) {
+    fn append(
+        &mut self,
+        signer: &Signer,
+        draft: &audit::Draft,
+        retention: std::time::Duration,
+    ) -> audit::Event {
         let head = self.heads.entry(draft.chain().to_owned()).or_default();
         let event = signer.seal(draft, head);
         *head = audit::Head {
@@ -76,7 +81,7 @@ impl AuditLog {
             .entry(event.chain.clone())
             .or_default()
             .push_back(self.last);
-        self.events.push_back((self.last, event));
+        self.events.push_back((self.last, event.clone()));
         let oldest = now.saturating_sub(retention.as_millis() as u64);
         while let Some((p, _)) = self.events.front() {
             if p.ms >= oldest && self.events.len() <= AUDIT_EVENTS {
@@ -92,6 +97,7 @@ impl AuditLog {
                 }
             }
         }
+        event
     }
 
     /// Up to `limit` events of `chain` after `after`, through its index.
@@ -239,6 +245,8 @@ pub struct MemoryStore {
     pub(super) notify: Mutex<super::memory_notify::NotifyState>,
     /// Seals audit events; None = auditing off.
     signer: Option<Signer>,
+    /// Where appended events also go, if anywhere.
+    sink: Option<crate::store::AuditSink>,
     /// Counts audit appends, to wake audit watchers.
     audit_appended: tokio::sync::watch::Sender<u64>,
 }
@@ -255,6 +263,7 @@ impl MemoryStore {
             )),
             notify: Mutex::default(),
             signer: None,
+            sink: None,
             audit_appended: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -265,10 +274,19 @@ impl MemoryStore {
         self
     }
 
+    /// The same store, also handing each event it appends to `sink`.
+    pub fn with_audit_sink(mut self, sink: crate::store::AuditSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
     /// Appends `draft` (called with the data lock held, beside the write).
     fn audit(&self, g: &mut Inner, draft: Option<&audit::Draft>) {
         if let (Some(signer), Some(draft)) = (&self.signer, draft) {
-            g.audit.append(signer, draft, self.retention.audit);
+            let event = g.audit.append(signer, draft, self.retention.audit);
+            if let Some(sink) = &self.sink {
+                sink.offer(crate::store::encode(&event));
+            }
             self.audit_appended.send_modify(|n| *n = n.wrapping_add(1));
             crate::metrics::audit_event_written(&draft.outcome);
         }

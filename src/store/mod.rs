@@ -25,6 +25,7 @@ pub mod memory;
 mod memory_notify;
 pub mod notify;
 pub mod redis;
+mod sink;
 
 use crate::audit::{self, Position};
 use crate::domain::{
@@ -45,6 +46,7 @@ pub use self::error::{BoxError, Outage, StoreError};
 pub use self::memory::MemoryStore;
 pub use self::notify::{Claim, NotifyStore};
 pub use self::redis::RedisStore;
+pub use self::sink::{AuditSink, SINK_QUEUE};
 
 /// One audit watcher's means of waiting for new events, opened by
 /// [`AuditTail::new`] and handed back on each

@@ -450,3 +450,85 @@ async fn listing_by_token_finds_the_decisions_events_through_its_incident() {
             .is_empty()
     );
 }
+
+/// The events in a JSON-lines file, in order.
+fn lines_of(path: &std::path::Path) -> Vec<Event> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_sink_gets_exactly_the_events_and_reopens_on_reload() {
+    use verdict::proto::ApproveDecisionRequest;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let config = verdict::config::Config {
+        audit_sink: Some(path.to_str().expect("utf-8").to_owned()),
+        ..crate::common::config(Some(&redis))
+    };
+    let mut s = crate::common::TestServer::start(config.clone()).await;
+    let id = crate::common::create_incident(&mut s, "PodCrashLooping").await;
+    let d = crate::common::decide(&mut s, &id).await;
+
+    // logrotate: move the file away, then reload (SIGHUP in `serve`).
+    let rotated = dir.path().join("audit.jsonl.1");
+    let running = s.running.take().expect("running");
+    s.decisions
+        .approve_decision(ApproveDecisionRequest {
+            token: d.token.clone(),
+            actor: "bob".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("approve");
+    std::fs::rename(&path, &rotated).expect("rotate");
+    running
+        .reloader()
+        .reload(Ok(config), "test")
+        .await
+        .expect("reload");
+    let _ = s
+        .decisions
+        .approve_decision(ApproveDecisionRequest {
+            token: d.token.clone(),
+            actor: "eve".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("approved already: refused");
+    running.shutdown().await.expect("shutdown");
+
+    let trail_events: Vec<Event> = {
+        let page = trail(&redis)
+            .list(&AuditFilter::default(), None, 1000)
+            .await
+            .expect("list");
+        page.events.into_iter().map(|(_, e)| e).collect()
+    };
+    let (old, new) = (lines_of(&rotated), lines_of(&path));
+    assert!(
+        old.iter().any(|e| e.action == Action::Approved),
+        "before the rotation: {old:?}"
+    );
+    assert!(
+        new.iter()
+            .any(|e| e.action == Action::ConfigReloaded && e.outcome == "OK"),
+        "the reload's own event, after the reopen: {new:?}"
+    );
+    assert!(
+        new.iter()
+            .any(|e| e.action == Action::Refused && e.actor == "eve"),
+        "after the reopen: {new:?}"
+    );
+    // Exactly the trail: nothing missing, nothing twice, same content.
+    let mut sunk: Vec<Event> = old.into_iter().chain(new).collect();
+    let mut stored = trail_events;
+    let key = |e: &Event| (e.chain.clone(), e.seq);
+    sunk.sort_by_key(key);
+    stored.sort_by_key(key);
+    assert_eq!(sunk, stored);
+}

@@ -29,6 +29,8 @@ pub(super) const HEAD_CACHE_ENTRIES: NonZeroUsize = NonZeroUsize::new(10_000).ex
 /// last head seen of recently written chains.
 pub(super) struct AuditState {
     pub signer: Option<Signer>,
+    /// Where this replica's appended events also go, if anywhere.
+    pub sink: Option<crate::store::AuditSink>,
     pub heads: Mutex<LruCache<String, Head>>,
 }
 
@@ -36,6 +38,7 @@ impl AuditState {
     pub fn new() -> Self {
         AuditState {
             signer: None,
+            sink: None,
             heads: Mutex::new(LruCache::new(HEAD_CACHE_ENTRIES)),
         }
     }
@@ -159,6 +162,9 @@ impl RedisStore {
                     self.audit.heads().put(chain, next);
                     if let Some(d) = draft {
                         crate::metrics::audit_event_written(&d.outcome);
+                    }
+                    if let (Some(sink), Some(json)) = (&self.audit.sink, sealed.args.get(3)) {
+                        sink.offer(json.clone());
                     }
                 }
                 Ok(Some(reply))

@@ -86,6 +86,12 @@ impl RedisStore {
         self
     }
 
+    /// The same store, also handing each event it appends to `sink`.
+    pub fn with_audit_sink(mut self, sink: crate::store::AuditSink) -> Self {
+        self.audit.sink = Some(sink);
+        self
+    }
+
     fn retention_ms(&self) -> u64 {
         self.retention.decisions.as_millis() as u64
     }
