@@ -124,6 +124,21 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_AUDIT_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub audit_retention: Option<Duration>,
+    /// Refusals of unauthenticated callers recorded one by one per peer IP
+    /// and code per `audit_refusal_window`; the rest are counted and
+    /// recorded as one summary event. Known principals (PERMISSION_DENIED,
+    /// FAILED_PRECONDITION) get ten times as many. 0: record every one.
+    #[arg(long, env = "VERDICT_AUDIT_REFUSAL_BURST", value_name = "N")]
+    pub audit_refusal_burst: Option<u32>,
+    /// The window `audit_refusal_burst` counts in (100ms to 1h).
+    #[arg(long, env = "VERDICT_AUDIT_REFUSAL_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub audit_refusal_window: Option<Duration>,
+    /// Also write every audit event this replica appends as one JSON line
+    /// to `stdout` or to the file at this path (reopened on SIGHUP).
+    /// Unset: the trail in Redis only.
+    #[arg(long, env = "VERDICT_AUDIT_SINK", value_name = "stdout|FILE")]
+    pub audit_sink: Option<String>,
     /// TOML file of expert rules. When unset: the five built-in rules.
     #[arg(long, env = "VERDICT_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
@@ -628,6 +643,10 @@ pub struct Config {
     pub audit_key_env: String,
     #[serde(with = "duration")]
     pub audit_retention: Duration,
+    pub audit_refusal_burst: u32,
+    #[serde(with = "duration")]
+    pub audit_refusal_window: Duration,
+    pub audit_sink: Option<String>,
     pub rules_file: Option<PathBuf>,
     pub policy_file: Option<PathBuf>,
     pub max_replicas: u32,
@@ -737,6 +756,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         let retention = Retention::default();
+        let refusals = crate::manager::RefusalLimits::default();
         let retry = RetrySettings::default();
         let consensus = ConsensusSettings::default();
         let executor = ExecutorSettings::default();
@@ -755,6 +775,9 @@ impl Default for Config {
             audit: true,
             audit_key_env: "VERDICT_AUDIT_KEY".into(),
             audit_retention: retention.audit,
+            audit_refusal_burst: refusals.burst,
+            audit_refusal_window: refusals.window,
+            audit_sink: None,
             rules_file: None,
             policy_file: None,
             max_replicas: 50,
@@ -1038,6 +1061,17 @@ impl Config {
             "audit_retention must be between 1 day and 10 years"
         );
         ensure!(
+            (Duration::from_millis(100)..=Duration::from_secs(3600))
+                .contains(&self.audit_refusal_window),
+            "audit_refusal_window must be between 100ms and 1h"
+        );
+        ensure!(
+            self.audit_sink
+                .as_deref()
+                .is_none_or(|s| !s.trim().is_empty()),
+            "audit_sink must be `stdout` or a file path"
+        );
+        ensure!(
             !self.llm_api_key_env.is_empty()
                 && self
                     .llm_api_key_env
@@ -1120,6 +1154,14 @@ impl Config {
             },
             breaker_threshold: self.llm_breaker_threshold,
             breaker_cooldown: self.llm_breaker_cooldown,
+        }
+    }
+
+    /// How many refusals are recorded one by one (`audit::refusals`).
+    pub fn audit_refusal_limits(&self) -> crate::manager::RefusalLimits {
+        crate::manager::RefusalLimits {
+            burst: self.audit_refusal_burst,
+            window: self.audit_refusal_window,
         }
     }
 

@@ -96,7 +96,12 @@ async fn reload_on_change(args: &ServeArgs, reloader: &verdict::server::Reloader
         #[cfg(not(unix))]
         let signalled = std::future::pending::<()>();
         let why = tokio::select! {
-            () = signalled => "SIGHUP",
+            () = signalled => {
+                // The file as it is now is what this reload reads: the
+                // next check must not reload (and record) it again.
+                seen = modified();
+                "SIGHUP"
+            }
             _ = tick.tick() => {
                 let now = modified();
                 if now == seen {
@@ -106,7 +111,11 @@ async fn reload_on_change(args: &ServeArgs, reloader: &verdict::server::Reloader
                 "config file changed"
             }
         };
-        match Config::load(args).and_then(|c| reloader.reload(&c)) {
+        let trigger = match &args.config {
+            Some(path) => format!("{why} ({})", path.display()),
+            None => why.to_owned(),
+        };
+        match reloader.reload(Config::load(args), &trigger).await {
             Ok(()) => tracing::info!(trigger = why, "configuration reloaded"),
             Err(e) => tracing::error!(
                 trigger = why,

@@ -29,13 +29,16 @@ use crate::proto::stats_service_server::StatsServiceServer;
 use crate::store::{Change, MemoryStore, RedisStore, Retention, Store};
 use crate::watch::{Hub, WatchContext};
 
+mod audit_sink;
 mod edge;
 mod grpc_status;
 mod grpc_web_only;
 mod incoming;
 mod observe;
+mod reload;
 mod request_timeout;
 mod ui;
+pub use self::reload::Reloader;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,57 +92,6 @@ pub struct Running {
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// Applies a reloaded configuration's authentication and approval policy
-/// to a running server, without a restart.
-#[derive(Clone)]
-pub struct Reloader {
-    auth: Arc<Authenticator>,
-    decisions: Arc<DecisionManager>,
-    /// The LLM answers' safety policy (None without an LLM).
-    safety: Option<crate::engine::policy::Policy>,
-}
-
-impl Reloader {
-    /// Swaps in `config`'s credentials and approval policy, or keeps the
-    /// old ones and says why: a configuration that does not check, or one
-    /// that would turn authentication off (every caller an anonymous
-    /// admin — that takes a restart, where the start rules apply).
-    pub fn reload(&self, config: &Config) -> anyhow::Result<()> {
-        let settings = config.auth_settings();
-        anyhow::ensure!(
-            settings.enabled() || !self.auth.enabled(),
-            "the new configuration has no credentials; a reload cannot turn authentication off (restart for that)"
-        );
-        let policy = config.approval_policy();
-        policy.validate()?;
-        // The safety policy file is read and checked before anything is
-        // swapped, so a bad file changes nothing.
-        let safety = match &self.safety {
-            Some(_) => Some(
-                config
-                    .engine_settings()
-                    .policy()
-                    .map_err(|e| anyhow::anyhow!("policy_file: {e}"))?,
-            ),
-            None => None,
-        };
-        if settings.enabled() {
-            self.auth.reload(&settings).map_err(anyhow::Error::msg)?;
-        }
-        self.decisions.set_approval_policy(policy);
-        if let (Some(current), Some(new)) = (&self.safety, &safety) {
-            current.reload_from(new);
-            tracing::info!(hash = %new.hash(), "safety policy reloaded");
-        }
-        tracing::info!(
-            tokens = settings.tokens.len(),
-            rules = config.approval_rules.len(),
-            "authentication and approval policy reloaded"
-        );
-        Ok(())
-    }
-}
-
 impl Running {
     /// What reloads this server's authentication and approval policy.
     pub fn reloader(&self) -> Reloader {
@@ -180,6 +132,15 @@ impl Running {
 /// notifier is configured), every decision change also enqueues its card's
 /// update in the same atomic write.
 pub fn build_store(config: &Config, chat_outbox: bool) -> anyhow::Result<Arc<dyn Store>> {
+    build_store_with(config, chat_outbox, None)
+}
+
+/// [`build_store`], handing appended audit events to `sink` too.
+fn build_store_with(
+    config: &Config,
+    chat_outbox: bool,
+    sink: Option<crate::store::AuditSink>,
+) -> anyhow::Result<Arc<dyn Store>> {
     let retention = Retention {
         decisions: config.history_retention,
         stats: config.stats_retention,
@@ -194,6 +155,9 @@ pub fn build_store(config: &Config, chat_outbox: bool) -> anyhow::Result<Arc<dyn
         let mut store = MemoryStore::new(retention);
         if chat_outbox {
             store = store.with_chat_outbox();
+        }
+        if let Some(sink) = sink {
+            store = store.with_audit_sink(sink);
         }
         return Ok(Arc::new(match signer {
             Some(s) => store.with_audit(s),
@@ -213,6 +177,9 @@ pub fn build_store(config: &Config, chat_outbox: bool) -> anyhow::Result<Arc<dyn
     )?;
     if chat_outbox {
         store = store.with_chat_outbox();
+    }
+    if let Some(sink) = sink {
+        store = store.with_audit_sink(sink);
     }
     Ok(Arc::new(match signer {
         Some(s) => store.with_audit(s),
@@ -291,7 +258,8 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     // Before anything records: handles taken earlier would record nowhere.
     let metrics = observe::install(&config)?;
     let executor = build_executor(&config).await?;
-    let parts = build_parts(&config, overrides, executor, &background)?;
+    let (sink, sink_reopen) = start_audit_sink(&config, &background).await?;
+    let parts = build_parts(&config, overrides, executor, &background, sink)?;
     start_background(&config, &parts, &background).await?;
     observe::start(&config, metrics.as_ref(), &parts.hub, &background).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -304,6 +272,12 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         auth: auth.clone(),
         decisions: parts.decisions.clone(),
         safety: parts.safety.clone(),
+        audit: config.audit.then(|| parts.incidents.audit_log()),
+        in_force: Arc::new(std::sync::Mutex::new(reload::Summary::of(
+            &config,
+            parts.safety.as_ref(),
+        ))),
+        sink_reopen,
     };
     let app = routes(&config, &parts, health_service, auth)?;
     let app = observe::main_port_route(app, &config, metrics.as_ref());
@@ -382,19 +356,50 @@ async fn build_executor(config: &Config) -> anyhow::Result<Option<Arc<dyn Execut
     })
 }
 
+/// The JSON-lines audit sink, when `audit_sink` is set (and auditing is
+/// on): opened now, so a path that cannot be written stops the start;
+/// its writer runs in the background. Returns the sink for the store and
+/// what reopens it (on reload).
+async fn start_audit_sink(
+    config: &Config,
+    background: &Background,
+) -> anyhow::Result<(
+    Option<crate::store::AuditSink>,
+    Option<tokio::sync::mpsc::Sender<audit_sink::Reopen>>,
+)> {
+    let (true, Some(target)) = (config.audit, config.audit_sink.as_deref()) else {
+        return Ok((None, None));
+    };
+    let target = audit_sink::Target::parse(target);
+    let first = target
+        .open()
+        .await
+        .with_context(|| format!("audit_sink: cannot open {target:?}"))?;
+    let (sink, lines) = crate::store::AuditSink::channel();
+    // One reopen at a time is plenty: reloads are rare.
+    let (reopen, reopens) = tokio::sync::mpsc::channel(1);
+    tracing::info!(?target, "audit sink on");
+    background.spawn(
+        "audit sink",
+        audit_sink::run(target, first, lines, reopens, background.shutdown().clone()),
+    );
+    Ok((Some(sink), Some(reopen)))
+}
+
 /// Store, engines and managers.
 fn build_parts(
     config: &Config,
     overrides: Overrides,
     executor: Option<Arc<dyn Executor>>,
     background: &Background,
+    sink: Option<crate::store::AuditSink>,
 ) -> anyhow::Result<Parts> {
     let notify = match overrides.notify {
         Some(n) => n,
         None => config.notify_settings()?,
     };
     let notifier_idle = overrides.notifier_idle;
-    let store = build_store(config, notify.enabled())?;
+    let store = build_store_with(config, notify.enabled(), sink)?;
     let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let expert = Arc::new(match &config.rules_file {
         Some(path) => ExpertEngine::from_file(path, config.max_replicas)?,
@@ -409,6 +414,12 @@ fn build_parts(
         }
     };
     let webhook_token = config.ingest.webhook_token()?;
+    // One trail per replica: its refusal counts are shared by every caller.
+    let audit = crate::manager::AuditLog::with_limits(
+        store.clone(),
+        clock.clone(),
+        config.audit_refusal_limits(),
+    );
     let mut decisions = DecisionManager::new(
         store.clone(),
         expert,
@@ -416,7 +427,8 @@ fn build_parts(
         clock.clone(),
         config.decision_settings(),
         background.shutdown().clone(),
-    );
+    )
+    .with_audit_log(audit.clone());
     if let Some(executor) = executor {
         decisions = decisions.with_executor(executor, &config.executor_settings());
     }
@@ -439,7 +451,9 @@ fn build_parts(
         IngestSettings::from(&config.ingest),
     ));
     Ok(Parts {
-        incidents: Arc::new(IncidentManager::new(store.clone(), clock.clone())),
+        incidents: Arc::new(
+            IncidentManager::new(store.clone(), clock.clone()).with_audit_log(audit.clone()),
+        ),
         stats: Arc::new(StatsManager::new(
             store.clone(),
             clock.clone(),
@@ -512,6 +526,15 @@ async fn start_background(
         )
         .await?;
     background.spawn("change feed", feed);
+    if config.audit {
+        background.spawn(
+            "refusal summaries",
+            parts
+                .incidents
+                .audit_log()
+                .summarise_refusals(background.shutdown().clone()),
+        );
+    }
     if let Some(n) = parts.notifier.as_ref().filter(|_| !parts.notifier_idle) {
         let stop = background.shutdown();
         background.spawn("chat card outbox", n.clone().run_outbox(stop.clone()));

@@ -22,6 +22,7 @@
 //! forged.
 
 mod context;
+pub mod refusals;
 mod verify;
 
 pub use self::context::{Context, scope};
@@ -68,11 +69,18 @@ pub enum Action {
     ExecutionClaimed,
     /// A mutating call refused (the outcome says with which code).
     Refused,
+    /// The configuration (credentials, approval and safety policy) was
+    /// reloaded — or, with an outcome other than `OK`, a reload was
+    /// refused and the previous configuration stays in force.
+    ConfigReloaded,
+    /// Refusals counted rather than recorded one by one (a flood from one
+    /// peer, see [`refusals`]): the detail says how many, from where.
+    RefusalsSummarized,
 }
 
 impl Action {
     /// Every action, in order.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 13] = [
         Action::IncidentCreated,
         Action::SignalsIngested,
         Action::StatusChanged,
@@ -84,6 +92,8 @@ impl Action {
         Action::ExecutionCompleted,
         Action::ExecutionClaimed,
         Action::Refused,
+        Action::ConfigReloaded,
+        Action::RefusalsSummarized,
     ];
 
     /// The action's recorded name.
@@ -100,6 +110,8 @@ impl Action {
             Action::ExecutionCompleted => "execution_completed",
             Action::ExecutionClaimed => "execution_claimed",
             Action::Refused => "refused",
+            Action::ConfigReloaded => "config_reloaded",
+            Action::RefusalsSummarized => "refusals_summarized",
         }
     }
 

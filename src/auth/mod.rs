@@ -79,6 +79,20 @@ impl AuthError {
             AuthError::Forbidden { .. } => ErrorCode::PermissionDenied,
         }
     }
+
+    /// Why, as a metric label (a fixed set): `no_credentials`,
+    /// `malformed`, `bad_credentials` (unknown, revoked, expired, badly
+    /// signed) or `missing_role`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Unauthenticated(NO_CREDENTIALS) | AuthError::AnyPrincipal => {
+                "no_credentials"
+            }
+            AuthError::Unauthenticated(MALFORMED) => "malformed",
+            AuthError::Unauthenticated(_) => "bad_credentials",
+            AuthError::Forbidden { .. } => "missing_role",
+        }
+    }
 }
 
 const NO_CREDENTIALS: &str = "authentication required: send `authorization: Bearer <token>` (verdict --token, VERDICT_TOKEN)";

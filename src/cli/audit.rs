@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 pub enum AuditCommand {
     /// Events, oldest first: who did what, when, from which version.
     ///
-    /// Example: verdict audit list --token DEC-… --action approved
+    /// Example: verdict audit list --decision DEC-… --action approved
     List(ListArgs),
     /// Follows events as they are appended (runs until interrupted, or
     /// until --limit events), reconnecting and resuming after a dropped
@@ -41,8 +41,10 @@ pub struct ListArgs {
     /// Only this incident's events.
     #[arg(long, value_name = "INC-…")]
     incident: Option<String>,
-    /// Only this decision's events.
-    #[arg(long, value_name = "DEC-…")]
+    /// Only this decision's events. (`--decision`, not `--token`: that is
+    /// the bearer token every subcommand takes, also from VERDICT_TOKEN,
+    /// which would silently become this filter.)
+    #[arg(long = "decision", id = "decision", value_name = "DEC-…")]
     token: Option<String>,
     /// Only this principal's events.
     #[arg(long, value_name = "SUBJECT")]

@@ -82,7 +82,7 @@ pub enum ClientCommand {
     Stats(stats::StatsCommand),
     /// The audit trail: list events, verify the hash chains.
     ///
-    /// Example: verdict audit list --token DEC-… --action approved
+    /// Example: verdict audit list --decision DEC-… --action approved
     #[command(subcommand)]
     Audit(audit::AuditCommand),
 }

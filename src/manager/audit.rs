@@ -4,6 +4,7 @@
 //! changes need nothing here: their events travel with the writes (see
 //! `store/`), built by the managers that make them.
 
+use crate::audit::refusals::{Admit, RefusalLimiter, RefusalLimits, Summary};
 use crate::audit::{self, Action, Context, Event, Position, Signer, Verifier, VerifyReport};
 use crate::clock::Clock;
 use crate::domain::{Principal, Token};
@@ -11,7 +12,7 @@ use crate::error_code::ErrorCode;
 use crate::manager::ManagerError;
 use crate::store::{AuditTail, Store, StoreError};
 use futures::stream::BoxStream;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -92,16 +93,91 @@ pub struct AuditPage {
     pub next: Option<Position>,
 }
 
-/// The audit trail over a store. Cheap to clone.
+/// The audit trail over a store. Cheap to clone; clones share the
+/// refusal counts, so a replica holds one (`server.rs` builds it once and
+/// hands it to the managers).
 #[derive(Clone)]
 pub struct AuditLog {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Refusals per peer: which are recorded one by one, which only
+    /// counted (`audit::refusals`). Locked for a map update only.
+    refusals: Arc<Mutex<RefusalLimiter>>,
+    limits: RefusalLimits,
 }
 
 impl AuditLog {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        AuditLog { store, clock }
+        Self::with_limits(store, clock, RefusalLimits::default())
+    }
+
+    /// A trail that records refusals within `limits` (see
+    /// `audit::refusals`).
+    pub fn with_limits(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        limits: RefusalLimits,
+    ) -> Self {
+        AuditLog {
+            store,
+            clock,
+            refusals: Arc::new(Mutex::new(RefusalLimiter::new(limits))),
+            limits,
+        }
+    }
+
+    fn limiter(&self) -> std::sync::MutexGuard<'_, RefusalLimiter> {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now().timestamp_millis().max(0) as u64
+    }
+
+    /// Writes the summary events of refusals counted but not recorded.
+    async fn summarise(&self, due: Vec<Summary>) -> Result<(), ManagerError> {
+        for s in due {
+            let draft = audit::Draft {
+                context: Context {
+                    peer: s.peer.clone(),
+                    ..Context::system()
+                },
+                outcome: s.code.clone(),
+                ..audit::Draft::ok(self.now_ms() as i64, Action::RefusalsSummarized)
+            }
+            .detail(s.detail());
+            self.store.append_audit(&draft).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the summaries of refusal windows as they close, until
+    /// `shutdown`; then every count still open (so a flood that ends with
+    /// the process is still counted). The replica's one owner of the
+    /// summaries; a failed write is logged and its count lost (the
+    /// refusals changed nothing).
+    pub async fn summarise_refusals(self, shutdown: CancellationToken) {
+        if self.limits.burst == 0 {
+            return;
+        }
+        // A summary is written within a quarter window of its close.
+        let every =
+            (self.limits.window / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let due = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.limiter().due(self.now_ms()),
+            };
+            if let Err(e) = self.summarise(due).await {
+                tracing::error!(error = %e, "could not record a summary of refusals");
+            }
+        }
+        let rest = self.limiter().drain();
+        if let Err(e) = self.summarise(rest).await {
+            tracing::error!(error = %e, "could not record a summary of refusals at shutdown");
+        }
     }
 
     /// Records a refused mutating call: who (`principal`), which call
@@ -136,6 +212,16 @@ impl AuditLog {
             rpc: rpc.to_owned(),
             ..Context::current()
         };
+        // Unknown callers get the burst; known principals ten times it.
+        let known = code != "UNAUTHENTICATED";
+        let (admit, due) = self
+            .limiter()
+            .admit(self.now_ms(), &context.peer, code, known);
+        self.summarise(due).await?;
+        if admit == Admit::Count {
+            crate::metrics::refusal_counted();
+            return Ok(());
+        }
         let mut draft = audit::Draft {
             context,
             outcome: code.to_owned(),
@@ -151,6 +237,29 @@ impl AuditLog {
         }
         self.store.append_audit(&draft).await?;
         tracing::info!(rpc, code, subject = %principal.subject, "refusal recorded");
+        Ok(())
+    }
+
+    /// Records an act of verdict's own that belongs to no incident (a
+    /// configuration reload): principal `system`, on the global chain,
+    /// with `outcome` (`OK` or a gRPC code's canonical name).
+    pub async fn system_event(
+        &self,
+        action: Action,
+        rpc: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), ManagerError> {
+        let draft = audit::Draft {
+            context: Context {
+                rpc: rpc.to_owned(),
+                ..Context::system()
+            },
+            outcome: outcome.to_owned(),
+            ..audit::Draft::ok(self.clock.now().timestamp_millis(), action)
+        }
+        .detail(detail);
+        self.store.append_audit(&draft).await?;
         Ok(())
     }
 
@@ -171,10 +280,20 @@ impl AuditLog {
             }),
             _ => None,
         };
+        // An incident's (or a token's) events are read through that
+        // chain's index, never by scanning the whole trail.
+        let chain = self.chain_of(filter).await?;
         let mut out = AuditPage::default();
         let mut budget = page * SCAN_FACTOR;
         while budget > 0 && out.events.len() < page {
-            let batch = self.store.audit_events(cursor, page.min(budget)).await?;
+            let batch = match &chain {
+                Some(c) => {
+                    self.store
+                        .audit_chain_events(c, cursor, page.min(budget))
+                        .await?
+                }
+                None => self.store.audit_events(cursor, page.min(budget)).await?,
+            };
             let short = batch.len() < page.min(budget);
             budget = budget.saturating_sub(batch.len());
             for (pos, e) in batch {
@@ -195,6 +314,27 @@ impl AuditLog {
         }
         out.next = cursor;
         Ok(out)
+    }
+
+    /// The one chain a listing can read instead of the whole trail: the
+    /// incident's, or for a token its decision's incident's (one read);
+    /// a token no decision has (a refusal naming a made-up token) is in
+    /// the chain of events with no incident. None: no such filter.
+    async fn chain_of(&self, filter: &AuditFilter) -> Result<Option<String>, ManagerError> {
+        if let Some(i) = &filter.incident {
+            return Ok(Some(i.clone()));
+        }
+        let Some(t) = &filter.token else {
+            return Ok(None);
+        };
+        let decision = match Token::parse(t) {
+            Ok(token) => self.store.get_decision(&token).await?,
+            Err(_) => None,
+        };
+        Ok(Some(match decision {
+            Some(d) => d.incident_id.to_string(),
+            None => audit::GLOBAL_CHAIN.to_owned(),
+        }))
     }
 
     /// Every event matching `filter` appended after `after`, oldest first,

@@ -153,6 +153,8 @@ pub struct DecisionManager {
     /// What runs approved commands (kinds that run them here); None: the
     /// decision waits for an external executor or completes at once.
     pub(super) execution: Option<super::execution::Execution>,
+    /// The replica's audit trail (shared refusal counts).
+    audit: super::AuditLog,
 }
 
 /// A `get_or_create` call: which incident, which engine, and how long the
@@ -203,7 +205,14 @@ enum Reuse {
 impl DecisionManager {
     /// The audit trail of this manager's store (to record refusals).
     pub fn audit_log(&self) -> super::AuditLog {
-        super::AuditLog::new(self.store.clone(), self.clock.clone())
+        self.audit.clone()
+    }
+
+    /// Records refusals through `audit` (the replica's one trail, whose
+    /// refusal counts every caller shares).
+    pub fn with_audit_log(mut self, audit: super::AuditLog) -> Self {
+        self.audit = audit;
+        self
     }
 
     pub fn new(
@@ -215,6 +224,7 @@ impl DecisionManager {
         shutdown: CancellationToken,
     ) -> Self {
         DecisionManager {
+            audit: super::AuditLog::new(store.clone(), clock.clone()),
             store,
             expert,
             analyzer,

@@ -49,16 +49,29 @@ impl IncidentFilter {
 pub struct IncidentManager {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// The replica's audit trail (shared refusal counts).
+    audit: super::AuditLog,
 }
 
 impl IncidentManager {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        IncidentManager { store, clock }
+        IncidentManager {
+            audit: super::AuditLog::new(store.clone(), clock.clone()),
+            store,
+            clock,
+        }
+    }
+
+    /// Records refusals through `audit` (the replica's one trail, whose
+    /// refusal counts every caller shares).
+    pub fn with_audit_log(mut self, audit: super::AuditLog) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// The audit trail of this manager's store (to record refusals).
     pub fn audit_log(&self) -> super::AuditLog {
-        super::AuditLog::new(self.store.clone(), self.clock.clone())
+        self.audit.clone()
     }
 
     pub async fn create(

@@ -13,6 +13,7 @@ pub mod stats;
 pub mod sweeper;
 mod waiters;
 
+pub use crate::audit::refusals::RefusalLimits;
 pub use approval::{ApprovalPolicy, ApprovalRule};
 pub use audit::{AuditFilter, AuditLog, AuditPage, AuditWatchEnd};
 pub use decisions::{DecisionManager, DecisionRequest, DecisionSettings, ExecutorKind, Issued};

@@ -55,6 +55,18 @@ pub const NOTIFY_PRESSES: &str = "verdict_notify_presses_total";
 /// period.
 pub const NOTIFY_SELF_RESOLVED: &str = "verdict_notify_self_resolved_total";
 
+/// Calls refused by authentication or authorization, by reason and code.
+pub const AUTH_REFUSALS: &str = "verdict_auth_refusals_total";
+/// Audit events appended by this replica, by outcome.
+pub const AUDIT_EVENTS: &str = "verdict_audit_events_total";
+/// Audit events that could not be appended (the change they belong to
+/// was not made; a refusal's event is lost).
+pub const AUDIT_WRITE_FAILURES: &str = "verdict_audit_write_failures_total";
+/// Refusals counted into a summary instead of recorded one by one.
+pub const AUDIT_REFUSALS_COUNTED: &str = "verdict_audit_refusals_counted_total";
+/// Audit events the JSON-lines sink dropped (its queue full or stopped).
+pub const AUDIT_SINK_DROPPED: &str = "verdict_audit_sink_dropped_total";
+
 pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         NOTIFY_CARDS,
@@ -67,6 +79,26 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         NOTIFY_SELF_RESOLVED,
         "Chat cards not sent: the incident resolved itself within its grace period",
+    ),
+    (
+        AUTH_REFUSALS,
+        "Calls refused by authentication or authorization, by reason and code",
+    ),
+    (
+        AUDIT_EVENTS,
+        "Audit events appended by this replica, by outcome",
+    ),
+    (
+        AUDIT_WRITE_FAILURES,
+        "Audit events that could not be appended",
+    ),
+    (
+        AUDIT_REFUSALS_COUNTED,
+        "Refusals counted into a summary event instead of recorded one by one",
+    ),
+    (
+        AUDIT_SINK_DROPPED,
+        "Audit events the JSON-lines sink dropped (queue full or writer stopped)",
     ),
     (
         GRPC_REQUESTS,
@@ -333,6 +365,46 @@ pub fn notify_press(channel: ChatChannel, outcome: PressOutcome) {
 /// A card was not sent: its incident resolved itself in the grace period.
 pub fn notify_self_resolved() {
     counter!(NOTIFY_SELF_RESOLVED).increment(1);
+}
+
+// ---- authentication and audit ----
+
+/// A call was refused before any handler: `reason` from the
+/// authenticator's fixed set (`no_credentials`, `malformed`,
+/// `bad_credentials`, `missing_role`), `code` `UNAUTHENTICATED` or
+/// `PERMISSION_DENIED`.
+pub fn auth_refused(reason: &'static str, code: &'static str) {
+    counter!(AUTH_REFUSALS, "reason" => reason, "code" => code).increment(1);
+}
+
+/// An audit event was appended with `outcome` (`OK` or a gRPC code's
+/// canonical name; anything else is counted as `other`).
+pub fn audit_event_written(outcome: &str) {
+    const KNOWN: [&str; 6] = [
+        "OK",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "FAILED_PRECONDITION",
+        "INVALID_ARGUMENT",
+        "ABORTED",
+    ];
+    let label = KNOWN.into_iter().find(|k| *k == outcome).unwrap_or("other");
+    counter!(AUDIT_EVENTS, "outcome" => label).increment(1);
+}
+
+/// An audit event could not be appended.
+pub fn audit_write_failed() {
+    counter!(AUDIT_WRITE_FAILURES).increment(1);
+}
+
+/// The JSON-lines sink dropped an event (the trail still holds it).
+pub fn audit_sink_dropped() {
+    counter!(AUDIT_SINK_DROPPED).increment(1);
+}
+
+/// A refusal was counted into a summary rather than recorded alone.
+pub fn refusal_counted() {
+    counter!(AUDIT_REFUSALS_COUNTED).increment(1);
 }
 
 // ---- Redis ----

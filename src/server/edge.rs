@@ -102,6 +102,11 @@ async fn authorize(
         }
         Ok(None) => next.run(req).await,
         Err(e) => {
+            let code = match e.code().grpc() {
+                tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+                _ => "UNAUTHENTICATED",
+            };
+            crate::metrics::auth_refused(e.reason(), code);
             if let Some(audit) = &gate.audit
                 && crate::auth::table::mutating(req.uri().path())
             {

@@ -29,6 +29,7 @@
 //! | `verdict:lease:{DEC-…}`          | string | the replica holding the decision's execution lease (`PX` = lease) |
 //! | `verdict:{INC}:audit`            | hash   | the incident's audit chain head: `seq`, `hash` (no TTL) |
 //! | `verdict:{-}:audit`              | hash   | the head of the chain of events with no incident |
+//! | `verdict:{INC}:audit:ids`        | stream | the chain's index: its events' ids in `verdict:audit` (`s` = seq), trimmed alike |
 //! | `verdict:audit`                  | stream | every audit event (`e` = JSON), trimmed by time (`MINID ~`) to the audit retention |
 //!
 //! Statistics buckets: `B` is a UTC hour (`2025-11-25T18`) or a UTC day
@@ -103,6 +104,13 @@ pub fn group(g: &GroupKey) -> String {
 /// the incident's records, so the write scripts touch it atomically.
 pub fn audit_head(chain: &str) -> String {
     format!("verdict:{{{chain}}}:audit")
+}
+
+/// The index of an audit chain: a stream of the chain's event ids (the
+/// same ids as in [`AUDIT_STREAM`], field `s` = the event's seq), written
+/// with each event, so reading one incident's events reads only those.
+pub fn audit_index(chain: &str) -> String {
+    format!("{}:ids", audit_head(chain))
 }
 
 /// Every audit event, of every chain, in the order appended; the stream id

@@ -58,11 +58,19 @@ const AUDIT_EVENTS: usize = 100_000;
 struct AuditLog {
     heads: HashMap<String, audit::Head>,
     events: VecDeque<(Position, audit::Event)>,
+    /// Each chain's positions in `events`, oldest first: the index a
+    /// listing by incident reads (as `verdict:{INC}:audit:ids` in Redis).
+    chains: HashMap<String, VecDeque<Position>>,
     last: Position,
 }
 
 impl AuditLog {
-    fn append(&mut self, signer: &Signer, draft: &audit::Draft, retention: std::time::Duration) {
+    fn append(
+        &mut self,
+        signer: &Signer,
+        draft: &audit::Draft,
+        retention: std::time::Duration,
+    ) -> audit::Event {
         let head = self.heads.entry(draft.chain().to_owned()).or_default();
         let event = signer.seal(draft, head);
         *head = audit::Head {
@@ -71,14 +79,48 @@ impl AuditLog {
         };
         let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
         self.last = self.last.next(now);
-        self.events.push_back((self.last, event));
+        self.chains
+            .entry(event.chain.clone())
+            .or_default()
+            .push_back(self.last);
+        self.events.push_back((self.last, event.clone()));
         let oldest = now.saturating_sub(retention.as_millis() as u64);
         while let Some((p, _)) = self.events.front() {
             if p.ms >= oldest && self.events.len() <= AUDIT_EVENTS {
                 break;
             }
-            self.events.pop_front();
+            if let Some((_, e)) = self.events.pop_front()
+                && let Some(chain) = self.chains.get_mut(&e.chain)
+            {
+                // The oldest event of the trail is its chain's oldest.
+                chain.pop_front();
+                if chain.is_empty() {
+                    self.chains.remove(&e.chain);
+                }
+            }
         }
+        event
+    }
+
+    /// Up to `limit` events of `chain` after `after`, through its index.
+    fn chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Vec<(Position, audit::Event)> {
+        let Some(index) = self.chains.get(chain) else {
+            return Vec::new();
+        };
+        let start = after.map_or(0, |a| index.partition_point(|p| *p <= a));
+        index
+            .range(start..)
+            .take(limit)
+            .filter_map(|p| {
+                let i = self.events.binary_search_by_key(p, |(q, _)| *q).ok()?;
+                self.events.get(i).cloned()
+            })
+            .collect()
     }
 }
 
@@ -208,6 +250,8 @@ pub struct MemoryStore {
     /// Whether decision changes enqueue their chat card's update (see
     /// [`MemoryStore::with_chat_outbox`]).
     chat_outbox: bool,
+    /// Where appended events also go, if anywhere.
+    sink: Option<crate::store::AuditSink>,
     /// Counts audit appends, to wake audit watchers.
     audit_appended: tokio::sync::watch::Sender<u64>,
 }
@@ -225,6 +269,7 @@ impl MemoryStore {
             notify: Mutex::default(),
             signer: None,
             chat_outbox: false,
+            sink: None,
             audit_appended: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -243,11 +288,21 @@ impl MemoryStore {
         self
     }
 
+    /// The same store, also handing each event it appends to `sink`.
+    pub fn with_audit_sink(mut self, sink: crate::store::AuditSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
     /// Appends `draft` (called with the data lock held, beside the write).
     fn audit(&self, g: &mut Inner, draft: Option<&audit::Draft>) {
         if let (Some(signer), Some(draft)) = (&self.signer, draft) {
-            g.audit.append(signer, draft, self.retention.audit);
+            let event = g.audit.append(signer, draft, self.retention.audit);
+            if let Some(sink) = &self.sink {
+                sink.offer(crate::store::encode(&event));
+            }
             self.audit_appended.send_modify(|n| *n = n.wrapping_add(1));
+            crate::metrics::audit_event_written(&draft.outcome);
         }
     }
 
@@ -478,6 +533,15 @@ impl Store for MemoryStore {
             None => 0,
         };
         Ok(events.range(start..).take(limit).cloned().collect())
+    }
+
+    async fn audit_chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError> {
+        Ok(self.lock().audit.chain_events(chain, after, limit))
     }
 
     async fn newest_audit_position(&self) -> Result<Position, StoreError> {

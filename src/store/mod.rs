@@ -25,6 +25,7 @@ pub mod memory;
 mod memory_notify;
 pub mod notify;
 pub mod redis;
+mod sink;
 
 use crate::audit::{self, Position};
 use crate::domain::{
@@ -56,6 +57,7 @@ pub use self::error::{BoxError, Outage, StoreError};
 pub use self::memory::MemoryStore;
 pub use self::notify::{Claim, NotifyStore};
 pub use self::redis::RedisStore;
+pub use self::sink::{AuditSink, SINK_QUEUE};
 
 /// One audit watcher's means of waiting for new events, opened by
 /// [`AuditTail::new`] and handed back on each
@@ -214,6 +216,17 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
     /// The head of one chain (0 when empty), to check that no event was
     /// deleted from its end.
     async fn audit_head(&self, chain: &str) -> Result<audit::Head, StoreError>;
+
+    /// Up to `limit` events of one chain (an incident id, or
+    /// `audit::GLOBAL_CHAIN`) after `after`, oldest first, read through
+    /// the chain's index: the cost follows that chain's events, not the
+    /// whole trail. Positions are the same as [`Self::audit_events`]'.
+    async fn audit_chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError>;
 
     /// The position of the newest kept audit event (`0-0` when there is
     /// none): a watch that starts "now" starts after it.

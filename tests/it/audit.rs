@@ -483,7 +483,13 @@ async fn the_cli_answers_who_approved_and_verifies() {
     let (ok, out) = cli(
         &s,
         &[
-            "audit", "list", "--token", &d.token, "--action", "approved", "--json",
+            "audit",
+            "list",
+            "--decision",
+            &d.token,
+            "--action",
+            "approved",
+            "--json",
         ],
     )
     .await;
@@ -498,7 +504,7 @@ async fn the_cli_answers_who_approved_and_verifies() {
         Some(lines[0].detail.as_str()),
         d.proposal.as_ref().map(|p| p.kubectl.as_str())
     );
-    let (ok, text) = cli(&s, &["audit", "list", "--token", &d.token]).await;
+    let (ok, text) = cli(&s, &["audit", "list", "--decision", &d.token]).await;
     assert!(
         ok && text.contains("approved OK by anonymous (actor bob)"),
         "{text}"

@@ -658,7 +658,7 @@ async fn a_reload_adds_and_revokes_tokens_without_a_restart() {
     assert_eq!(code("vera").await, Code::Ok);
     assert_eq!(code("neo").await, Code::Unauthenticated);
 
-    reloader.reload(&only("neo")).unwrap();
+    reloader.reload(Ok(only("neo")), "test").await.unwrap();
     assert_eq!(code("neo").await, Code::Ok, "added");
     assert_eq!(code("vera").await, Code::Unauthenticated, "revoked");
 
@@ -666,8 +666,13 @@ async fn a_reload_adds_and_revokes_tokens_without_a_restart() {
     // authentication off, keeps the one in force.
     let mut broken = only("vera");
     broken.auth_tokens[0].sha256 = "not-a-digest".into();
-    assert!(reloader.reload(&broken).is_err());
-    assert!(reloader.reload(&common::config(None)).is_err());
+    assert!(reloader.reload(Ok(broken), "test").await.is_err());
+    assert!(
+        reloader
+            .reload(Ok(common::config(None)), "test")
+            .await
+            .is_err()
+    );
     assert_eq!(code("neo").await, Code::Ok);
     assert_eq!(code("vera").await, Code::Unauthenticated);
 }

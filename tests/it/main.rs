@@ -9,6 +9,7 @@ mod common;
 
 mod architecture;
 mod audit;
+mod audit_ops;
 mod audit_watch;
 mod auth;
 mod auth_jwt;

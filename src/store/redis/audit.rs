@@ -29,6 +29,8 @@ pub(super) const HEAD_CACHE_ENTRIES: NonZeroUsize = NonZeroUsize::new(10_000).ex
 /// last head seen of recently written chains.
 pub(super) struct AuditState {
     pub signer: Option<Signer>,
+    /// Where this replica's appended events also go, if anywhere.
+    pub sink: Option<crate::store::AuditSink>,
     pub heads: Mutex<LruCache<String, Head>>,
 }
 
@@ -36,6 +38,7 @@ impl AuditState {
     pub fn new() -> Self {
         AuditState {
             signer: None,
+            sink: None,
             heads: Mutex::new(LruCache::new(HEAD_CACHE_ENTRIES)),
         }
     }
@@ -108,12 +111,23 @@ impl RedisStore {
         call: impl Fn(&[String]) -> ScriptInvocation<'s>,
     ) -> Result<Vec<Value>, StoreError> {
         let mut attempt = Attempt::default();
+        let audited = draft.is_some() && self.audit.signer.is_some();
         loop {
             let sealed = self.seal(draft, attempt.head.take());
             let invocation = call(&sealed.args);
-            let reply: Vec<Value> = self.run(async |c| invocation.invoke_async(c).await).await?;
-            if let Some(reply) = self.settle_audit(draft, sealed, reply, &mut attempt)? {
-                return Ok(reply);
+            let settled = match self.run(async |c| invocation.invoke_async(c).await).await {
+                Ok(reply) => self.settle_audit(draft, sealed, reply, &mut attempt),
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(e) => {
+                    if audited {
+                        crate::metrics::audit_write_failed();
+                    }
+                    return Err(e);
+                }
             }
         }
     }
@@ -177,6 +191,12 @@ impl RedisStore {
             None => {
                 if let (Some((chain, next)), Some(Value::Int(1))) = (sealed.chain, reply.first()) {
                     self.audit.heads().put(chain, next);
+                    if let Some(d) = draft {
+                        crate::metrics::audit_event_written(&d.outcome);
+                    }
+                    if let (Some(sink), Some(json)) = (&self.audit.sink, sealed.args.get(3)) {
+                        sink.offer(json.clone());
+                    }
                 }
                 Ok(Some(reply))
             }
@@ -192,14 +212,20 @@ impl RedisStore {
         let mut attempt = Attempt::default();
         loop {
             let sealed = self.seal(Some(draft), attempt.head.take());
-            let reply: Vec<Value> = self
+            let settled = match self
                 .run(async |c| script.arg(&sealed.args).arg(0).invoke_async(c).await)
-                .await?;
-            if self
-                .settle_audit(Some(draft), sealed, reply, &mut attempt)?
-                .is_some()
+                .await
             {
-                return Ok(());
+                Ok(reply) => self.settle_audit(Some(draft), sealed, reply, &mut attempt),
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {}
+                Err(e) => {
+                    crate::metrics::audit_write_failed();
+                    return Err(e);
+                }
             }
         }
     }
@@ -210,10 +236,7 @@ impl RedisStore {
         after: Option<Position>,
         limit: usize,
     ) -> Result<Vec<(Position, audit::Event)>, StoreError> {
-        let start = match after {
-            Some(p) => format!("({p}"),
-            None => "-".to_owned(),
-        };
+        let start = start_after(after);
         let entries: Vec<(String, Vec<(String, String)>)> = self
             .run(async |c| {
                 redis::cmd("XRANGE")
@@ -226,17 +249,32 @@ impl RedisStore {
                     .await
             })
             .await?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (id, fields) in entries {
-            let pos = Position::parse(&id)
-                .ok_or_else(|| StoreError::corrupt(keys::AUDIT_STREAM, format!("id {id}")))?;
-            // An entry without an event (not written by verdict) is left
-            // for `verify` to notice as a gap in its chain.
-            if let Some((_, json)) = fields.iter().find(|(f, _)| f == "e") {
-                out.push((pos, decode(keys::AUDIT_STREAM, json)?));
-            }
-        }
-        Ok(out)
+        entries_to_events(entries)
+    }
+
+    /// [`crate::store::Store::audit_chain_events`]: one script reading the
+    /// chain's index and each of its events (`lua/audit_chain.lua`).
+    pub(super) async fn read_chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit::Event)>, StoreError> {
+        let start = start_after(after);
+        let index = keys::audit_index(chain);
+        let script = &self.scripts.audit_chain;
+        let entries: Vec<(String, Vec<(String, String)>)> = self
+            .run(async |c| {
+                script
+                    .key(&index)
+                    .key(keys::AUDIT_STREAM)
+                    .arg(&start)
+                    .arg(limit)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        entries_to_events(entries)
     }
 
     /// [`crate::store::Store::audit_head`].
@@ -257,6 +295,31 @@ impl RedisStore {
             hash: hash.unwrap_or_default(),
         })
     }
+}
+
+/// The XRANGE start just after `after` (from the oldest when None).
+fn start_after(after: Option<Position>) -> String {
+    match after {
+        Some(p) => format!("({p}"),
+        None => "-".to_owned(),
+    }
+}
+
+/// Stream entries as positioned events. An entry without an event (not
+/// written by verdict, or trimmed from the trail while still indexed) is
+/// skipped: `verify` notices a gap in its chain.
+fn entries_to_events(
+    entries: Vec<(String, Vec<(String, String)>)>,
+) -> Result<Vec<(Position, audit::Event)>, StoreError> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (id, fields) in entries {
+        let pos = Position::parse(&id)
+            .ok_or_else(|| StoreError::corrupt(keys::AUDIT_STREAM, format!("id {id}")))?;
+        if let Some((_, json)) = fields.iter().find(|(f, _)| f == "e") {
+            out.push((pos, decode(keys::AUDIT_STREAM, json)?));
+        }
+    }
+    Ok(out)
 }
 
 /// The head in a `{2, seq, hash}` reply, if that is what it is.

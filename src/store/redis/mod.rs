@@ -103,6 +103,12 @@ impl RedisStore {
         self
     }
 
+    /// The same store, also handing each event it appends to `sink`.
+    pub fn with_audit_sink(mut self, sink: crate::store::AuditSink) -> Self {
+        self.audit.sink = Some(sink);
+        self
+    }
+
     fn retention_ms(&self) -> u64 {
         self.retention.decisions.as_millis() as u64
     }
@@ -518,6 +524,15 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Vec<(Position, audit_trail::Event)>, StoreError> {
         self.read_events(after, limit).await
+    }
+
+    async fn audit_chain_events(
+        &self,
+        chain: &str,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<(Position, audit_trail::Event)>, StoreError> {
+        self.read_chain_events(chain, after, limit).await
     }
 
     async fn audit_head(&self, chain: &str) -> Result<audit_trail::Head, StoreError> {

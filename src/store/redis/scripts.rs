@@ -35,6 +35,7 @@ pub(super) struct Scripts {
     pub take_lease: Script,
     pub release_lease: Script,
     pub append_audit: Script,
+    pub audit_chain: Script,
 }
 
 impl Scripts {
@@ -51,6 +52,7 @@ impl Scripts {
             take_lease: Script::new(include_str!("lua/take_lease.lua")),
             release_lease: Script::new(include_str!("lua/release_lease.lua")),
             append_audit: with_stats!("append_audit.lua"),
+            audit_chain: Script::new(include_str!("lua/audit_chain.lua")),
         }
     }
 }

@@ -136,6 +136,33 @@ impl VerdictProcess {
         .await;
     }
 
+    /// Waits (up to `limit`) until `n` logged lines contain `needle`.
+    pub async fn wait_for_log_count(&self, needle: &str, n: usize, limit: Duration) {
+        let mut lines = self.lines.clone();
+        let what = format!("verdict serve logging {needle:?} {n} times");
+        let count = || {
+            self.logs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count()
+        };
+        within(limit, &what, async {
+            while count() < n {
+                if lines.changed().await.is_err() {
+                    panic!("verdict serve exited: {}", self.logs());
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Its process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A channel to it, once its health service says SERVING (it has
     /// reached Redis): waits on the health `Watch` stream, not by polling.
     pub async fn serving_channel(&self) -> Channel {
@@ -163,6 +190,21 @@ impl VerdictProcess {
         })
         .await;
         channel
+    }
+
+    /// SIGTERM (a graceful shutdown: drain, background work stopped),
+    /// then reap; whether it exited successfully. Needs a multi-threaded
+    /// runtime (the wait blocks this worker, bounded by the server's own
+    /// shutdown grace).
+    pub fn terminate(mut self) -> bool {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "kill -TERM");
+        tokio::task::block_in_place(|| self.child.wait())
+            .expect("reaped")
+            .success()
     }
 
     /// SIGKILL, then reap.

@@ -12,7 +12,8 @@
 -- and before writing anything: when the chain moved since the event was
 -- sealed, it returns {2, seq, hash} of the head now (the caller reseals and
 -- retries) and the script returns that without writing. append_audit()
--- runs beside apply_stats().
+-- runs beside apply_stats(); it also indexes the event under its chain
+-- (`<head key>:ids`, a stream of the same ids).
 local function audit_arg(i)
   local n = tonumber(ARGV[#ARGV])
   return ARGV[#ARGV - n - 6 + i]
@@ -36,6 +37,12 @@ local function append_audit()
   if key == '' then
     return
   end
-  redis.call('HSET', key, 'seq', tonumber(audit_arg(1)) + 1, 'hash', audit_arg(2))
-  redis.call('XADD', audit_arg(4), 'MINID', '~', audit_arg(5), '*', 'e', audit_arg(3))
+  local seq = tonumber(audit_arg(1)) + 1
+  redis.call('HSET', key, 'seq', seq, 'hash', audit_arg(2))
+  local id = redis.call('XADD', audit_arg(4), 'MINID', '~', audit_arg(5), '*', 'e', audit_arg(3))
+  -- The chain's index: the same id in a stream of the chain's own (the
+  -- head's key + ':ids'), so a listing by incident reads that incident's
+  -- events only (audit_chain.lua). Ids only grow, so the explicit id is
+  -- always accepted.
+  redis.call('XADD', key .. ':ids', 'MINID', '~', audit_arg(5), id, 's', seq)
 end
