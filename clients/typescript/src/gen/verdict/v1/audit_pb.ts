@@ -55,7 +55,7 @@ export type AuditEvent = Message<"verdict.v1.AuditEvent"> & {
   /**
    * What happened: incident_created, signals_ingested, status_changed,
    * decision_issued, proposal_ready, first_approval, rejected, approved,
-   * execution_completed, refused.
+   * execution_completed, execution_claimed, refused.
    *
    * @generated from field: string action = 5;
    */

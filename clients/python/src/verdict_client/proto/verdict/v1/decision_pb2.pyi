@@ -377,16 +377,38 @@ class RejectDecisionResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class CompleteDecisionRequest(_message.Message):
-    __slots__ = ("token", "success", "output", "request_id")
+    __slots__ = ("token", "success", "output", "request_id", "lease_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     success: bool
     output: str
     request_id: str
-    def __init__(self, token: _Optional[str] = ..., success: _Optional[bool] = ..., output: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    lease_id: str
+    def __init__(self, token: _Optional[str] = ..., success: _Optional[bool] = ..., output: _Optional[str] = ..., request_id: _Optional[str] = ..., lease_id: _Optional[str] = ...) -> None: ...
+
+class ClaimExecutionRequest(_message.Message):
+    __slots__ = ("token", "runner_id", "lease_duration")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    runner_id: str
+    lease_duration: _duration_pb2.Duration
+    def __init__(self, token: _Optional[str] = ..., runner_id: _Optional[str] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ClaimExecutionResponse(_message.Message):
+    __slots__ = ("lease_id", "expires_at", "decision")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    decision: Decision
+    def __init__(self, lease_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class CompleteDecisionResponse(_message.Message):
     __slots__ = ("decision",)

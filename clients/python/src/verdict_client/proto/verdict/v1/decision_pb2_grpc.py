@@ -70,6 +70,11 @@ class DecisionServiceStub:
                 request_serializer=verdict_dot_v1_dot_decision__pb2.CompleteDecisionRequest.SerializeToString,
                 response_deserializer=verdict_dot_v1_dot_decision__pb2.CompleteDecisionResponse.FromString,
                 _registered_method=True)
+        self.ClaimExecution = channel.unary_unary(
+                '/verdict.v1.DecisionService/ClaimExecution',
+                request_serializer=verdict_dot_v1_dot_decision__pb2.ClaimExecutionRequest.SerializeToString,
+                response_deserializer=verdict_dot_v1_dot_decision__pb2.ClaimExecutionResponse.FromString,
+                _registered_method=True)
         self.WatchDecision = channel.unary_stream(
                 '/verdict.v1.DecisionService/WatchDecision',
                 request_serializer=verdict_dot_v1_dot_decision__pb2.WatchDecisionRequest.SerializeToString,
@@ -144,6 +149,18 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimExecution(self, request, context):
+        """With the `external` executor: claims an EXECUTING decision for one
+        runner for a while (a lease), so two runners never run the same
+        decision. Claiming again before the lease runs out renews it (same
+        lease_id). FAILED_PRECONDITION while another runner's lease lasts, when
+        the decision is not EXECUTING, or when verdict runs commands itself.
+        Once claimed, CompleteDecision must carry the current lease_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchDecision(self, request, context):
         """Streams one decision: its snapshot (or, with `after_version`, every
         version after it), then every change exactly once and in version order,
@@ -201,6 +218,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.CompleteDecision,
                     request_deserializer=verdict_dot_v1_dot_decision__pb2.CompleteDecisionRequest.FromString,
                     response_serializer=verdict_dot_v1_dot_decision__pb2.CompleteDecisionResponse.SerializeToString,
+            ),
+            'ClaimExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimExecution,
+                    request_deserializer=verdict_dot_v1_dot_decision__pb2.ClaimExecutionRequest.FromString,
+                    response_serializer=verdict_dot_v1_dot_decision__pb2.ClaimExecutionResponse.SerializeToString,
             ),
             'WatchDecision': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchDecision,
@@ -403,6 +425,33 @@ class DecisionService:
             '/verdict.v1.DecisionService/CompleteDecision',
             verdict_dot_v1_dot_decision__pb2.CompleteDecisionRequest.SerializeToString,
             verdict_dot_v1_dot_decision__pb2.CompleteDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/verdict.v1.DecisionService/ClaimExecution',
+            verdict_dot_v1_dot_decision__pb2.ClaimExecutionRequest.SerializeToString,
+            verdict_dot_v1_dot_decision__pb2.ClaimExecutionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,14 @@ class DecisionServiceStub:
     """READY -> REJECTED."""
     CompleteDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.CompleteDecisionRequest, _decision_pb2.CompleteDecisionResponse]
     """EXECUTING -> COMPLETED or ERROR, reported by an external executor."""
+    ClaimExecution: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ClaimExecutionRequest, _decision_pb2.ClaimExecutionResponse]
+    """With the `external` executor: claims an EXECUTING decision for one
+    runner for a while (a lease), so two runners never run the same
+    decision. Claiming again before the lease runs out renews it (same
+    lease_id). FAILED_PRECONDITION while another runner's lease lasts, when
+    the decision is not EXECUTING, or when verdict runs commands itself.
+    Once claimed, CompleteDecision must carry the current lease_id.
+    """
     WatchDecision: _grpc.UnaryStreamMultiCallable[_decision_pb2.WatchDecisionRequest, _decision_pb2.WatchDecisionResponse]
     """Streams one decision: its snapshot (or, with `after_version`, every
     version after it), then every change exactly once and in version order,
@@ -103,6 +111,14 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     """READY -> REJECTED."""
     CompleteDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.CompleteDecisionRequest, _decision_pb2.CompleteDecisionResponse]  # type: ignore[assignment]
     """EXECUTING -> COMPLETED or ERROR, reported by an external executor."""
+    ClaimExecution: _aio.UnaryUnaryMultiCallable[_decision_pb2.ClaimExecutionRequest, _decision_pb2.ClaimExecutionResponse]  # type: ignore[assignment]
+    """With the `external` executor: claims an EXECUTING decision for one
+    runner for a while (a lease), so two runners never run the same
+    decision. Claiming again before the lease runs out renews it (same
+    lease_id). FAILED_PRECONDITION while another runner's lease lasts, when
+    the decision is not EXECUTING, or when verdict runs commands itself.
+    Once claimed, CompleteDecision must carry the current lease_id.
+    """
     WatchDecision: _aio.UnaryStreamMultiCallable[_decision_pb2.WatchDecisionRequest, _decision_pb2.WatchDecisionResponse]  # type: ignore[assignment]
     """Streams one decision: its snapshot (or, with `after_version`, every
     version after it), then every change exactly once and in version order,
@@ -186,6 +202,20 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_decision_pb2.CompleteDecisionResponse, _abc.Awaitable[_decision_pb2.CompleteDecisionResponse]]:
         """EXECUTING -> COMPLETED or ERROR, reported by an external executor."""
+
+    @_abc_1.abstractmethod
+    def ClaimExecution(
+        self,
+        request: _decision_pb2.ClaimExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_decision_pb2.ClaimExecutionResponse, _abc.Awaitable[_decision_pb2.ClaimExecutionResponse]]:
+        """With the `external` executor: claims an EXECUTING decision for one
+        runner for a while (a lease), so two runners never run the same
+        decision. Claiming again before the lease runs out renews it (same
+        lease_id). FAILED_PRECONDITION while another runner's lease lasts, when
+        the decision is not EXECUTING, or when verdict runs commands itself.
+        Once claimed, CompleteDecision must carry the current lease_id.
+        """
 
     @_abc_1.abstractmethod
     def WatchDecision(
