@@ -32,8 +32,10 @@ mod grpc_status;
 mod incoming;
 mod observe;
 mod request_timeout;
+pub mod tls;
 mod ui;
 use anyhow::Context;
+use futures::StreamExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +91,8 @@ pub struct Reloader {
     decisions: Arc<DecisionManager>,
     /// The LLM answers' safety policy (None without an LLM).
     safety: Option<crate::engine::policy::Policy>,
+    /// The listener's TLS configuration (None: plain text).
+    tls: Option<Arc<tls::ServerTls>>,
 }
 
 impl Reloader {
@@ -102,6 +106,15 @@ impl Reloader {
             settings.enabled() || !self.auth.enabled(),
             "the new configuration has no credentials; a reload cannot turn authentication off (restart for that)"
         );
+        // TLS files are read and checked before anything is swapped too.
+        let tls_files = match (&self.tls, tls::TlsFiles::from_config(config)) {
+            (Some(_), Some(files)) => {
+                tls::ServerTls::check(&files).context("TLS")?;
+                Some(files)
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("turning TLS on or off takes a restart"),
+        };
         let policy = config.approval_policy();
         policy.validate()?;
         // The safety policy file is read and checked before anything is
@@ -119,6 +132,12 @@ impl Reloader {
             self.auth.reload(&settings).map_err(anyhow::Error::msg)?;
         }
         self.decisions.set_approval_policy(policy);
+        if let (Some(current), Some(files)) = (&self.tls, tls_files) {
+            // Checked above; a file replaced in between is caught here and
+            // still leaves the old certificate in force.
+            current.reload(files).context("TLS")?;
+            tracing::info!("TLS certificate reloaded");
+        }
         if let (Some(current), Some(new)) = (&self.safety, &safety) {
             current.reload_from(new);
             tracing::info!(hash = %new.hash(), "safety policy reloaded");
@@ -129,6 +148,18 @@ impl Reloader {
             "authentication and approval policy reloaded"
         );
         Ok(())
+    }
+}
+
+impl Reloader {
+    /// The files besides the config file whose change triggers a reload
+    /// (the TLS certificate, key and client CA in force): certificate
+    /// managers rotate those without touching the config.
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        self.tls
+            .as_ref()
+            .map(|t| t.files().paths())
+            .unwrap_or_default()
     }
 }
 
@@ -266,6 +297,13 @@ pub fn build_auth(config: &Config) -> anyhow::Result<Arc<Authenticator>> {
 /// Binds `config.listen` and starts serving in the background.
 pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Running> {
     let auth = build_auth(&config)?;
+    let tls = match tls::TlsFiles::from_config(&config) {
+        Some(files) => Some(
+            tls::ServerTls::new(files, config.tls_handshake_timeout)
+                .context("cannot set up TLS on the listener")?,
+        ),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -288,6 +326,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
         auth: auth.clone(),
         decisions: parts.decisions.clone(),
         safety: parts.safety.clone(),
+        tls: tls.clone(),
     };
     let app = routes(&config, &parts, health_service, auth)?;
     let app = observe::main_port_route(app, &config, metrics.as_ref());
@@ -312,14 +351,20 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let limit = incoming::ConnectionLimit::resolve(config.max_connections, config.redis_pool_size);
     tracing::info!(max_connections = limit.0, "connection cap");
     let incoming = incoming::incoming(listener, limit);
+    // TLS (when configured) after the accept loop, before HTTP.
+    let connections: futures::stream::BoxStream<'static, Result<tls::Conn, std::io::Error>> =
+        match &tls {
+            Some(tls) => tls::accept(incoming, tls.clone()).boxed(),
+            None => incoming.map(|c| c.map(tls::Conn::Plain)).boxed(),
+        };
     let stopping = Stopping {
         health,
         decisions: parts.decisions.clone(),
         background,
         grace: config.shutdown_grace,
     };
-    let done = tokio::spawn(serve(router, incoming, stopping));
-    tracing::info!(%addr, store = if config.in_memory() { "memory" } else { "redis" }, "verdict listening");
+    let done = tokio::spawn(serve(router, connections, stopping));
+    tracing::info!(%addr, tls = tls.is_some(), store = if config.in_memory() { "memory" } else { "redis" }, "verdict listening");
     Ok(Running {
         addr,
         hub: parts.hub,
@@ -618,7 +663,7 @@ struct Stopping {
 /// `grace`, then the background tasks awaited.
 async fn serve(
     router: tonic::transport::server::Router,
-    incoming: impl futures::Stream<Item = Result<incoming::Admitted, std::io::Error>> + Send + 'static,
+    incoming: impl futures::Stream<Item = Result<tls::Conn, std::io::Error>> + Send + 'static,
     stopping: Stopping,
 ) -> anyhow::Result<()> {
     let token = stopping.background.shutdown().clone();

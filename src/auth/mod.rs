@@ -4,8 +4,11 @@
 //! headers, calls [`Authenticator::check`] and turns an [`AuthError`] into
 //! a gRPC status or an HTTP answer; handlers only ever see the principal.
 //!
-//! Credentials today: static bearer tokens ([`token`]) and OIDC / JWT
-//! bearer tokens checked against a JWKS file ([`jwt`]). The configuration
+//! Credentials: static bearer tokens ([`token`]), OIDC / JWT bearer
+//! tokens checked against a JWKS ([`jwt`]), and verified TLS client
+//! certificates mapped to principals ([`mtls`]). A request that presents
+//! both a bearer token and a client certificate is judged by the token (the
+//! per-request credential is the more specific one). The configuration
 //! is swapped as a whole on reload ([`Authenticator::reload`]): a new file
 //! that does not check keeps the old configuration.
 //!
@@ -14,12 +17,14 @@
 //! allows on loopback unless told otherwise (`--allow-unauthenticated`).
 
 pub mod jwt;
+pub mod mtls;
 pub mod table;
 pub mod token;
 
 use crate::domain::{Principal, Role};
 use crate::error_code::ErrorCode;
 pub use jwt::{GroupRoles, JwtSettings, JwtVerifier};
+pub use mtls::{CertName, ClientCert, MtlsEntry, MtlsPrincipals};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 use table::Access;
@@ -32,6 +37,10 @@ pub struct AuthSettings {
     /// Static bearer tokens (`[[auth_tokens]]`).
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// Client-certificate principals (`[[auth_mtls]]`); certificates are
+    /// only presented when the listener has a client CA (`tls_client_ca_file`).
+    #[serde(default)]
+    pub mtls: Vec<MtlsEntry>,
     /// OIDC / JWT bearer tokens (`auth_jwt_*`), when configured.
     #[serde(default)]
     pub jwt: Option<JwtSettings>,
@@ -51,7 +60,7 @@ pub struct AuthSettings {
 impl AuthSettings {
     /// Whether any credential is configured (authentication on).
     pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty() || self.jwt.is_some()
+        !self.tokens.is_empty() || self.jwt.is_some() || !self.mtls.is_empty()
     }
 }
 
@@ -85,12 +94,22 @@ const NO_CREDENTIALS: &str = "authentication required: send `authorization: Bear
 const MALFORMED: &str = "the authorization header must be `Bearer <token>`";
 const UNKNOWN: &str =
     "the bearer token is not valid here (mistyped, revoked, or for another server)";
+const UNKNOWN_CERT: &str = "the client certificate is valid but names no principal here (add its CN or SAN to [[auth_mtls]]) — or send `authorization: Bearer <token>`";
 
 /// What a request presented.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Presented<'a> {
     /// The raw `authorization` header, if any.
     pub authorization: Option<&'a str>,
+    /// The connection's client certificate, verified at the TLS handshake.
+    pub client_cert: Option<&'a ClientCert>,
+}
+
+impl Presented<'_> {
+    /// Whether any credential was presented.
+    fn any(&self) -> bool {
+        self.authorization.is_some() || self.client_cert.is_some()
+    }
 }
 
 /// The configuration in force, checked once.
@@ -98,6 +117,7 @@ pub struct Presented<'a> {
 struct Active {
     tokens: StaticTokens,
     jwt: Option<JwtVerifier>,
+    mtls: MtlsPrincipals,
     reflection_open: bool,
     webhook_token: bool,
     optional: bool,
@@ -108,6 +128,7 @@ impl Active {
         Ok(Active {
             tokens: StaticTokens::new(&s.tokens)?,
             jwt: s.jwt.as_ref().map(JwtVerifier::new).transpose()?,
+            mtls: MtlsPrincipals::new(&s.mtls)?,
             reflection_open: s.reflection_open,
             webhook_token: s.webhook_token,
             optional: s.optional,
@@ -115,7 +136,7 @@ impl Active {
     }
 
     fn enabled(&self) -> bool {
-        !self.tokens.is_empty() || self.jwt.is_some()
+        !self.tokens.is_empty() || self.jwt.is_some() || !self.mtls.is_empty()
     }
 }
 
@@ -170,7 +191,7 @@ impl Authenticator {
             return Ok(None);
         }
         let access = table::required(path, active.reflection_open);
-        if access == Access::Open || (active.optional && presented.authorization.is_none()) {
+        if access == Access::Open || (active.optional && !presented.any()) {
             return Ok(None);
         }
         let principal = identify(&active, presented);
@@ -200,7 +221,15 @@ impl Authenticator {
 /// The principal the credentials name: `Ok(None)` when none were given.
 fn identify(active: &Active, presented: Presented<'_>) -> Result<Option<Principal>, AuthError> {
     let Some(header) = presented.authorization else {
-        return Ok(None);
+        return match presented.client_cert {
+            Some(cert) => active
+                .mtls
+                .lookup(cert)
+                .cloned()
+                .map(Some)
+                .ok_or(AuthError::Unauthenticated(UNKNOWN_CERT)),
+            None => Ok(None),
+        };
     };
     let token = header
         .split_once(' ')
@@ -256,6 +285,7 @@ mod tests {
         assert!(none.to_string().contains("Bearer"));
         let basic = Presented {
             authorization: Some("Basic dXNlcjpwYXNz"),
+            ..Presented::default()
         };
         assert_eq!(
             a.check(approve, basic),
@@ -264,6 +294,7 @@ mod tests {
         let wrong = bearer("vdt_nope");
         let wrong = Presented {
             authorization: Some(&wrong),
+            ..Presented::default()
         };
         assert_eq!(
             a.check(approve, wrong),
@@ -272,6 +303,7 @@ mod tests {
         let h = bearer(&t);
         let vera = Presented {
             authorization: Some(&h),
+            ..Presented::default()
         };
         let denied = a.check(approve, vera).unwrap_err();
         assert_eq!(denied.code(), ErrorCode::PermissionDenied);
@@ -301,9 +333,11 @@ mod tests {
         let h2 = bearer(&t2);
         let p1 = Presented {
             authorization: Some(&h1),
+            ..Presented::default()
         };
         let p2 = Presented {
             authorization: Some(&h2),
+            ..Presented::default()
         };
         assert!(a.check(get, p1).is_ok() && a.check(get, p2).is_err());
         a.reload(&AuthSettings {
@@ -339,12 +373,15 @@ mod tests {
         let hv = bearer(&v);
         let op = Presented {
             authorization: Some(&h),
+            ..Presented::default()
         };
         let viewer = Presented {
             authorization: Some(&hv),
+            ..Presented::default()
         };
         let own = Presented {
             authorization: Some("Bearer webhook-secret"),
+            ..Presented::default()
         };
         let a = Authenticator::new(&settings).unwrap();
         assert_eq!(a.check(path, op).unwrap().unwrap().subject, "am");

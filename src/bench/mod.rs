@@ -277,7 +277,7 @@ type Measured = (
 async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
     let mut channels = Vec::with_capacity(args.connections as usize);
     for _ in 0..args.connections {
-        channels.push(crate::client::connect(target).await?);
+        channels.push(crate::client::connect(&crate::client::Target::plain(target)).await?);
     }
     wait_serving(&channels[0]).await?;
     let seeder = args.redis_url.as_deref().map(Seeder::new).transpose()?;
