@@ -254,6 +254,7 @@ fn identify(active: &Active, presented: Presented<'_>) -> Result<Option<Principa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AuthMethod;
 
     fn with(subject: &str, roles: &[Role]) -> (String, TokenEntry) {
         token::generate(subject, roles.iter().copied().collect()).unwrap()
@@ -358,6 +359,53 @@ mod tests {
             .is_err()
         );
         assert!(a.check(get, p2).is_ok(), "the old configuration stays");
+    }
+
+    #[test]
+    fn a_mapped_client_certificate_is_a_principal_and_a_bearer_token_wins() {
+        let (t, e) = with("vera", &[Role::Viewer]);
+        let a = Authenticator::new(&AuthSettings {
+            tokens: vec![e],
+            mtls: vec![MtlsEntry {
+                cert: "CN=alice".parse().unwrap(),
+                subject: None,
+                roles: [Role::Approver].into_iter().collect(),
+            }],
+            ..AuthSettings::default()
+        })
+        .unwrap();
+        let approve = "/verdict.v1.DecisionService/ApproveDecision";
+        let alice = ClientCert::with_names(vec![CertName::CommonName("alice".into())]);
+        let p = a
+            .check(
+                approve,
+                Presented {
+                    client_cert: Some(&alice),
+                    ..Presented::default()
+                },
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.subject.as_str(), p.method), ("alice", AuthMethod::Mtls));
+        let mallory = ClientCert::with_names(vec![CertName::CommonName("mallory".into())]);
+        let unknown = Presented {
+            client_cert: Some(&mallory),
+            ..Presented::default()
+        };
+        assert_eq!(
+            a.check(approve, unknown),
+            Err(AuthError::Unauthenticated(UNKNOWN_CERT))
+        );
+        // A token with a certificate: the token decides (vera may not approve).
+        let h = bearer(&t);
+        let both = Presented {
+            authorization: Some(&h),
+            client_cert: Some(&alice),
+        };
+        assert_eq!(
+            a.check(approve, both).unwrap_err().code(),
+            ErrorCode::PermissionDenied
+        );
     }
 
     #[test]

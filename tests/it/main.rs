@@ -37,6 +37,7 @@ mod redis_loading;
 mod slack;
 mod stats;
 mod store_conformance;
+mod tls;
 mod ui;
 mod verify;
 mod watch;
