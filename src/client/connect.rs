@@ -75,7 +75,8 @@ pub(crate) struct Target {
 
 impl Target {
     /// `addr` without TLS options (plain text, or the web roots for an
-    /// `https://` address).
+    /// `https://` address): the load generator's targets.
+    #[cfg(feature = "bench")]
     pub(crate) fn plain(addr: &str) -> Target {
         Target {
             addr: addr.to_owned(),
