@@ -15,6 +15,7 @@ use verdict::auth::MtlsEntry;
 use verdict::config::Config;
 use verdict::domain::Role;
 use verdict::proto as pb;
+use verdict::proto::audit_service_client::AuditServiceClient;
 use verdict::proto::decision_service_client::DecisionServiceClient;
 use verdict::proto::incident_service_client::IncidentServiceClient;
 
@@ -261,6 +262,22 @@ async fn a_mapped_client_certificate_approves_as_that_principal() {
     assert_eq!(out.approvals.len(), 1, "{out:?}");
     assert_eq!(out.approvals[0].subject, "alice");
     assert_eq!(out.approvals[0].method, "mtls");
+    // The audit trail records who and how, and the peer's address.
+    let events = AuditServiceClient::new(s.channel.clone())
+        .list_audit_events(pb::ListAuditEventsRequest::default())
+        .await
+        .expect("alice may read the trail")
+        .into_inner()
+        .events;
+    let approval = events
+        .iter()
+        .find(|e| e.rpc == "ApproveDecision")
+        .unwrap_or_else(|| panic!("an ApproveDecision event in {events:?}"));
+    assert_eq!(
+        (approval.subject.as_str(), approval.auth_method.as_str()),
+        ("alice", "mtls")
+    );
+    assert!(approval.peer.starts_with("127.0.0.1:"), "{approval:?}");
     // The executor certificate (matched by its DNS name) may not approve.
     let runner = client_ca.leaf("whatever", &["runner-1.example.com"]);
     let addr = s.running.as_ref().unwrap().addr;
