@@ -72,6 +72,9 @@ pub struct Overrides {
     /// Replaces the chat notifier's settings (read from the config and
     /// the environment by default): tests give the bot token directly.
     pub notify: Option<crate::notify::NotifySettings>,
+    /// Replaces the authentication settings (and the secure-by-default
+    /// start rules): the benchmark's spawned server takes its own token.
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 /// A running server. Dropping it does not stop it; call [`Running::shutdown`].
@@ -295,8 +298,11 @@ pub fn build_auth(config: &Config) -> anyhow::Result<Arc<Authenticator>> {
 }
 
 /// Binds `config.listen` and starts serving in the background.
-pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Running> {
-    let auth = build_auth(&config)?;
+pub async fn start(config: Config, mut overrides: Overrides) -> anyhow::Result<Running> {
+    let auth = match overrides.auth.take() {
+        Some(settings) => Arc::new(Authenticator::new(&settings).map_err(anyhow::Error::msg)?),
+        None => build_auth(&config)?,
+    };
     let tls = match tls::TlsFiles::from_config(&config) {
         Some(files) => Some(
             tls::ServerTls::new(files, config.tls_handshake_timeout)

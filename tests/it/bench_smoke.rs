@@ -129,3 +129,29 @@ async fn watch_fanout_delivers_the_transition_to_every_stream() {
     assert_eq!((r.watchers, r.delivered), (150, 150));
     assert!(r.server_rss_mb.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_decision_auth_runs_beside_get_decision_and_every_call_passes_the_check() {
+    let args = bench_args(&["--spawn", "--scenario", "get-decision-auth", "-n", "200"]);
+    let report = bench::run("http://127.0.0.1:1", &args)
+        .await
+        .expect("bench runs");
+    let names: Vec<&str> = report.scenarios.iter().map(|s| s.scenario).collect();
+    assert_eq!(names, ["health", "get-decision", "get-decision-auth"]);
+    for s in &report.scenarios {
+        // A refused token would count as UNAUTHENTICATED errors here.
+        assert_eq!(s.figures.ok, 200, "{}: {:?}", s.scenario, s.figures.errors);
+    }
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("get-decision-auth / get-decision = ")),
+        "{:?}",
+        report.notes
+    );
+    // Without --spawn there is no server that knows the bench's token.
+    let alone = bench_args(&["--scenario", "get-decision-auth"]);
+    let err = bench::run("http://127.0.0.1:1", &alone).await.unwrap_err();
+    assert!(err.to_string().contains("--spawn"), "{err}");
+}
