@@ -20,7 +20,7 @@
 //! each checks its own settings ([`Config::validate`] only adds the checks
 //! that span modules).
 
-use crate::auth::{AuthSettings, Authenticator, GroupRoles, JwtSettings, TokenEntry};
+use crate::auth::{AuthSettings, Authenticator, GroupRoles, JwtSettings, MtlsEntry, TokenEntry};
 use crate::domain::{RiskLevel, Severity};
 use crate::engine::EngineSettings;
 use crate::engine::consensus::{ConsensusSettings, Persona, default_personas, validate_personas};
@@ -501,6 +501,41 @@ pub struct ServeArgs {
     )]
     pub notify_slack_channel: Option<String>,
 
+    // ---- TLS on the listener ----
+    /// PEM certificate chain the listener presents; with `tls_key_file`,
+    /// the port speaks TLS only (h2 and http/1.1 by ALPN). Reloaded with
+    /// the configuration (SIGHUP, or when this file changes).
+    #[arg(
+        long,
+        env = "VERDICT_TLS_CERT_FILE",
+        value_name = "FILE",
+        help_heading = "TLS"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    #[arg(
+        long,
+        env = "VERDICT_TLS_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "TLS"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) that sign client certificates (mTLS). A client
+    /// may still connect without a certificate (and use a bearer token);
+    /// one it presents must verify against this CA, or the handshake fails.
+    #[arg(
+        long,
+        env = "VERDICT_TLS_CLIENT_CA_FILE",
+        value_name = "FILE",
+        help_heading = "TLS"
+    )]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Longest a TLS handshake may take; a client that stalls is dropped
+    /// and frees its handshake slot.
+    #[arg(long, env = "VERDICT_TLS_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "TLS")]
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Option<Duration>,
+
     // ---- who decides: authentication, approval policy ----
     /// Start without authentication on an address other than loopback
     /// (every caller is then an anonymous admin). Without any credential
@@ -726,11 +761,20 @@ pub struct Config {
     /// TOML only: `[[notify_users]]` with `telegram_id`, `subject`, `roles`.
     /// Nobody else can answer a card.
     pub notify_users: Vec<ChatUser>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_client_ca_file: Option<PathBuf>,
+    #[serde(with = "duration")]
+    pub tls_handshake_timeout: Duration,
     pub allow_unauthenticated: bool,
     pub auth_reflection_open: bool,
     /// TOML only: `[[auth_tokens]]` with `subject`, `roles` and `sha256`
     /// (of the token; `verdict token create` prints an entry).
     pub auth_tokens: Vec<TokenEntry>,
+    /// TOML only: `[[auth_mtls]]` with `cert` (`CN=…`, `DNS=…` or `URI=…`),
+    /// `roles` and an optional `subject`: verified client certificates
+    /// that name `cert` are that principal.
+    pub auth_mtls: Vec<MtlsEntry>,
     pub auth_jwt_jwks_file: Option<PathBuf>,
     pub auth_jwt_issuer: Option<String>,
     pub auth_jwt_audience: Option<String>,
@@ -838,9 +882,14 @@ impl Default for Config {
             notify_slack_channel: None,
             notify_routes: Vec::new(),
             notify_users: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_handshake_timeout: Duration::from_secs(10),
             allow_unauthenticated: false,
             auth_reflection_open: false,
             auth_tokens: Vec::new(),
+            auth_mtls: Vec::new(),
             auth_jwt_jwks_file: None,
             auth_jwt_issuer: None,
             auth_jwt_audience: None,
@@ -900,6 +949,22 @@ impl Config {
         self.decision_settings().validate()?;
         self.executor_settings().validate()?;
         ensure!(self.max_watchers >= 1, "max_watchers must be at least 1");
+        ensure!(
+            self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
+            "tls_cert_file and tls_key_file go together: give both (TLS) or neither (plain text)"
+        );
+        ensure!(
+            self.tls_client_ca_file.is_none() || self.tls_cert_file.is_some(),
+            "tls_client_ca_file needs TLS on the listener (tls_cert_file and tls_key_file)"
+        );
+        ensure!(
+            self.auth_mtls.is_empty() || self.tls_client_ca_file.is_some(),
+            "[[auth_mtls]] needs tls_client_ca_file: without a client CA no certificate is asked for"
+        );
+        ensure!(
+            !self.tls_handshake_timeout.is_zero(),
+            "tls_handshake_timeout must be above 0s"
+        );
         ensure!(
             !self.redis_connect_timeout.is_zero() && !self.redis_response_timeout.is_zero(),
             "redis_connect_timeout and redis_response_timeout must be above 0s"
@@ -1170,6 +1235,7 @@ impl Config {
     pub fn auth_settings(&self) -> AuthSettings {
         AuthSettings {
             tokens: self.auth_tokens.clone(),
+            mtls: self.auth_mtls.clone(),
             jwt: self.auth_jwt_jwks_file.as_ref().map(|jwks| JwtSettings {
                 jwks_file: jwks.clone(),
                 issuer: self.auth_jwt_issuer.clone().unwrap_or_default(),
@@ -1695,6 +1761,7 @@ instructions = "Think about the database."
             "notify_routes",
             "notify_users",
             "auth_tokens",
+            "auth_mtls",
             "auth_jwt_group_roles",
             "approval_rules",
         ];

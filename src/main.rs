@@ -65,15 +65,18 @@ async fn run_server(args: &ServeArgs, config: Config) -> anyhow::Result<()> {
 /// How often the config file's modification time is compared.
 const RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reloads the authentication and approval policy on SIGHUP and when the
-/// config file changes (its modification time, compared every
-/// [`RELOAD_CHECK`]); a file that does not load keeps the configuration in
-/// force and logs why. Never returns.
+/// Reloads the authentication, approval policy and TLS certificate on
+/// SIGHUP and when the config file or a TLS file changes (their
+/// modification times, compared every [`RELOAD_CHECK`]); a file that does
+/// not load keeps the configuration in force and logs why. Never returns.
 async fn reload_on_change(args: &ServeArgs, reloader: &verdict::server::Reloader) {
     let modified = || {
         args.config
-            .as_ref()
-            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .iter()
+            .cloned()
+            .chain(reloader.watched_files())
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect::<Vec<_>>()
     };
     let mut seen = modified();
     #[cfg(unix)]
@@ -108,7 +111,7 @@ async fn reload_on_change(args: &ServeArgs, reloader: &verdict::server::Reloader
                     continue;
                 }
                 seen = now;
-                "config file changed"
+                "config or TLS file changed"
             }
         };
         let trigger = match &args.config {

@@ -37,9 +37,11 @@ mod incoming;
 mod observe;
 mod reload;
 mod request_timeout;
+pub mod tls;
 mod ui;
 pub use self::reload::Reloader;
 use anyhow::Context;
+use futures::StreamExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +83,9 @@ pub struct Overrides {
     /// writes decisions (enqueueing their cards) and dies before sending
     /// any, for the tests of the outbox's atomicity.
     pub notifier_idle: bool,
+    /// Replaces the authentication settings (and the secure-by-default
+    /// start rules): the benchmark's spawned server takes its own token.
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 /// A running server. Dropping it does not stop it; call [`Running::shutdown`].
@@ -247,8 +252,18 @@ pub fn build_auth(config: &Config) -> anyhow::Result<Arc<Authenticator>> {
 }
 
 /// Binds `config.listen` and starts serving in the background.
-pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Running> {
-    let auth = build_auth(&config)?;
+pub async fn start(config: Config, mut overrides: Overrides) -> anyhow::Result<Running> {
+    let auth = match overrides.auth.take() {
+        Some(settings) => Arc::new(Authenticator::new(&settings).map_err(anyhow::Error::msg)?),
+        None => build_auth(&config)?,
+    };
+    let tls = match tls::TlsFiles::from_config(&config) {
+        Some(files) => Some(
+            tls::ServerTls::new(files, config.tls_handshake_timeout)
+                .context("cannot set up TLS on the listener")?,
+        ),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -278,6 +293,7 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
             parts.safety.as_ref(),
         ))),
         sink_reopen,
+        tls: tls.clone(),
     };
     let app = routes(&config, &parts, health_service, auth)?;
     let app = observe::main_port_route(app, &config, metrics.as_ref());
@@ -302,14 +318,20 @@ pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<Runni
     let limit = incoming::ConnectionLimit::resolve(config.max_connections, config.redis_pool_size);
     tracing::info!(max_connections = limit.0, "connection cap");
     let incoming = incoming::incoming(listener, limit);
+    // TLS (when configured) after the accept loop, before HTTP.
+    let connections: futures::stream::BoxStream<'static, Result<tls::Conn, std::io::Error>> =
+        match &tls {
+            Some(tls) => tls::accept(incoming, tls.clone()).boxed(),
+            None => incoming.map(|c| c.map(tls::Conn::Plain)).boxed(),
+        };
     let stopping = Stopping {
         health,
         decisions: parts.decisions.clone(),
         background,
         grace: config.shutdown_grace,
     };
-    let done = tokio::spawn(serve(router, incoming, stopping));
-    tracing::info!(%addr, store = if config.in_memory() { "memory" } else { "redis" }, "verdict listening");
+    let done = tokio::spawn(serve(router, connections, stopping));
+    tracing::info!(%addr, tls = tls.is_some(), store = if config.in_memory() { "memory" } else { "redis" }, "verdict listening");
     Ok(Running {
         addr,
         hub: parts.hub,
@@ -670,7 +692,7 @@ struct Stopping {
 /// `grace`, then the background tasks awaited.
 async fn serve(
     router: tonic::transport::server::Router,
-    incoming: impl futures::Stream<Item = Result<incoming::Admitted, std::io::Error>> + Send + 'static,
+    incoming: impl futures::Stream<Item = Result<tls::Conn, std::io::Error>> + Send + 'static,
     stopping: Stopping,
 ) -> anyhow::Result<()> {
     let token = stopping.background.shutdown().clone();

@@ -4,8 +4,11 @@
 //! headers, calls [`Authenticator::check`] and turns an [`AuthError`] into
 //! a gRPC status or an HTTP answer; handlers only ever see the principal.
 //!
-//! Credentials today: static bearer tokens ([`token`]) and OIDC / JWT
-//! bearer tokens checked against a JWKS file ([`jwt`]). The configuration
+//! Credentials: static bearer tokens ([`token`]), OIDC / JWT bearer
+//! tokens checked against a JWKS ([`jwt`]), and verified TLS client
+//! certificates mapped to principals ([`mtls`]). A request that presents
+//! both a bearer token and a client certificate is judged by the token (the
+//! per-request credential is the more specific one). The configuration
 //! is swapped as a whole on reload ([`Authenticator::reload`]): a new file
 //! that does not check keeps the old configuration.
 //!
@@ -14,12 +17,14 @@
 //! allows on loopback unless told otherwise (`--allow-unauthenticated`).
 
 pub mod jwt;
+pub mod mtls;
 pub mod table;
 pub mod token;
 
 use crate::domain::{Principal, Role};
 use crate::error_code::ErrorCode;
 pub use jwt::{GroupRoles, JwtSettings, JwtVerifier};
+pub use mtls::{CertName, ClientCert, MtlsEntry, MtlsPrincipals};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 use table::Access;
@@ -32,6 +37,10 @@ pub struct AuthSettings {
     /// Static bearer tokens (`[[auth_tokens]]`).
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// Client-certificate principals (`[[auth_mtls]]`); certificates are
+    /// only presented when the listener has a client CA (`tls_client_ca_file`).
+    #[serde(default)]
+    pub mtls: Vec<MtlsEntry>,
     /// OIDC / JWT bearer tokens (`auth_jwt_*`), when configured.
     #[serde(default)]
     pub jwt: Option<JwtSettings>,
@@ -51,7 +60,7 @@ pub struct AuthSettings {
 impl AuthSettings {
     /// Whether any credential is configured (authentication on).
     pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty() || self.jwt.is_some()
+        !self.tokens.is_empty() || self.jwt.is_some() || !self.mtls.is_empty()
     }
 }
 
@@ -99,12 +108,22 @@ const NO_CREDENTIALS: &str = "authentication required: send `authorization: Bear
 const MALFORMED: &str = "the authorization header must be `Bearer <token>`";
 const UNKNOWN: &str =
     "the bearer token is not valid here (mistyped, revoked, or for another server)";
+const UNKNOWN_CERT: &str = "the client certificate is valid but names no principal here (add its CN or SAN to [[auth_mtls]]) — or send `authorization: Bearer <token>`";
 
 /// What a request presented.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Presented<'a> {
     /// The raw `authorization` header, if any.
     pub authorization: Option<&'a str>,
+    /// The connection's client certificate, verified at the TLS handshake.
+    pub client_cert: Option<&'a ClientCert>,
+}
+
+impl Presented<'_> {
+    /// Whether any credential was presented.
+    fn any(&self) -> bool {
+        self.authorization.is_some() || self.client_cert.is_some()
+    }
 }
 
 /// The configuration in force, checked once.
@@ -112,6 +131,7 @@ pub struct Presented<'a> {
 struct Active {
     tokens: StaticTokens,
     jwt: Option<JwtVerifier>,
+    mtls: MtlsPrincipals,
     reflection_open: bool,
     webhook_token: bool,
     optional: bool,
@@ -122,6 +142,7 @@ impl Active {
         Ok(Active {
             tokens: StaticTokens::new(&s.tokens)?,
             jwt: s.jwt.as_ref().map(JwtVerifier::new).transpose()?,
+            mtls: MtlsPrincipals::new(&s.mtls)?,
             reflection_open: s.reflection_open,
             webhook_token: s.webhook_token,
             optional: s.optional,
@@ -129,7 +150,7 @@ impl Active {
     }
 
     fn enabled(&self) -> bool {
-        !self.tokens.is_empty() || self.jwt.is_some()
+        !self.tokens.is_empty() || self.jwt.is_some() || !self.mtls.is_empty()
     }
 }
 
@@ -184,7 +205,7 @@ impl Authenticator {
             return Ok(None);
         }
         let access = table::required(path, active.reflection_open);
-        if access == Access::Open || (active.optional && presented.authorization.is_none()) {
+        if access == Access::Open || (active.optional && !presented.any()) {
             return Ok(None);
         }
         let principal = identify(&active, presented);
@@ -214,7 +235,15 @@ impl Authenticator {
 /// The principal the credentials name: `Ok(None)` when none were given.
 fn identify(active: &Active, presented: Presented<'_>) -> Result<Option<Principal>, AuthError> {
     let Some(header) = presented.authorization else {
-        return Ok(None);
+        return match presented.client_cert {
+            Some(cert) => active
+                .mtls
+                .lookup(cert)
+                .cloned()
+                .map(Some)
+                .ok_or(AuthError::Unauthenticated(UNKNOWN_CERT)),
+            None => Ok(None),
+        };
     };
     let token = header
         .split_once(' ')
@@ -239,6 +268,7 @@ fn identify(active: &Active, presented: Presented<'_>) -> Result<Option<Principa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AuthMethod;
 
     fn with(subject: &str, roles: &[Role]) -> (String, TokenEntry) {
         token::generate(subject, roles.iter().copied().collect()).unwrap()
@@ -270,6 +300,7 @@ mod tests {
         assert!(none.to_string().contains("Bearer"));
         let basic = Presented {
             authorization: Some("Basic dXNlcjpwYXNz"),
+            ..Presented::default()
         };
         assert_eq!(
             a.check(approve, basic),
@@ -278,6 +309,7 @@ mod tests {
         let wrong = bearer("vdt_nope");
         let wrong = Presented {
             authorization: Some(&wrong),
+            ..Presented::default()
         };
         assert_eq!(
             a.check(approve, wrong),
@@ -286,6 +318,7 @@ mod tests {
         let h = bearer(&t);
         let vera = Presented {
             authorization: Some(&h),
+            ..Presented::default()
         };
         let denied = a.check(approve, vera).unwrap_err();
         assert_eq!(denied.code(), ErrorCode::PermissionDenied);
@@ -315,9 +348,11 @@ mod tests {
         let h2 = bearer(&t2);
         let p1 = Presented {
             authorization: Some(&h1),
+            ..Presented::default()
         };
         let p2 = Presented {
             authorization: Some(&h2),
+            ..Presented::default()
         };
         assert!(a.check(get, p1).is_ok() && a.check(get, p2).is_err());
         a.reload(&AuthSettings {
@@ -341,6 +376,53 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_client_certificate_is_a_principal_and_a_bearer_token_wins() {
+        let (t, e) = with("vera", &[Role::Viewer]);
+        let a = Authenticator::new(&AuthSettings {
+            tokens: vec![e],
+            mtls: vec![MtlsEntry {
+                cert: "CN=alice".parse().unwrap(),
+                subject: None,
+                roles: [Role::Approver].into_iter().collect(),
+            }],
+            ..AuthSettings::default()
+        })
+        .unwrap();
+        let approve = "/verdict.v1.DecisionService/ApproveDecision";
+        let alice = ClientCert::with_names(vec![CertName::CommonName("alice".into())]);
+        let p = a
+            .check(
+                approve,
+                Presented {
+                    client_cert: Some(&alice),
+                    ..Presented::default()
+                },
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.subject.as_str(), p.method), ("alice", AuthMethod::Mtls));
+        let mallory = ClientCert::with_names(vec![CertName::CommonName("mallory".into())]);
+        let unknown = Presented {
+            client_cert: Some(&mallory),
+            ..Presented::default()
+        };
+        assert_eq!(
+            a.check(approve, unknown),
+            Err(AuthError::Unauthenticated(UNKNOWN_CERT))
+        );
+        // A token with a certificate: the token decides (vera may not approve).
+        let h = bearer(&t);
+        let both = Presented {
+            authorization: Some(&h),
+            client_cert: Some(&alice),
+        };
+        assert_eq!(
+            a.check(approve, both).unwrap_err().code(),
+            ErrorCode::PermissionDenied
+        );
+    }
+
+    #[test]
     fn the_webhook_takes_an_operator_or_leaves_its_token_to_itself() {
         let (t, e) = with("am", &[Role::Operator]);
         let (v, ev) = with("vera", &[Role::Viewer]);
@@ -353,12 +435,15 @@ mod tests {
         let hv = bearer(&v);
         let op = Presented {
             authorization: Some(&h),
+            ..Presented::default()
         };
         let viewer = Presented {
             authorization: Some(&hv),
+            ..Presented::default()
         };
         let own = Presented {
             authorization: Some("Bearer webhook-secret"),
+            ..Presented::default()
         };
         let a = Authenticator::new(&settings).unwrap();
         assert_eq!(a.check(path, op).unwrap().unwrap().subject, "am");

@@ -58,7 +58,7 @@ pub async fn run(
         (1..=MAX_WATCHERS).contains(&watchers),
         "--watchers must be between 1 and {MAX_WATCHERS}"
     );
-    let first = crate::client::connect(target).await?;
+    let first = crate::client::connect(&crate::client::Target::plain(target)).await?;
     let mut incidents = IncidentServiceClient::new(first.clone());
     let mut decisions = DecisionServiceClient::new(first.clone());
     let incident = incidents
@@ -95,7 +95,7 @@ pub async fn run(
     let connections = watchers.div_ceil(STREAMS_PER_CONNECTION);
     let mut channels: Vec<Channel> = Vec::with_capacity(connections);
     for _ in 0..connections {
-        channels.push(crate::client::connect(target).await?);
+        channels.push(crate::client::connect(&crate::client::Target::plain(target)).await?);
     }
     // Each watcher opens its stream, reports the snapshot, then waits for
     // the next message and reports when it arrived.

@@ -32,6 +32,7 @@ pub use report::Report;
 pub use scenarios::Scenario;
 
 use crate::config::Config;
+use crate::domain::Role;
 use crate::server::{Overrides, Running};
 use anyhow::Context;
 use report::{Figures, ScenarioReport};
@@ -180,6 +181,10 @@ impl BenchArgs {
         }
         anyhow::ensure!(self.warmup <= MAX_DURATION, "--warmup must be at most 1h");
         anyhow::ensure!(
+            self.spawn || self.scenario != Scenario::GetDecisionAuth,
+            "--scenario get-decision-auth needs --spawn: its server checks a token the bench makes"
+        );
+        anyhow::ensure!(
             !self.timeout.is_zero() && self.timeout <= MAX_TIMEOUT,
             "--timeout must be between 1ms and 2m"
         );
@@ -215,6 +220,11 @@ impl BenchArgs {
             }
             Scenario::Health => vec![Scenario::Health],
             Scenario::WatchFanout => vec![],
+            Scenario::GetDecisionAuth => vec![
+                Scenario::Health,
+                Scenario::GetDecision,
+                Scenario::GetDecisionAuth,
+            ],
             other => vec![Scenario::Health, other],
         }
     }
@@ -300,8 +310,21 @@ fn write_out(text: &str) -> anyhow::Result<()> {
 /// (the smoke test drives it directly).
 pub async fn run(default_addr: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     args.validate()?;
+    // `get-decision-auth` needs a token the spawned server checks.
+    let bearer = (args.scenario == Scenario::GetDecisionAuth)
+        .then(|| {
+            crate::auth::token::generate("verdict-bench", [Role::Viewer].into_iter().collect())
+                .map_err(anyhow::Error::msg)
+        })
+        .transpose()?;
     let spawned = if args.spawn {
-        Some(spawn(args.redis_url.clone()).await?)
+        Some(
+            spawn(
+                args.redis_url.clone(),
+                bearer.as_ref().map(|(_, e)| e.clone()),
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -312,7 +335,7 @@ pub async fn run(default_addr: &str, args: &BenchArgs) -> anyhow::Result<Report>
             .clone()
             .unwrap_or_else(|| default_addr.to_owned()),
     };
-    let result = measure(&target, args).await;
+    let result = measure(&target, args, bearer.as_ref().map(|(t, _)| t.as_str())).await;
     if let Some(r) = spawned {
         r.shutdown()
             .await
@@ -342,10 +365,10 @@ type Measured = (
     Vec<String>,
 );
 
-async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
+async fn measure(target: &str, args: &BenchArgs, bearer: Option<&str>) -> anyhow::Result<Measured> {
     let mut channels = Vec::with_capacity(args.connections as usize);
     for _ in 0..args.connections {
-        channels.push(crate::client::connect(target).await?);
+        channels.push(crate::client::connect(&crate::client::Target::plain(target)).await?);
     }
     wait_serving(&channels[0]).await?;
     let seeder = args.redis_url.as_deref().map(Seeder::new).transpose()?;
@@ -366,7 +389,10 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
     let needs_records = plan.iter().any(|s| {
         matches!(
             s,
-            Scenario::GetDecision | Scenario::GetOrCreateExisting | Scenario::Scaling
+            Scenario::GetDecision
+                | Scenario::GetDecisionAuth
+                | Scenario::GetOrCreateExisting
+                | Scenario::Scaling
         )
     });
     let records = if needs_records {
@@ -410,7 +436,10 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
 
     // Set up and warm up every load scenario, then measure them in rounds.
     let mut runs = Vec::new();
-    for scenario in plan.into_iter().filter(|s| Scenario::LOAD.contains(s)) {
+    for scenario in plan
+        .into_iter()
+        .filter(|s| Scenario::LOAD.contains(s) || *s == Scenario::GetDecisionAuth)
+    {
         let started = Instant::now();
         let (warm, main) = workloads(
             scenario,
@@ -419,6 +448,7 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
             &records,
             &channels[0],
             seeder.as_ref(),
+            bearer,
         )
         .await?;
         runs.push(Run {
@@ -444,6 +474,19 @@ async fn measure(target: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
         .iter()
         .find(|r| r.scenario == Scenario::Health)
         .map(|r| r.measured.throughput());
+    let rps = |s: Scenario| {
+        runs.iter()
+            .find(|r| r.scenario == s)
+            .map(|r| r.measured.throughput())
+    };
+    if let (Some(on), Some(off)) = (rps(Scenario::GetDecisionAuth), rps(Scenario::GetDecision))
+        && off > 0.0
+    {
+        notes.push(format!(
+            "get-decision-auth / get-decision = {:.1} % (a static token checked on every call vs none, same server, same rounds)",
+            100.0 * on / off
+        ));
+    }
     let mut out = Vec::with_capacity(runs.len());
     for run in runs {
         let mut figures = Figures::from(&run.measured);
@@ -485,6 +528,7 @@ async fn workloads(
     records: &[(String, String)],
     channel: &Channel,
     seeder: Option<&Seeder>,
+    bearer: Option<&str>,
 ) -> anyhow::Result<(Workload, Workload)> {
     let tokens = || records.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
     let incidents = || records.iter().map(|(i, _)| i.clone()).collect::<Vec<_>>();
@@ -493,6 +537,18 @@ async fn workloads(
             Workload::GetDecision(tokens()),
             Workload::GetDecision(tokens()),
         ),
+        Scenario::GetDecisionAuth => {
+            let bearer = bearer
+                .context("get-decision-auth needs --spawn (its server checks the bench's token)")?;
+            let value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+                format!("Bearer {bearer}")
+                    .parse()
+                    .context("the bench token is not ASCII")?;
+            (
+                Workload::GetDecisionAuth(tokens(), value.clone()),
+                Workload::GetDecisionAuth(tokens(), value),
+            )
+        }
         Scenario::GetOrCreateExisting => (
             Workload::GetOrCreateExisting(incidents()),
             Workload::GetOrCreateExisting(incidents()),
@@ -526,7 +582,14 @@ async fn workloads(
 }
 
 /// Starts a server in this process on a free loopback port.
-async fn spawn(redis_url: Option<String>) -> anyhow::Result<Running> {
+/// With `bench_token`, the server takes that static token and checks it
+/// when presented; calls without credentials are still served (as with
+/// `serve --dev`), so the same server answers both with and without
+/// authentication.
+async fn spawn(
+    redis_url: Option<String>,
+    bench_token: Option<crate::auth::TokenEntry>,
+) -> anyhow::Result<Running> {
     let config = Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         dev: redis_url.is_none(),
@@ -534,7 +597,15 @@ async fn spawn(redis_url: Option<String>) -> anyhow::Result<Running> {
         ..Config::default()
     };
     config.validate()?;
-    crate::server::start(config, Overrides::default())
+    let overrides = Overrides {
+        auth: bench_token.map(|entry| crate::auth::AuthSettings {
+            tokens: vec![entry],
+            optional: true,
+            ..Default::default()
+        }),
+        ..Overrides::default()
+    };
+    crate::server::start(config, overrides)
         .await
         .context("cannot start the in-process server")
 }

@@ -16,6 +16,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -29,6 +30,12 @@ pub enum Scenario {
     Health,
     /// `GetDecision` on READY tokens (token index cached, one HGET).
     GetDecision,
+    /// `get-decision` with a static bearer token checked on every call
+    /// (`--spawn` only; the spawned server then also takes calls without
+    /// credentials, as `serve --dev` does, so `get-decision` runs beside
+    /// it in the same rounds): its ratio to `get-decision` is the cost of
+    /// authentication. Not part of `all`.
+    GetDecisionAuth,
     /// `GetOrCreateDecision` (no wait) on incidents whose token is READY.
     GetOrCreateExisting,
     /// `CreateIncident`, then `GetOrCreateDecision(wait)` on the expert path.
@@ -59,6 +66,7 @@ impl Scenario {
         match self {
             Scenario::Health => "health",
             Scenario::GetDecision => "get-decision",
+            Scenario::GetDecisionAuth => "get-decision-auth",
             Scenario::GetOrCreateExisting => "get-or-create-existing",
             Scenario::CreateAndDecide => "create-and-decide",
             Scenario::Approve => "approve",
@@ -102,6 +110,8 @@ pub enum Workload {
     Health,
     /// Tokens cycled through by request number.
     GetDecision(Vec<String>),
+    /// The same, each call carrying this `authorization` value.
+    GetDecisionAuth(Vec<String>, MetadataValue<Ascii>),
     /// Incident ids (each with a READY token) cycled through.
     GetOrCreateExisting(Vec<String>),
     /// The analysis timeout sent with each `GetOrCreateDecision(wait)`.
@@ -176,6 +186,16 @@ impl Workload {
                     .get_decision(pb::GetDecisionRequest { token })
                     .await
                 {
+                    Ok(r) => expect(r.get_ref().decision.is_some()),
+                    Err(s) => s.into(),
+                }
+            }
+            Workload::GetDecisionAuth(tokens, authorization) => {
+                let token = pick(tokens, seq).to_owned();
+                let mut req = tonic::Request::new(pb::GetDecisionRequest { token });
+                req.metadata_mut()
+                    .insert("authorization", authorization.clone());
+                match c.decisions.get_decision(req).await {
                     Ok(r) => expect(r.get_ref().decision.is_some()),
                     Err(s) => s.into(),
                 }

@@ -169,7 +169,7 @@ async fn tail(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
         // A fresh channel: the old one may point at a connection that died.
-        match crate::client::connect(&global.addr).await {
+        match crate::client::connect(&global.target()).await {
             Ok(channel) => client = AuditServiceClient::new(channel),
             Err(e) => eprintln!("audit tail cannot reconnect yet: {e}"),
         }

@@ -19,7 +19,7 @@ mod watch;
 
 pub use error::report;
 
-use crate::client::connect;
+use crate::client::{ClientTls, Target, connect};
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 
@@ -53,6 +53,51 @@ pub struct GlobalArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// PEM CA certificate that signs the server's certificate (for an
+    /// `https://` address; without it the public web roots are trusted).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Client options",
+        env = "VERDICT_CA_CERT",
+        value_name = "FILE"
+    )]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate presented to the server (mTLS); with
+    /// --client-key.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Client options",
+        env = "VERDICT_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Client options",
+        env = "VERDICT_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl GlobalArgs {
+    /// Where the client commands connect, and how.
+    pub(crate) fn target(&self) -> Target {
+        Target {
+            addr: self.addr.clone(),
+            tls: ClientTls {
+                ca_cert: self.ca_cert.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+            },
+        }
+    }
 }
 
 /// The client subcommands: each is one or a few RPCs against `--addr`.
@@ -106,7 +151,7 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> anyhow::Result<
             .map_err(|_| anyhow::anyhow!("--token / VERDICT_TOKEN must be printable ASCII"))?;
         let _ = AUTHORIZATION.set(value);
     }
-    let addr = &global.addr;
+    let addr = &global.target();
     match command {
         ClientCommand::Incident(cmd) => incident::run(connect(addr).await?, global, cmd).await,
         ClientCommand::Decide(args) => decision::decide(connect(addr).await?, global, args).await,

@@ -86,7 +86,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: WatchArgs) -> anyhow::Result<
     let mut backoff = Duration::from_millis(200);
     let mut connected_once = false;
     loop {
-        let outcome = match connect(&global.addr).await {
+        let outcome = match connect(&global.target()).await {
             // Never reached the server at all: a wrong address, not a blip.
             Err(e) if !connected_once => return Err(e),
             Err(e) => Err(e),

@@ -14,5 +14,5 @@ pub(crate) mod escape;
 mod table;
 
 pub(crate) use code::code_name;
-pub(crate) use connect::connect;
+pub(crate) use connect::{ClientTls, Target, connect};
 pub(crate) use table::Table;

@@ -9,7 +9,8 @@
 //! 2. **Tracing**: one span per request carrying that id, the method and
 //!    the path, so every log line of an RPC can be found from the id.
 //! 3. **Authentication and authorization** ([`authorize`]): the
-//!    credentials become a [`Principal`] (`auth::Authenticator`), the
+//!    credentials (a bearer token, or the connection's verified client
+//!    certificate, `server/tls.rs`) become a [`Principal`] (`auth::Authenticator`), the
 //!    route's entry in the one role table (`auth::table`) is checked, and
 //!    the principal is put in the request's extensions, where handlers read
 //!    it with `Principal::of`. A refusal answers here — UNAUTHENTICATED /
@@ -29,6 +30,7 @@
 //! browser calls report their real gRPC codes; `/metrics` itself is served
 //! outside this stack (`server/observe.rs`), open to the scraper.
 
+use super::tls::Peer;
 use crate::auth::{AuthError, Authenticator, Presented};
 use crate::domain::{AuthMethod, Principal};
 use crate::manager::AuditLog;
@@ -85,6 +87,13 @@ async fn authorize(
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // The connection's peer (`server/tls.rs`): its address goes where
+    // tonic's `Request::remote_addr` looks for it, its client certificate
+    // (mTLS) to authentication.
+    let peer = req.extensions().get::<Peer>().cloned();
+    if let Some(p) = &peer {
+        req.extensions_mut().insert(p.tcp.clone());
+    }
     if req.method() == http::Method::OPTIONS {
         return next.run(req).await;
     }
@@ -93,6 +102,7 @@ async fn authorize(
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
+        client_cert: peer.as_ref().and_then(|p| p.client_cert.as_deref()),
     };
     match gate.auth.check(req.uri().path(), presented) {
         Ok(Some(principal)) => {

@@ -16,6 +16,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::engine::policy::Policy;
 use crate::manager::{AuditLog, DecisionManager};
+use anyhow::Context;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +44,8 @@ pub struct Reloader {
     /// Reopens the audit sink's file (logrotate sends SIGHUP after moving
     /// it); None without a sink.
     pub(super) sink_reopen: Option<tokio::sync::mpsc::Sender<super::audit_sink::Reopen>>,
+    /// The listener's TLS configuration (None: plain text).
+    pub(super) tls: Option<Arc<super::tls::ServerTls>>,
 }
 
 /// What a configuration holds that a reload swaps, as the audit trail
@@ -110,7 +113,25 @@ impl Summary {
     }
 }
 
+/// What [`Reloader::check`] read and checked, to be swapped in.
+struct Checked {
+    /// The new safety policy (None without an LLM).
+    safety: Option<Policy>,
+    /// The TLS files in force after the reload (None: plain text).
+    tls: Option<super::tls::TlsFiles>,
+}
+
 impl Reloader {
+    /// The files besides the config file whose change triggers a reload
+    /// (the TLS certificate, key and client CA in force): certificate
+    /// managers rotate those without touching the config.
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        self.tls
+            .as_ref()
+            .map(|t| t.files().paths())
+            .unwrap_or_default()
+    }
+
     /// Swaps in the configuration `loaded` (as read from its file; an error
     /// when the file did not load) — or keeps the one in force and says
     /// why: a file that does not load, a configuration that does not
@@ -133,7 +154,7 @@ impl Reloader {
             }
         }
         let prepared = loaded.and_then(|c| self.check(&c).map(|p| (c, p)));
-        let (config, safety) = match prepared {
+        let (config, Checked { safety, tls }) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 // First line only: a parse error quotes the file below it.
@@ -156,23 +177,32 @@ impl Reloader {
         self.record("OK", &detail)
             .await
             .map_err(|e| anyhow::anyhow!("the audit trail cannot record the reload: {e}"))?;
-        self.apply(&config, safety.as_ref())?;
+        self.apply(&config, safety.as_ref(), tls)?;
         *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
 
     /// Checks `config` before anything is swapped, so a bad one changes
     /// nothing; returns the new safety policy (read from its file).
-    fn check(&self, config: &Config) -> anyhow::Result<Option<Policy>> {
+    fn check(&self, config: &Config) -> anyhow::Result<Checked> {
         let settings = config.auth_settings();
         anyhow::ensure!(
             settings.enabled() || !self.auth.enabled(),
             "the new configuration has no credentials; a reload cannot turn authentication off (restart for that)"
         );
+        // The TLS files are read and checked before anything is swapped.
+        let tls = match (&self.tls, super::tls::TlsFiles::from_config(config)) {
+            (Some(_), Some(files)) => {
+                super::tls::ServerTls::check(&files).context("TLS")?;
+                Some(files)
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("turning TLS on or off takes a restart"),
+        };
         config.approval_policy().validate()?;
         // Builds the credentials once to check them (digests, JWT keys).
         Authenticator::new(&settings).map_err(anyhow::Error::msg)?;
-        Ok(match &self.safety {
+        let safety = match &self.safety {
             Some(_) => Some(
                 config
                     .engine_settings()
@@ -180,16 +210,28 @@ impl Reloader {
                     .map_err(|e| anyhow::anyhow!("policy_file: {e}"))?,
             ),
             None => None,
-        })
+        };
+        Ok(Checked { safety, tls })
     }
 
     /// Swaps the checked `config` in.
-    fn apply(&self, config: &Config, safety: Option<&Policy>) -> anyhow::Result<()> {
+    fn apply(
+        &self,
+        config: &Config,
+        safety: Option<&Policy>,
+        tls: Option<super::tls::TlsFiles>,
+    ) -> anyhow::Result<()> {
         let settings = config.auth_settings();
         if settings.enabled() {
             self.auth.reload(&settings).map_err(anyhow::Error::msg)?;
         }
         self.decisions.set_approval_policy(config.approval_policy());
+        if let (Some(current), Some(files)) = (&self.tls, tls) {
+            // Checked before; a file replaced in between is caught here and
+            // still leaves the old certificate in force.
+            current.reload(files).context("TLS")?;
+            tracing::info!("TLS certificate reloaded");
+        }
         if let (Some(current), Some(new)) = (&self.safety, safety) {
             current.reload_from(new);
             tracing::info!(hash = %new.hash(), "safety policy reloaded");

@@ -160,7 +160,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "bench",
         &[
-            "client", "proto", "server", "config", "store", "stats", "engine", "domain",
+            "client", "proto", "server", "config", "store", "stats", "engine", "domain", "auth",
         ],
     ),
     ("app", &["cli", "bench", "config", "auth"]),

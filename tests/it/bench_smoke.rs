@@ -230,3 +230,29 @@ async fn a_saved_run_is_a_baseline_and_a_run_compares_against_one() {
         .expect_err("every run is below 1000× health");
     assert!(format!("{err:#}").contains("get-decision"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_decision_auth_runs_beside_get_decision_and_every_call_passes_the_check() {
+    let args = bench_args(&["--spawn", "--scenario", "get-decision-auth", "-n", "200"]);
+    let report = bench::run("http://127.0.0.1:1", &args)
+        .await
+        .expect("bench runs");
+    let names: Vec<&str> = report.scenarios.iter().map(|s| s.scenario).collect();
+    assert_eq!(names, ["health", "get-decision", "get-decision-auth"]);
+    for s in &report.scenarios {
+        // A refused token would count as UNAUTHENTICATED errors here.
+        assert_eq!(s.figures.ok, 200, "{}: {:?}", s.scenario, s.figures.errors);
+    }
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("get-decision-auth / get-decision = ")),
+        "{:?}",
+        report.notes
+    );
+    // Without --spawn there is no server that knows the bench's token.
+    let alone = bench_args(&["--scenario", "get-decision-auth"]);
+    let err = bench::run("http://127.0.0.1:1", &alone).await.unwrap_err();
+    assert!(err.to_string().contains("--spawn"), "{err}");
+}

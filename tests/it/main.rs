@@ -41,6 +41,7 @@ mod slack;
 mod stats;
 mod store_conformance;
 mod stored_format;
+mod tls;
 mod ui;
 mod verify;
 mod watch;

@@ -13,7 +13,7 @@ import grpc
 
 from . import _requests as req
 from ._watch import TERMINAL_STATES, Reconnect, SeenVersions
-from .client import DEFAULT_ADDRESS, channel_options, normalize_target
+from .client import DEFAULT_ADDRESS, channel_options, normalize_target, tls_credentials
 from .errors import from_rpc_error
 from .proto.verdict.v1 import audit_pb2 as apb
 from .proto.verdict.v1 import audit_pb2_grpc as agrpc
@@ -46,7 +46,9 @@ class AsyncClient:
     with every call. ``token`` is the bearer token sent as
     ``authorization: Bearer …`` with every call: a string, or a callable
     asked before each call (a token provider that refreshes, e.g. an OIDC
-    token). Over TLS, pass ``credentials=grpc.ssl_channel_credentials(...)``.
+    token). TLS options as for :class:`verdict_client.Client`
+    (``root_certificates``, ``client_cert``, ``client_key``, or
+    ``credentials``).
     """
 
     def __init__(
@@ -59,7 +61,11 @@ class AsyncClient:
         metadata: Metadata = (),
         token: str | Callable[[], str] | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        root_certificates: bytes | None = None,
+        client_cert: bytes | None = None,
+        client_key: bytes | None = None,
     ) -> None:
+        credentials = tls_credentials(credentials, root_certificates, client_cert, client_key)
         if channel is None:
             target = normalize_target(address)
             if credentials is not None:

@@ -44,6 +44,27 @@ def normalize_target(address: str) -> str:
     return address.rstrip("/")
 
 
+def tls_credentials(
+    credentials: grpc.ChannelCredentials | None,
+    root_certificates: bytes | None,
+    client_cert: bytes | None,
+    client_key: bytes | None,
+) -> grpc.ChannelCredentials | None:
+    """The channel credentials for the TLS options: ``root_certificates``
+    (PEM CA of the server's certificate; None: the system roots),
+    ``client_cert`` and ``client_key`` (PEM, both or neither: mTLS). None
+    when no TLS option is given (plain text)."""
+    if client_cert is None and client_key is not None or client_cert is not None and client_key is None:
+        raise ValueError("client_cert and client_key go together")
+    if root_certificates is None and client_cert is None:
+        return credentials
+    if credentials is not None:
+        raise ValueError("give either credentials or root_certificates/client_cert/client_key")
+    return grpc.ssl_channel_credentials(
+        root_certificates=root_certificates, private_key=client_key, certificate_chain=client_cert
+    )
+
+
 def channel_options(extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
     """Keepalive pings so a dead connection under a quiet watch is noticed
     (and the watch resumed) within ~40 s; reconnect backoff capped at 5 s
@@ -71,7 +92,10 @@ class Client:
     with every call. ``token`` is the bearer token sent as
     ``authorization: Bearer …`` with every call: a string, or a callable
     asked before each call (a token provider that refreshes, e.g. an OIDC
-    token). Over TLS, pass ``credentials=grpc.ssl_channel_credentials(...)``.
+    token). Over TLS, give ``root_certificates`` (PEM bytes of the CA that
+    signs the server's certificate; omit it to trust the system roots) and,
+    for mTLS, ``client_cert`` and ``client_key`` (PEM bytes); or pass your
+    own ``credentials=grpc.ssl_channel_credentials(...)``.
     """
 
     def __init__(
@@ -84,7 +108,11 @@ class Client:
         metadata: Metadata = (),
         token: str | Callable[[], str] | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        root_certificates: bytes | None = None,
+        client_cert: bytes | None = None,
+        client_key: bytes | None = None,
     ) -> None:
+        credentials = tls_credentials(credentials, root_certificates, client_cert, client_key)
         if channel is None:
             target = normalize_target(address)
             if credentials is not None:
