@@ -108,7 +108,7 @@ async fn reloads_applied_and_refused_are_recorded_without_secrets() {
     assert_eq!(e.chain, verdict::audit::GLOBAL_CHAIN);
     assert_eq!(e.subject, "verdict");
     assert_eq!(e.auth_method, "system");
-    assert!(e.detail.contains("config file changed"), "{}", e.detail);
+    assert!(e.detail.contains("config or TLS file changed"), "{}", e.detail);
     assert!(
         e.detail.contains("principals 1, added neo, removed vera"),
         "{}",
