@@ -108,7 +108,11 @@ async fn reloads_applied_and_refused_are_recorded_without_secrets() {
     assert_eq!(e.chain, verdict::audit::GLOBAL_CHAIN);
     assert_eq!(e.subject, "verdict");
     assert_eq!(e.auth_method, "system");
-    assert!(e.detail.contains("config or TLS file changed"), "{}", e.detail);
+    assert!(
+        e.detail.contains("config or TLS file changed"),
+        "{}",
+        e.detail
+    );
     assert!(
         e.detail.contains("principals 1, added neo, removed vera"),
         "{}",
@@ -126,7 +130,10 @@ async fn reloads_applied_and_refused_are_recorded_without_secrets() {
         .await;
     let reloads = events_of(&log, Action::ConfigReloaded).await;
     assert_eq!(reloads.len(), 3, "{reloads:?}");
-    for (refused, trigger) in reloads[1..].iter().zip(["config file changed", "SIGHUP"]) {
+    for (refused, trigger) in reloads[1..]
+        .iter()
+        .zip(["config or TLS file changed", "SIGHUP"])
+    {
         assert_eq!(refused.outcome, "INVALID_ARGUMENT");
         assert!(refused.detail.contains(trigger), "{}", refused.detail);
         assert!(
