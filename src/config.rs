@@ -1582,6 +1582,34 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_jwks_url_example_loads() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("**JWKS from a URL.**")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("README has the JWKS URL example");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, example).unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        // Loading checks the settings; the URL is read only by `serve`.
+        let c = Config::load(&args).expect("the example loads");
+        let jwt = c.auth_settings().jwt.expect("JWT on");
+        assert!(
+            jwt.jwks_url
+                .unwrap()
+                .ends_with("/protocol/openid-connect/certs")
+        );
+        assert_eq!(jwt.jwks_refresh, Duration::from_secs(600));
+        assert!(jwt.jwks_file.is_none());
+    }
+
+    #[test]
     fn llm_settings_from_file_and_flags_are_validated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.toml");

@@ -167,7 +167,9 @@ async fn a_jwt_signed_by_a_key_the_url_serves_is_accepted() {
         .await
         .expect("a token signed by the served key");
     // Same kid, another key: the signature decides.
-    let e = creates(&mut s, &stranger.token("mallory")).await.unwrap_err();
+    let e = creates(&mut s, &stranger.token("mallory"))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{}", e.message());
 }
 
@@ -191,8 +193,14 @@ async fn a_rotated_key_is_fetched_on_its_unknown_kid_without_a_restart() {
         || *accepted.lock().unwrap(),
     )
     .await;
-    assert_eq!(idp.fetches(), 2, "one refetch, however many calls waited for it");
-    creates(&mut s, &k1.token("olga")).await.expect("k1 still served");
+    assert_eq!(
+        idp.fetches(),
+        2,
+        "one refetch, however many calls waited for it"
+    );
+    creates(&mut s, &k1.token("olga"))
+        .await
+        .expect("k1 still served");
     // A flood of tokens naming kids nobody serves asks the provider
     // nothing more: an unknown kid refetches at most once a minute.
     for _ in 0..20 {
@@ -200,7 +208,11 @@ async fn a_rotated_key_is_fetched_on_its_unknown_kid_without_a_restart() {
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
     }
     creates(&mut s, &k2.token("olga")).await.expect("k2 stays");
-    assert_eq!(idp.fetches(), 2, "unknown kids refetch at most once a minute");
+    assert_eq!(
+        idp.fetches(),
+        2,
+        "unknown kids refetch at most once a minute"
+    );
 }
 
 #[tokio::test]
@@ -224,11 +236,17 @@ async fn a_garbage_keyless_or_oversize_jwks_on_refresh_keeps_the_old_keys() {
         let target = idp.fetches() + 2;
         poll_until(
             "two refreshes of a bad JWKS",
-            async || creates(&mut s, &token).await.expect("the old key still works"),
+            async || {
+                creates(&mut s, &token)
+                    .await
+                    .expect("the old key still works")
+            },
             || idp.fetches() >= target,
         )
         .await;
-        creates(&mut s, &token).await.expect("the old key still works");
+        creates(&mut s, &token)
+            .await
+            .expect("the old key still works");
     }
 }
 
@@ -241,7 +259,10 @@ async fn a_jwks_url_that_cannot_be_read_fails_startup_naming_it() {
         .err()
         .expect("startup fails");
     let why = format!("{e:#}");
-    assert!(why.contains(&down) && why.contains("cannot be read"), "{why}");
+    assert!(
+        why.contains(&down) && why.contains("cannot be read"),
+        "{why}"
+    );
     // A provider answering an error, or something that is not a JWKS.
     let idp = FakeIdp::start(StatusCode::NOT_FOUND, "no such realm".into()).await;
     let e = verdict::server::start(config(idp.url(), None), Default::default())
