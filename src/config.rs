@@ -565,6 +565,21 @@ pub struct ServeArgs {
         help_heading = "Authentication"
     )]
     pub auth_jwt_jwks_file: Option<PathBuf>,
+    /// JWKS URL of the identity provider (https, or http), fetched at
+    /// start (an unreadable URL fails startup) and cached; instead of
+    /// `auth_jwt_jwks_file`.
+    #[arg(
+        long,
+        env = "VERDICT_AUTH_JWT_JWKS_URL",
+        value_name = "URL",
+        help_heading = "Authentication"
+    )]
+    pub auth_jwt_jwks_url: Option<String>,
+    /// How often the keys of `auth_jwt_jwks_url` are refetched (a token
+    /// with an unknown `kid` also refetches them, at most once a minute).
+    #[arg(long, env = "VERDICT_AUTH_JWT_JWKS_REFRESH", value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Authentication")]
+    #[serde(with = "humantime_serde")]
+    pub auth_jwt_jwks_refresh: Option<Duration>,
     /// The only accepted JWT issuer (`iss`); required with a JWKS file.
     #[arg(
         long,
@@ -776,6 +791,9 @@ pub struct Config {
     /// that name `cert` are that principal.
     pub auth_mtls: Vec<MtlsEntry>,
     pub auth_jwt_jwks_file: Option<PathBuf>,
+    pub auth_jwt_jwks_url: Option<String>,
+    #[serde(with = "duration")]
+    pub auth_jwt_jwks_refresh: Duration,
     pub auth_jwt_issuer: Option<String>,
     pub auth_jwt_audience: Option<String>,
     pub auth_jwt_algorithms: Vec<String>,
@@ -891,6 +909,8 @@ impl Default for Config {
             auth_tokens: Vec::new(),
             auth_mtls: Vec::new(),
             auth_jwt_jwks_file: None,
+            auth_jwt_jwks_url: None,
+            auth_jwt_jwks_refresh: crate::auth::jwks::DEFAULT_REFRESH,
             auth_jwt_issuer: None,
             auth_jwt_audience: None,
             auth_jwt_algorithms: crate::auth::jwt::DEFAULT_ALGORITHMS
@@ -1236,16 +1256,20 @@ impl Config {
         AuthSettings {
             tokens: self.auth_tokens.clone(),
             mtls: self.auth_mtls.clone(),
-            jwt: self.auth_jwt_jwks_file.as_ref().map(|jwks| JwtSettings {
-                jwks_file: jwks.clone(),
-                issuer: self.auth_jwt_issuer.clone().unwrap_or_default(),
-                audience: self.auth_jwt_audience.clone().unwrap_or_default(),
-                algorithms: self.auth_jwt_algorithms.clone(),
-                leeway_secs: self.auth_jwt_leeway.as_secs(),
-                subject_claim: self.auth_jwt_subject_claim.clone(),
-                groups_claim: self.auth_jwt_groups_claim.clone(),
-                group_roles: self.auth_jwt_group_roles.clone(),
-            }),
+            jwt: (self.auth_jwt_jwks_file.is_some() || self.auth_jwt_jwks_url.is_some()).then(
+                || JwtSettings {
+                    jwks_file: self.auth_jwt_jwks_file.clone(),
+                    jwks_url: self.auth_jwt_jwks_url.clone(),
+                    jwks_refresh: self.auth_jwt_jwks_refresh,
+                    issuer: self.auth_jwt_issuer.clone().unwrap_or_default(),
+                    audience: self.auth_jwt_audience.clone().unwrap_or_default(),
+                    algorithms: self.auth_jwt_algorithms.clone(),
+                    leeway_secs: self.auth_jwt_leeway.as_secs(),
+                    subject_claim: self.auth_jwt_subject_claim.clone(),
+                    groups_claim: self.auth_jwt_groups_claim.clone(),
+                    group_roles: self.auth_jwt_group_roles.clone(),
+                },
+            ),
             reflection_open: self.auth_reflection_open,
             webhook_token: self.ingest.webhook_token_env.is_some(),
             optional: false,
@@ -1555,6 +1579,34 @@ mod tests {
         assert_eq!(jwt.subject_claim, "email");
         assert_eq!(jwt.group_roles.len(), 2);
         assert_eq!(jwt.leeway_secs, 60);
+    }
+
+    #[test]
+    fn the_readme_jwks_url_example_loads() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("**JWKS from a URL.**")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("README has the JWKS URL example");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, example).unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        // Loading checks the settings; the URL is read only by `serve`.
+        let c = Config::load(&args).expect("the example loads");
+        let jwt = c.auth_settings().jwt.expect("JWT on");
+        assert!(
+            jwt.jwks_url
+                .unwrap()
+                .ends_with("/protocol/openid-connect/certs")
+        );
+        assert_eq!(jwt.jwks_refresh, Duration::from_secs(600));
+        assert!(jwt.jwks_file.is_none());
     }
 
     #[test]

@@ -257,6 +257,12 @@ pub async fn start(config: Config, mut overrides: Overrides) -> anyhow::Result<R
         Some(settings) => Arc::new(Authenticator::new(&settings).map_err(anyhow::Error::msg)?),
         None => build_auth(&config)?,
     };
+    // A JWKS URL is read before serving: an identity provider that cannot
+    // be reached fails the start, naming the URL, instead of refusing
+    // every JWT later.
+    auth.fetch_jwks()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
     let tls = match tls::TlsFiles::from_config(&config) {
         Some(files) => Some(
             tls::ServerTls::new(files, config.tls_handshake_timeout)

@@ -1,5 +1,5 @@
 //! OIDC / JWT bearer tokens: `Authorization: Bearer <JWT>` checked against
-//! the keys of a JWKS file, with the issuer, the audience, `exp` and `nbf`
+//! the keys of a JWKS file or URL ([`super::jwks`]), with the issuer, the audience, `exp` and `nbf`
 //! (with a small leeway) enforced, and the subject and groups read from
 //! configurable claims; groups map to roles by configuration.
 //!
@@ -17,6 +17,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::jwks::RemoteJwks;
 
 /// Default allowlist: the asymmetric algorithms identity providers use.
 pub const DEFAULT_ALGORITHMS: &[&str] = &["RS256", "ES256", "EdDSA"];
@@ -28,8 +32,9 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 60;
 /// Largest leeway: more would keep an expired token alive for long.
 pub const MAX_LEEWAY_SECS: u64 = 300;
 
-/// Largest accepted JWKS file: a real one holds a handful of keys.
-const MAX_JWKS_BYTES: u64 = 1 << 20;
+/// Largest accepted JWKS (file or fetched body): a real one holds a
+/// handful of keys.
+pub(super) const MAX_JWKS_BYTES: u64 = 1 << 20;
 
 /// One group → roles mapping (`[[auth_jwt_group_roles]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +50,15 @@ pub struct GroupRoles {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JwtSettings {
     /// The JWKS file (`{"keys": [...]}`), read at start and on reload.
-    pub jwks_file: PathBuf,
+    /// Exactly one of this and `jwks_url`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The JWKS URL, fetched at start and refreshed ([`super::jwks`]).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// How often the keys of `jwks_url` are refetched.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub jwks_refresh: Duration,
     /// The only accepted `iss`.
     pub issuer: String,
     /// The `aud` a token must carry.
@@ -63,8 +76,12 @@ pub struct JwtSettings {
     pub group_roles: Vec<GroupRoles>,
 }
 
+fn default_refresh() -> Duration {
+    super::jwks::DEFAULT_REFRESH
+}
+
 /// One usable key: typed, with the algorithms it may check.
-struct Key {
+pub struct Key {
     kid: Option<String>,
     key: DecodingKey,
     algorithms: Vec<Algorithm>,
@@ -95,7 +112,7 @@ const CLAIMS: Refusal = "the JWT lacks a required claim (exp, iss, aud or the su
 /// A checked JWT configuration.
 #[derive(Debug)]
 pub struct JwtVerifier {
-    keys: Vec<Key>,
+    keys: Keys,
     allowed: Vec<Algorithm>,
     issuer: String,
     audience: String,
@@ -105,68 +122,61 @@ pub struct JwtVerifier {
     group_roles: Vec<GroupRoles>,
 }
 
+/// Where the keys come from.
+#[derive(Debug)]
+enum Keys {
+    /// Read from the file once per (re)load.
+    Fixed(Arc<Vec<Key>>),
+    /// Fetched from a URL and refreshed in place.
+    Remote(Arc<RemoteJwks>),
+}
+
 impl JwtVerifier {
-    /// Reads the JWKS file and checks the settings; an error names what to
-    /// fix.
-    pub fn new(s: &JwtSettings) -> Result<Self, String> {
-        let file = &s.jwks_file;
-        let size = std::fs::metadata(file)
-            .map_err(|e| format!("auth_jwt_jwks_file {}: {e}", file.display()))?
-            .len();
-        if size > MAX_JWKS_BYTES {
-            return Err(format!(
-                "auth_jwt_jwks_file {}: larger than {MAX_JWKS_BYTES} bytes",
-                file.display()
-            ));
+    /// Reads the JWKS file, or sets up the JWKS URL's cache (empty until
+    /// [`Self::fetch`]), and checks the settings; an error names what to
+    /// fix. A URL cache of `previous` with the same URL is kept, keys
+    /// and all.
+    pub fn new(s: &JwtSettings, previous: Option<&JwtVerifier>) -> Result<Self, String> {
+        match (&s.jwks_file, &s.jwks_url) {
+            (Some(file), None) => {
+                let size = std::fs::metadata(file)
+                    .map_err(|e| format!("auth_jwt_jwks_file {}: {e}", file.display()))?
+                    .len();
+                if size > MAX_JWKS_BYTES {
+                    return Err(format!(
+                        "auth_jwt_jwks_file {}: larger than {MAX_JWKS_BYTES} bytes",
+                        file.display()
+                    ));
+                }
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("auth_jwt_jwks_file {}: {e}", file.display()))?;
+                Self::from_jwks(s, &text).map_err(|e| format!("auth_jwt ({}): {e}", file.display()))
+            }
+            (None, Some(url)) => {
+                let allowed = check_settings(s)?;
+                let reused = previous.and_then(|p| match &p.keys {
+                    Keys::Remote(r) if r.serves(url, s.jwks_refresh, &allowed) => Some(r.clone()),
+                    _ => None,
+                });
+                let remote = match reused {
+                    Some(r) => r,
+                    None => Arc::new(RemoteJwks::new(url, s.jwks_refresh, &allowed)?),
+                };
+                Ok(Self::with_keys(s, allowed, Keys::Remote(remote)))
+            }
+            _ => Err("give exactly one of auth_jwt_jwks_file and auth_jwt_jwks_url".into()),
         }
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("auth_jwt_jwks_file {}: {e}", file.display()))?;
-        Self::from_jwks(s, &text).map_err(|e| format!("auth_jwt ({}): {e}", file.display()))
     }
 
     /// [`Self::new`] with the JWKS given as text.
     pub fn from_jwks(s: &JwtSettings, jwks: &str) -> Result<Self, String> {
-        if s.issuer.trim().is_empty() {
-            return Err("auth_jwt_issuer must be set".into());
-        }
-        if s.audience.trim().is_empty() {
-            return Err("auth_jwt_audience must be set".into());
-        }
-        if s.leeway_secs > MAX_LEEWAY_SECS {
-            return Err(format!(
-                "auth_jwt_leeway must be at most {MAX_LEEWAY_SECS}s (it extends every token's life)"
-            ));
-        }
-        if s.subject_claim.is_empty() || s.groups_claim.is_empty() {
-            return Err("auth_jwt_subject_claim and auth_jwt_groups_claim must be set".into());
-        }
-        let allowed = s
-            .algorithms
-            .iter()
-            .map(|a| parse_algorithm(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        if allowed.is_empty() {
-            return Err("auth_jwt_algorithms: give at least one algorithm".into());
-        }
-        let set: JwkSet = serde_json::from_str(jwks)
-            .map_err(|e| format!("not a JWKS ({{\"keys\": [...]}}): {e}"))?;
-        let mut keys = Vec::new();
-        for (i, jwk) in set.keys.iter().enumerate() {
-            keys.push(typed_key(jwk, &allowed).map_err(|e| format!("keys[{i}]: {e}"))?);
-        }
-        keys.retain(|k| !k.algorithms.is_empty());
-        if keys.is_empty() {
-            return Err("the JWKS holds no key usable with auth_jwt_algorithms".into());
-        }
-        for g in &s.group_roles {
-            if g.group.is_empty() || g.roles.is_empty() {
-                return Err(format!(
-                    "auth_jwt_group_roles {:?}: give a group and at least one role",
-                    g.group
-                ));
-            }
-        }
-        Ok(JwtVerifier {
+        let allowed = check_settings(s)?;
+        let keys = parse_keys(jwks, &allowed)?;
+        Ok(Self::with_keys(s, allowed, Keys::Fixed(Arc::new(keys))))
+    }
+
+    fn with_keys(s: &JwtSettings, allowed: Vec<Algorithm>, keys: Keys) -> Self {
+        JwtVerifier {
             keys,
             allowed,
             issuer: s.issuer.clone(),
@@ -175,7 +185,17 @@ impl JwtVerifier {
             subject_claim: s.subject_claim.clone(),
             groups_claim: s.groups_claim.clone(),
             group_roles: s.group_roles.clone(),
-        })
+        }
+    }
+
+    /// For a JWKS URL whose keys were never fetched: fetches them now (at
+    /// start, and on a reload that changed the URL), so a URL that cannot
+    /// be read is refused with the reason. Otherwise nothing.
+    pub async fn fetch(&self) -> Result<(), String> {
+        match &self.keys {
+            Keys::Remote(r) if !r.fetched() => r.fetch().await.map(|_| ()),
+            _ => Ok(()),
+        }
     }
 
     /// The principal a JWT names, or why it is refused. The signature is
@@ -189,7 +209,19 @@ impl JwtVerifier {
         if !self.allowed.contains(&header.alg) {
             return Err(ALGORITHM);
         }
-        let candidates = self.keys.iter().filter(|k| {
+        let keys = match &self.keys {
+            Keys::Fixed(k) => k.clone(),
+            Keys::Remote(r) => {
+                let keys = r.keys();
+                let unknown = header
+                    .kid
+                    .as_ref()
+                    .is_some_and(|kid| !keys.iter().any(|k| k.kid.as_ref() == Some(kid)));
+                r.poke(unknown);
+                keys
+            }
+        };
+        let candidates = keys.iter().filter(|k| {
             k.algorithms.contains(&header.alg)
                 && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
         });
@@ -248,6 +280,57 @@ impl JwtVerifier {
             roles,
         })
     }
+}
+
+/// Checks the settings besides the keys; the allowlist.
+fn check_settings(s: &JwtSettings) -> Result<Vec<Algorithm>, String> {
+    if s.issuer.trim().is_empty() {
+        return Err("auth_jwt_issuer must be set".into());
+    }
+    if s.audience.trim().is_empty() {
+        return Err("auth_jwt_audience must be set".into());
+    }
+    if s.leeway_secs > MAX_LEEWAY_SECS {
+        return Err(format!(
+            "auth_jwt_leeway must be at most {MAX_LEEWAY_SECS}s (it extends every token's life)"
+        ));
+    }
+    if s.subject_claim.is_empty() || s.groups_claim.is_empty() {
+        return Err("auth_jwt_subject_claim and auth_jwt_groups_claim must be set".into());
+    }
+    for g in &s.group_roles {
+        if g.group.is_empty() || g.roles.is_empty() {
+            return Err(format!(
+                "auth_jwt_group_roles {:?}: give a group and at least one role",
+                g.group
+            ));
+        }
+    }
+    let allowed = s
+        .algorithms
+        .iter()
+        .map(|a| parse_algorithm(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    if allowed.is_empty() {
+        return Err("auth_jwt_algorithms: give at least one algorithm".into());
+    }
+    Ok(allowed)
+}
+
+/// The usable keys of a JWKS text, typed by the same rules for a file and
+/// a URL; an error when it is not a JWKS or holds no usable key.
+pub(super) fn parse_keys(jwks: &str, allowed: &[Algorithm]) -> Result<Vec<Key>, String> {
+    let set: JwkSet =
+        serde_json::from_str(jwks).map_err(|e| format!("not a JWKS ({{\"keys\": [...]}}): {e}"))?;
+    let mut keys = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        keys.push(typed_key(jwk, allowed).map_err(|e| format!("keys[{i}]: {e}"))?);
+    }
+    keys.retain(|k| !k.algorithms.is_empty());
+    if keys.is_empty() {
+        return Err("the JWKS holds no key usable with auth_jwt_algorithms".into());
+    }
+    Ok(keys)
 }
 
 /// Whether a bearer token is shaped like a JWT (three base64url parts), so

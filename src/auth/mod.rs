@@ -16,6 +16,7 @@
 //! caller is [`Principal::anonymous`] (every role), which the server only
 //! allows on loopback unless told otherwise (`--allow-unauthenticated`).
 
+pub mod jwks;
 pub mod jwt;
 pub mod mtls;
 pub mod table;
@@ -138,10 +139,17 @@ struct Active {
 }
 
 impl Active {
-    fn new(s: &AuthSettings) -> Result<Self, String> {
+    /// `previous`: the configuration in force, whose JWKS URL cache a new
+    /// one with the same URL keeps.
+    fn new(s: &AuthSettings, previous: Option<&Active>) -> Result<Self, String> {
+        let old_jwt = previous.and_then(|p| p.jwt.as_ref());
         Ok(Active {
             tokens: StaticTokens::new(&s.tokens)?,
-            jwt: s.jwt.as_ref().map(JwtVerifier::new).transpose()?,
+            jwt: s
+                .jwt
+                .as_ref()
+                .map(|j| JwtVerifier::new(j, old_jwt))
+                .transpose()?,
             mtls: MtlsPrincipals::new(&s.mtls)?,
             reflection_open: s.reflection_open,
             webhook_token: s.webhook_token,
@@ -154,6 +162,21 @@ impl Active {
     }
 }
 
+/// A checked configuration waiting to be installed.
+#[derive(Debug)]
+pub struct Prepared(Arc<Active>);
+
+impl Prepared {
+    /// Reads a JWKS URL this configuration has not fetched yet; an error
+    /// names the URL.
+    pub async fn fetch(&self) -> Result<(), String> {
+        match &self.0.jwt {
+            Some(jwt) => jwt.fetch().await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Decides who a request is and whether it may make its call. Shared by
 /// every connection; reloaded in place.
 #[derive(Debug)]
@@ -162,20 +185,47 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Checks `settings`; an error names the bad entry.
+    /// Checks `settings`; an error names the bad entry. A JWKS URL is not
+    /// fetched yet: the server calls [`Self::fetch_jwks`] before serving.
     pub fn new(settings: &AuthSettings) -> Result<Self, String> {
         Ok(Authenticator {
-            active: RwLock::new(Arc::new(Active::new(settings)?)),
+            active: RwLock::new(Arc::new(Active::new(settings, None)?)),
         })
     }
 
-    /// Replaces the configuration, or keeps the old one and says why.
-    pub fn reload(&self, settings: &AuthSettings) -> Result<(), String> {
-        let next = Arc::new(Active::new(settings)?);
-        match self.active.write() {
-            Ok(mut a) => *a = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
+    /// Fetches the JWKS URL's keys if they never were (at start): an error
+    /// names the URL and why it could not be used.
+    pub async fn fetch_jwks(&self) -> Result<(), String> {
+        match &self.active().jwt {
+            Some(jwt) => jwt.fetch().await,
+            None => Ok(()),
         }
+    }
+
+    /// Checks `settings` for a reload, keeping the JWKS URL cache in force
+    /// when the URL stays; [`Prepared::fetch`] reads a new URL before
+    /// [`Self::install`] swaps it in.
+    pub fn prepare(&self, settings: &AuthSettings) -> Result<Prepared, String> {
+        Ok(Prepared(Arc::new(Active::new(
+            settings,
+            Some(&self.active()),
+        )?)))
+    }
+
+    /// Swaps a prepared configuration in.
+    pub fn install(&self, next: Prepared) {
+        match self.active.write() {
+            Ok(mut a) => *a = next.0,
+            Err(poisoned) => *poisoned.into_inner() = next.0,
+        }
+    }
+
+    /// Replaces the configuration, or keeps the old one and says why (a
+    /// new JWKS URL is fetched lazily: use [`Self::prepare`] to read it
+    /// first).
+    pub fn reload(&self, settings: &AuthSettings) -> Result<(), String> {
+        let next = self.prepare(settings)?;
+        self.install(next);
         Ok(())
     }
 

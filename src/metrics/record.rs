@@ -57,6 +57,8 @@ pub const NOTIFY_SELF_RESOLVED: &str = "verdict_notify_self_resolved_total";
 
 /// Calls refused by authentication or authorization, by reason and code.
 pub const AUTH_REFUSALS: &str = "verdict_auth_refusals_total";
+/// Failed refreshes of the JWKS URL's keys.
+pub const JWKS_REFRESH_FAILURES: &str = "verdict_jwks_refresh_failures_total";
 /// Audit events appended by this replica, by outcome.
 pub const AUDIT_EVENTS: &str = "verdict_audit_events_total";
 /// Audit events that could not be appended (the change they belong to
@@ -83,6 +85,10 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         AUTH_REFUSALS,
         "Calls refused by authentication or authorization, by reason and code",
+    ),
+    (
+        JWKS_REFRESH_FAILURES,
+        "Failed refreshes of the JWKS URL's keys (the previous keys stay)",
     ),
     (
         AUDIT_EVENTS,
@@ -375,6 +381,12 @@ pub fn notify_self_resolved() {
 /// `PERMISSION_DENIED`.
 pub fn auth_refused(reason: &'static str, code: &'static str) {
     counter!(AUTH_REFUSALS, "reason" => reason, "code" => code).increment(1);
+}
+
+/// A refresh of the JWKS URL's keys failed (network, status, size, not a
+/// JWKS); the previous keys stay in force.
+pub fn jwks_refresh_failed() {
+    counter!(JWKS_REFRESH_FAILURES).increment(1);
 }
 
 /// An audit event was appended with `outcome` (`OK` or a gRPC code's

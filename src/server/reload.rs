@@ -12,7 +12,7 @@
 //! never a secret: no token digests, no keys, no file contents.
 
 use crate::audit::Action;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Prepared};
 use crate::config::Config;
 use crate::engine::policy::Policy;
 use crate::manager::{AuditLog, DecisionManager};
@@ -153,8 +153,12 @@ impl Reloader {
                 tracing::warn!("audit sink: not reopened in time");
             }
         }
-        let prepared = loaded.and_then(|c| self.check(&c).map(|p| (c, p)));
-        let (config, Checked { safety, tls }) = match prepared {
+        let prepared = match loaded.and_then(|c| self.check(&c).map(|p| (c, p))) {
+            // A new JWKS URL is read before anything is swapped.
+            Ok((c, p)) => self.prepare_auth(&c).await.map(|a| (c, p, a)),
+            Err(e) => Err(e),
+        };
+        let (config, Checked { safety, tls }, auth) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 // First line only: a parse error quotes the file below it.
@@ -177,7 +181,7 @@ impl Reloader {
         self.record("OK", &detail)
             .await
             .map_err(|e| anyhow::anyhow!("the audit trail cannot record the reload: {e}"))?;
-        self.apply(&config, safety.as_ref(), tls)?;
+        self.apply(&config, auth, safety.as_ref(), tls)?;
         *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
@@ -214,16 +218,29 @@ impl Reloader {
         Ok(Checked { safety, tls })
     }
 
-    /// Swaps the checked `config` in.
+    /// The new credentials, checked, with a JWKS URL that changed already
+    /// read (None: authentication stays off).
+    async fn prepare_auth(&self, config: &Config) -> anyhow::Result<Option<Prepared>> {
+        let settings = config.auth_settings();
+        if !settings.enabled() {
+            return Ok(None);
+        }
+        let next = self.auth.prepare(&settings).map_err(anyhow::Error::msg)?;
+        next.fetch().await.map_err(anyhow::Error::msg)?;
+        Ok(Some(next))
+    }
+
+    /// Swaps the checked configuration in.
     fn apply(
         &self,
         config: &Config,
+        auth: Option<Prepared>,
         safety: Option<&Policy>,
         tls: Option<super::tls::TlsFiles>,
     ) -> anyhow::Result<()> {
         let settings = config.auth_settings();
-        if settings.enabled() {
-            self.auth.reload(&settings).map_err(anyhow::Error::msg)?;
+        if let Some(next) = auth {
+            self.auth.install(next);
         }
         self.decisions.set_approval_policy(config.approval_policy());
         if let (Some(current), Some(files)) = (&self.tls, tls) {

@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("telemetry", &[]),
     ("stats", &["domain"]),
     ("audit", &["domain"]),
-    ("auth", &["domain", "error_code"]),
+    ("auth", &["domain", "error_code", "metrics"]),
     (
         "store",
         &["domain", "error_code", "stats", "clock", "metrics", "audit"],
@@ -211,7 +211,7 @@ const CRATES: &[(&[&str], &[&str])] = &[
     // Only the engines (to an LLM, from `engine/llm/`) and the chat
     // notifier (to the Telegram Bot API and Slack's Web API) speak HTTP as
     // clients.
-    (&["reqwest"], &["engine", "notify"]),
+    (&["reqwest"], &["engine", "notify", "auth"]),
     // Only the executor speaks to a Kubernetes cluster.
     (&["kube", "k8s_openapi"], &["executor"]),
     // Command-line parsing belongs to the command line; `config` maps the

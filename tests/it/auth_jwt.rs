@@ -19,11 +19,11 @@ use verdict::domain::Role;
 use verdict::proto as pb;
 use verdict::proto::audit_service_client::AuditServiceClient;
 
-const ISSUER: &str = "https://idp.example.test";
-const AUDIENCE: &str = "verdict";
+pub(crate) const ISSUER: &str = "https://idp.example.test";
+pub(crate) const AUDIENCE: &str = "verdict";
 
 /// base64url without padding (JWK coordinates, the `none` token).
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -130,21 +130,21 @@ impl Idp {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn bearer<T>(jwt: &str, msg: T) -> tonic::Request<T> {
+pub(crate) fn bearer<T>(jwt: &str, msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     let v = MetadataValue::from_str(&format!("Bearer {jwt}")).unwrap();
     r.metadata_mut().insert("authorization", v);
     r
 }
 
-fn create() -> pb::CreateIncidentRequest {
+pub(crate) fn create() -> pb::CreateIncidentRequest {
     IncidentBuilder::alerting("t", "PodCrashLooping", "checkout").request()
 }
 

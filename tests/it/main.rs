@@ -12,6 +12,7 @@ mod audit;
 mod audit_ops;
 mod audit_watch;
 mod auth;
+mod auth_jwks_url;
 mod auth_jwt;
 mod bad_input;
 #[cfg(feature = "bench")]
