@@ -600,3 +600,58 @@ async fn watch_streams_send_exactly_the_protobuf_encoding_of_each_change() {
         }
     );
 }
+
+/// The dashboard's path: `WatchDecisions` over gRPC-Web (HTTP/1.1) carries
+/// the same shared bytes in a gRPC-Web data frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_web_dashboard_receives_the_same_encoding() {
+    use prost::Message;
+    use verdict::proto::WatchDecisionsResponse;
+    let mut s = TestServer::start(config(None)).await;
+    let addr = s.running.as_ref().unwrap().addr;
+    let req = WatchDecisionsRequest::default().encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(req.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&req);
+    let mut resp = reqwest::Client::new()
+        .post(format!(
+            "http://{addr}/verdict.v1.DecisionService/WatchDecisions"
+        ))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(body)
+        .send()
+        .await
+        .expect("gRPC-Web request");
+    assert_eq!(resp.status(), 200);
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let d = decide(&mut s, &id).await;
+    // Read frames until the one carrying the decision as it is READY.
+    let mut buf = Vec::new();
+    let ready = loop {
+        let chunk = within(INCIDENT_LIMIT, "a gRPC-Web frame", resp.chunk())
+            .await
+            .expect("body readable")
+            .expect("the stream stays open");
+        buf.extend_from_slice(&chunk);
+        let mut found = None;
+        while buf.len() >= 5 {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if buf.len() < 5 + len {
+                break;
+            }
+            assert_eq!(buf[0], 0, "a data frame, not trailers");
+            let msg: Vec<u8> = buf.drain(..5 + len).skip(5).collect();
+            let m = WatchDecisionsResponse::decode(&msg[..]).expect("decodes");
+            if m.decision.as_ref().is_some_and(|x| x.version == d.version) {
+                found = Some((msg, m));
+            }
+        }
+        if let Some(f) = found {
+            break f;
+        }
+    };
+    let (wire, m) = ready;
+    assert_eq!(m.decision.as_ref(), Some(&d));
+    assert_eq!(wire, m.encode_to_vec(), "the normal protobuf encoding");
+}
