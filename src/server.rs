@@ -487,7 +487,10 @@ fn build_parts(
             clock.clone(),
             config.stats_retention,
         )),
-        hub: Hub::new(config.max_watchers),
+        hub: Hub::new(
+            config.max_watchers,
+            Arc::new(crate::api::WireRender::new(clock.clone())),
+        ),
         shutdown: background.shutdown().clone(),
         store,
         clock,
@@ -630,9 +633,10 @@ fn routes(
             ))
             .max_decoding_message_size(max),
         )
-        .add_service(
-            DecisionServiceServer::new(DecisionApi::new(watch)).max_decoding_message_size(max),
-        )
+        .add_service(crate::api::DecisionRoutes::new(
+            DecisionApi::new(watch),
+            max,
+        ))
         .add_service(
             StatsServiceServer::new(StatsApi::new(parts.stats.clone()))
                 .max_decoding_message_size(max),

@@ -9,8 +9,9 @@ use crate::manager::decisions::MAX_CURRENT;
 use crate::manager::{DecisionManager, DecisionRequest, ManagerError};
 use crate::proto as pb;
 use crate::proto::decision_service_server::DecisionService;
-use crate::watch::{Change, WatchContext};
+use crate::watch::{Change, Sent, SharedChange, StreamEnd, WatchContext};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -28,6 +29,29 @@ impl DecisionApi {
             clock: watch.clock.clone(),
             watch,
         }
+    }
+
+    pub(super) fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// The `WatchDecision` stream before encoding (see `wire.rs`).
+    pub(super) async fn watch_decision_stream(
+        &self,
+        r: &pb::WatchDecisionRequest,
+    ) -> Result<BoxStream<'static, Result<Sent, StreamEnd>>, Status> {
+        let mut v = Violations::new();
+        let token = convert::token(&mut v, "token", &r.token).ok_or_else(|| invalid(v))?;
+        Ok(crate::watch::watch_decision(self.watch.clone(), token, r.after_version).await?)
+    }
+
+    /// The `WatchDecisions` stream before encoding (see `wire.rs`).
+    pub(super) fn watch_decisions_stream(
+        &self,
+        r: &pb::WatchDecisionsRequest,
+    ) -> Result<BoxStream<'static, Result<SharedChange, StreamEnd>>, Status> {
+        let filter = convert::watch_filter(r).map_err(invalid)?;
+        Ok(crate::watch::watch_all(self.watch.clone(), filter)?)
     }
 
     fn render(&self, d: &crate::domain::Decision) -> Option<pb::Decision> {
@@ -335,21 +359,27 @@ impl DecisionService for DecisionApi {
         audited.run(self.complete_decision_inner(req)).await
     }
 
+    // The server routes both watch methods to `wire.rs`, which sends each
+    // change's shared encoding. These per-stream renderings are what the
+    // generated server alone would serve; the wire-identity test compares
+    // the two.
     type WatchDecisionStream = Stream<pb::WatchDecisionResponse>;
 
     async fn watch_decision(
         &self,
         req: Request<pb::WatchDecisionRequest>,
     ) -> Result<Response<Self::WatchDecisionStream>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let token = convert::token(&mut v, "token", &r.token).ok_or_else(|| invalid(v))?;
-        let stream =
-            crate::watch::watch_decision(self.watch.clone(), token, r.after_version).await?;
+        let stream = self.watch_decision_stream(req.get_ref()).await?;
         let clock = self.clock.clone();
         Ok(Response::new(Box::pin(stream.map(move |item| {
-            item.map(|d| pb::WatchDecisionResponse {
-                decision: Some(convert::decision_to(&d, clock.now())),
+            item.map(|sent| {
+                let d = match &sent {
+                    Sent::Shared(p) => &p.value,
+                    Sent::Own(d) => d,
+                };
+                pb::WatchDecisionResponse {
+                    decision: Some(convert::decision_to(d, clock.now())),
+                }
             })
             .map_err(Status::from)
         }))))
@@ -361,18 +391,17 @@ impl DecisionService for DecisionApi {
         &self,
         req: Request<pb::WatchDecisionsRequest>,
     ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
-        let filter = convert::watch_filter(req.get_ref()).map_err(invalid)?;
-        let stream = crate::watch::watch_all(self.watch.clone(), filter)?;
+        let stream = self.watch_decisions_stream(req.get_ref())?;
         let clock = self.clock.clone();
         Ok(Response::new(Box::pin(stream.map(move |item| {
-            item.map(|change| match change {
+            item.map(|p| match &p.value {
                 Change::Decision(d) => pb::WatchDecisionsResponse {
-                    decision: Some(convert::decision_to(&d, clock.now())),
+                    decision: Some(convert::decision_to(d, clock.now())),
                     incident: None,
                 },
                 Change::Incident(i) => pb::WatchDecisionsResponse {
                     decision: None,
-                    incident: Some(convert::incident_to(&i)),
+                    incident: Some(convert::incident_to(i)),
                 },
             })
             .map_err(Status::from)

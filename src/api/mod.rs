@@ -12,9 +12,11 @@ pub mod identity;
 pub mod incidents;
 pub mod stats;
 pub mod status;
+pub mod wire;
 
 pub use audit::{AuditApi, MAX_AUDIT_WATCHERS};
 pub use decisions::DecisionApi;
 pub use identity::IdentityApi;
 pub use incidents::IncidentApi;
 pub use stats::StatsApi;
+pub use wire::{DecisionRoutes, WireRender};

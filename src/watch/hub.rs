@@ -2,6 +2,7 @@
 //! incident) changes to local watchers.
 
 use crate::domain::{Decision, DecisionState, Incident, IncidentId, Severity, Token};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,32 @@ pub enum Change {
     Incident(Arc<Incident>),
 }
 
+/// Renders a change into the bytes its watchers are sent. The hub calls it
+/// once per change (and only when some watcher wants the change), so the
+/// cost of rendering and encoding does not grow with the number of
+/// watchers. Implemented by the API layer, which owns the wire format.
+pub trait Render: Send + Sync {
+    /// A decision change: the one encoding serves both watch streams.
+    fn decision(&self, d: &Decision) -> Bytes;
+    /// An incident change, for `WatchDecisions` watchers that asked.
+    fn incident(&self, i: &Incident) -> Bytes;
+}
+
+/// A change as every interested watcher receives it: the domain value (a
+/// watcher tracks versions and expiry on it) and its message, already
+/// encoded. Shared behind one `Arc`, so handing it to a watcher costs a
+/// reference count, never a copy of the decision or a second encoding.
+#[derive(Debug)]
+pub struct Published<T> {
+    pub value: T,
+    pub wire: Bytes,
+}
+
+/// What the token watchers receive.
+pub type SharedDecision = Arc<Published<Arc<Decision>>>;
+/// What `WatchDecisions` watchers receive.
+pub type SharedChange = Arc<Published<Change>>;
+
 struct Slot<T> {
     id: u64,
     tx: mpsc::Sender<T>,
@@ -84,13 +111,13 @@ impl<T: Clone> Slot<T> {
 }
 
 struct AllSlot {
-    slot: Slot<Change>,
+    slot: Slot<SharedChange>,
     filter: Filter,
 }
 
 #[derive(Default)]
 struct Inner {
-    by_token: HashMap<Token, Vec<Slot<Arc<Decision>>>>,
+    by_token: HashMap<Token, Vec<Slot<SharedDecision>>>,
     all: Vec<AllSlot>,
 }
 
@@ -102,10 +129,11 @@ pub struct Hub {
     live: watch::Sender<usize>,
     next: AtomicU64,
     max_watchers: usize,
+    render: Arc<dyn Render>,
 }
 
-/// A registered watcher (of one token: `T` = `Arc<Decision>`; of
-/// everything: [`Change`]). Dropping it unregisters at once.
+/// A registered watcher (of one token: `T` = [`SharedDecision`]; of
+/// everything: [`SharedChange`]). Dropping it unregisters at once.
 pub struct Subscription<T> {
     hub: Arc<Hub>,
     id: u64,
@@ -134,12 +162,13 @@ impl<T> Drop for Subscription<T> {
 }
 
 impl Hub {
-    pub fn new(max_watchers: usize) -> Arc<Hub> {
+    pub fn new(max_watchers: usize, render: Arc<dyn Render>) -> Arc<Hub> {
         Arc::new(Hub {
             inner: Mutex::new(Inner::default()),
             live: watch::Sender::new(0),
             next: AtomicU64::new(0),
             max_watchers,
+            render,
         })
     }
 
@@ -204,7 +233,7 @@ impl Hub {
     pub fn subscribe(
         self: &Arc<Self>,
         token: &Token,
-    ) -> Result<Subscription<Arc<Decision>>, WatchError> {
+    ) -> Result<Subscription<SharedDecision>, WatchError> {
         let (slot, rx) = self.slot(TOKEN_BUFFER)?;
         let sub = self.subscription(&slot, Some(token.clone()), rx);
         self.lock()
@@ -219,7 +248,7 @@ impl Hub {
     pub fn subscribe_all(
         self: &Arc<Self>,
         filter: Filter,
-    ) -> Result<Subscription<Change>, WatchError> {
+    ) -> Result<Subscription<SharedChange>, WatchError> {
         let (slot, rx) = self.slot(ALL_BUFFER)?;
         let sub = self.subscription(&slot, None, rx);
         self.lock().all.push(AllSlot { slot, filter });
@@ -227,27 +256,51 @@ impl Hub {
     }
 
     /// Hands one change to every interested watcher without ever waiting:
-    /// a full buffer marks its watcher lagged and wakes it instead.
+    /// a full buffer marks its watcher lagged and wakes it instead. The
+    /// change is rendered once, when the first interested watcher is found
+    /// (under the lock: a few microseconds, and a watcher registering
+    /// meanwhile cannot miss it); every watcher then gets the same bytes.
     pub fn publish(&self, d: Decision) {
         let d = Arc::new(d);
         let g = self.lock();
-        if let Some(slots) = g.by_token.get(&d.token) {
-            slots.iter().for_each(|s| s.offer(&d));
+        let token_slots = g.by_token.get(&d.token).filter(|v| !v.is_empty());
+        let mut all = g.all.iter().filter(|a| a.filter.matches(&d)).peekable();
+        if token_slots.is_none() && all.peek().is_none() {
+            return;
         }
-        let change = Change::Decision(Arc::clone(&d));
-        for a in g.all.iter().filter(|a| a.filter.matches(&d)) {
-            a.slot.offer(&change);
+        let wire = self.render.decision(&d);
+        if let Some(slots) = token_slots {
+            let p = Arc::new(Published {
+                value: Arc::clone(&d),
+                wire: wire.clone(),
+            });
+            slots.iter().for_each(|s| s.offer(&p));
+        }
+        let mut shared = None;
+        for a in all {
+            let p = shared.get_or_insert_with(|| {
+                Arc::new(Published {
+                    value: Change::Decision(Arc::clone(&d)),
+                    wire: wire.clone(),
+                })
+            });
+            a.slot.offer(p);
         }
     }
 
     /// Hands one incident change to the watchers that asked for incidents,
-    /// the same way (never waiting).
+    /// the same way (never waiting, rendered once).
     pub fn publish_incident(&self, i: Incident) {
         let g = self.lock();
-        let mut change = None;
+        let mut shared = None;
         for a in g.all.iter().filter(|a| a.filter.matches_incident(&i)) {
-            let c = change.get_or_insert_with(|| Change::Incident(Arc::new(i.clone())));
-            a.slot.offer(c);
+            let p = shared.get_or_insert_with(|| {
+                Arc::new(Published {
+                    wire: self.render.incident(&i),
+                    value: Change::Incident(Arc::new(i.clone())),
+                })
+            });
+            a.slot.offer(p);
         }
     }
 }
@@ -257,6 +310,26 @@ mod tests {
     use super::*;
     use crate::domain::{DecisionMode, IncidentId};
     use chrono::Utc;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Renders a decision as its version and counts the renderings.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Render for Counting {
+        fn decision(&self, d: &Decision) -> Bytes {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Bytes::from(d.version.to_string())
+        }
+        fn incident(&self, i: &Incident) -> Bytes {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Bytes::from(i.id.to_string())
+        }
+    }
+
+    fn hub(max: usize) -> Arc<Hub> {
+        Hub::new(max, Arc::new(Counting::default()))
+    }
 
     fn decision(version: u64) -> Decision {
         let now = Utc::now();
@@ -274,13 +347,13 @@ mod tests {
 
     #[test]
     fn a_full_buffer_marks_the_watcher_lagged_instead_of_blocking() {
-        let hub = Hub::new(10);
+        let hub = hub(10);
         let mut slow = hub.subscribe(&decision(1).token).unwrap();
         let mut fast = hub.subscribe(&decision(1).token).unwrap();
         for v in 1..=(TOKEN_BUFFER as u64 + 5) {
             hub.publish(decision(v));
             // The fast watcher keeps up.
-            assert_eq!(fast.rx.try_recv().unwrap().version, v);
+            assert_eq!(fast.rx.try_recv().unwrap().value.version, v);
         }
         assert!(slow.lagged.load(Ordering::Acquire));
         assert!(!fast.lagged.load(Ordering::Acquire));
@@ -293,7 +366,7 @@ mod tests {
 
     #[test]
     fn incident_changes_reach_only_the_watchers_that_asked_matching_their_filter() {
-        let hub = Hub::new(10);
+        let hub = hub(10);
         let mut decisions_only = hub.subscribe_all(Filter::default()).unwrap();
         let mut all = hub
             .subscribe_all(Filter {
@@ -322,21 +395,25 @@ mod tests {
             Utc::now(),
         );
         hub.publish_incident(i);
-        assert!(matches!(all.rx.try_recv(), Ok(Change::Incident(i)) if i.id.as_str() == "INC-1"));
+        assert!(
+            matches!(all.rx.try_recv(), Ok(p) if matches!(&p.value, Change::Incident(i) if i.id.as_str() == "INC-1"))
+        );
         assert!(decisions_only.rx.try_recv().is_err(), "not asked for");
         assert!(other.rx.try_recv().is_err(), "another incident's watcher");
         assert!(p0.rx.try_recv().is_err(), "another severity's watcher");
         hub.publish(decision(1));
-        assert!(matches!(all.rx.try_recv(), Ok(Change::Decision(d)) if d.version == 1));
+        assert!(
+            matches!(all.rx.try_recv(), Ok(p) if matches!(&p.value, Change::Decision(d) if d.version == 1))
+        );
         assert!(matches!(
             decisions_only.rx.try_recv(),
-            Ok(Change::Decision(_))
+            Ok(p) if matches!(p.value, Change::Decision(_))
         ));
     }
 
     #[test]
     fn watchers_are_counted_bounded_and_freed_on_drop() {
-        let hub = Hub::new(2);
+        let hub = hub(2);
         let a = hub.subscribe(&decision(1).token).unwrap();
         let b = hub.subscribe_all(Filter::default()).unwrap();
         assert_eq!(hub.live(), 2);
@@ -348,5 +425,52 @@ mod tests {
         drop(b);
         assert_eq!(hub.live(), 0);
         assert!(hub.lock().by_token.is_empty() && hub.lock().all.is_empty());
+    }
+
+    #[test]
+    fn a_change_is_rendered_once_and_every_watcher_shares_the_same_bytes() {
+        let render = Arc::new(Counting::default());
+        let hub = Hub::new(100, render.clone());
+        let token = decision(1).token;
+        let mut one: Vec<_> = (0..40).map(|_| hub.subscribe(&token).unwrap()).collect();
+        let mut all: Vec<_> = (0..40)
+            .map(|_| hub.subscribe_all(Filter::default()).unwrap())
+            .collect();
+        hub.publish(decision(1));
+        assert_eq!(
+            render.0.load(Ordering::Relaxed),
+            1,
+            "one rendering for 80 watchers"
+        );
+        let first = one[0].rx.try_recv().unwrap();
+        assert_eq!(&first.wire[..], b"1");
+        for s in &mut one[1..] {
+            let p = s.rx.try_recv().unwrap();
+            assert!(
+                Arc::ptr_eq(&p, &first),
+                "the same shared change, not a copy"
+            );
+        }
+        let first_all = all[0].rx.try_recv().unwrap();
+        assert_eq!(
+            first_all.wire.as_ptr(),
+            first.wire.as_ptr(),
+            "the same bytes"
+        );
+        for s in &mut all[1..] {
+            assert!(Arc::ptr_eq(&s.rx.try_recv().unwrap(), &first_all));
+        }
+        // Nobody watches another token, nor incidents: nothing is rendered.
+        let mut other = decision(2);
+        other.token = Token::parse("DEC-00000000000B").unwrap();
+        drop(all);
+        hub.publish(other);
+        hub.publish_incident(Incident::opened(
+            IncidentId::parse("INC-1").unwrap(),
+            "t".into(),
+            Severity::P2,
+            Utc::now(),
+        ));
+        assert_eq!(render.0.load(Ordering::Relaxed), 1);
     }
 }

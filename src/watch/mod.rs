@@ -7,7 +7,10 @@
 //! atomic step as the change itself (a Redis Stream, or in-process for the
 //! memory store). Each replica follows the feed once ([`Hub::publish`] is
 //! its sink) and hands each change to the watchers of that token, or to
-//! dashboards watching everything, through bounded channels.
+//! dashboards watching everything, through bounded channels. A change is
+//! rendered and encoded once per replica ([`Render`], implemented by the API
+//! layer) and every watcher gets the same bytes behind one `Arc`: the
+//! per-watcher work is a reference count and a write.
 //!
 //! Backpressure, by design:
 //! - A `WatchDecision` watcher that falls behind never loses a change: when
@@ -21,5 +24,5 @@
 pub mod hub;
 pub mod watcher;
 
-pub use hub::{Change, Filter, Hub, WatchError};
-pub use watcher::{StreamEnd, WatchContext, watch_all, watch_decision};
+pub use hub::{Change, Filter, Hub, Published, Render, SharedChange, SharedDecision, WatchError};
+pub use watcher::{Sent, StreamEnd, WatchContext, watch_all, watch_decision};

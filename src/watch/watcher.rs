@@ -1,6 +1,6 @@
 //! The two watch streams, built on the hub and the store.
 
-use super::hub::{Change, Filter, Hub, Subscription};
+use super::hub::{Filter, Hub, SharedChange, SharedDecision, Subscription};
 use crate::clock::Clock;
 use crate::domain::{Decision, DecisionState, Token, Violations};
 use crate::error_code::ErrorCode;
@@ -41,6 +41,18 @@ impl StreamEnd {
     }
 }
 
+/// One message of a `WatchDecision` stream.
+#[derive(Debug, Clone)]
+pub enum Sent {
+    /// A change published to every watcher of the token: its message was
+    /// encoded once, for all of them.
+    Shared(SharedDecision),
+    /// A message only this stream sends, so encoded by it: the snapshot, a
+    /// version re-read from the store (resume, catch-up) or the final
+    /// EXPIRED message.
+    Own(Arc<Decision>),
+}
+
 /// What a watch needs from the rest of the server.
 #[derive(Clone)]
 pub struct WatchContext {
@@ -64,13 +76,14 @@ pub async fn watch_decision(
     ctx: WatchContext,
     token: Token,
     after_version: u64,
-) -> Result<BoxStream<'static, Result<Decision, StreamEnd>>, ManagerError> {
+) -> Result<BoxStream<'static, Result<Sent, StreamEnd>>, ManagerError> {
     let (mut sub, current, initial) = start(&ctx, &token, after_version).await?;
     Ok(Box::pin(async_stream::stream! {
-        let mut pos = Position { last: after_version, latest: current };
+        let mut pos = Position { last: after_version, latest: Arc::new(current) };
         for d in initial {
-            if let Some(d) = pos.advance(d) {
-                yield Ok(d);
+            let d = Arc::new(d);
+            if pos.advance(&d) {
+                yield Ok(Sent::Own(d));
             }
         }
         let mut resync = tokio::time::interval(RESYNC);
@@ -84,10 +97,10 @@ pub async fn watch_decision(
                     break;
                 }
                 Wake::Closed => break,
-                Wake::Change(d) if d.version <= pos.last => false,
-                Wake::Change(d) if d.version == pos.last + 1 => {
-                    if let Some(d) = pos.advance((*d).clone()) {
-                        yield Ok(d);
+                Wake::Change(p) if p.value.version <= pos.last => false,
+                Wake::Change(p) if p.value.version == pos.last + 1 => {
+                    if pos.advance(&p.value) {
+                        yield Ok(Sent::Shared(p));
                     }
                     false
                 }
@@ -103,7 +116,7 @@ pub async fn watch_decision(
                 }
                 Wake::Timer => {
                     // Expired: one last message, rendered EXPIRED.
-                    yield Ok(pos.latest.clone());
+                    yield Ok(Sent::Own(Arc::clone(&pos.latest)));
                     break;
                 }
             };
@@ -112,8 +125,9 @@ pub async fn watch_decision(
                 match ctx.store.decision_versions(&token, pos.last).await {
                     Ok(missed) => {
                         for d in missed {
-                            if let Some(d) = pos.advance(d) {
-                                yield Ok(d);
+                            let d = Arc::new(d);
+                            if pos.advance(&d) {
+                                yield Ok(Sent::Own(d));
                             }
                         }
                     }
@@ -135,7 +149,7 @@ async fn start(
     ctx: &WatchContext,
     token: &Token,
     after_version: u64,
-) -> Result<(Subscription<Arc<Decision>>, Decision, Vec<Decision>), ManagerError> {
+) -> Result<(Subscription<SharedDecision>, Decision, Vec<Decision>), ManagerError> {
     let sub = ctx
         .hub
         .subscribe(token)
@@ -161,21 +175,22 @@ async fn start(
 }
 
 /// Where a `WatchDecision` stream stands: the last version sent and the
-/// decision as of it.
+/// decision as of it (shared with the hub's change, never copied).
 struct Position {
     last: u64,
-    latest: Decision,
+    latest: Arc<Decision>,
 }
 
 impl Position {
-    /// `d` when it is newer than anything sent (and now the latest);
-    /// None for a duplicate.
-    fn advance(&mut self, d: Decision) -> Option<Decision> {
-        (d.version > self.last).then(|| {
+    /// Whether `d` is newer than anything sent (it is then the latest);
+    /// false for a duplicate.
+    fn advance(&mut self, d: &Arc<Decision>) -> bool {
+        let newer = d.version > self.last;
+        if newer {
             self.last = d.version;
-            self.latest = d.clone();
-            d
-        })
+            self.latest = Arc::clone(d);
+        }
+        newer
     }
 
     /// Nothing more will change: a terminal state, or expired.
@@ -198,7 +213,7 @@ impl Position {
 /// What woke a `WatchDecision` stream.
 enum Wake {
     Shutdown,
-    Change(Arc<Decision>),
+    Change(SharedDecision),
     /// The hub dropped the subscription.
     Closed,
     /// Re-read from the store: the buffer overflowed, or the resync tick.
@@ -211,7 +226,7 @@ enum Wake {
 /// shutdown first.
 async fn next_wake(
     ctx: &WatchContext,
-    sub: &mut Subscription<Arc<Decision>>,
+    sub: &mut Subscription<SharedDecision>,
     resync: &mut tokio::time::Interval,
     wake_in: Duration,
 ) -> Wake {
@@ -232,7 +247,7 @@ async fn next_wake(
 pub fn watch_all(
     ctx: WatchContext,
     filter: Filter,
-) -> Result<BoxStream<'static, Result<Change, StreamEnd>>, ManagerError> {
+) -> Result<BoxStream<'static, Result<SharedChange, StreamEnd>>, ManagerError> {
     let mut sub = ctx
         .hub
         .subscribe_all(filter)

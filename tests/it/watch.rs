@@ -466,3 +466,192 @@ async fn incident_changes_reach_watchers_on_the_memory_store() {
     let b = s.decisions.clone();
     incident_changes_reach_watchers_that_asked(&mut s, b).await;
 }
+
+/// A client codec that hands back each response message's bytes as they
+/// arrived, undecoded, so a test can compare the wire itself.
+struct RawResponses<Req>(std::marker::PhantomData<fn() -> Req>);
+
+struct RawDecoder;
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl<Req: prost::Message + Send + 'static> tonic::codec::Codec for RawResponses<Req> {
+    type Encode = Req;
+    type Decode = bytes::Bytes;
+    type Encoder = tonic_prost::ProstEncoder<Req>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+/// A server stream of `path`, as raw message bytes.
+async fn raw_stream<Req: prost::Message + Send + 'static>(
+    s: &TestServer,
+    path: &'static str,
+    req: Req,
+) -> tonic::Streaming<bytes::Bytes> {
+    let mut grpc = tonic::client::Grpc::new(s.channel.clone());
+    grpc.ready().await.expect("channel ready");
+    grpc.server_streaming(
+        tonic::Request::new(req),
+        http::uri::PathAndQuery::from_static(path),
+        RawResponses::<Req>(std::marker::PhantomData),
+    )
+    .await
+    .expect("watch starts")
+    .into_inner()
+}
+
+async fn get(s: &TestServer, token: &str) -> Decision {
+    s.decisions
+        .clone()
+        .get_decision(verdict::proto::GetDecisionRequest {
+            token: token.into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .decision
+        .expect("decision")
+}
+
+/// Changes are encoded once per replica and the bytes passed through to
+/// every stream: what a client receives must be exactly what the normal
+/// proto types encode (and decode back) — for the per-stream snapshot, for
+/// a shared change on `WatchDecision`, and the same shared bytes on
+/// `WatchDecisions`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_send_exactly_the_protobuf_encoding_of_each_change() {
+    use prost::Message;
+    use verdict::proto::{WatchDecisionResponse, WatchDecisionsResponse};
+    let mut s = TestServer::start(config(None)).await;
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let d = decide(&mut s, &id).await;
+    let mut one = raw_stream(
+        &s,
+        "/verdict.v1.DecisionService/WatchDecision",
+        WatchDecisionRequest {
+            token: d.token.clone(),
+            after_version: 0,
+        },
+    )
+    .await;
+    let mut all = raw_stream(
+        &s,
+        "/verdict.v1.DecisionService/WatchDecisions",
+        WatchDecisionsRequest {
+            incident_id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let snapshot = one.message().await.unwrap().expect("the snapshot");
+    let expected = WatchDecisionResponse {
+        decision: Some(get(&s, &d.token).await),
+    };
+    assert_eq!(snapshot, expected.encode_to_vec());
+    assert_eq!(WatchDecisionResponse::decode(snapshot).unwrap(), expected);
+
+    let mut c = s.decisions.clone();
+    c.approve_decision(ApproveDecisionRequest {
+        request_id: String::new(),
+        token: d.token.clone(),
+        actor: "alice".into(),
+        expected_version: 0,
+    })
+    .await
+    .expect("approve");
+    let approved = get(&s, &d.token).await;
+    assert_eq!(approved.state, DecisionState::Executing as i32);
+    let change = one.message().await.unwrap().expect("the approval");
+    let expected = WatchDecisionResponse {
+        decision: Some(approved.clone()),
+    };
+    assert_eq!(change, expected.encode_to_vec(), "the shared encoding");
+    assert_eq!(
+        WatchDecisionResponse::decode(change.clone()).unwrap(),
+        expected
+    );
+
+    let dashboard = all.message().await.unwrap().expect("the approval");
+    assert_eq!(dashboard, change, "one encoding serves both streams");
+    assert_eq!(
+        WatchDecisionsResponse::decode(dashboard).unwrap(),
+        WatchDecisionsResponse {
+            decision: Some(approved),
+            incident: None,
+        }
+    );
+}
+
+/// The dashboard's path: `WatchDecisions` over gRPC-Web (HTTP/1.1) carries
+/// the same shared bytes in a gRPC-Web data frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_web_dashboard_receives_the_same_encoding() {
+    use prost::Message;
+    use verdict::proto::WatchDecisionsResponse;
+    let mut s = TestServer::start(config(None)).await;
+    let addr = s.running.as_ref().unwrap().addr;
+    let req = WatchDecisionsRequest::default().encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(req.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&req);
+    let mut resp = reqwest::Client::new()
+        .post(format!(
+            "http://{addr}/verdict.v1.DecisionService/WatchDecisions"
+        ))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(body)
+        .send()
+        .await
+        .expect("gRPC-Web request");
+    assert_eq!(resp.status(), 200);
+    let id = create_incident(&mut s, "PodCrashLooping").await;
+    let d = decide(&mut s, &id).await;
+    // Read frames until the one carrying the decision as it is READY.
+    let mut buf = Vec::new();
+    let ready = loop {
+        let chunk = within(INCIDENT_LIMIT, "a gRPC-Web frame", resp.chunk())
+            .await
+            .expect("body readable")
+            .expect("the stream stays open");
+        buf.extend_from_slice(&chunk);
+        let mut found = None;
+        while buf.len() >= 5 {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if buf.len() < 5 + len {
+                break;
+            }
+            assert_eq!(buf[0], 0, "a data frame, not trailers");
+            let msg: Vec<u8> = buf.drain(..5 + len).skip(5).collect();
+            let m = WatchDecisionsResponse::decode(&msg[..]).expect("decodes");
+            if m.decision.as_ref().is_some_and(|x| x.version == d.version) {
+                found = Some((msg, m));
+            }
+        }
+        if let Some(f) = found {
+            break f;
+        }
+    };
+    let (wire, m) = ready;
+    assert_eq!(m.decision.as_ref(), Some(&d));
+    assert_eq!(wire, m.encode_to_vec(), "the normal protobuf encoding");
+}
