@@ -438,38 +438,7 @@ async fn a_replica_killed_mid_execution_is_taken_over_without_a_second_rollout()
     a.kill();
     fake.hang_after_write(false);
 
-    let b = TestServer::start(Config {
-        executor_lease_ttl: Duration::from_millis(600),
-        sweep_interval: Duration::from_millis(50),
-        ..kube_config(&fake, Some(&redis))
-    })
-    .await;
-    let mut stream = b
-        .decisions
-        .clone()
-        .watch_decision(WatchDecisionRequest {
-            token: d.token.clone(),
-            after_version: 0,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let done = within(WAIT, "replica B completes the execution", async {
-        loop {
-            let d = stream
-                .message()
-                .await
-                .expect("stream")
-                .expect("open")
-                .decision
-                .expect("decision");
-            if d.state != DecisionState::Executing as i32 && d.state != DecisionState::Ready as i32
-            {
-                return d;
-            }
-        }
-    })
-    .await;
+    let (b, done) = take_over(&fake, &redis, &d.token, "replica B completes the execution").await;
     assert_eq!(done.state, DecisionState::Completed as i32, "{done:?}");
     assert_eq!(fake.writes(), 1, "B's patch changed nothing: one rollout");
     assert_eq!(
@@ -866,38 +835,7 @@ async fn a_replica_killed_mid_rollback_is_taken_over_without_a_second_undo() {
     a.kill();
     fake.hang_after_write(false);
 
-    let b = TestServer::start(Config {
-        executor_lease_ttl: Duration::from_millis(600),
-        sweep_interval: Duration::from_millis(50),
-        ..kube_config(&fake, Some(&redis))
-    })
-    .await;
-    let mut stream = b
-        .decisions
-        .clone()
-        .watch_decision(WatchDecisionRequest {
-            token: d.token.clone(),
-            after_version: 0,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let done = within(WAIT, "replica B completes the rollback", async {
-        loop {
-            let d = stream
-                .message()
-                .await
-                .expect("stream")
-                .expect("open")
-                .decision
-                .expect("decision");
-            if d.state != DecisionState::Executing as i32 && d.state != DecisionState::Ready as i32
-            {
-                return d;
-            }
-        }
-    })
-    .await;
+    let (b, done) = take_over(&fake, &redis, &d.token, "replica B completes the rollback").await;
     assert_eq!(done.state, DecisionState::Completed as i32, "{done:?}");
     // (Preceded by the re-check's note when the approval raced ahead of
     // the dry run at READY.)
@@ -956,4 +894,48 @@ async fn with_impersonation_the_writes_carry_the_approver() {
             .all(|r| r.impersonate.is_none()),
         "off by default"
     );
+}
+
+/// Starts a second replica with a short execution lease and waits until
+/// the decision `token` leaves READY/EXECUTING there: the replica that
+/// takes over an execution whose first replica was killed.
+async fn take_over(
+    fake: &FakeKube,
+    redis: &RedisServer,
+    token: &str,
+    what: &str,
+) -> (TestServer, verdict::proto::Decision) {
+    let b = TestServer::start(Config {
+        executor_lease_ttl: Duration::from_millis(600),
+        sweep_interval: Duration::from_millis(50),
+        ..kube_config(fake, Some(redis))
+    })
+    .await;
+    let mut stream = b
+        .decisions
+        .clone()
+        .watch_decision(WatchDecisionRequest {
+            token: token.to_owned(),
+            after_version: 0,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let done = within(WAIT, what, async {
+        loop {
+            let d = stream
+                .message()
+                .await
+                .expect("stream")
+                .expect("open")
+                .decision
+                .expect("decision");
+            if d.state != DecisionState::Executing as i32 && d.state != DecisionState::Ready as i32
+            {
+                return d;
+            }
+        }
+    })
+    .await;
+    (b, done)
 }
