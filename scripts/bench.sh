@@ -11,6 +11,15 @@
 # Extra arguments go to `verdict bench`. Prints, after the report, the CPU
 # time the server and Redis used (on a 2-core machine the load generator
 # competes with both, which is why the figures are read as ratios).
+#
+#   VERDICT_SERVER_BIN=path   serve with another build (compare two builds)
+#   VERDICT_REPLICAS=N        start N replicas on the one Redis (default 1);
+#                             watch-fanout spreads its streams over all
+#   VERDICT_PIN=1             pin the servers and Redis to CPU 0 and the load
+#                             generator to CPU 1 (taskset), so the client's
+#                             work does not share the server's core
+#
+# Every server's pid is passed as --server-pid (watch-fanout reports RSS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,17 +53,37 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
   --dir "$dir" --logfile "$dir/redis.log" --daemonize no >/dev/null &
 pids+=($!); redis_pid=$!
 
-verdict_port=$(free_port)
-RUST_LOG=${RUST_LOG:-info} "$server_bin" serve --listen "127.0.0.1:$verdict_port" \
-  --redis-url "redis://127.0.0.1:$redis_port/" >"$dir/verdict.log" 2>&1 &
-pids+=($!); server_pid=$!
+server_cpu=() client_cpu=()
+if [[ ${VERDICT_PIN:-0} == 1 ]]; then
+  command -v taskset >/dev/null || { echo "VERDICT_PIN=1 needs taskset (util-linux)" >&2; exit 1; }
+  server_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
+  taskset -pc 0 "$redis_pid" >/dev/null
+fi
 
-# `verdict bench` itself waits until the server reports SERVING.
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$verdict_port") 2>/dev/null && break
-  sleep 0.1
+replicas=${VERDICT_REPLICAS:-1}
+[[ $replicas =~ ^[1-9]$ ]] || { echo "VERDICT_REPLICAS must be 1 to 9" >&2; exit 1; }
+ports=() server_pids=()
+for i in $(seq 1 "$replicas"); do
+  port=$(free_port)
+  RUST_LOG=${RUST_LOG:-info} "${server_cpu[@]}" "$server_bin" serve --listen "127.0.0.1:$port" \
+    --redis-url "redis://127.0.0.1:$redis_port/" --max-watchers 50000 >"$dir/verdict-$i.log" 2>&1 &
+  pids+=($!); server_pids+=($!); ports+=("$port")
 done
 
+# `verdict bench` itself waits until the first server reports SERVING.
+for port in "${ports[@]}"; do
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+done
+
+extra=()
+for port in "${ports[@]:1}"; do extra+=(--replica "127.0.0.1:$port"); done
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-"$bin" bench --target "127.0.0.1:$verdict_port" --redis-url "redis://127.0.0.1:$redis_port/" "$@"
-echo "cpu used: verdict serve $(cpu "$server_pid")s, redis-server $(cpu "$redis_pid")s" >&2
+"${client_cpu[@]}" "$bin" bench --target "127.0.0.1:${ports[0]}" --redis-url "redis://127.0.0.1:$redis_port/" \
+  --server-pid "$(IFS=,; echo "${server_pids[*]}")" "${extra[@]}" "$@"
+for pid in "${server_pids[@]}"; do
+  echo "cpu used: verdict serve (pid $pid) $(cpu "$pid")s" >&2
+done
+echo "cpu used: redis-server $(cpu "$redis_pid")s" >&2

@@ -284,7 +284,7 @@ impl DecisionService for DecisionApi {
         let mut v = Violations::new();
         let token =
             convert::token(&mut v, "token", &req.get_ref().token).ok_or_else(|| invalid(v))?;
-        let d = self.decisions.get(&token).await?;
+        let d = self.decisions.read(&token).await?;
         Ok(Response::new(pb::GetDecisionResponse {
             decision: self.render(&d),
         }))

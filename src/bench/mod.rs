@@ -134,9 +134,15 @@ pub struct BenchArgs {
         default_value = "1000,10000"
     )]
     pub watchers: Vec<usize>,
-    /// watch-fanout: the server's process id, to report its RSS.
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// watch-fanout: more replicas of the --target's service (sharing its
+    /// Redis). The streams are spread over --target and these, connection
+    /// by connection; the change is made through --target.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub replica: Vec<String>,
+    /// watch-fanout: the servers' process ids (comma-separated), to report
+    /// their RSS.
+    #[arg(long, value_name = "PID,PID,…", value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Also write this run's report as JSON to FILE (a baseline for a
     /// later `--compare`).
     #[arg(long, value_name = "FILE")]
@@ -180,6 +186,10 @@ impl BenchArgs {
             );
         }
         anyhow::ensure!(self.warmup <= MAX_DURATION, "--warmup must be at most 1h");
+        anyhow::ensure!(
+            self.replica.is_empty() || self.scenario == Scenario::WatchFanout,
+            "--replica spreads watch-fanout's streams; the load scenarios measure --target alone"
+        );
         anyhow::ensure!(
             self.spawn || self.scenario != Scenario::GetDecisionAuth,
             "--scenario get-decision-auth needs --spawn: its server checks a token the bench makes"
@@ -248,17 +258,19 @@ pub async fn main(default_addr: &str, json: bool, args: BenchArgs) -> anyhow::Re
         "--compare and --save take the load scenarios' ratios; watch-fanout has none"
     );
     let text = if args.scenario == Scenario::WatchFanout {
-        let target = args
-            .target
-            .clone()
-            .unwrap_or_else(|| default_addr.to_owned());
+        let mut targets = vec![
+            args.target
+                .clone()
+                .unwrap_or_else(|| default_addr.to_owned()),
+        ];
+        targets.extend(args.replica.iter().cloned());
         let mut results = Vec::new();
         for &n in &args.watchers {
             results.push(
                 fanout::run(
-                    &target,
+                    &targets,
                     n,
-                    args.server_pid,
+                    &args.server_pid,
                     args.timeout.max(Duration::from_secs(60)),
                 )
                 .await?,

@@ -555,6 +555,21 @@ impl DecisionManager {
         Ok(d)
     }
 
+    /// [`Self::get`] for a reader (`GetDecision`): the store may answer from the replica's copy of the decision
+    /// ([`Store::get_decision_cached`]). An abandoned analysis is read
+    /// again from the store before it is finished.
+    pub async fn read(&self, token: &Token) -> Result<Decision, ManagerError> {
+        let d = self
+            .store
+            .get_decision_cached(token)
+            .await?
+            .ok_or_else(|| ManagerError::NotFound(format!("decision {token}")))?;
+        if abandoned(&d, self.clock.now()) {
+            return self.get(token).await;
+        }
+        Ok(d)
+    }
+
     pub(super) async fn load(&self, token: &Token) -> Result<Decision, ManagerError> {
         self.store
             .get_decision(token)

@@ -69,8 +69,12 @@ impl Metrics {
         if let Some(h) = HANDLE.get() {
             return Ok(Metrics { handle: h.clone() });
         }
+        // A `Full` matcher is tried before a `Suffix` one.
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(WATCH_FANOUT.into()), WATCH_FANOUT_BUCKETS)
+            })
             .map_err(|e| InstallError(e.to_string()))?
             .build_recorder();
         let handle = recorder.handle();

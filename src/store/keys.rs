@@ -65,6 +65,11 @@ pub fn decision(id: &IncidentId, token: &Token) -> String {
     format!("verdict:{{{id}}}:dec:{token}")
 }
 
+/// What [`decision`] starts with before the incident id: the one script
+/// that builds a decision key itself (`decision_by_token.lua`) is given it,
+/// and a unit test holds the two to the same layout.
+pub const DECISION_KEY_START: &str = "verdict:{";
+
 pub fn history(id: &IncidentId) -> String {
     format!("verdict:{{{id}}}:history")
 }
@@ -193,4 +198,20 @@ pub const EXECUTING_INDEX: &str = "verdict:executing";
 /// scripts with the (global) executing index.
 pub fn lease(token: &Token) -> String {
     format!("verdict:lease:{{{token}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_built_decision_key_is_the_same_key() {
+        let id = IncidentId::parse("INC-42").unwrap();
+        let token = Token::parse("DEC-00000000000B").unwrap();
+        // decision_by_token.lua: ARGV[2] .. id .. '}:dec:' .. token
+        assert_eq!(
+            format!("{DECISION_KEY_START}{id}}}:dec:{token}"),
+            decision(&id, &token)
+        );
+    }
 }

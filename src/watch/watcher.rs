@@ -108,8 +108,10 @@ pub async fn watch_decision(
                 Wake::Change(_) | Wake::CatchUp => true,
                 Wake::Timer if analyzing => {
                     // Finishes an abandoned analysis (or reads the result);
-                    // the change then arrives as usual.
-                    if let Err(e) = ctx.decisions.get(&token).await {
+                    // the change then arrives as usual. Boxed: the future
+                    // that may finish an analysis is several KiB, and
+                    // inline it would size every idle stream's state.
+                    if let Err(e) = Box::pin(ctx.decisions.get(&token)).await {
                         tracing::warn!(%token, error = %e, "watch could not recover an analysis");
                     }
                     true

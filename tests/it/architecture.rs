@@ -161,6 +161,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "bench",
         &[
             "client", "proto", "server", "config", "store", "stats", "engine", "domain", "auth",
+            "metrics",
         ],
     ),
     ("app", &["cli", "bench", "config", "auth"]),
@@ -208,10 +209,10 @@ const CRATES: &[(&[&str], &[&str])] = &[
         ],
         &["telemetry"],
     ),
-    // Only the engines (to an LLM, from `engine/llm/`) and the chat
-    // notifier (to the Telegram Bot API and Slack's Web API) speak HTTP as
-    // clients.
-    (&["reqwest"], &["engine", "notify", "auth"]),
+    // Only the engines (to an LLM, from `engine/llm/`), the chat notifier
+    // (to the Telegram Bot API and Slack's Web API), the JWKS fetch and the
+    // load generator (a server's `/metrics`) speak HTTP as clients.
+    (&["reqwest"], &["engine", "notify", "auth", "bench"]),
     // Only the executor speaks to a Kubernetes cluster.
     (&["kube", "k8s_openapi"], &["executor"]),
     // Command-line parsing belongs to the command line; `config` maps the

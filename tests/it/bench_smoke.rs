@@ -123,11 +123,16 @@ async fn an_unreachable_target_fails_with_a_clear_error() {
 async fn watch_fanout_delivers_the_transition_to_every_stream() {
     let s = common::TestServer::start(common::config(None)).await;
     let addr = format!("http://{}", s.running.as_ref().unwrap().addr);
-    let r = verdict::bench::fanout::run(&addr, 150, None, std::time::Duration::from_secs(60))
+    let r = verdict::bench::fanout::run(&[addr], 150, &[], std::time::Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!((r.watchers, r.delivered), (150, 150));
     assert!(r.server_rss_mb.is_none());
+    // The server's own send side: the one change's fan-out, read from its
+    // /metrics.
+    let send = r.server_send.expect("the server's /metrics");
+    assert_eq!(send.changes, 1);
+    assert!(send.max_le_ms.is_finite(), "{send:?}");
 }
 
 /// A saved report holding these ratios to health (`--json` shape).

@@ -50,8 +50,9 @@ async fn seed(redis: &RedisServer, n: usize) {
     store.seed_bulk(&decisions, &incidents).await.unwrap();
 }
 
-/// The commands one GetDecision and one GetOrCreateDecision (READY token)
-/// issue, on a server holding `stored` other decisions.
+/// The commands one GetOrCreateDecision (READY token) and one GetDecision
+/// on another replica (which has not seen the token: nothing cached) issue,
+/// with `stored` other decisions in Redis.
 async fn lookup_commands(stored: usize) -> (BTreeMap<String, u64>, u64) {
     let redis = RedisServer::start();
     seed(&redis, stored).await;
@@ -59,13 +60,26 @@ async fn lookup_commands(stored: usize) -> (BTreeMap<String, u64>, u64) {
     // The recovery sweep runs on a timer; off here so it cannot add its
     // command to the counts.
     cfg.sweep_interval = std::time::Duration::ZERO;
-    let mut s = TestServer::start(cfg).await;
+    let mut s = TestServer::start(cfg.clone()).await;
     let id = create_incident(&mut s, "PodCrashLooping").await;
     let d = decide(&mut s, &id).await;
+    // Started after the decision was made: its change feed begins after
+    // those changes, so this replica holds nothing of the decision.
+    let mut other = TestServer::start(cfg).await;
+    // Loads the lookup script into Redis (a first use is NOSCRIPT, then
+    // SCRIPT LOAD), so the counts below are those of every later lookup.
+    other
+        .decisions
+        .get_decision(GetDecisionRequest {
+            token: "DEC-000000000000".into(),
+        })
+        .await
+        .expect_err("no such decision");
     let mut conn = redis.conn().await;
     let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
     reset_command_counts(&mut conn).await;
-    s.decisions
+    other
+        .decisions
         .get_decision(GetDecisionRequest {
             token: d.token.clone(),
         })
@@ -95,10 +109,13 @@ async fn lookups_cost_the_same_with_50_000_stored_decisions() {
     );
     assert_eq!(full, empty, "the same commands, the same number of times");
     let total: u64 = full.values().sum();
-    // GetDecision: one HGET (the token index is cached). GetOrCreateDecision:
-    // one EVALSHA whose script runs one GET and two HGETs.
+    // GetDecision on a replica that has not seen the token: one EVALSHA
+    // whose script runs one GET (the token index) and one HGET.
+    // GetOrCreateDecision: one EVALSHA whose script runs one GET and two
+    // HGETs.
+    assert_eq!(full.get("evalsha"), Some(&2), "{full:?}");
     assert_eq!(
-        total, 5,
+        total, 7,
         "a lookup is a constant handful of commands: {full:?}"
     );
     for scan in ["scan", "keys", "hscan", "zscan", "sscan"] {
@@ -107,4 +124,65 @@ async fn lookups_cost_the_same_with_50_000_stored_decisions() {
             "{scan} on a request path: {full:?}"
         );
     }
+}
+
+/// A decision read again on the replica that heard of its last change is
+/// answered from the replica's copy: no Redis command at all. Another
+/// replica's change reaches that copy through the change feed before the
+/// replica's watchers hear of it, so a read after the watcher saw the
+/// change returns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_the_change_arrived_is_served_by_the_replica_and_is_current() {
+    use verdict::proto::{ApproveDecisionRequest, WatchDecisionRequest};
+    let redis = RedisServer::start();
+    let mut cfg = config(Some(&redis));
+    cfg.sweep_interval = std::time::Duration::ZERO;
+    let mut a = TestServer::start(cfg.clone()).await;
+    let mut b = TestServer::start(cfg).await;
+    let id = create_incident(&mut a, "PodCrashLooping").await;
+    let d = decide(&mut a, &id).await;
+    let mut watch = b
+        .decisions
+        .watch_decision(WatchDecisionRequest {
+            token: d.token.clone(),
+            after_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let snapshot = watch.message().await.unwrap().unwrap().decision.unwrap();
+    assert_eq!(snapshot.version, d.version);
+    a.decisions
+        .approve_decision(ApproveDecisionRequest {
+            token: d.token.clone(),
+            actor: "vera".into(),
+            expected_version: d.version,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let heard = watch.message().await.unwrap().unwrap().decision.unwrap();
+    assert_eq!(heard.version, d.version + 1);
+
+    let mut conn = redis.conn().await;
+    reset_command_counts(&mut conn).await;
+    for _ in 0..3 {
+        let read = b
+            .decisions
+            .get_decision(GetDecisionRequest {
+                token: d.token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .decision
+            .unwrap();
+        assert_eq!(read.version, heard.version, "the change B heard of");
+        assert_eq!(read.state, heard.state);
+    }
+    let counts = command_counts(&mut conn).await;
+    assert!(
+        !counts.contains_key("hget") && !counts.contains_key("evalsha"),
+        "answered without reading the decision from Redis: {counts:?}"
+    );
 }

@@ -364,6 +364,7 @@ fn verdict_metric_names() -> Vec<&'static str> {
         LLM_CIRCUIT,
         CACHE_LOOKUPS,
         WATCH_STREAMS,
+        WATCH_FANOUT,
         WATCHERS_DROPPED,
         WEBHOOK_REQUESTS,
         ALERTS_INGESTED,

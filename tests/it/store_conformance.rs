@@ -184,6 +184,45 @@ async fn decision_updates_compare_and_set(s: Arc<dyn Store>) {
     assert_eq!(s.get_decision(&d.token).await.unwrap(), Some(ready));
 }
 
+/// A reader's read (`get_decision_cached`, which the Redis store may answer
+/// from the replica's copy while it follows the change feed) sees every
+/// write, and a lost compare-and-set changes nothing it returns.
+async fn cached_reads_see_every_write(s: Arc<dyn Store>) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let following = s
+        .follow_changes(Arc::new(|_| {}), shutdown.clone())
+        .await
+        .unwrap();
+    let feed = tokio::spawn(following);
+    let inc = incident(1_000);
+    s.create_incident(&inc, None, &none(), None).await.unwrap();
+    let d = decision(&inc.id);
+    s.create_decision(None, &d, &none(), None).await.unwrap();
+    assert_eq!(s.get_decision_cached(&d.token).await.unwrap(), Some(d.clone()));
+    let ready = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
+    s.update_decision(d.version, &ready, &none(), None)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            s.get_decision_cached(&d.token).await.unwrap(),
+            Some(ready.clone())
+        );
+    }
+    let stale = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
+    assert!(matches!(
+        s.update_decision(d.version, &stale, &none(), None)
+            .await
+            .unwrap(),
+        Cas::Conflict(_)
+    ));
+    assert_eq!(s.get_decision_cached(&d.token).await.unwrap(), Some(ready));
+    let unknown = decision(&inc.id);
+    assert_eq!(s.get_decision_cached(&unknown.token).await.unwrap(), None);
+    shutdown.cancel();
+    feed.await.unwrap();
+}
+
 async fn history_is_newest_first_and_capped(s: Arc<dyn Store>) {
     let inc = incident(1_000);
     s.create_incident(&inc, None, &none(), None).await.unwrap();
@@ -476,6 +515,7 @@ conformance!(
     incident_updates_compare_and_set,
     decision_creation_is_single_flight,
     decision_updates_compare_and_set,
+    cached_reads_see_every_write,
     history_is_newest_first_and_capped,
     listing_pages_newest_first_with_ties,
     overdue_analyses_come_from_an_index_kept_with_the_state,

@@ -8,12 +8,14 @@
 //! a dedicated connection of its own and reconnects by itself.
 
 use super::RedisStore;
+use super::decision_cache::DecisionCache;
 use super::record::decode;
 use crate::domain::{Decision, Incident};
 use crate::store::{Change, ChangeSink, StoreError, keys};
 use futures::future::BoxFuture;
 use redis::RedisError;
 use redis::aio::MultiplexedConnection;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -28,12 +30,37 @@ impl RedisStore {
     pub(super) async fn start_feed(
         &self,
         sink: ChangeSink,
+        cache: Arc<DecisionCache>,
         shutdown: CancellationToken,
     ) -> Result<BoxFuture<'static, ()>, StoreError> {
         // With Redis down at start-up, the position is taken on the first
         // connection instead (no change can be made without Redis).
         let last = self.run(async |c| newest_id(c).await).await.ok();
-        Ok(Box::pin(follow(self.client.clone(), last, sink, shutdown)))
+        let feed = Feed { sink, cache };
+        let client = self.client.clone();
+        Ok(Box::pin(async move {
+            follow(client, last, &feed, shutdown).await;
+            // Stopped: the cache can no longer see changes.
+            feed.cache.set_live(false);
+        }))
+    }
+}
+
+/// Where the feed's changes go: the decision cache first (so a read after
+/// a watcher heard of a change finds it), then the replica's sink.
+struct Feed {
+    sink: ChangeSink,
+    cache: Arc<DecisionCache>,
+}
+
+impl Feed {
+    /// Whether the feed follows the stream without a gap; on every change
+    /// of that, the cache is emptied.
+    fn following(&self, now: bool, was: &mut bool) {
+        if now != *was {
+            *was = now;
+            self.cache.set_live(now);
+        }
     }
 }
 
@@ -61,9 +88,10 @@ async fn newest_id(c: &mut MultiplexedConnection) -> Result<String, RedisError> 
 async fn follow(
     client: redis::Client,
     mut last_id: Option<String>,
-    sink: ChangeSink,
+    feed: &Feed,
     shutdown: CancellationToken,
 ) {
+    let mut live = false;
     let config = redis::AsyncConnectionConfig::new()
         .set_response_timeout(Some(FEED_BLOCK + Duration::from_secs(5)))
         .set_connection_timeout(Some(Duration::from_secs(5)));
@@ -83,6 +111,7 @@ async fn follow(
                 match connected {
                     Ok(c) => conn.insert(c),
                     Err(e) => {
+                        feed.following(false, &mut live);
                         tracing::warn!(error = %e, ?backoff, "change feed cannot connect to Redis; retrying");
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}
@@ -100,6 +129,7 @@ async fn follow(
                 Ok(id) => last_id.insert(id).clone(),
                 Err(e) => {
                     tracing::warn!(error = %e, "change feed cannot read the stream position; reconnecting");
+                    feed.following(false, &mut live);
                     conn = None;
                     continue;
                 }
@@ -113,15 +143,20 @@ async fn follow(
         match read {
             Ok(reply) => {
                 backoff = Duration::from_millis(100);
+                // A read answered: the feed follows the stream (again) from
+                // where it was, so these entries and every later change are
+                // seen, in order.
+                feed.following(true, &mut live);
                 for key in reply.map(|r| r.keys).unwrap_or_default() {
                     for entry in key.ids {
-                        deliver(&sink, &entry);
+                        deliver(feed, &entry);
                         last_id = Some(entry.id);
                     }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "change feed read failed; reconnecting");
+                feed.following(false, &mut live);
                 conn = None;
             }
         }
@@ -131,7 +166,7 @@ async fn follow(
 /// Hands one stream entry's change to the sink: a decision (`d`) or an
 /// incident (`i`). An entry that holds neither is logged and skipped (it
 /// cannot be retried into shape).
-fn deliver(sink: &ChangeSink, entry: &redis::streams::StreamId) {
+fn deliver(feed: &Feed, entry: &redis::streams::StreamId) {
     let decision: Option<Vec<u8>> = entry.get("d");
     let change = match decision {
         Some(b) => decode::<Decision>(keys::CHANGES, &b).map(|d| Change::Decision(Box::new(d))),
@@ -144,7 +179,12 @@ fn deliver(sink: &ChangeSink, entry: &redis::streams::StreamId) {
         },
     };
     match change {
-        Ok(c) => sink(c),
+        Ok(c) => {
+            if let Change::Decision(d) = &c {
+                feed.cache.observe(d);
+            }
+            (feed.sink)(c)
+        }
         Err(e) => tracing::error!(id = %entry.id, error = %e, "undecodable change skipped"),
     }
 }

@@ -19,6 +19,7 @@
 
 mod audit;
 mod audit_tail;
+mod decision_cache;
 mod feed;
 mod notify;
 mod pool;
@@ -46,7 +47,7 @@ use futures::future::BoxFuture;
 use lru::LruCache;
 use redis::Value;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +70,9 @@ pub struct RedisStore {
     /// Whether every decision change also enqueues its chat card's update
     /// (see [`RedisStore::with_chat_outbox`]).
     chat_outbox: bool,
+    /// Decisions for `get_decision_cached`, kept right by the change feed
+    /// (`decision_cache.rs`); serves nothing until the feed follows.
+    decisions: Arc<decision_cache::DecisionCache>,
 }
 
 impl RedisStore {
@@ -85,6 +89,10 @@ impl RedisStore {
             token_cache: Mutex::new(LruCache::new(TOKEN_CACHE_ENTRIES)),
             audit: self::audit::AuditState::new(),
             chat_outbox: false,
+            decisions: Arc::new(decision_cache::DecisionCache::new(
+                decision_cache::ENTRIES,
+                decision_cache::MAX_AGE,
+            )),
         })
     }
 
@@ -352,20 +360,55 @@ impl Store for RedisStore {
     }
 
     async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
-        let Some((incident, cached)) = self.incident_of(token).await? else {
+        // A token this replica knows: its record, one HGET. Otherwise the
+        // index and the record in one script (`decision_by_token.lua`).
+        let cached = self.cache().get(token).cloned();
+        if let Some(incident) = cached {
+            let key = keys::decision(&incident, token);
+            let bytes: Option<Vec<u8>> = self
+                .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
+                .await?;
+            return bytes.map(|b| decode_record(&key, &b)).transpose();
+        }
+        let index = keys::token_index(token);
+        let script = &self.scripts.decision_by_token;
+        let v: Vec<Value> = self
+            .run(async |c| {
+                script
+                    .key(&index)
+                    .arg(token.as_str())
+                    .arg(keys::DECISION_KEY_START)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        let mut it = v.into_iter();
+        let Some(id) = optional_bytes(it.next())? else {
             return Ok(None);
         };
+        let incident = std::str::from_utf8(&id)
+            .map_err(|e| StoreError::corrupt(&index, e))
+            .and_then(|s| IncidentId::parse(s).map_err(|e| StoreError::corrupt(&index, e)))?;
         let key = keys::decision(&incident, token);
-        let bytes: Option<Vec<u8>> = self
-            .run(async |c| redis::cmd("HGET").arg(&key).arg("d").query_async(c).await)
-            .await?;
-        let Some(bytes) = bytes else { return Ok(None) };
-        // Cached only once the record is known to exist; a hit is not
-        // re-inserted (that cost a lock and two clones per read).
-        if !cached {
-            self.cache().put(token.clone(), incident);
+        let Some(bytes) = optional_bytes(it.next())? else {
+            return Ok(None);
+        };
+        let decision = decode_record(&key, &bytes)?;
+        // Cached only once the record is known to exist.
+        self.cache().put(token.clone(), incident);
+        Ok(Some(decision))
+    }
+
+    async fn get_decision_cached(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
+        if let Some(d) = self.decisions.get(token) {
+            return Ok(Some(Decision::clone(&d)));
         }
-        decode_record(&key, &bytes).map(Some)
+        let ticket = self.decisions.ticket();
+        let found = self.get_decision(token).await?;
+        if let (Some(ticket), Some(d)) = (ticket, &found) {
+            self.decisions.fill(ticket, d);
+        }
+        Ok(found)
     }
 
     async fn incident_and_current(
@@ -450,6 +493,7 @@ impl Store for RedisStore {
         let outcome = cas_reply(reply, |b| decode_record(&ck, b))?;
         if matches!(outcome, Cas::Written) {
             self.cache().put(decision.token.clone(), id.clone());
+            self.decisions.observe(decision);
         }
         Ok(outcome)
     }
@@ -511,7 +555,13 @@ impl Store for RedisStore {
                 call
             })
             .await?;
-        cas_reply(reply, |b| decode_record(&key, b))
+        let outcome = cas_reply(reply, |b| decode_record(&key, b))?;
+        match &outcome {
+            Cas::Written => self.decisions.observe(decision),
+            Cas::Conflict(Some(current)) => self.decisions.observe(current),
+            Cas::Conflict(None) => {}
+        }
+        Ok(outcome)
     }
 
     async fn append_audit(&self, draft: &audit_trail::Draft) -> Result<(), StoreError> {
@@ -603,7 +653,8 @@ impl Store for RedisStore {
         sink: ChangeSink,
         shutdown: CancellationToken,
     ) -> Result<BoxFuture<'static, ()>, StoreError> {
-        self.start_feed(sink, shutdown).await
+        self.start_feed(sink, self.decisions.clone(), shutdown)
+            .await
     }
 
     async fn overdue_analyses(
