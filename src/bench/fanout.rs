@@ -67,9 +67,12 @@ pub struct SendSide {
     pub max_le_ms: f64,
 }
 
+/// Cumulative bucket counts by upper bound (seconds).
+pub type Buckets = Vec<(f64, u64)>;
+
 /// The fan-out histogram's cumulative bucket counts by upper bound
 /// (seconds), from a Prometheus text exposition; `+Inf` is `f64::INFINITY`.
-pub fn send_buckets(exposition: &str) -> Vec<(f64, u64)> {
+pub fn send_buckets(exposition: &str) -> Buckets {
     let prefix = format!("{}_bucket{{", crate::metrics::WATCH_FANOUT);
     let mut out: Vec<(f64, u64)> = exposition
         .lines()
@@ -93,7 +96,7 @@ impl SendSide {
     /// The change between two scrapes of several replicas (each a
     /// `send_buckets` before and after), added up per bucket; `None` when
     /// no send was counted.
-    pub fn between(scrapes: &[(Vec<(f64, u64)>, Vec<(f64, u64)>)]) -> Option<SendSide> {
+    pub fn between(scrapes: &[(Buckets, Buckets)]) -> Option<SendSide> {
         let mut delta: Vec<(f64, u64)> = Vec::new();
         for (before, after) in scrapes {
             for &(le, n) in after {
@@ -119,7 +122,7 @@ impl SendSide {
 
 /// `GET /metrics` of a target (plain HTTP, the gRPC port: where verdict
 /// serves it unless `metrics_listen` moves it); `None` when unreadable.
-async fn scrape(http: &reqwest::Client, target: &str) -> Option<Vec<(f64, u64)>> {
+async fn scrape(http: &reqwest::Client, target: &str) -> Option<Buckets> {
     let base = if target.contains("://") {
         target.to_owned()
     } else {

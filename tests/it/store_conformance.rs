@@ -198,7 +198,10 @@ async fn cached_reads_see_every_write(s: Arc<dyn Store>) {
     s.create_incident(&inc, None, &none(), None).await.unwrap();
     let d = decision(&inc.id);
     s.create_decision(None, &d, &none(), None).await.unwrap();
-    assert_eq!(s.get_decision_cached(&d.token).await.unwrap(), Some(d.clone()));
+    assert_eq!(
+        s.get_decision_cached(&d.token).await.unwrap(),
+        Some(d.clone())
+    );
     let ready = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
     s.update_decision(d.version, &ready, &none(), None)
         .await
