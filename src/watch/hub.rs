@@ -3,6 +3,7 @@
 
 use crate::domain::{Decision, DecisionState, Incident, IncidentId, Severity, Token};
 use bytes::Bytes;
+use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -128,12 +129,16 @@ struct AllSlot {
 }
 
 /// Watchers keyed by their id, so one leaving is removed in constant
-/// time: with a list, 10 000 watchers of one token leaving cost 10 000
-/// scans of 10 000 entries, each under the lock every publish needs.
+/// time (with a list, 10 000 watchers of one token leaving cost 10 000
+/// scans of 10 000 entries, each under the lock every publish needs), and
+/// kept in arrival order, so a change reaches them in the order they came:
+/// watchers that share a connection (which arrive together) are then woken
+/// together. In a hash map's order the same fan-out cost this server twice
+/// the CPU (BENCHMARKS.md, "Watch fan-out").
 #[derive(Default)]
 struct Inner {
-    by_token: HashMap<Token, HashMap<u64, Slot<SharedDecision>>>,
-    all: HashMap<u64, AllSlot>,
+    by_token: HashMap<Token, IndexMap<u64, Slot<SharedDecision>>>,
+    all: IndexMap<u64, AllSlot>,
 }
 
 /// Fans changes out to this replica's watchers.
@@ -164,14 +169,14 @@ impl<T> Drop for Subscription<T> {
         match &self.token {
             Some(t) => {
                 if let Some(v) = g.by_token.get_mut(t) {
-                    v.remove(&self.id);
+                    v.swap_remove(&self.id);
                     if v.is_empty() {
                         g.by_token.remove(t);
                     }
                 }
             }
             None => {
-                g.all.remove(&self.id);
+                g.all.swap_remove(&self.id);
             }
         }
         self.hub.live.send_modify(|n| *n -= 1);
