@@ -314,8 +314,28 @@ impl DecisionManager {
             decision,
             created: false,
         };
+        // The first read may come from the replica's copy: good enough to
+        // return a decision as it is, and only for that; any other outcome
+        // reads the store again.
+        let mut copy_allowed = true;
         for _ in 0..CAS_ATTEMPTS {
-            let (incident, current) = self.store.incident_and_current(incident_id).await?;
+            let (incident, current) = if copy_allowed {
+                copy_allowed = false;
+                let (incident, current, from_copy) =
+                    self.store.incident_and_current_cached(incident_id).await?;
+                if from_copy {
+                    if let (Some(incident), Some(d)) = (&incident, &current)
+                        && matches!(self.reuse(d, incident, self.clock.now()), Reuse::Return)
+                    {
+                        return Ok(existing(d.clone()));
+                    }
+                    self.store.incident_and_current(incident_id).await?
+                } else {
+                    (incident, current)
+                }
+            } else {
+                self.store.incident_and_current(incident_id).await?
+            };
             let incident = incident
                 .ok_or_else(|| ManagerError::NotFound(format!("incident {incident_id}")))?;
             let now = self.clock.now();

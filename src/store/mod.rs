@@ -155,6 +155,19 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
         self.get_decision(token).await
     }
 
+    /// [`Store::incident_and_current`] for `GetOrCreateDecision`, which
+    /// may be answered from the replica's copy (as
+    /// [`Store::get_decision_cached`]); the flag says it was. An answer from
+    /// the copy is only good for returning the decision as it is: anything
+    /// that writes reads again.
+    async fn incident_and_current_cached(
+        &self,
+        id: &IncidentId,
+    ) -> Result<(Option<Incident>, Option<Decision>, bool), StoreError> {
+        let (incident, decision) = self.incident_and_current(id).await?;
+        Ok((incident, decision, false))
+    }
+
     /// An incident and its current decision, in one round trip.
     async fn incident_and_current(
         &self,

@@ -50,9 +50,10 @@ async fn seed(redis: &RedisServer, n: usize) {
     store.seed_bulk(&decisions, &incidents).await.unwrap();
 }
 
-/// The commands one GetOrCreateDecision (READY token) and one GetDecision
-/// on another replica (which has not seen the token: nothing cached) issue,
-/// with `stored` other decisions in Redis.
+/// The commands one GetDecision and one GetOrCreateDecision (READY token)
+/// issue on a replica that has not seen the incident or its decision (so
+/// nothing is answered from its copy), with `stored` other decisions in
+/// Redis.
 async fn lookup_commands(stored: usize) -> (BTreeMap<String, u64>, u64) {
     let redis = RedisServer::start();
     seed(&redis, stored).await;
@@ -85,7 +86,7 @@ async fn lookup_commands(stored: usize) -> (BTreeMap<String, u64>, u64) {
         })
         .await
         .unwrap();
-    let again = s
+    let again = other
         .decisions
         .get_or_create_decision(GetOrCreateDecisionRequest {
             incident_id: id,
@@ -127,12 +128,13 @@ async fn lookups_cost_the_same_with_50_000_stored_decisions() {
 }
 
 /// A decision read again on the replica that heard of its last change is
-/// answered from the replica's copy: no Redis command at all. Another
+/// answered from the replica's copy: no Redis command at all, for
+/// `GetDecision` and for `GetOrCreateDecision` of its incident. Another
 /// replica's change reaches that copy through the change feed before the
 /// replica's watchers hear of it, so a read after the watcher saw the
 /// change returns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_after_the_change_arrived_is_served_by_the_replica_and_is_current() {
+async fn reads_after_the_change_arrived_are_served_by_the_replica_and_are_current() {
     use verdict::proto::{ApproveDecisionRequest, WatchDecisionRequest};
     let redis = RedisServer::start();
     let mut cfg = config(Some(&redis));
@@ -164,8 +166,31 @@ async fn a_read_after_the_change_arrived_is_served_by_the_replica_and_is_current
     let heard = watch.message().await.unwrap().unwrap().decision.unwrap();
     assert_eq!(heard.version, d.version + 1);
 
+    // B reads the incident and its current decision once (from Redis: it
+    // holds neither the incident nor which decision is current); that read
+    // is kept too.
+    let goc = |s: &mut TestServer| {
+        let mut c = s.decisions.clone();
+        let id = id.clone();
+        async move {
+            c.get_or_create_decision(GetOrCreateDecisionRequest {
+                incident_id: id,
+                wait: false,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let first = goc(&mut b).await;
+    assert!(!first.created);
+
     let mut conn = redis.conn().await;
     reset_command_counts(&mut conn).await;
+    let again = goc(&mut b).await;
+    assert!(!again.created);
+    assert_eq!(again.decision.unwrap().version, heard.version);
     for _ in 0..3 {
         let read = b
             .decisions

@@ -211,7 +211,19 @@ async fn cached_reads_see_every_write(s: Arc<dyn Store>) {
             s.get_decision_cached(&d.token).await.unwrap(),
             Some(ready.clone())
         );
+        let (i, cur, _) = s.incident_and_current_cached(&inc.id).await.unwrap();
+        assert_eq!(
+            (i.map(|i| i.id), cur),
+            (Some(inc.id.clone()), Some(ready.clone()))
+        );
     }
+    // A newer decision for the incident becomes its current one.
+    let next = decision(&inc.id);
+    s.create_decision(Some(&d.token), &next, &none(), None)
+        .await
+        .unwrap();
+    let (_, cur, _) = s.incident_and_current_cached(&inc.id).await.unwrap();
+    assert_eq!(cur, Some(next));
     let stale = d.transition(DecisionState::Ready, 0, Utc::now()).unwrap();
     assert!(matches!(
         s.update_decision(d.version, &stale, &none(), None)

@@ -180,8 +180,9 @@ fn deliver(feed: &Feed, entry: &redis::streams::StreamId) {
     };
     match change {
         Ok(c) => {
-            if let Change::Decision(d) = &c {
-                feed.cache.observe(d);
+            match &c {
+                Change::Decision(d) => feed.cache.observe(d),
+                Change::Incident(i) => feed.cache.observe_incident(i),
             }
             (feed.sink)(c)
         }

@@ -356,7 +356,13 @@ impl Store for RedisStore {
                 call
             })
             .await?;
-        cas_reply(reply, |b| decode_record(&key, b))
+        let outcome = cas_reply(reply, |b| decode_record(&key, b))?;
+        match &outcome {
+            Cas::Written => self.decisions.observe_incident(incident),
+            Cas::Conflict(Some(current)) => self.decisions.observe_incident(current),
+            Cas::Conflict(None) => {}
+        }
+        Ok(outcome)
     }
 
     async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
@@ -409,6 +415,25 @@ impl Store for RedisStore {
             self.decisions.fill(ticket, d);
         }
         Ok(found)
+    }
+
+    async fn incident_and_current_cached(
+        &self,
+        id: &IncidentId,
+    ) -> Result<(Option<Incident>, Option<Decision>, bool), StoreError> {
+        if let Some((incident, decision)) = self.decisions.current(id) {
+            return Ok((
+                Some(Incident::clone(&incident)),
+                Some(Decision::clone(&decision)),
+                true,
+            ));
+        }
+        let ticket = self.decisions.ticket();
+        let (incident, decision) = self.incident_and_current(id).await?;
+        if let (Some(ticket), Some(i), Some(d)) = (ticket, &incident, &decision) {
+            self.decisions.fill_current(ticket, i, d);
+        }
+        Ok((incident, decision, false))
     }
 
     async fn incident_and_current(
