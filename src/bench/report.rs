@@ -129,6 +129,8 @@ pub struct ScalingRow {
     pub health_rps: f64,
     /// Microseconds Redis itself spent per lookup script in this step
     /// (`INFO commandstats`): the store-side cost, immune to client noise.
+    /// Only lookups the replica could not answer from its copy reach
+    /// Redis; `None` when none did.
     pub redis_us_per_call: Option<f64>,
     #[serde(flatten)]
     pub figures: Figures,

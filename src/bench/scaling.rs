@@ -58,8 +58,11 @@ pub async fn run(
         if let Some(w) = warmup {
             runner::run(workload.clone(), channels, w).await?;
         }
-        // The lookup is one EVALSHA (incident_and_current.lua); health
-        // does not touch Redis, so the difference is the probes' alone.
+        // A lookup that reaches Redis is one EVALSHA
+        // (incident_and_current.lua); health does not touch Redis, so the
+        // difference is the probes' alone. Most probes are answered from
+        // the replica's copy (`store/redis/decision_cache.rs`): this times
+        // the ones that are not, and is None when none reached Redis.
         let before = seeder.command_stats(LOOKUP_COMMAND).await?;
         let measured =
             runner::run_rounds(&[health.clone(), workload.clone()], channels, load, rounds).await?;

@@ -102,7 +102,11 @@ async fn every_scenario_completes_and_counts_each_request_once() {
         assert_eq!(row.figures.ok, 300, "{:?}", row.figures.errors);
         assert!(row.health_rps > 0.0, "health measured in each step");
         assert!(row.figures.ratio_to_health.is_some());
-        assert!(row.redis_us_per_call.is_some(), "Redis timed the lookups");
+        // Redis times the lookups that reach it; the replica answers the
+        // rest from its copy (none may reach Redis in a short step).
+        if let Some(us) = row.redis_us_per_call {
+            assert!(us.is_finite() && us >= 0.0, "{us}");
+        }
     }
     // Both renderings work on a real report.
     assert!(report.text().contains("get-or-create-existing"));
