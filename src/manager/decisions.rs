@@ -575,7 +575,8 @@ impl DecisionManager {
         Ok(d)
     }
 
-    /// [`Self::get`] for a reader (`GetDecision`): the store may answer from the replica's copy of the decision
+    /// [`Self::get`] for a reader (`GetDecision`): the store may answer
+    /// from the replica's copy of the decision
     /// ([`Store::get_decision_cached`]). An abandoned analysis is read
     /// again from the store before it is finished.
     pub async fn read(&self, token: &Token) -> Result<Decision, ManagerError> {

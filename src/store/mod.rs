@@ -148,9 +148,9 @@ pub trait Store: notify::NotifyStore + Send + Sync + 'static {
     async fn get_decision(&self, token: &Token) -> Result<Option<Decision>, StoreError>;
 
     /// A decision by token for a reader (`GetDecision`): the replica may
-    /// answer from its own copy, which follows
-    /// every change with the change feed's delay (see the Redis store's
-    /// `decision_cache.rs`). Never for a read a write depends on.
+    /// answer from its own copy, which follows every change with the change
+    /// feed's delay (see the Redis store's `decision_cache.rs`). Never for
+    /// a read a write depends on.
     async fn get_decision_cached(&self, token: &Token) -> Result<Option<Decision>, StoreError> {
         self.get_decision(token).await
     }
